@@ -1,0 +1,48 @@
+# The project's entry points. `make test` is what CI runs (through .ci/run).
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# Caches live outside the checkout so clean clones (CI) reuse them when present.
+CACHE_DIR ?= $(or $(IMAGE_AUTOMATION_CACHE),$(HOME)/.cache/image-automation-rs)
+export CARGO_TARGET_DIR ?= $(CACHE_DIR)/target
+CARGO ?= cargo
+
+.PHONY: help setup build lint test generate demo e2e bench
+
+help:
+	@echo "make setup     install what a fresh Debian machine lacks (packages, kube-apiserver build)"
+	@echo "make build     build the workspace"
+	@echo "make lint      rustfmt check and clippy -D warnings"
+	@echo "make test      setup + lint + every test (what CI runs)"
+	@echo "make generate  regenerate CRDs and docs/api.md from crates/api-types"
+	@echo "make demo      local registry + git repo + both services, end to end"
+	@echo "make e2e       the end-to-end suite on the testbed"
+	@echo "make bench     benchmarks, with ratios against baselines measured in the same run"
+
+setup:
+	bash e2e/setup.sh
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+test: setup lint
+	$(CARGO) test --workspace --locked
+
+generate:
+	$(CARGO) run --quiet --locked -p crdgen -- .
+
+demo:
+	@echo "make demo: not implemented yet (the services land with the reflector and automation issues)" >&2
+	@exit 1
+
+e2e:
+	@echo "make e2e: not implemented yet (the seed procedure end to end lands with the ship-it issue)" >&2
+	@exit 1
+
+bench:
+	@echo "make bench: no benchmarks yet (they land with the engine issues)" >&2
+	@exit 1

@@ -1,0 +1,119 @@
+//! The CustomResourceDefinitions, assembled from the types.
+//!
+//! Flux served `v1beta1`, `v1beta2` and `v1` of the image API over the years. We serve all
+//! three from one superset schema with `conversion: None`, so a manifest of any era applies
+//! unchanged; `v1` is the storage version.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionVersion, CustomResourceSubresourceStatus,
+    CustomResourceSubresources, JSON, JSONSchemaProps,
+};
+use kube::CustomResourceExt;
+use serde_json::json;
+
+use crate::git_repository::GitRepository;
+use crate::image_policy::ImagePolicy;
+use crate::image_repository::ImageRepository;
+use crate::image_update_automation::ImageUpdateAutomation;
+
+/// Versions served besides the storage version `v1`, oldest last.
+pub const LEGACY_VERSIONS: [&str; 2] = ["v1beta2", "v1beta1"];
+
+/// The CRDs image-reflector owns: ImageRepository and ImagePolicy.
+pub fn reflector_crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        image_crd(ImageRepository::crd()),
+        image_crd(ImagePolicy::crd()),
+    ]
+}
+
+/// The CRD image-automation owns: ImageUpdateAutomation.
+pub fn automation_crds() -> Vec<CustomResourceDefinition> {
+    vec![image_crd(ImageUpdateAutomation::crd())]
+}
+
+/// A stand-in for source-controller's GitRepository CRD, for test clusters without Flux.
+/// Only the fields the automation reads are typed; the rest are preserved as given.
+pub fn git_repository_test_crd() -> CustomResourceDefinition {
+    let mut crd = GitRepository::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(root) = root_schema(version) {
+            root.description = Some(
+                "GitRepository as source-controller serves it; a test stand-in with only the \
+                 fields image-automation reads typed."
+                    .into(),
+            );
+        }
+        if let Some(spec) = spec_schema(version) {
+            spec.x_kubernetes_preserve_unknown_fields = Some(true);
+        }
+        if let Some(root) = root_schema(version) {
+            let status = JSONSchemaProps {
+                type_: Some("object".into()),
+                x_kubernetes_preserve_unknown_fields: Some(true),
+                ..Default::default()
+            };
+            root.properties
+                .get_or_insert_default()
+                .insert("status".into(), status);
+        }
+        version.subresources = Some(CustomResourceSubresources {
+            status: Some(CustomResourceSubresourceStatus(json!({}))),
+            ..Default::default()
+        });
+    }
+    crd
+}
+
+/// Adds Flux's CRD conventions to a derived v1 CRD and the legacy versions beside it.
+fn image_crd(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let kind = crd.spec.names.kind.clone();
+    for version in &mut crd.spec.versions {
+        if let Some(root) = root_schema(version) {
+            root.description = Some(format!(
+                "{kind} is the Schema for the {} API.",
+                crd.spec.names.plural
+            ));
+        }
+    }
+    crd.metadata.annotations.get_or_insert_default().insert(
+        // Flux's CRDs opt out of kustomize-controller's variable substitution, so `${...}`
+        // in descriptions and defaults is never rewritten.
+        "kustomize.toolkit.fluxcd.io/substitute".into(),
+        "disabled".into(),
+    );
+    let Some(mut storage) = crd.spec.versions.pop() else {
+        return crd;
+    };
+    if let Some(status) = root_schema(&mut storage).and_then(|root| {
+        root.properties
+            .as_mut()
+            .and_then(|properties| properties.get_mut("status"))
+    }) {
+        // Flux's CRDs default a new object's status so `observedGeneration` starts at -1.
+        status.default = Some(JSON(json!({"observedGeneration": -1})));
+    }
+    storage.storage = true;
+    storage.served = true;
+    let mut versions = vec![storage.clone()];
+    for name in LEGACY_VERSIONS {
+        let mut legacy = storage.clone();
+        legacy.name = name.into();
+        legacy.storage = false;
+        legacy.deprecated = Some(true);
+        legacy.deprecation_warning = Some(format!(
+            "image.toolkit.fluxcd.io/{name} {kind} is deprecated, upgrade to v1"
+        ));
+        versions.push(legacy);
+    }
+    crd.spec.versions = versions;
+    crd
+}
+
+fn root_schema(version: &mut CustomResourceDefinitionVersion) -> Option<&mut JSONSchemaProps> {
+    version.schema.as_mut()?.open_api_v3_schema.as_mut()
+}
+
+fn spec_schema(version: &mut CustomResourceDefinitionVersion) -> Option<&mut JSONSchemaProps> {
+    root_schema(version)?.properties.as_mut()?.get_mut("spec")
+}

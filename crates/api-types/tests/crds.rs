@@ -1,0 +1,46 @@
+//! Snapshot of the generated CRDs: any schema change shows up as a reviewable diff.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use api_types::crd;
+
+#[test]
+fn generated_crds_match_snapshots() {
+    let mut all = crd::reflector_crds();
+    all.extend(crd::automation_crds());
+    all.push(crd::git_repository_test_crd());
+    for crd in all {
+        let name = crd.metadata.name.clone().unwrap();
+        insta::assert_yaml_snapshot!(name, crd);
+    }
+}
+
+#[test]
+fn image_crds_serve_three_versions_with_v1_stored() {
+    let mut all = crd::reflector_crds();
+    all.extend(crd::automation_crds());
+    assert_eq!(all.len(), 3);
+    for crd in all {
+        let versions: Vec<(&str, bool, bool)> = crd
+            .spec
+            .versions
+            .iter()
+            .map(|v| (v.name.as_str(), v.served, v.storage))
+            .collect();
+        assert_eq!(
+            versions,
+            [
+                ("v1", true, true),
+                ("v1beta2", true, false),
+                ("v1beta1", true, false)
+            ]
+        );
+        // One superset schema: the versions differ in name only.
+        let schemas: Vec<_> = crd.spec.versions.iter().map(|v| &v.schema).collect();
+        assert!(schemas.windows(2).all(|pair| pair[0] == pair[1]));
+        assert!(crd.spec.conversion.is_none());
+        // The test API server (Kubernetes 1.20) knows no CEL.
+        let text = serde_json::to_string(&crd).unwrap();
+        assert!(!text.contains("x-kubernetes-validations"));
+    }
+}
