@@ -1,0 +1,29 @@
+//! Real components for integration and end-to-end tests.
+//!
+//! Users meet real registries, real git servers and a real Kubernetes API server, so our
+//! tests do too. Every component starts on free loopback ports, in a temporary directory,
+//! and stops when its handle is dropped. Binaries come from `e2e/setup.sh` (run by
+//! `make setup` and `make test`); a component that cannot start fails the test with a
+//! message saying what is missing, never a silent skip.
+//!
+//! - [`kube_apiserver::KubeApiServer`]: etcd + kube-apiserver with token auth and our CRDs.
+//! - [`registry::Registry`]: `docker-registry` anonymous, htpasswd, or Bearer-token auth,
+//!   optionally over TLS, with helpers to push and delete tags.
+//! - [`git::GitHttpServer`] and [`git::GitSshServer`]: smart HTTP and SSH git remotes.
+//! - [`prometheus::Prometheus`]: a Prometheus server scraping given targets.
+
+pub mod error;
+pub mod git;
+pub mod kube_apiserver;
+pub mod process;
+pub mod prometheus;
+pub mod registry;
+pub mod tls;
+pub mod tools;
+
+pub use error::{Error, Result};
+
+/// The repository root, for fixtures and generated CRDs.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

@@ -1,0 +1,1 @@
+//! docker-registry (written next).

@@ -1,0 +1,72 @@
+//! A throwaway certificate authority and server certificates for loopback TLS, made with
+//! the `openssl` CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::Result;
+use crate::process::run;
+use crate::tools;
+
+/// A self-signed CA with one server certificate valid for `127.0.0.1` and `localhost`.
+#[derive(Debug, Clone)]
+pub struct Certificates {
+    /// The CA certificate (PEM): what clients trust, what a `ca.crt` key holds.
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    /// The server certificate (PEM), signed by the CA.
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+impl Certificates {
+    /// Creates the CA and server certificate under `dir`.
+    pub fn generate(dir: &Path) -> Result<Self> {
+        let openssl = tools::openssl()?;
+        let path = |name: &str| dir.join(name);
+        let certs = Self {
+            ca_cert: path("ca.crt"),
+            ca_key: path("ca.key"),
+            server_cert: path("tls.crt"),
+            server_key: path("tls.key"),
+        };
+        run(
+            "generating a test CA",
+            Command::new(&openssl)
+                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=testbed-ca"])
+                .arg("-keyout")
+                .arg(&certs.ca_key)
+                .arg("-out")
+                .arg(&certs.ca_cert),
+        )?;
+        let csr = path("tls.csr");
+        run(
+            "generating a server key",
+            Command::new(&openssl)
+                .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"])
+                .arg("-keyout")
+                .arg(&certs.server_key)
+                .arg("-out")
+                .arg(&csr),
+        )?;
+        let ext = path("tls.ext");
+        std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+            .map_err(|source| crate::Error::Io { context: "writing tls.ext".into(), source })?;
+        run(
+            "signing the server certificate",
+            Command::new(&openssl)
+                .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+                .arg("-in")
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&certs.ca_cert)
+                .arg("-CAkey")
+                .arg(&certs.ca_key)
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&certs.server_cert),
+        )?;
+        Ok(certs)
+    }
+}
