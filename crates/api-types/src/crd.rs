@@ -6,7 +6,8 @@
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionVersion, CustomResourceSubresourceStatus,
-    CustomResourceSubresources, JSON, JSONSchemaProps,
+    CustomResourceSubresources, JSON, JSONSchemaProps, JSONSchemaPropsOrArray,
+    JSONSchemaPropsOrBool,
 };
 use kube::CustomResourceExt;
 use serde_json::json;
@@ -43,6 +44,7 @@ pub fn git_repository_test_crd() -> CustomResourceDefinition {
                  fields image-automation reads typed."
                     .into(),
             );
+            make_portable(root);
         }
         if let Some(spec) = spec_schema(version) {
             spec.x_kubernetes_preserve_unknown_fields = Some(true);
@@ -85,6 +87,9 @@ fn image_crd(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     let Some(mut storage) = crd.spec.versions.pop() else {
         return crd;
     };
+    if let Some(root) = root_schema(&mut storage) {
+        make_portable(root);
+    }
     if let Some(status) = root_schema(&mut storage).and_then(|root| {
         root.properties
             .as_mut()
@@ -108,6 +113,38 @@ fn image_crd(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     }
     crd.spec.versions = versions;
     crd
+}
+
+/// Rewrites what the derived schema says in ways older API servers reject (the testbed
+/// runs Kubernetes 1.20):
+/// - `null` in an `enum` (from optional enums; `nullable: true` already admits null);
+/// - empty-string defaults, which 1.20 reads as `null` and refuses for a string field.
+///   Dropping them changes nothing: a missing field and an empty one mean the same here.
+fn make_portable(schema: &mut JSONSchemaProps) {
+    if let Some(values) = schema.enum_.as_mut() {
+        values.retain(|value| !value.0.is_null());
+    }
+    if schema
+        .default
+        .as_ref()
+        .is_some_and(|d| d.0.as_str() == Some(""))
+    {
+        schema.default = None;
+    }
+    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        make_portable(child);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(item)) = schema.items.as_mut() {
+        make_portable(item);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(values)) = schema.additional_properties.as_mut() {
+        make_portable(values);
+    }
+    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of] {
+        for child in list.iter_mut().flatten() {
+            make_portable(child);
+        }
+    }
 }
 
 fn root_schema(version: &mut CustomResourceDefinitionVersion) -> Option<&mut JSONSchemaProps> {

@@ -42,5 +42,11 @@ fn image_crds_serve_three_versions_with_v1_stored() {
         // The test API server (Kubernetes 1.20) knows no CEL.
         let text = serde_json::to_string(&crd).unwrap();
         assert!(!text.contains("x-kubernetes-validations"));
+        // Kubernetes 1.20 rejects `null` in enums and empty-string defaults.
+        assert!(
+            !text.contains(",null]") && !text.contains("[null"),
+            "{text}"
+        );
+        assert!(!text.contains(r#""default":"""#), "{text}");
     }
 }
