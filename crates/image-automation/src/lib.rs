@@ -1,0 +1,1 @@
+//! image-automation: setters that rewrite marked image references, commit messages.

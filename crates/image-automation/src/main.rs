@@ -1,0 +1,6 @@
+//! The `image-automation` binary.
+
+fn main() -> std::process::ExitCode {
+    eprintln!("image-automation: no subcommands yet");
+    std::process::ExitCode::FAILURE
+}

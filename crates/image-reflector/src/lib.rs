@@ -1,0 +1,1 @@
+//! image-reflector: registry scanning, the tag store and policy evaluation.
