@@ -14,8 +14,12 @@ use crate::error::{Error, IoContext, Result};
 /// The port is free when this returns; a racing process could take it before the
 /// component binds it, which the component's readiness check then reports.
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context(|| "binding an ephemeral port".into())?;
-    Ok(listener.local_addr().context(|| "reading an ephemeral port".into())?.port())
+    let listener =
+        TcpListener::bind("127.0.0.1:0").context(|| "binding an ephemeral port".into())?;
+    Ok(listener
+        .local_addr()
+        .context(|| "reading an ephemeral port".into())?
+        .port())
 }
 
 /// A running component. Killed (and reaped) on drop; output goes to a log file.
@@ -34,14 +38,20 @@ impl Process {
             .append(true)
             .open(log)
             .context(|| format!("{component}: opening log {}", log.display()))?;
-        let err = out.try_clone().context(|| format!("{component}: log handle"))?;
+        let err = out
+            .try_clone()
+            .context(|| format!("{component}: log handle"))?;
         let child = command
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .context(|| format!("{component}: starting {:?}", command.get_program()))?;
-        Ok(Self { component, child, log: log.to_path_buf() })
+        Ok(Self {
+            component,
+            child,
+            log: log.to_path_buf(),
+        })
     }
 
     /// The last lines of the log, for error messages.
@@ -66,7 +76,10 @@ impl Process {
                 status: status.to_string(),
                 log_tail: self.log_tail(),
             }),
-            Err(err) => Err(Error::Io { context: format!("{}: waiting", self.component), source: err }),
+            Err(err) => Err(Error::Io {
+                context: format!("{}: waiting", self.component),
+                source: err,
+            }),
         }
     }
 
@@ -142,5 +155,7 @@ pub fn run(context: &str, command: &mut Command) -> Result<Output> {
 
 /// True when something accepts TCP connections on 127.0.0.1:`port`.
 pub async fn port_open(port: u16) -> bool {
-    tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
 }

@@ -33,7 +33,17 @@ impl Certificates {
         run(
             "generating a test CA",
             Command::new(&openssl)
-                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=testbed-ca"])
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=testbed-ca",
+                ])
                 .arg("-keyout")
                 .arg(&certs.ca_key)
                 .arg("-out")
@@ -43,15 +53,28 @@ impl Certificates {
         run(
             "generating a server key",
             Command::new(&openssl)
-                .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"])
+                .args([
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    "/CN=localhost",
+                ])
                 .arg("-keyout")
                 .arg(&certs.server_key)
                 .arg("-out")
                 .arg(&csr),
         )?;
         let ext = path("tls.ext");
-        std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-            .map_err(|source| crate::Error::Io { context: "writing tls.ext".into(), source })?;
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        )
+        .map_err(|source| crate::Error::Io {
+            context: "writing tls.ext".into(),
+            source,
+        })?;
         run(
             "signing the server certificate",
             Command::new(&openssl)

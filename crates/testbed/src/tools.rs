@@ -15,7 +15,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("IMAGE_AUTOMATION_CACHE") {
         return dir.into();
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/tmp".into());
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/tmp".into());
     home.join(".cache/image-automation-rs")
 }
 
@@ -25,21 +27,33 @@ fn find(component: &'static str, env: &str, candidates: &[PathBuf]) -> Result<Pa
         return if is_executable(&path) {
             Ok(path)
         } else {
-            Err(Error::Missing { component, hint: format!("${env}={} is not executable", path.display()) })
+            Err(Error::Missing {
+                component,
+                hint: format!("${env}={} is not executable", path.display()),
+            })
         };
     }
-    candidates.iter().find(|p| is_executable(p)).cloned().ok_or_else(|| Error::Missing {
-        component,
-        hint: format!(
-            "looked in ${env} and {}",
-            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        ),
-    })
+    candidates
+        .iter()
+        .find(|p| is_executable(p))
+        .cloned()
+        .ok_or_else(|| Error::Missing {
+            component,
+            hint: format!(
+                "looked in ${env} and {}",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn on_path(name: &str) -> Vec<PathBuf> {
@@ -60,7 +74,11 @@ pub fn etcd() -> Result<PathBuf> {
 }
 
 pub fn docker_registry() -> Result<PathBuf> {
-    find("docker-registry", "DOCKER_REGISTRY", &on_path("docker-registry"))
+    find(
+        "docker-registry",
+        "DOCKER_REGISTRY",
+        &on_path("docker-registry"),
+    )
 }
 
 pub fn prometheus() -> Result<PathBuf> {
@@ -98,7 +116,11 @@ pub fn openssl() -> Result<PathBuf> {
 /// git's `http-backend` CGI program.
 pub fn git_http_backend() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("GIT_HTTP_BACKEND").filter(|p| !p.is_empty()) {
-        return find("git-http-backend", "GIT_HTTP_BACKEND", &[PathBuf::from(path)]);
+        return find(
+            "git-http-backend",
+            "GIT_HTTP_BACKEND",
+            &[PathBuf::from(path)],
+        );
     }
     let exec_path = std::process::Command::new(git()?)
         .arg("--exec-path")
@@ -107,5 +129,9 @@ pub fn git_http_backend() -> Result<PathBuf> {
         .filter(|out| out.status.success())
         .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
         .unwrap_or_else(|| "/usr/lib/git-core".into());
-    find("git-http-backend", "GIT_HTTP_BACKEND", &[exec_path.join("git-http-backend")])
+    find(
+        "git-http-backend",
+        "GIT_HTTP_BACKEND",
+        &[exec_path.join("git-http-backend")],
+    )
 }

@@ -1,1 +1,0 @@
-//! docker-registry (written next).

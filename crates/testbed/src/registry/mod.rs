@@ -1,0 +1,399 @@
+//! A real `docker-registry` (CNCF distribution 2.8) on a free loopback port.
+//!
+//! Three auth modes, each optionally over TLS:
+//! - [`AuthMode::Anonymous`]: no auth;
+//! - [`AuthMode::Htpasswd`]: HTTP Basic against a bcrypt htpasswd file;
+//! - [`AuthMode::Token`]: the Docker Bearer-token flow, with a token issuer running in this
+//!   process that signs RS256 JWTs the registry verifies against the issuer's certificate.
+//!
+//! Helpers push tags, images and multi-arch indexes with plain HTTP calls (blob upload and
+//! manifest PUT), delete tags and list them, always using the mode's auth.
+
+mod client;
+mod token;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{IoContext, Result};
+use crate::process::{Process, free_port, run};
+use crate::tls::Certificates;
+use crate::tools;
+
+use client::{Client, ClientAuth};
+use token::TokenIssuer;
+
+/// Media types the helpers push and accept.
+pub mod media_type {
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_MANIFEST_LIST: &str =
+        "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+    pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+}
+
+/// How clients authenticate to the registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthMode {
+    #[default]
+    Anonymous,
+    /// HTTP Basic, checked against a bcrypt htpasswd file.
+    Htpasswd,
+    /// `WWW-Authenticate: Bearer` challenges answered by our token issuer.
+    Token,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    pub auth: AuthMode,
+    /// Serve HTTPS with a certificate from a throwaway CA (see [`Registry::ca_cert`]).
+    pub tls: bool,
+}
+
+impl RegistryOptions {
+    pub fn anonymous() -> Self {
+        Self {
+            auth: AuthMode::Anonymous,
+            tls: false,
+        }
+    }
+
+    pub fn htpasswd() -> Self {
+        Self {
+            auth: AuthMode::Htpasswd,
+            tls: false,
+        }
+    }
+
+    pub fn token() -> Self {
+        Self {
+            auth: AuthMode::Token,
+            tls: false,
+        }
+    }
+
+    pub fn with_tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+}
+
+/// The Bearer-token `service` (the JWT audience) and `issuer` the registry expects.
+pub const TOKEN_SERVICE: &str = "testbed-registry";
+const TOKEN_ISSUER: &str = "testbed-token-issuer";
+const USERNAME: &str = "testbed";
+
+/// A running registry; stopped on drop (its storage is in memory, so it goes too).
+#[derive(Debug)]
+pub struct Registry {
+    // Field order is drop order: the process stops before its directory goes.
+    process: Process,
+    token: Option<TokenIssuer>,
+    client: Client,
+    options: RegistryOptions,
+    port: u16,
+    credentials: Option<(String, String)>,
+    certs: Option<Certificates>,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub async fn start(options: RegistryOptions) -> Result<Self> {
+        let binary = tools::docker_registry()?;
+        let dir = tempfile::Builder::new()
+            .prefix("testbed-registry-")
+            .tempdir()
+            .context(|| "docker-registry: creating a temporary directory".into())?;
+        let port = free_port()?;
+        let credentials = match options.auth {
+            AuthMode::Anonymous => None,
+            AuthMode::Htpasswd | AuthMode::Token => {
+                Some((USERNAME.to_string(), random_password(dir.path())))
+            }
+        };
+        let certs = if options.tls {
+            Some(Certificates::generate(dir.path())?)
+        } else {
+            None
+        };
+
+        let mut auth_config = String::new();
+        let mut token = None;
+        let client_auth = match (&options.auth, &credentials) {
+            (AuthMode::Htpasswd, Some((user, pass))) => {
+                let file = dir.path().join("htpasswd");
+                write_htpasswd(&file, user, pass)?;
+                auth_config = format!(
+                    "auth:\n  htpasswd:\n    realm: testbed\n    path: {}\n",
+                    yaml_path(&file)
+                );
+                ClientAuth::Basic {
+                    username: user.clone(),
+                    password: pass.clone(),
+                }
+            }
+            (AuthMode::Token, Some((user, pass))) => {
+                let issuer =
+                    TokenIssuer::start(dir.path(), user, pass, TOKEN_SERVICE, TOKEN_ISSUER)?;
+                auth_config = format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                    issuer.realm(),
+                    yaml_path(issuer.cert_path()),
+                );
+                token = Some(issuer);
+                ClientAuth::Token {
+                    username: user.clone(),
+                    password: pass.clone(),
+                }
+            }
+            _ => ClientAuth::Anonymous,
+        };
+        let tls_config = match &certs {
+            Some(c) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                yaml_path(&c.server_cert),
+                yaml_path(&c.server_key)
+            ),
+            None => String::new(),
+        };
+        // Distribution's in-memory storage driver: on a disk-backed filesystem each tag's
+        // link files made pushing 3,000 tags 3-4x slower, and tmpfs may be tiny in containers.
+        let config = format!(
+            "version: 0.1\n\
+             log:\n  level: info\n  accesslog:\n    disabled: true\n\
+             storage:\n  inmemory: {{}}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n\
+             http:\n  addr: 127.0.0.1:{port}\n  secret: testbed-secret\n{tls_config}\
+             {auth_config}",
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config)
+            .context(|| "docker-registry: writing config.yml".into())?;
+
+        let scheme = if certs.is_some() { "https" } else { "http" };
+        let base_url = format!("{scheme}://127.0.0.1:{port}");
+        let ca_pem = match &certs {
+            Some(c) => Some(
+                std::fs::read(&c.ca_cert)
+                    .context(|| format!("docker-registry: reading {}", c.ca_cert.display()))?,
+            ),
+            None => None,
+        };
+        let client = Client::new(&base_url, ca_pem.as_deref(), client_auth)?;
+
+        let mut command = Command::new(binary);
+        command.arg("serve").arg(&config_path);
+        let mut process =
+            Process::spawn("docker-registry", command, &dir.path().join("registry.log"))?;
+        let http = client.http().clone();
+        let ping = format!("{base_url}/v2/");
+        process
+            .wait_ready(Duration::from_secs(30), || {
+                let request = http.get(&ping);
+                async move {
+                    request
+                        .send()
+                        .await
+                        .is_ok_and(|r| matches!(r.status().as_u16(), 200 | 401))
+                }
+            })
+            .await?;
+
+        Ok(Self {
+            process,
+            token,
+            client,
+            options,
+            port,
+            credentials,
+            certs,
+            dir,
+        })
+    }
+
+    /// `127.0.0.1:PORT`: what image names (an ImageRepository's `spec.image`) start with.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `HOST/repo`: a full image name.
+    pub fn image(&self, repo: &str) -> String {
+        format!("{}/{repo}", self.host())
+    }
+
+    /// `http(s)://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        self.client.base_url().to_string()
+    }
+
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
+    }
+
+    /// The user name clients must present (htpasswd and token modes).
+    pub fn username(&self) -> Option<&str> {
+        self.credentials.as_ref().map(|(user, _)| user.as_str())
+    }
+
+    /// The password clients must present (htpasswd and token modes); random per registry.
+    pub fn password(&self) -> Option<&str> {
+        self.credentials.as_ref().map(|(_, pass)| pass.as_str())
+    }
+
+    /// The CA certificate (PEM) that signed the registry's server certificate, when TLS.
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.certs.as_ref().map(|c| c.ca_cert.as_path())
+    }
+
+    /// The token issuer's URL (the Bearer challenge's realm), in token mode.
+    pub fn token_realm(&self) -> Option<String> {
+        self.token.as_ref().map(TokenIssuer::realm)
+    }
+
+    /// How many tokens the issuer has handed out (to anyone), for asserting token caching.
+    pub fn tokens_issued(&self) -> usize {
+        self.token.as_ref().map_or(0, TokenIssuer::issued)
+    }
+
+    /// A `kubernetes.io/dockerconfigjson` Secret's `.dockerconfigjson` value for this host
+    /// (`{"auths":{}}` when anonymous).
+    pub fn docker_config_json(&self) -> String {
+        use base64::Engine as _;
+        let mut auths = serde_json::Map::new();
+        if let Some((user, pass)) = &self.credentials {
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            auths.insert(
+                self.host(),
+                serde_json::json!({ "username": user, "password": pass, "auth": auth }),
+            );
+        }
+        serde_json::json!({ "auths": auths }).to_string()
+    }
+
+    /// A client trusting the registry's CA, without credentials: for raw requests in tests.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.client.http().clone()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.process.log_path()
+    }
+
+    /// The temporary directory holding config, credentials, certificates and the log.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Tags one image manifest as every one of `tags` (one manifest PUT per tag) and returns
+    /// its digest. The tags share the manifest: deleting any one by digest deletes them all,
+    /// so use [`Registry::push_image`] for tags that will be deleted.
+    pub async fn push_tags(&self, repo: &str, tags: &[impl AsRef<str>]) -> Result<String> {
+        let manifest = self
+            .client
+            .image_manifest(repo, &serde_json::json!({ "repo": repo }))
+            .await?;
+        let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
+        self.client
+            .put_manifest_many(repo, &tags, media_type::DOCKER_MANIFEST, manifest)
+            .await
+    }
+
+    /// Pushes a manifest unique to `repo:tag` and returns its digest.
+    pub async fn push_image(&self, repo: &str, tag: &str) -> Result<String> {
+        let manifest = self
+            .client
+            .image_manifest(repo, &serde_json::json!({ "repo": repo, "tag": tag }))
+            .await?;
+        self.client
+            .put_manifest(repo, tag, media_type::DOCKER_MANIFEST, manifest)
+            .await
+    }
+
+    /// Pushes an OCI image index over one OCI manifest per `(os, architecture)` and tags it;
+    /// returns the index digest.
+    pub async fn push_index(
+        &self,
+        repo: &str,
+        tag: &str,
+        platforms: &[(&str, &str)],
+    ) -> Result<String> {
+        let mut entries = Vec::new();
+        for (os, arch) in platforms {
+            let manifest = self.client.oci_manifest(repo, tag, os, arch).await?;
+            let size = manifest.len();
+            let digest = sha256_digest(&manifest);
+            self.client
+                .put_manifest(repo, &digest, media_type::OCI_MANIFEST, manifest)
+                .await?;
+            entries.push(serde_json::json!({
+                "mediaType": media_type::OCI_MANIFEST,
+                "digest": digest,
+                "size": size,
+                "platform": { "os": os, "architecture": arch },
+            }));
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_INDEX,
+            "manifests": entries,
+        });
+        self.client
+            .put_manifest(repo, tag, media_type::OCI_INDEX, json_bytes(&index))
+            .await
+    }
+
+    /// Deletes the manifest `tag` points to (and with it every tag sharing that manifest).
+    pub async fn delete_tag(&self, repo: &str, tag: &str) -> Result<()> {
+        let digest = self.manifest_digest(repo, tag).await?;
+        self.client.delete_manifest(repo, &digest).await
+    }
+
+    /// Every tag of `repo`, following `Link` pagination.
+    pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>> {
+        self.client.list_tags(repo).await
+    }
+
+    /// The digest `repo:tag` resolves to (a HEAD accepting manifests, lists and indexes).
+    pub async fn manifest_digest(&self, repo: &str, tag: &str) -> Result<String> {
+        self.client.manifest_digest(repo, tag).await
+    }
+}
+
+pub(crate) fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+pub(crate) fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
+    value.to_string().into_bytes()
+}
+
+/// A double-quoted YAML scalar (JSON strings are valid YAML).
+fn yaml_path(path: &Path) -> String {
+    serde_json::Value::String(path.display().to_string()).to_string()
+}
+
+/// Unique per registry so credentials of one never work against another.
+fn random_password(salt: &Path) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seed = format!("{}:{}:{nanos}", salt.display(), std::process::id());
+    hex::encode(&Sha256::digest(seed.as_bytes())[..12])
+}
+
+fn write_htpasswd(file: &Path, user: &str, pass: &str) -> Result<()> {
+    // Cost 4 (the minimum): the registry checks bcrypt on every request.
+    let output = run(
+        "docker-registry: hashing the htpasswd password",
+        Command::new(tools::htpasswd()?).args(["-B", "-C", "4", "-b", "-n", user, pass]),
+    )?;
+    std::fs::write(file, &output.stdout)
+        .context(|| format!("docker-registry: writing {}", file.display()))
+}
