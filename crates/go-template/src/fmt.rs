@@ -1,0 +1,850 @@
+//! Go's `fmt` printing rules for [`Value`]s: `Sprint`, `Sprintln`, `Sprintf` and `strconv.Quote`.
+
+use crate::value::{Object, Value};
+
+#[derive(Clone, Copy, Default)]
+struct Flags {
+    plus: bool,
+    minus: bool,
+    sharp: bool,
+    space: bool,
+    zero: bool,
+    plus_v: bool,
+    sharp_v: bool,
+    wid: Option<usize>,
+    prec: Option<usize>,
+}
+
+struct Printer {
+    buf: String,
+    f: Flags,
+}
+
+/// Go's `fmt.Sprint`.
+pub(crate) fn sprint(args: &[Value]) -> String {
+    let mut p = Printer::new();
+    let mut prev_string = false;
+    for (i, a) in args.iter().enumerate() {
+        let is_string = matches!(a, Value::String(_));
+        if i > 0 && !is_string && !prev_string {
+            p.buf.push(' ');
+        }
+        p.print_arg(a, 'v');
+        prev_string = is_string;
+    }
+    p.buf
+}
+
+/// Go's `fmt.Sprintln`.
+pub(crate) fn sprintln(args: &[Value]) -> String {
+    let mut p = Printer::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            p.buf.push(' ');
+        }
+        p.print_arg(a, 'v');
+    }
+    p.buf.push('\n');
+    p.buf
+}
+
+/// `%v` of one value (what `{{ . }}` and Sprig's `toString` print).
+pub(crate) fn sprint_value(v: &Value) -> String {
+    if let Value::String(s) = v {
+        return s.clone();
+    }
+    let mut p = Printer::new();
+    p.print_arg(v, 'v');
+    p.buf
+}
+
+/// Go's `fmt.Sprintf` (argument indexes `%[n]d` are not supported).
+pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
+    let mut p = Printer::new();
+    let b = format.as_bytes();
+    let end = b.len();
+    let mut arg_num = 0usize;
+    let mut i = 0usize;
+    'outer: while i < end {
+        let last = i;
+        while i < end && b[i] != b'%' {
+            i += 1;
+        }
+        if i > last {
+            p.buf.push_str(&format[last..i]);
+        }
+        if i >= end {
+            break;
+        }
+        i += 1;
+        p.f = Flags::default();
+        while i < end {
+            match b[i] {
+                b'#' => p.f.sharp = true,
+                b'0' => p.f.zero = !p.f.minus,
+                b'+' => p.f.plus = true,
+                b'-' => {
+                    p.f.minus = true;
+                    p.f.zero = false;
+                }
+                b' ' => p.f.space = true,
+                _ => break,
+            }
+            i += 1;
+        }
+        // Width.
+        if i < end && b[i] == b'*' {
+            i += 1;
+            match args.get(arg_num) {
+                Some(Value::Int(n)) => {
+                    let n = *n;
+                    arg_num += 1;
+                    if n < 0 {
+                        p.f.minus = true;
+                        p.f.zero = false;
+                    }
+                    p.f.wid = usize::try_from(n.unsigned_abs()).ok();
+                }
+                _ => {
+                    if arg_num < args.len() {
+                        arg_num += 1;
+                    }
+                    p.buf.push_str("%!(BADWIDTH)");
+                }
+            }
+        } else {
+            let (n, ni) = parse_num(b, i);
+            p.f.wid = n;
+            i = ni;
+        }
+        // Precision.
+        if i + 1 < end && b[i] == b'.' {
+            i += 1;
+            if i < end && b[i] == b'*' {
+                i += 1;
+                match args.get(arg_num) {
+                    Some(Value::Int(n)) => {
+                        arg_num += 1;
+                        p.f.prec = usize::try_from(*n).ok();
+                    }
+                    _ => {
+                        if arg_num < args.len() {
+                            arg_num += 1;
+                        }
+                        p.buf.push_str("%!(BADPREC)");
+                    }
+                }
+            } else {
+                let (n, ni) = parse_num(b, i);
+                p.f.prec = Some(n.unwrap_or(0));
+                i = ni;
+            }
+        }
+        if i >= end {
+            p.buf.push_str("%!(NOVERB)");
+            break 'outer;
+        }
+        let Some(verb) = format[i..].chars().next() else {
+            break;
+        };
+        i += verb.len_utf8();
+        if verb == '%' {
+            p.buf.push('%');
+            continue;
+        }
+        let Some(arg) = args.get(arg_num) else {
+            p.buf.push_str("%!");
+            p.buf.push(verb);
+            p.buf.push_str("(MISSING)");
+            continue;
+        };
+        if verb == 'v' {
+            p.f.sharp_v = p.f.sharp;
+            p.f.sharp = false;
+            p.f.plus_v = p.f.plus;
+            p.f.plus = false;
+        }
+        p.print_arg(arg, verb);
+        arg_num += 1;
+    }
+    if arg_num < args.len() {
+        p.f = Flags::default();
+        p.buf.push_str("%!(EXTRA ");
+        for (k, a) in args[arg_num..].iter().enumerate() {
+            if k > 0 {
+                p.buf.push_str(", ");
+            }
+            if matches!(a, Value::Nil) {
+                p.buf.push_str("<nil>");
+            } else {
+                p.buf.push_str(&a.type_name());
+                p.buf.push('=');
+                p.print_arg(a, 'v');
+            }
+        }
+        p.buf.push(')');
+    }
+    p.buf
+}
+
+fn parse_num(b: &[u8], mut i: usize) -> (Option<usize>, usize) {
+    let start = i;
+    let mut n: usize = 0;
+    while i < b.len() && b[i].is_ascii_digit() {
+        n = n
+            .saturating_mul(10)
+            .saturating_add(usize::from(b[i] - b'0'));
+        i += 1;
+    }
+    if i == start { (None, i) } else { (Some(n), i) }
+}
+
+impl Printer {
+    fn new() -> Self {
+        Printer {
+            buf: String::new(),
+            f: Flags::default(),
+        }
+    }
+
+    fn print_arg(&mut self, v: &Value, verb: char) {
+        if let Value::Nil = v {
+            match verb {
+                'T' | 'v' => self.pad("<nil>"),
+                _ => self.bad_verb(v, verb),
+            }
+            return;
+        }
+        if verb == 'T' {
+            let t = v.type_name();
+            self.fmt_s(&t);
+            return;
+        }
+        self.print_value(v, verb, 0);
+    }
+
+    fn print_value(&mut self, v: &Value, verb: char, depth: usize) {
+        match v {
+            Value::Nil => {
+                if depth == 0 {
+                    self.pad("<invalid reflect.Value>");
+                } else {
+                    self.pad("<nil>");
+                }
+            }
+            Value::Bool(b) => match verb {
+                't' | 'v' => self.pad(if *b { "true" } else { "false" }),
+                _ => self.bad_verb(v, verb),
+            },
+            Value::Int(i) => self.fmt_int(*i, verb, v),
+            Value::Float(x) => self.fmt_float_verb(*x, verb, v),
+            Value::String(s) => self.fmt_string(s, verb, v),
+            Value::List(items) => {
+                if self.f.sharp_v {
+                    self.buf.push_str("[]interface {}{");
+                    for (i, x) in items.iter().enumerate() {
+                        if i > 0 {
+                            self.buf.push_str(", ");
+                        }
+                        self.print_value(x, verb, depth + 1);
+                    }
+                    self.buf.push('}');
+                    return;
+                }
+                self.buf.push('[');
+                for (i, x) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.buf.push(' ');
+                    }
+                    self.print_value(x, verb, depth + 1);
+                }
+                self.buf.push(']');
+            }
+            Value::Map(m) => {
+                if self.f.sharp_v {
+                    self.buf.push_str(m.type_name());
+                    self.buf.push('{');
+                } else {
+                    self.buf.push_str("map[");
+                }
+                for (i, (k, x)) in m.iter().enumerate() {
+                    if i > 0 {
+                        self.buf.push_str(if self.f.sharp_v { ", " } else { " " });
+                    }
+                    self.print_value(k, verb, depth + 1);
+                    self.buf.push(':');
+                    self.print_value(x, verb, depth + 1);
+                }
+                self.buf.push(if self.f.sharp_v { '}' } else { ']' });
+            }
+            Value::Object(o) => self.fmt_object(o, verb, depth),
+        }
+    }
+
+    fn fmt_object(&mut self, o: &Object, verb: char, depth: usize) {
+        if let Some(d) = o.display_string()
+            && !self.f.sharp_v
+            && matches!(verb, 'v' | 's' | 'x' | 'X' | 'q')
+        {
+            let d = d.to_string();
+            self.fmt_string(&d, verb, &Value::Nil);
+            return;
+        }
+        if self.f.sharp_v {
+            self.buf.push_str(o.type_name());
+        }
+        self.buf.push('{');
+        for (i, fld) in o.raw_fields().iter().enumerate() {
+            if i > 0 {
+                self.buf.push_str(if self.f.sharp_v { ", " } else { " " });
+            }
+            if self.f.plus_v || self.f.sharp_v {
+                self.buf.push_str(&fld.name);
+                self.buf.push(':');
+            }
+            self.print_value(&fld.value, verb, depth + 1);
+        }
+        self.buf.push('}');
+    }
+
+    fn bad_verb(&mut self, v: &Value, verb: char) {
+        self.buf.push_str("%!");
+        self.buf.push(verb);
+        self.buf.push('(');
+        if let Value::Nil = v {
+            self.buf.push_str("<nil>");
+        } else {
+            self.buf.push_str(&v.type_name());
+            self.buf.push('=');
+            let saved = self.f;
+            self.f = Flags::default();
+            self.f.wid = saved.wid;
+            self.f.prec = saved.prec;
+            self.f.minus = saved.minus;
+            self.f.zero = saved.zero;
+            self.print_value(v, 'v', 0);
+            self.f = saved;
+        }
+        self.buf.push(')');
+    }
+
+    fn write_padding(&mut self, n: usize) {
+        let c = if self.f.zero { '0' } else { ' ' };
+        for _ in 0..n {
+            self.buf.push(c);
+        }
+    }
+
+    fn pad(&mut self, s: &str) {
+        let Some(w) = self.f.wid else {
+            self.buf.push_str(s);
+            return;
+        };
+        let n = s.chars().count();
+        if n >= w {
+            self.buf.push_str(s);
+            return;
+        }
+        if self.f.minus {
+            self.buf.push_str(s);
+            let z = self.f.zero;
+            self.f.zero = false;
+            self.write_padding(w - n);
+            self.f.zero = z;
+        } else {
+            self.write_padding(w - n);
+            self.buf.push_str(s);
+        }
+    }
+
+    fn truncate<'s>(&self, s: &'s str) -> &'s str {
+        if let Some(p) = self.f.prec
+            && let Some((i, _)) = s.char_indices().nth(p)
+        {
+            return &s[..i];
+        }
+        s
+    }
+
+    fn fmt_s(&mut self, s: &str) {
+        let t = self.truncate(s).to_string();
+        self.pad(&t);
+    }
+
+    fn fmt_string(&mut self, s: &str, verb: char, v: &Value) {
+        match verb {
+            'v' => {
+                if self.f.sharp_v {
+                    self.fmt_q(s);
+                } else {
+                    self.fmt_s(s);
+                }
+            }
+            's' => self.fmt_s(s),
+            'x' => self.fmt_sx(s.as_bytes(), "0123456789abcdef"),
+            'X' => self.fmt_sx(s.as_bytes(), "0123456789ABCDEF"),
+            'q' => self.fmt_q(s),
+            _ => self.bad_verb(v, verb),
+        }
+    }
+
+    fn fmt_q(&mut self, s: &str) {
+        let s = self.truncate(s).to_string();
+        let q = if self.f.sharp && can_backquote(&s) {
+            format!("`{s}`")
+        } else if self.f.plus {
+            quote_with(&s, true)
+        } else {
+            quote(&s)
+        };
+        self.pad(&q);
+    }
+
+    fn fmt_sx(&mut self, bytes: &[u8], digits: &str) {
+        let d = digits.as_bytes();
+        let n = match self.f.prec {
+            Some(p) if p < bytes.len() => p,
+            _ => bytes.len(),
+        };
+        let mut out = String::new();
+        for (i, b) in bytes[..n].iter().enumerate() {
+            if i > 0 && self.f.space {
+                out.push(' ');
+            }
+            if self.f.sharp && (i == 0 || self.f.space) {
+                out.push('0');
+                out.push(if digits.starts_with("0123456789a") {
+                    'x'
+                } else {
+                    'X'
+                });
+            }
+            out.push(char::from(d[usize::from(b >> 4)]));
+            out.push(char::from(d[usize::from(b & 15)]));
+        }
+        self.pad(&out);
+    }
+
+    fn fmt_int(&mut self, i: i64, verb: char, v: &Value) {
+        match verb {
+            'v' | 'd' => self.fmt_integer(i, 10, verb, "0123456789abcdefx"),
+            'b' => self.fmt_integer(i, 2, verb, "0123456789abcdefx"),
+            'o' | 'O' => self.fmt_integer(i, 8, verb, "0123456789abcdefx"),
+            'x' => self.fmt_integer(i, 16, verb, "0123456789abcdefx"),
+            'X' => self.fmt_integer(i, 16, verb, "0123456789ABCDEFX"),
+            'c' => {
+                let c = u32::try_from(i)
+                    .ok()
+                    .and_then(char::from_u32)
+                    .unwrap_or('\u{FFFD}');
+                self.pad(&c.to_string());
+            }
+            'q' => {
+                let c = u32::try_from(i)
+                    .ok()
+                    .and_then(char::from_u32)
+                    .unwrap_or('\u{FFFD}');
+                let q = quote_rune(c, self.f.plus);
+                self.pad(&q);
+            }
+            'U' => {
+                let mut s = format!("U+{:04X}", i);
+                if self.f.sharp
+                    && let Some(c) = u32::try_from(i).ok().and_then(char::from_u32)
+                    && is_print(c)
+                {
+                    s.push_str(&format!(" '{c}'"));
+                }
+                self.pad(&s);
+            }
+            _ => self.bad_verb(v, verb),
+        }
+    }
+
+    fn fmt_integer(&mut self, i: i64, base: u32, verb: char, digits: &str) {
+        let negative = i < 0;
+        let mut u = i.unsigned_abs();
+        let mut prec = 0usize;
+        if let Some(p) = self.f.prec {
+            prec = p;
+            if p == 0 && u == 0 {
+                let z = self.f.zero;
+                self.f.zero = false;
+                let w = self.f.wid.unwrap_or(0);
+                self.write_padding(w);
+                self.f.zero = z;
+                return;
+            }
+        } else if self.f.zero
+            && let Some(w) = self.f.wid
+        {
+            prec = w;
+            if negative || self.f.plus || self.f.space {
+                prec = prec.saturating_sub(1);
+            }
+        }
+        let d = digits.as_bytes();
+        let mut out: Vec<u8> = Vec::new();
+        if u == 0 {
+            out.push(b'0');
+        }
+        while u > 0 {
+            out.push(d[(u % u64::from(base)) as usize]);
+            u /= u64::from(base);
+        }
+        while out.len() < prec {
+            out.push(b'0');
+        }
+        if self.f.sharp {
+            match base {
+                2 => {
+                    out.push(b'b');
+                    out.push(b'0');
+                }
+                8 if out.last() != Some(&b'0') => out.push(b'0'),
+                16 => {
+                    out.push(d[16]);
+                    out.push(b'0');
+                }
+                _ => {}
+            }
+        }
+        if verb == 'O' {
+            out.push(b'o');
+            out.push(b'0');
+        }
+        if negative {
+            out.push(b'-');
+        } else if self.f.plus {
+            out.push(b'+');
+        } else if self.f.space {
+            out.push(b' ');
+        }
+        out.reverse();
+        let s = String::from_utf8_lossy(&out).into_owned();
+        let z = self.f.zero;
+        self.f.zero = false;
+        self.pad(&s);
+        self.f.zero = z;
+    }
+
+    fn fmt_float_verb(&mut self, x: f64, verb: char, v: &Value) {
+        match verb {
+            'v' => self.fmt_float(x, 'g', None),
+            'g' | 'G' => self.fmt_float(x, verb, self.f.prec),
+            'e' | 'E' | 'f' => self.fmt_float(x, verb, Some(self.f.prec.unwrap_or(6))),
+            'F' => self.fmt_float(x, 'f', Some(self.f.prec.unwrap_or(6))),
+            _ => self.bad_verb(v, verb),
+        }
+    }
+
+    fn fmt_float(&mut self, x: f64, verb: char, prec: Option<usize>) {
+        let s = format_float(x, verb, prec);
+        let mut num = if s.starts_with('-') || s.starts_with('+') {
+            s
+        } else {
+            format!("+{s}")
+        };
+        if self.f.space && num.starts_with('+') && !self.f.plus {
+            num.replace_range(0..1, " ");
+        }
+        if num[1..].starts_with('I') || num[1..].starts_with('N') {
+            let z = self.f.zero;
+            self.f.zero = false;
+            if num[1..].starts_with('N') && !self.f.space && !self.f.plus {
+                num.remove(0);
+            }
+            self.pad(&num);
+            self.f.zero = z;
+            return;
+        }
+        if self.f.plus || !num.starts_with('+') {
+            if self.f.zero
+                && let Some(w) = self.f.wid
+                && w > num.len()
+            {
+                self.buf.push_str(&num[..1]);
+                self.write_padding(w - num.len());
+                self.buf.push_str(&num[1..]);
+                return;
+            }
+            self.pad(&num);
+            return;
+        }
+        let rest = num[1..].to_string();
+        self.pad(&rest);
+    }
+}
+
+/// Decimal digits (no leading/trailing zeros) and decimal point position of `x.abs()`, rounded
+/// to `sig` significant digits, or shortest round-trip when `sig` is `None`.
+fn float_digits(x: f64, sig: Option<usize>) -> (Vec<u8>, i32) {
+    if x == 0.0 {
+        return (Vec::new(), 0);
+    }
+    let s = match sig {
+        None => format!("{:e}", x.abs()),
+        Some(n) => format!("{:.*e}", n.saturating_sub(1), x.abs()),
+    };
+    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let mut digits: Vec<u8> = mant.bytes().filter(u8::is_ascii_digit).collect();
+    while digits.len() > 1 && digits.last() == Some(&b'0') {
+        digits.pop();
+    }
+    (digits, exp + 1)
+}
+
+fn fmt_e(neg: bool, digits: &[u8], dp: i32, prec: usize, e: char) -> String {
+    let mut s = String::new();
+    if neg {
+        s.push('-');
+    }
+    s.push(char::from(*digits.first().unwrap_or(&b'0')));
+    if prec > 0 {
+        s.push('.');
+        for i in 1..=prec {
+            s.push(char::from(*digits.get(i).unwrap_or(&b'0')));
+        }
+    }
+    s.push(e);
+    let exp = if digits.is_empty() { 0 } else { dp - 1 };
+    s.push(if exp < 0 { '-' } else { '+' });
+    let a = exp.unsigned_abs();
+    if a < 10 {
+        s.push('0');
+    }
+    s.push_str(&a.to_string());
+    s
+}
+
+fn fmt_f(neg: bool, digits: &[u8], dp: i32, prec: usize) -> String {
+    let mut s = String::new();
+    if neg {
+        s.push('-');
+    }
+    if dp > 0 {
+        for i in 0..dp as usize {
+            s.push(char::from(*digits.get(i).unwrap_or(&b'0')));
+        }
+    } else {
+        s.push('0');
+    }
+    if prec > 0 {
+        s.push('.');
+        for i in 1..=prec as i64 {
+            let j = i64::from(dp) + i - 1;
+            let c = if j >= 0 {
+                digits.get(j as usize).copied().unwrap_or(b'0')
+            } else {
+                b'0'
+            };
+            s.push(char::from(c));
+        }
+    }
+    s
+}
+
+/// Go's `strconv.FormatFloat(x, verb, prec, 64)` for verbs e, E, f, g, G.
+pub(crate) fn format_float(x: f64, verb: char, prec: Option<usize>) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    let neg = x.is_sign_negative();
+    match verb {
+        'f' => {
+            let p = prec.unwrap_or(6);
+            let s = format!("{:.*}", p, x.abs());
+            if neg { format!("-{s}") } else { s }
+        }
+        'e' | 'E' => {
+            let (digits, dp) = match prec {
+                Some(p) => float_digits(x, Some(p + 1)),
+                None => float_digits(x, None),
+            };
+            let p = prec.unwrap_or(digits.len().saturating_sub(1));
+            fmt_e(neg, &digits, dp, p, verb)
+        }
+        _ => {
+            let e = if verb == 'G' { 'E' } else { 'e' };
+            let shortest = prec.is_none();
+            let p = match prec {
+                Some(0) => 1,
+                Some(p) => p,
+                None => 0,
+            };
+            let (digits, dp) = float_digits(x, if shortest { None } else { Some(p) });
+            let nd = digits.len() as i32;
+            let mut eprec = if shortest { nd } else { p as i32 };
+            if eprec > nd && nd >= dp {
+                eprec = nd;
+            }
+            if shortest {
+                eprec = 6;
+            }
+            let exp = dp - 1;
+            if exp < -4 || exp >= eprec {
+                let mut pp = if shortest { nd } else { p as i32 };
+                if pp > nd {
+                    pp = nd;
+                }
+                return fmt_e(neg, &digits, dp, (pp - 1).max(0) as usize, e);
+            }
+            let mut pp = if shortest { nd } else { p as i32 };
+            if pp > dp {
+                pp = nd;
+            }
+            fmt_f(neg, &digits, dp, (pp - dp).max(0) as usize)
+        }
+    }
+}
+
+/// Approximates Go's `unicode.IsPrint`.
+pub(crate) fn is_print(c: char) -> bool {
+    if c.is_ascii() {
+        return (' '..='~').contains(&c);
+    }
+    if c.is_control() || (c.is_whitespace()) {
+        return false;
+    }
+    !matches!(c,
+        '\u{AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+        | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E000}'..='\u{F8FF}' | '\u{FFFE}' | '\u{FFFF}')
+}
+
+fn escape_rune(out: &mut String, c: char, quote_char: char, ascii_only: bool) {
+    if c == quote_char || c == '\\' {
+        out.push('\\');
+        out.push(c);
+        return;
+    }
+    if (ascii_only && c.is_ascii() && is_print(c)) || (!ascii_only && is_print(c)) {
+        out.push(c);
+        return;
+    }
+    match c {
+        '\u{7}' => out.push_str("\\a"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{b}' => out.push_str("\\v"),
+        c if (c as u32) < 0x20 || c == '\u{7f}' => {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        }
+        c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+        c => out.push_str(&format!("\\U{:08x}", c as u32)),
+    }
+}
+
+/// Go's `strconv.Quote`.
+pub(crate) fn quote(s: &str) -> String {
+    quote_with(s, false)
+}
+
+fn quote_with(s: &str, ascii_only: bool) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        escape_rune(&mut out, c, '"', ascii_only);
+    }
+    out.push('"');
+    out
+}
+
+fn quote_rune(c: char, ascii_only: bool) -> String {
+    let mut out = String::from("'");
+    escape_rune(&mut out, c, '\'', ascii_only);
+    out.push('\'');
+    out
+}
+
+fn can_backquote(s: &str) -> bool {
+    s.chars()
+        .all(|c| c != '`' && c != '\u{FEFF}' && (c == '\t' || !c.is_control() || c == '\u{80}'))
+        && !s.chars().any(|c| c.is_ascii_control() && c != '\t')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(fmt: &str, args: Vec<Value>) -> String {
+        sprintf(fmt, &args)
+    }
+
+    #[test]
+    fn verbs() {
+        assert_eq!(
+            f(
+                "%d|%5d|%-5d|%05d|%x|%X|%o|%b",
+                vec![
+                    3.into(),
+                    42.into(),
+                    42.into(),
+                    (-42).into(),
+                    255.into(),
+                    255.into(),
+                    8.into(),
+                    5.into()
+                ]
+            ),
+            "3|   42|42   |-0042|ff|FF|10|101"
+        );
+        assert_eq!(
+            f(
+                "%s|%q|%v|%t|%c|%%",
+                vec!["a".into(), "b\n".into(), Value::Nil, true.into(), 65.into()]
+            ),
+            "a|\"b\\n\"|<nil>|true|A|%"
+        );
+        assert_eq!(f("%d %s", vec!["x".into()]), "%!d(string=x) %!s(MISSING)");
+        assert_eq!(f("%d", vec![1.into(), 2.into()]), "1%!(EXTRA int=2)");
+        assert_eq!(
+            f(
+                "%.2f|%8.3f|%e|%g|%v|%v|%v",
+                vec![
+                    3.25159.into(),
+                    2.5.into(),
+                    1234.5678.into(),
+                    0.00001234.into(),
+                    1e21.into(),
+                    100000.0.into(),
+                    1e6.into()
+                ]
+            ),
+            "3.25|   2.500|1.234568e+03|1.234e-05|1e+21|100000|1e+06"
+        );
+        assert_eq!(
+            f(
+                "%.3s|%5.1s|%-4s|",
+                vec!["abcdef".into(), "xyz".into(), "ab".into()]
+            ),
+            "abc|    x|ab  |"
+        );
+    }
+
+    #[test]
+    fn composite() {
+        let m: crate::Map = [("b", 2), ("a", 1)].into_iter().collect();
+        assert_eq!(sprint_value(&Value::Map(m)), "map[a:1 b:2]");
+        assert_eq!(sprint_value(&Value::list(vec!["a", "b"])), "[a b]");
+        let o = Object::new("T").field("A", "x").field("B", 1);
+        assert_eq!(sprint_value(&Value::Object(o.clone())), "{x 1}");
+        assert_eq!(f("%+v", vec![Value::Object(o)]), "{A:x B:1}");
+        assert_eq!(
+            sprint(&["a".into(), 1.into(), 2.into(), "b".into()]),
+            "a1 2b"
+        );
+        assert_eq!(sprintln(&["a".into(), 1.into()]), "a 1\n");
+        assert_eq!(sprint_value(&Value::list(vec![Value::Nil])), "[<nil>]");
+    }
+}

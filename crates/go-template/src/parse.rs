@@ -1,0 +1,965 @@
+//! Parser producing a tree shaped like Go's `text/template/parse` nodes.
+
+use std::collections::HashMap;
+use std::fmt::{self, Display, Write as _};
+
+use crate::lexer::{Item, Kw, Tok, lex};
+
+#[derive(Clone, Debug)]
+pub(crate) enum Node {
+    Text(String),
+    Action(Pipe),
+    If(Branch),
+    Range(Branch),
+    With(Branch),
+    Template {
+        pos: usize,
+        name: String,
+        pipe: Option<Pipe>,
+    },
+    Break(usize),
+    Continue(usize),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Branch {
+    pub(crate) pos: usize,
+    pub(crate) pipe: Pipe,
+    pub(crate) list: Vec<Node>,
+    pub(crate) else_list: Option<Vec<Node>>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Pipe {
+    pub(crate) pos: usize,
+    pub(crate) is_assign: bool,
+    pub(crate) decl: Vec<String>,
+    pub(crate) cmds: Vec<Cmd>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Cmd {
+    pub(crate) pos: usize,
+    pub(crate) args: Vec<Arg>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Number {
+    pub(crate) text: String,
+    pub(crate) is_int: bool,
+    pub(crate) int: i64,
+    pub(crate) is_float: bool,
+    pub(crate) float: f64,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Arg {
+    Field {
+        pos: usize,
+        idents: Vec<String>,
+    },
+    Variable {
+        pos: usize,
+        idents: Vec<String>,
+    },
+    Dot(usize),
+    Nil(usize),
+    Bool(usize, bool),
+    Number(usize, Box<Number>),
+    Str {
+        pos: usize,
+        quoted: String,
+        text: String,
+    },
+    Ident {
+        pos: usize,
+        name: String,
+    },
+    Pipe(Box<Pipe>),
+    Chain {
+        pos: usize,
+        node: Box<Arg>,
+        fields: Vec<String>,
+    },
+}
+
+impl Arg {
+    pub(crate) fn pos(&self) -> usize {
+        match self {
+            Arg::Field { pos, .. }
+            | Arg::Variable { pos, .. }
+            | Arg::Dot(pos)
+            | Arg::Nil(pos)
+            | Arg::Bool(pos, _)
+            | Arg::Number(pos, _)
+            | Arg::Str { pos, .. }
+            | Arg::Ident { pos, .. }
+            | Arg::Chain { pos, .. } => *pos,
+            Arg::Pipe(p) => p.pos,
+        }
+    }
+}
+
+impl Display for Arg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Arg::Field { idents, .. } => {
+                for i in idents {
+                    write!(f, ".{i}")?;
+                }
+                Ok(())
+            }
+            Arg::Variable { idents, .. } => f.write_str(&idents.join(".")),
+            Arg::Dot(_) => f.write_str("."),
+            Arg::Nil(_) => f.write_str("nil"),
+            Arg::Bool(_, b) => write!(f, "{b}"),
+            Arg::Number(_, n) => f.write_str(&n.text),
+            Arg::Str { quoted, .. } => f.write_str(quoted),
+            Arg::Ident { name, .. } => f.write_str(name),
+            Arg::Pipe(p) => write!(f, "{p}"),
+            Arg::Chain { node, fields, .. } => {
+                if matches!(**node, Arg::Pipe(_)) {
+                    write!(f, "({node})")?;
+                } else {
+                    write!(f, "{node}")?;
+                }
+                for x in fields {
+                    write!(f, ".{x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.args.iter().enumerate() {
+            if i > 0 {
+                f.write_char(' ')?;
+            }
+            if let Arg::Pipe(p) = a {
+                write!(f, "({p})")?;
+            } else {
+                write!(f, "{a}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Display for Pipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.decl.is_empty() {
+            f.write_str(&self.decl.join(", "))?;
+            f.write_str(" := ")?;
+        }
+        for (i, c) in self.cmds.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" | ")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
+fn list_string(list: &[Node]) -> String {
+    list.iter().map(|n| n.to_string()).collect()
+}
+
+impl Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let branch = |f: &mut fmt::Formatter<'_>, kw: &str, b: &Branch| {
+            write!(f, "{{{{{kw} {}}}}}{}", b.pipe, list_string(&b.list))?;
+            if let Some(e) = &b.else_list {
+                write!(f, "{{{{else}}}}{}", list_string(e))?;
+            }
+            f.write_str("{{end}}")
+        };
+        match self {
+            Node::Text(t) => write!(f, "{}", crate::fmt::quote(t)),
+            Node::Action(p) => write!(f, "{{{{{p}}}}}"),
+            Node::If(b) => branch(f, "if", b),
+            Node::Range(b) => branch(f, "range", b),
+            Node::With(b) => branch(f, "with", b),
+            Node::Template { name, pipe, .. } => {
+                write!(f, "{{{{template {}", crate::fmt::quote(name))?;
+                if let Some(p) = pipe {
+                    write!(f, " {p}")?;
+                }
+                f.write_str("}}")
+            }
+            Node::Break(_) => f.write_str("{{break}}"),
+            Node::Continue(_) => f.write_str("{{continue}}"),
+        }
+    }
+}
+
+/// What the parser returns: the named trees found in one text.
+pub(crate) type Trees = HashMap<String, Vec<Node>>;
+
+enum Ctl {
+    Node(Node),
+    End,
+    Else,
+}
+
+struct Parser<'f> {
+    items: Vec<Item>,
+    idx: usize,
+    line: usize,
+    name: String,
+    vars: Vec<String>,
+    range_depth: usize,
+    action_line: usize,
+    has_func: &'f dyn Fn(&str) -> bool,
+    trees: Trees,
+}
+
+type PResult<T> = Result<T, String>;
+
+/// Parses `text` as template `name`; every identifier must satisfy `has_func`.
+pub(crate) fn parse(name: &str, text: &str, has_func: &dyn Fn(&str) -> bool) -> PResult<Trees> {
+    let mut p = Parser {
+        items: lex(text),
+        idx: 0,
+        line: 1,
+        name: name.to_string(),
+        vars: vec!["$".into()],
+        range_depth: 0,
+        action_line: 0,
+        has_func,
+        trees: HashMap::new(),
+    };
+    let root = p.parse_root()?;
+    add_tree(&mut p.trees, name, root).map_err(|m| p.err_msg(&m))?;
+    Ok(p.trees)
+}
+
+fn is_empty_tree(list: &[Node]) -> bool {
+    list.iter()
+        .all(|n| matches!(n, Node::Text(t) if t.chars().all(char::is_whitespace)))
+}
+
+fn add_tree(trees: &mut Trees, name: &str, list: Vec<Node>) -> Result<(), String> {
+    match trees.get(name) {
+        Some(existing) if !is_empty_tree(existing) => {
+            if !is_empty_tree(&list) {
+                return Err(format!(
+                    "template: multiple definition of template {}",
+                    crate::fmt::quote(name)
+                ));
+            }
+            Ok(())
+        }
+        _ => {
+            trees.insert(name.to_string(), list);
+            Ok(())
+        }
+    }
+}
+
+impl Parser<'_> {
+    fn err_msg(&self, msg: &str) -> String {
+        format!("template: {}:{}: {}", self.name, self.line, msg)
+    }
+
+    fn err<T>(&self, msg: impl Into<String>) -> PResult<T> {
+        Err(self.err_msg(&msg.into()))
+    }
+
+    fn next(&mut self) -> Item {
+        let it = self.items.get(self.idx).cloned().unwrap_or(Item {
+            tok: Tok::Eof,
+            pos: 0,
+            line: self.line,
+        });
+        if self.idx < self.items.len() {
+            self.idx += 1;
+        }
+        self.line = it.line;
+        it
+    }
+
+    fn backup(&mut self) {
+        self.idx = self.idx.saturating_sub(1);
+    }
+
+    fn peek(&self) -> Item {
+        self.items.get(self.idx).cloned().unwrap_or(Item {
+            tok: Tok::Eof,
+            pos: 0,
+            line: self.line,
+        })
+    }
+
+    fn next_non_space(&mut self) -> Item {
+        loop {
+            let it = self.next();
+            if it.tok != Tok::Space {
+                return it;
+            }
+        }
+    }
+
+    fn peek_non_space(&mut self) -> Item {
+        let it = self.next_non_space();
+        self.backup();
+        it
+    }
+
+    fn unexpected<T>(&self, item: &Item, context: &str) -> PResult<T> {
+        if let Tok::Error(e) = &item.tok {
+            let mut extra = String::new();
+            if self.action_line != 0 && self.action_line != item.line {
+                extra = format!(" in action started at {}:{}", self.name, self.action_line);
+                if e.ends_with(" action") {
+                    extra = extra[" in action".len()..].to_string();
+                }
+            }
+            return self.err(format!("{e}{extra}"));
+        }
+        self.err(format!("unexpected {} in {}", item.describe(), context))
+    }
+
+    fn expect(&mut self, want: &Tok, context: &str) -> PResult<Item> {
+        let it = self.next_non_space();
+        if &it.tok != want {
+            return self.unexpected(&it, context);
+        }
+        Ok(it)
+    }
+
+    fn parse_root(&mut self) -> PResult<Vec<Node>> {
+        let mut root = Vec::new();
+        while self.peek().tok != Tok::Eof {
+            if self.peek().tok == Tok::LeftDelim {
+                let save = self.idx;
+                self.next();
+                if self.next_non_space().tok == Tok::Keyword(Kw::Define) {
+                    self.parse_definition()?;
+                    continue;
+                }
+                self.idx = save;
+            }
+            match self.text_or_action()? {
+                Ctl::Node(n) => root.push(n),
+                Ctl::End => return self.err("unexpected {{end}}"),
+                Ctl::Else => return self.err("unexpected {{else}}"),
+            }
+        }
+        Ok(root)
+    }
+
+    fn parse_template_name(&mut self, it: &Item, context: &str) -> PResult<String> {
+        match &it.tok {
+            Tok::Str(q) | Tok::RawStr(q) => match unquote(q) {
+                Some(s) => Ok(s),
+                None => self.err(format!("invalid syntax: {q}")),
+            },
+            _ => self.unexpected(it, context),
+        }
+    }
+
+    fn parse_definition(&mut self) -> PResult<()> {
+        let context = "define clause";
+        let it = self.next_non_space();
+        let name = self.parse_template_name(&it, context)?;
+        self.expect(&Tok::RightDelim, context)?;
+        let saved_vars = std::mem::replace(&mut self.vars, vec!["$".into()]);
+        let (list, end) = self.item_list()?;
+        self.vars = saved_vars;
+        if !matches!(end, Ctl::End) {
+            return self.err("unexpected {{else}} in define clause");
+        }
+        add_tree(&mut self.trees, &name, list).map_err(|m| self.err_msg(&m))
+    }
+
+    fn item_list(&mut self) -> PResult<(Vec<Node>, Ctl)> {
+        let mut list = Vec::new();
+        while self.peek_non_space().tok != Tok::Eof {
+            match self.text_or_action()? {
+                Ctl::Node(n) => list.push(n),
+                other => return Ok((list, other)),
+            }
+        }
+        self.err("unexpected EOF")
+    }
+
+    fn text_or_action(&mut self) -> PResult<Ctl> {
+        let it = self.next_non_space();
+        match it.tok {
+            Tok::Text(t) => Ok(Ctl::Node(Node::Text(t))),
+            Tok::LeftDelim => {
+                self.action_line = it.line;
+                let r = self.action();
+                self.action_line = 0;
+                r
+            }
+            _ => self.unexpected(&it, "input"),
+        }
+    }
+
+    fn action(&mut self) -> PResult<Ctl> {
+        let it = self.next_non_space();
+        match it.tok {
+            Tok::Keyword(Kw::Block) => return self.block_control().map(Ctl::Node),
+            Tok::Keyword(Kw::Break) => {
+                self.loop_control(&it, "{{break}}")?;
+                return Ok(Ctl::Node(Node::Break(it.pos)));
+            }
+            Tok::Keyword(Kw::Continue) => {
+                self.loop_control(&it, "{{continue}}")?;
+                return Ok(Ctl::Node(Node::Continue(it.pos)));
+            }
+            Tok::Keyword(Kw::Else) => {
+                // `{{else if ...}}` leaves the `if` for the caller.
+                let peek = self.peek_non_space();
+                if peek.tok == Tok::Keyword(Kw::If) {
+                    return Ok(Ctl::Else);
+                }
+                self.expect(&Tok::RightDelim, "else")?;
+                return Ok(Ctl::Else);
+            }
+            Tok::Keyword(Kw::End) => {
+                self.expect(&Tok::RightDelim, "end")?;
+                return Ok(Ctl::End);
+            }
+            Tok::Keyword(Kw::If) => return self.control("if").map(|b| Ctl::Node(Node::If(b))),
+            Tok::Keyword(Kw::Range) => {
+                return self.control("range").map(|b| Ctl::Node(Node::Range(b)));
+            }
+            Tok::Keyword(Kw::With) => {
+                return self.control("with").map(|b| Ctl::Node(Node::With(b)));
+            }
+            Tok::Keyword(Kw::Template) => return self.template_control().map(Ctl::Node),
+            _ => {}
+        }
+        self.backup();
+        let pipe = self.pipeline("command", &Tok::RightDelim)?;
+        Ok(Ctl::Node(Node::Action(pipe)))
+    }
+
+    fn loop_control(&mut self, it: &Item, what: &str) -> PResult<()> {
+        let t = self.next_non_space();
+        if t.tok != Tok::RightDelim {
+            return self.unexpected(&t, what);
+        }
+        if self.range_depth == 0 {
+            self.line = it.line;
+            return self.err(format!("{what} outside {{{{range}}}}"));
+        }
+        Ok(())
+    }
+
+    fn control(&mut self, context: &str) -> PResult<Branch> {
+        let nvars = self.vars.len();
+        let r = self.control_inner(context);
+        self.vars.truncate(nvars);
+        r
+    }
+
+    fn control_inner(&mut self, context: &str) -> PResult<Branch> {
+        let pipe = self.pipeline(context, &Tok::RightDelim)?;
+        if context == "range" {
+            self.range_depth += 1;
+        }
+        let r = self.item_list();
+        if context == "range" {
+            self.range_depth -= 1;
+        }
+        let (list, next) = r?;
+        let mut else_list = None;
+        match next {
+            Ctl::End => {}
+            Ctl::Else => {
+                if context == "if" && self.peek_non_space().tok == Tok::Keyword(Kw::If) {
+                    self.next_non_space();
+                    let inner = self.control("if")?;
+                    else_list = Some(vec![Node::If(inner)]);
+                } else {
+                    let (l, n) = self.item_list()?;
+                    match n {
+                        Ctl::End => {}
+                        Ctl::Else => return self.err("expected end; found {{else}}"),
+                        Ctl::Node(_) => {}
+                    }
+                    else_list = Some(l);
+                }
+            }
+            Ctl::Node(_) => {}
+        }
+        Ok(Branch {
+            pos: pipe.pos,
+            pipe,
+            list,
+            else_list,
+        })
+    }
+
+    fn template_control(&mut self) -> PResult<Node> {
+        let context = "template clause";
+        let it = self.next_non_space();
+        let name = self.parse_template_name(&it, context)?;
+        let mut pipe = None;
+        if self.next_non_space().tok != Tok::RightDelim {
+            self.backup();
+            pipe = Some(self.pipeline(context, &Tok::RightDelim)?);
+        }
+        Ok(Node::Template {
+            pos: it.pos,
+            name,
+            pipe,
+        })
+    }
+
+    fn block_control(&mut self) -> PResult<Node> {
+        let context = "block clause";
+        let it = self.next_non_space();
+        let name = self.parse_template_name(&it, context)?;
+        let pipe = self.pipeline(context, &Tok::RightDelim)?;
+        let saved_vars = std::mem::replace(&mut self.vars, vec!["$".into()]);
+        let r = self.item_list();
+        self.vars = saved_vars;
+        let (list, end) = r?;
+        if !matches!(end, Ctl::End) {
+            return self.err("unexpected {{else}} in block clause");
+        }
+        add_tree(&mut self.trees, &name, list).map_err(|m| self.err_msg(&m))?;
+        Ok(Node::Template {
+            pos: it.pos,
+            name,
+            pipe: Some(pipe),
+        })
+    }
+
+    fn pipeline(&mut self, context: &str, end: &Tok) -> PResult<Pipe> {
+        let first = self.peek_non_space();
+        let mut pipe = Pipe {
+            pos: first.pos,
+            is_assign: false,
+            decl: Vec::new(),
+            cmds: Vec::new(),
+        };
+        // Declarations or assignments.
+        loop {
+            let v = self.peek_non_space();
+            let Tok::Variable(name) = &v.tok else { break };
+            let save = self.idx;
+            self.next_non_space();
+            let next = self.peek_non_space();
+            match &next.tok {
+                Tok::Assign | Tok::Declare => {
+                    pipe.is_assign = next.tok == Tok::Assign;
+                    self.next_non_space();
+                    pipe.decl.push(name.clone());
+                    self.vars.push(name.clone());
+                }
+                Tok::Char(',') => {
+                    self.next_non_space();
+                    pipe.decl.push(name.clone());
+                    self.vars.push(name.clone());
+                    if context == "range" && pipe.decl.len() < 2 {
+                        match self.peek_non_space().tok {
+                            Tok::Variable(_) | Tok::RightDelim | Tok::RightParen => continue,
+                            _ => return self.err("range can only initialize variables"),
+                        }
+                    }
+                    return self.err(format!("too many declarations in {context}"));
+                }
+                _ => self.idx = save,
+            }
+            break;
+        }
+        loop {
+            let it = self.next_non_space();
+            if &it.tok == end {
+                self.check_pipeline(&pipe, context)?;
+                return Ok(pipe);
+            }
+            match it.tok {
+                Tok::Bool(_)
+                | Tok::CharConst(_)
+                | Tok::Dot
+                | Tok::Field(_)
+                | Tok::Identifier(_)
+                | Tok::Number(_)
+                | Tok::Nil
+                | Tok::RawStr(_)
+                | Tok::Str(_)
+                | Tok::Variable(_)
+                | Tok::LeftParen => {
+                    self.backup();
+                    let c = self.command()?;
+                    pipe.cmds.push(c);
+                }
+                _ => return self.unexpected(&it, context),
+            }
+        }
+    }
+
+    fn check_pipeline(&self, pipe: &Pipe, context: &str) -> PResult<()> {
+        if pipe.cmds.is_empty() {
+            return self.err(format!("missing value for {context}"));
+        }
+        for (i, c) in pipe.cmds.iter().enumerate().skip(1) {
+            if matches!(
+                c.args.first(),
+                Some(Arg::Bool(..) | Arg::Dot(_) | Arg::Nil(_) | Arg::Number(..) | Arg::Str { .. })
+            ) {
+                return self.err(format!(
+                    "non executable command in pipeline stage {}",
+                    i + 1
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn command(&mut self) -> PResult<Cmd> {
+        let pos = self.peek_non_space().pos;
+        let mut args = Vec::new();
+        loop {
+            self.peek_non_space();
+            if let Some(op) = self.operand()? {
+                args.push(op);
+            }
+            let it = self.next();
+            match it.tok {
+                Tok::Space => continue,
+                Tok::RightDelim | Tok::RightParen => self.backup(),
+                Tok::Pipe => {}
+                _ => return self.unexpected(&it, "operand"),
+            }
+            break;
+        }
+        if args.is_empty() {
+            return self.err("empty command");
+        }
+        Ok(Cmd { pos, args })
+    }
+
+    fn operand(&mut self) -> PResult<Option<Arg>> {
+        let Some(node) = self.term()? else {
+            return Ok(None);
+        };
+        if let Tok::Field(_) = self.peek().tok {
+            let chain_pos = self.peek().pos;
+            let mut fields = Vec::new();
+            while let Tok::Field(f) = self.peek().tok {
+                self.next();
+                fields.push(f[1..].to_string());
+            }
+            return match node {
+                Arg::Field { mut idents, .. } => {
+                    idents.extend(fields);
+                    Ok(Some(Arg::Field {
+                        pos: chain_pos,
+                        idents,
+                    }))
+                }
+                Arg::Variable { mut idents, .. } => {
+                    idents.extend(fields);
+                    Ok(Some(Arg::Variable {
+                        pos: chain_pos,
+                        idents,
+                    }))
+                }
+                Arg::Bool(..) | Arg::Str { .. } | Arg::Number(..) | Arg::Nil(_) | Arg::Dot(_) => {
+                    let s = node.to_string();
+                    self.err(format!("unexpected . after term {}", crate::fmt::quote(&s)))
+                }
+                other => Ok(Some(Arg::Chain {
+                    pos: chain_pos,
+                    node: Box::new(other),
+                    fields,
+                })),
+            };
+        }
+        Ok(Some(node))
+    }
+
+    fn term(&mut self) -> PResult<Option<Arg>> {
+        let it = self.next_non_space();
+        let pos = it.pos;
+        Ok(Some(match it.tok {
+            Tok::Identifier(name) => {
+                if !(self.has_func)(&name) {
+                    return self.err(format!("function {} not defined", crate::fmt::quote(&name)));
+                }
+                Arg::Ident { pos, name }
+            }
+            Tok::Dot => Arg::Dot(pos),
+            Tok::Nil => Arg::Nil(pos),
+            Tok::Variable(v) => {
+                if !self.vars.iter().any(|x| x == &v) {
+                    return self.err(format!("undefined variable {}", crate::fmt::quote(&v)));
+                }
+                Arg::Variable {
+                    pos,
+                    idents: vec![v],
+                }
+            }
+            Tok::Field(f) => Arg::Field {
+                pos,
+                idents: vec![f[1..].to_string()],
+            },
+            Tok::Bool(b) => Arg::Bool(pos, b),
+            Tok::CharConst(t) | Tok::Number(t) => {
+                let is_char = t.starts_with('\'');
+                match parse_number(&t, is_char) {
+                    Ok(n) => Arg::Number(pos, Box::new(n)),
+                    Err(e) => return self.err(e),
+                }
+            }
+            Tok::LeftParen => {
+                let p = self.pipeline("parenthesized pipeline", &Tok::RightParen)?;
+                Arg::Pipe(Box::new(p))
+            }
+            Tok::Str(q) | Tok::RawStr(q) => match unquote(&q) {
+                Some(text) => Arg::Str {
+                    pos,
+                    quoted: q,
+                    text,
+                },
+                None => return self.err("invalid syntax"),
+            },
+            _ => {
+                self.backup();
+                return Ok(None);
+            }
+        }))
+    }
+}
+
+/// Go's `strconv.Unquote` for "..." and `...` literals.
+pub(crate) fn unquote(q: &str) -> Option<String> {
+    if q.len() >= 2 && q.starts_with('`') && q.ends_with('`') {
+        let inner = &q[1..q.len() - 1];
+        return Some(inner.replace('\r', ""));
+    }
+    if q.len() < 2 || !q.starts_with('"') || !q.ends_with('"') {
+        return None;
+    }
+    let inner = &q[1..q.len() - 1];
+    let mut out: Vec<u8> = Vec::new();
+    let mut it = inner.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '"' || c == '\n' {
+            return None;
+        }
+        if c != '\\' {
+            let mut b = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            continue;
+        }
+        let e = it.next()?;
+        match e {
+            'a' => out.push(7),
+            'b' => out.push(8),
+            'f' => out.push(12),
+            'n' => out.push(b'\n'),
+            'r' => out.push(b'\r'),
+            't' => out.push(b'\t'),
+            'v' => out.push(11),
+            '\\' => out.push(b'\\'),
+            '"' => out.push(b'"'),
+            '0'..='7' => {
+                let mut v = e.to_digit(8)?;
+                for _ in 0..2 {
+                    v = v * 8 + it.next()?.to_digit(8)?;
+                }
+                out.push(u8::try_from(v).ok()?);
+            }
+            'x' => {
+                let mut v = 0u32;
+                for _ in 0..2 {
+                    v = v * 16 + it.next()?.to_digit(16)?;
+                }
+                out.push(u8::try_from(v).ok()?);
+            }
+            'u' | 'U' => {
+                let n = if e == 'u' { 4 } else { 8 };
+                let mut v = 0u32;
+                for _ in 0..n {
+                    v = v * 16 + it.next()?.to_digit(16)?;
+                }
+                let ch = char::from_u32(v)?;
+                let mut b = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut b).as_bytes());
+            }
+            _ => return None,
+        }
+    }
+    // Go strings may hold invalid UTF-8 from \x escapes; we keep valid text only.
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn unquote_char(q: &str) -> Option<char> {
+    let inner = q.strip_prefix('\'')?.strip_suffix('\'')?;
+    if !inner.starts_with('\\') {
+        let mut cs = inner.chars();
+        let c = cs.next()?;
+        return if cs.next().is_none() { Some(c) } else { None };
+    }
+    if inner == "\\'" {
+        return Some('\'');
+    }
+    if inner == "\\\"" {
+        return None;
+    }
+    let s = unquote(&format!("\"{inner}\""))?;
+    let mut cs = s.chars();
+    let c = cs.next()?;
+    if cs.next().is_none() { Some(c) } else { None }
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)` (base prefixes and underscores).
+pub(crate) fn parse_go_int(text: &str) -> Option<i64> {
+    let (neg, body) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits, prefixed) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d.to_string(), true)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d.to_string(), true)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d.to_string(), true)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, lower[1..].to_string(), true)
+    } else {
+        (10, lower.clone(), false)
+    };
+    // Underscores must separate digits (Go literal syntax, allowed for base 0).
+    if digits.contains('_')
+        && (digits.ends_with('_')
+            || digits.contains("__")
+            || (!prefixed && digits.starts_with('_')))
+    {
+        return None;
+    }
+    let clean: String = digits.chars().filter(|&c| c != '_').collect();
+    if clean.is_empty() || clean.starts_with('+') || clean.starts_with('-') {
+        return None;
+    }
+    let mag = u64::from_str_radix(&clean, radix).ok()?;
+    if neg {
+        if mag <= i64::MAX as u64 + 1 {
+            Some((mag as i128).wrapping_neg() as i64)
+        } else {
+            None
+        }
+    } else {
+        i64::try_from(mag).ok()
+    }
+}
+
+fn parse_number(text: &str, is_char: bool) -> Result<Number, String> {
+    if is_char {
+        let c = unquote_char(text).ok_or_else(|| "invalid syntax".to_string())?;
+        return Ok(Number {
+            text: text.to_string(),
+            is_int: true,
+            int: i64::from(u32::from(c)),
+            is_float: true,
+            float: f64::from(u32::from(c)),
+        });
+    }
+    if text.ends_with('i') {
+        return Err(format!(
+            "complex numbers are not supported: {}",
+            crate::fmt::quote(text)
+        ));
+    }
+    let mut n = Number {
+        text: text.to_string(),
+        is_int: false,
+        int: 0,
+        is_float: false,
+        float: 0.0,
+    };
+    if let Some(i) = parse_go_int(text) {
+        n.is_int = true;
+        n.int = i;
+        n.is_float = true;
+        n.float = i as f64;
+        return Ok(n);
+    }
+    let clean: String = text.chars().filter(|&c| c != '_').collect();
+    let is_hex = clean
+        .trim_start_matches(['+', '-'])
+        .to_ascii_lowercase()
+        .starts_with("0x");
+    if !is_hex && let Ok(f) = clean.parse::<f64>() {
+        if !text.contains(['.', 'e', 'E', 'p', 'P']) {
+            return Err(format!("integer overflow: {}", crate::fmt::quote(text)));
+        }
+        n.is_float = true;
+        n.float = f;
+        if f.fract() == 0.0 && f.abs() < 9.2e18 {
+            n.is_int = true;
+            n.int = f as i64;
+        }
+        return Ok(n);
+    }
+    Err(format!(
+        "illegal number syntax: {}",
+        crate::fmt::quote(text)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> PResult<Trees> {
+        parse("t", s, &|n| n == "printf" || n == "len")
+    }
+
+    #[test]
+    fn node_strings() {
+        let t = p("{{ $x := printf \"%d\" (len .A.B) | printf \"%s\" }}").unwrap();
+        let s = t["t"][0].to_string();
+        assert_eq!(s, "{{$x := printf \"%d\" (len .A.B) | printf \"%s\"}}");
+    }
+
+    #[test]
+    fn parse_errors() {
+        assert_eq!(
+            p("a\n{{ nosuch 1 }}").unwrap_err(),
+            "template: t:2: function \"nosuch\" not defined"
+        );
+        assert_eq!(
+            p("{{ $x }}").unwrap_err(),
+            "template: t:1: undefined variable \"$x\""
+        );
+        assert_eq!(
+            p("{{ if .X }}").unwrap_err(),
+            "template: t:1: unexpected EOF"
+        );
+        assert_eq!(
+            p("{{ end }}").unwrap_err(),
+            "template: t:1: unexpected {{end}}"
+        );
+        assert_eq!(
+            p("{{ break }}").unwrap_err(),
+            "template: t:1: {{break}} outside {{range}}"
+        );
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_go_int("0x1F"), Some(31));
+        assert_eq!(parse_go_int("017"), Some(15));
+        assert_eq!(parse_go_int("-8"), Some(-8));
+        assert_eq!(parse_go_int("1_000"), Some(1000));
+        assert_eq!(parse_go_int("1__0"), None);
+        let n = parse_number("1.0", false).unwrap();
+        assert!(n.is_int && n.is_float);
+        assert_eq!(parse_number("'a'", true).unwrap().int, 97);
+    }
+}

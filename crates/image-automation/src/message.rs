@@ -1,0 +1,434 @@
+//! Commit messages: Flux's template data, rendered with Go `text/template` semantics.
+//!
+//! The data mirrors Flux v1's `source.TemplateData`:
+//! - `.AutomationObject`: a `types.NamespacedName` that prints `ns/name` and has `.Namespace`
+//!   and `.Name`;
+//! - `.Changed`: an `update.Result` with the field `FileChanges` (path -> object identifier ->
+//!   changes) and the methods `Objects` (merged per object) and `Changes` (de-duplicated);
+//! - `.Values`: `spec.git.commit.messageTemplateValues` as a `map[string]string`.
+//!
+//! We also provide the v1beta1 `.Updated` data (`Files`, `Objects`, `Images`, with image refs
+//! that have `String`, `Identifier`, `Repository`, `Registry`, `Name` and `Policy`), which Flux
+//! v1 rejects (Stalled `RemovedTemplateField`) but which templates from older guides use. It is a
+//! method, not a field, so printing `{{ . }}` shows exactly Flux's three fields.
+//!
+//! Ordering: Go iterates maps in sorted key order, so `range` over `FileChanges` and `Objects`
+//! is deterministic; `Changes` and the per-object lists of `Objects` are sorted by (setter, old
+//! value, new value), as in newer Flux, instead of depending on Go's random map order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use api_types::ImageRef;
+use api_types::image_update_automation::DEFAULT_MESSAGE_TEMPLATE;
+use go_template::{Map, Object, Template, Value};
+
+use crate::setters::{Change, ObjectId, Setters, UpdateResult};
+
+/// Flux names the template "commit message"; Go's error messages include the name.
+pub const TEMPLATE_NAME: &str = "commit message";
+
+/// What a commit message template sees.
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateInput<'a> {
+    /// The automation's namespace and name (`.AutomationObject`).
+    pub namespace: &'a str,
+    pub name: &'a str,
+    /// The setters' result (`.Changed`, and the legacy `.Updated`).
+    pub result: &'a UpdateResult,
+    /// `spec.git.commit.messageTemplateValues` (`.Values`).
+    pub values: Option<&'a BTreeMap<String, String>>,
+    /// The policies' latest images, for the legacy `.Updated` image refs.
+    pub setters: &'a Setters,
+}
+
+/// A template that could not be parsed or rendered; the message is Go's, naming the template
+/// line (e.g. `template: commit message:3: function "nosuchfn" not defined`).
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("{0}")]
+    Parse(go_template::Error),
+    #[error("{0}")]
+    Execute(go_template::Error),
+}
+
+/// Checks that a template parses (for validating a spec before any work is done).
+pub fn validate(template: &str) -> Result<(), MessageError> {
+    Template::validate(TEMPLATE_NAME, effective(template)).map_err(MessageError::Parse)
+}
+
+/// Renders `template` over the data of `input`. An empty template means Flux's default
+/// (`Update from image update automation`).
+pub fn render(template: &str, input: &TemplateInput<'_>) -> Result<String, MessageError> {
+    let parsed =
+        Template::parse(TEMPLATE_NAME, effective(template)).map_err(MessageError::Parse)?;
+    parsed
+        .execute(&template_data(input))
+        .map_err(MessageError::Execute)
+}
+
+fn effective(template: &str) -> &str {
+    if template.is_empty() {
+        DEFAULT_MESSAGE_TEMPLATE
+    } else {
+        template
+    }
+}
+
+/// The template's dot: Flux's `source.TemplateData`, plus the legacy `.Updated`.
+pub fn template_data(input: &TemplateInput<'_>) -> Value {
+    let values = Value::string_map(
+        input
+            .values
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    Object::new("source.TemplateData")
+        .field(
+            "AutomationObject",
+            namespaced_name(input.namespace, input.name),
+        )
+        .field("Changed", changed(input.result))
+        .field("Values", values)
+        .method("Updated", updated(input))
+        .into()
+}
+
+fn namespaced_name(namespace: &str, name: &str) -> Object {
+    Object::new("types.NamespacedName")
+        .field("Namespace", namespace)
+        .field("Name", name)
+        .display(format!("{namespace}/{name}"))
+}
+
+/// `update.ObjectIdentifier{yaml.ResourceIdentifier{TypeMeta{APIVersion, Kind}, NameMeta{Name,
+/// Namespace}}}`: the embedded fields are promoted, so `.Kind` and `.Name` work.
+fn object_identifier(id: &ObjectId) -> Value {
+    let type_meta = Object::new("yaml.TypeMeta")
+        .field("APIVersion", id.api_version.as_str())
+        .field("Kind", id.kind.as_str());
+    let name_meta = Object::new("yaml.NameMeta")
+        .field("Name", id.name.as_str())
+        .field("Namespace", id.namespace.as_str());
+    let resource = Object::new("yaml.ResourceIdentifier")
+        .embed("TypeMeta", type_meta)
+        .embed("NameMeta", name_meta);
+    Object::new("update.ObjectIdentifier")
+        .embed("ResourceIdentifier", resource)
+        .into()
+}
+
+fn change(c: &Change) -> Value {
+    Object::new("update.Change")
+        .field("OldValue", c.old_value.as_str())
+        .field("NewValue", c.new_value.as_str())
+        .field("Setter", c.setter.as_str())
+        .into()
+}
+
+/// Sorted like newer Flux's `sortChanges`: setter, then old value, then new value.
+fn sorted(mut changes: Vec<Change>) -> Vec<Change> {
+    changes.sort_by(|a, b| {
+        (&a.setter, &a.old_value, &a.new_value).cmp(&(&b.setter, &b.old_value, &b.new_value))
+    });
+    changes
+}
+
+fn changes_list(changes: &[Change]) -> Value {
+    Value::List(changes.iter().map(change).collect())
+}
+
+/// `.Changed`: Flux's `update.Result`.
+fn changed(result: &UpdateResult) -> Value {
+    let mut file_changes = Map::new().with_type_name("map[string]update.ObjectChanges");
+    for file in &result.files {
+        let mut objects = Map::new().with_type_name("update.ObjectChanges");
+        for object in &file.objects {
+            objects.insert(object_identifier(&object.id), changes_list(&object.changes));
+        }
+        file_changes.insert(file.path.as_str(), objects);
+    }
+    let mut merged = Map::new().with_type_name("update.ObjectChanges");
+    for (id, changes) in result.objects() {
+        merged.insert(object_identifier(&id), changes_list(&sorted(changes)));
+    }
+    let mut deduped = Vec::new();
+    let mut seen = BTreeSet::new();
+    for c in result.changes() {
+        if seen.insert((c.old_value.clone(), c.new_value.clone(), c.setter.clone())) {
+            deduped.push(c);
+        }
+    }
+    Object::new("update.Result")
+        .field("FileChanges", file_changes)
+        .method("Objects", merged)
+        .method("Changes", changes_list(&sorted(deduped)))
+        .into()
+}
+
+/// The image ref of the policy a setter names, as v1beta1 recorded it.
+fn policy_image<'a>(setters: &'a Setters, setter: &str) -> Option<(&'a ImageRef, String, String)> {
+    let mut parts = setter.splitn(3, ':');
+    let namespace = parts.next()?;
+    let policy = parts.next()?;
+    let image = setters.image(policy)?;
+    Some((image, namespace.to_owned(), policy.to_owned()))
+}
+
+/// go-containerregistry's view of a reference: registry (defaulting to Docker Hub, where
+/// single-component repositories live under `library/`) and repository.
+fn registry_and_repository(name: &str) -> (String, String) {
+    let (registry, repository) = match name.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => {
+            (host.to_owned(), rest.to_owned())
+        }
+        _ => ("index.docker.io".to_owned(), name.to_owned()),
+    };
+    let registry = if registry == "docker.io" {
+        "index.docker.io".to_owned()
+    } else {
+        registry
+    };
+    let repository = if registry == "index.docker.io" && !repository.contains('/') {
+        format!("library/{repository}")
+    } else {
+        repository
+    };
+    (registry, repository)
+}
+
+/// A v1beta1 `update.ImageRef`: prints as the reference it wrote; methods only.
+fn image_ref(image: &ImageRef, namespace: &str, policy: &str) -> Value {
+    let (registry, repository) = registry_and_repository(&image.name);
+    let digest = image.digest.as_deref().filter(|d| !d.is_empty());
+    let (identifier, full_name) = match digest {
+        Some(d) => (d.to_owned(), format!("{registry}/{repository}@{d}")),
+        None => (
+            image.tag.clone(),
+            format!("{registry}/{repository}:{}", image.tag),
+        ),
+    };
+    Object::new("update.imageRef")
+        .method("Identifier", identifier)
+        .method("Repository", repository)
+        .method("Registry", registry)
+        .method("Name", full_name)
+        .method("Policy", namespaced_name(namespace, policy))
+        .display(image.to_string())
+        .into()
+}
+
+/// `.Updated`: the v1beta1 `update.Result` (files -> objects -> image refs), one image ref per
+/// changed value, like the old setters callback recorded them.
+fn updated(input: &TemplateInput<'_>) -> Value {
+    let mut files = Map::new().with_type_name("map[string]update.FileResult");
+    let mut merged: BTreeMap<ObjectId, Vec<Value>> = BTreeMap::new();
+    let mut images: Vec<Value> = Vec::new();
+    let mut seen_images = BTreeSet::new();
+    for file in &input.result.files {
+        let mut objects =
+            Map::new().with_type_name("map[update.ObjectIdentifier][]update.ImageRef");
+        for object in &file.objects {
+            let mut refs = Vec::new();
+            for c in &object.changes {
+                let Some((image, namespace, policy)) = policy_image(input.setters, &c.setter)
+                else {
+                    continue;
+                };
+                let value = image_ref(image, &namespace, &policy);
+                if seen_images.insert((image.to_string(), namespace, policy)) {
+                    images.push(value.clone());
+                }
+                refs.push(value);
+            }
+            merged
+                .entry(object.id.clone())
+                .or_default()
+                .extend(refs.iter().cloned());
+            objects.insert(object_identifier(&object.id), Value::List(refs));
+        }
+        files.insert(
+            file.path.as_str(),
+            Object::new("update.FileResult").field("Objects", objects),
+        );
+    }
+    let mut objects = Map::new().with_type_name("map[update.ObjectIdentifier][]update.ImageRef");
+    for (id, refs) in merged {
+        objects.insert(object_identifier(&id), Value::List(refs));
+    }
+    Object::new("update.Result")
+        .field("Files", files)
+        .method("Objects", objects)
+        .method("Images", Value::List(images))
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::setters::{FileChanges, ObjectChanges};
+
+    fn setters() -> Setters {
+        let mut s = Setters::new("flux-system");
+        s.add(
+            "podinfo",
+            Some(ImageRef {
+                name: "helloworld".into(),
+                tag: "v1.0.0".into(),
+                digest: None,
+            }),
+        )
+        .unwrap();
+        s
+    }
+
+    fn id(kind: &str, name: &str) -> ObjectId {
+        ObjectId {
+            api_version: "apps/v1".into(),
+            kind: kind.into(),
+            name: name.into(),
+            namespace: String::new(),
+        }
+    }
+
+    fn change(old: &str, new: &str, setter: &str) -> Change {
+        Change {
+            old_value: old.into(),
+            new_value: new.into(),
+            setter: setter.into(),
+            line: 1,
+        }
+    }
+
+    fn result() -> UpdateResult {
+        UpdateResult {
+            files: vec![FileChanges {
+                path: "deploy.yaml".into(),
+                objects: vec![ObjectChanges {
+                    id: id("Deployment", "test"),
+                    changes: vec![change(
+                        "helloworld:1.0.0",
+                        "helloworld:v1.0.0",
+                        "flux-system:podinfo",
+                    )],
+                }],
+            }],
+            unmatched: vec![],
+        }
+    }
+
+    fn render_with(template: &str, result: &UpdateResult) -> String {
+        let setters = setters();
+        let input = TemplateInput {
+            namespace: "flux-system",
+            name: "update-test",
+            result,
+            values: None,
+            setters: &setters,
+        };
+        render(template, &input).unwrap()
+    }
+
+    #[test]
+    fn default_template() {
+        assert_eq!(
+            render_with("", &result()),
+            "Update from image update automation"
+        );
+    }
+
+    #[test]
+    fn flux_test_pinned_template() {
+        let template = "Commit summary\n\nAutomation: {{ .AutomationObject }}\n\nFiles:\n\
+            {{ range $filename, $_ := .Changed.FileChanges -}}\n- {{ $filename }}\n{{ end -}}\n\
+            Objects:\n{{ range $resource, $_ := .Changed.Objects -}}\n\
+            - {{ $resource.Kind | lower }} {{ $resource.Name | lower }}\n{{ end -}}\n\
+            Images:\n{{ range .Changed.Changes -}}\n- {{ .NewValue }} ({{ .Setter }})\n{{ end -}}\n";
+        assert_eq!(
+            render_with(template, &result()),
+            "Commit summary\n\nAutomation: flux-system/update-test\n\nFiles:\n- deploy.yaml\n\
+             Objects:\n- deployment test\nImages:\n- helloworld:v1.0.0 (flux-system:podinfo)\n"
+        );
+        assert_eq!(
+            render_with(
+                "{{ range $o, $_ := .Changed.Objects }}{{ $o.Kind }}/{{ $o.Namespace }}/{{ $o.Name }}{{ end }}",
+                &result()
+            ),
+            "Deployment//test"
+        );
+    }
+
+    #[test]
+    fn legacy_updated_data() {
+        let template = "{{ range .Updated.Images }}- {{.}} {{.Identifier}} {{.Repository}} \
+            {{.Registry}} {{.Name}} {{.Policy.Name}}\n{{ end }}\
+            {{ range $f, $_ := .Updated.Files }}{{ $f }}{{ end }} \
+            {{ range $o, $_ := .Updated.Objects }}{{ $o.Kind }} {{ $o.Name }}{{ end }}";
+        assert_eq!(
+            render_with(template, &result()),
+            "- helloworld:v1.0.0 v1.0.0 library/helloworld index.docker.io \
+             index.docker.io/library/helloworld:v1.0.0 podinfo\ndeploy.yaml Deployment test"
+        );
+    }
+
+    #[test]
+    fn objects_aggregate_across_files() {
+        let mut r = result();
+        r.files.push(FileChanges {
+            path: "more.yaml".into(),
+            objects: vec![ObjectChanges {
+                id: id("Deployment", "test"),
+                changes: vec![change("a", "b", "flux-system:podinfo:tag")],
+            }],
+        });
+        assert_eq!(
+            render_with(
+                "{{ range $o, $c := .Changed.Objects }}{{ $o.Name }}={{ len $c }}{{ end }} {{ len .Changed.Changes }}",
+                &r
+            ),
+            "test=2 2"
+        );
+    }
+
+    #[test]
+    fn values_and_errors() {
+        let setters = setters();
+        let values = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
+        let r = result();
+        let input = TemplateInput {
+            namespace: "ns",
+            name: "a",
+            result: &r,
+            values: Some(&values),
+            setters: &setters,
+        };
+        assert_eq!(
+            render("{{ .Values.env }} {{ .Values.missing }}", &input).unwrap(),
+            "prod <no value>"
+        );
+        let err = render("line\n{{ nosuchfn }}", &input).unwrap_err();
+        assert!(matches!(err, MessageError::Parse(_)));
+        assert!(err.to_string().contains("commit message:2"), "{err}");
+        assert!(validate("{{ .X ").is_err());
+    }
+
+    #[test]
+    fn registry_defaults() {
+        assert_eq!(
+            registry_and_repository("nginx"),
+            ("index.docker.io".into(), "library/nginx".into())
+        );
+        assert_eq!(
+            registry_and_repository("docker.io/team/app"),
+            ("index.docker.io".into(), "team/app".into())
+        );
+        assert_eq!(
+            registry_and_repository("localhost:5000/app"),
+            ("localhost:5000".into(), "app".into())
+        );
+        assert_eq!(
+            registry_and_repository("team/app"),
+            ("index.docker.io".into(), "team/app".into())
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! The `image-automation update` command, run as a user would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_image-automation");
+
+const DEPLOY: &str = "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n\nspec:\n  \
+    containers:\n  - name: web\n    image: ghcr.io/team/web:1.0.0 # {\"$imagepolicy\": \"flux-system:web\"}\n  \
+    - name: side\n    image: side:1 # {\"$imagepolicy\": \"other:side\"}\n";
+
+const POLICIES_JSON: &str = r#"{"items": [
+  {"namespace": "flux-system", "name": "web",
+   "latestRef": {"name": "ghcr.io/team/web", "tag": "1.10"}},
+  {"namespace": "other", "name": "side", "latestRef": {"name": "side", "tag": "2"}}
+]}"#;
+
+fn setup() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("tree")).unwrap();
+    std::fs::write(tmp.path().join("tree/deploy.yaml"), DEPLOY).unwrap();
+    std::fs::write(tmp.path().join("policies.json"), POLICIES_JSON).unwrap();
+    tmp
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .arg("update")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn deploy(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("tree/deploy.yaml")).unwrap()
+}
+
+#[test]
+fn text_output_rewrites_and_reports() {
+    let tmp = setup();
+    let out = run(
+        tmp.path(),
+        &["--path", "tree", "--policies", "policies.json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("deploy.yaml\n  apps/v1 Deployment web\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 10: ghcr.io/team/web:1.0.0 -> ghcr.io/team/web:1.10 (flux-system:web)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deploy.yaml:12: OtherNamespace \"other:side\""),
+        "{text}"
+    );
+    assert!(text.contains("1 change in 1 file\n"), "{text}");
+    assert_eq!(deploy(tmp.path()), DEPLOY.replace("web:1.0.0", "web:1.10"));
+}
+
+#[test]
+fn json_output_is_one_object() {
+    let tmp = setup();
+    let out = run(
+        tmp.path(),
+        &[
+            "--path",
+            "tree",
+            "--policies",
+            "policies.json",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let object = value.as_object().unwrap();
+    assert_eq!(
+        object.keys().collect::<Vec<_>>(),
+        ["changes", "unmatched"],
+        "no message without a template, no diff without --dry-run"
+    );
+    assert_eq!(
+        value["changes"],
+        serde_json::json!([{
+            "path": "deploy.yaml",
+            "objects": [{
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "",
+                "changes": [{
+                    "oldValue": "ghcr.io/team/web:1.0.0", "newValue": "ghcr.io/team/web:1.10",
+                    "setter": "flux-system:web", "line": 10
+                }]
+            }]
+        }])
+    );
+    assert_eq!(value["unmatched"][0]["reason"], "OtherNamespace");
+    assert_eq!(value["unmatched"][0]["line"], 12);
+    assert_eq!(deploy(tmp.path()), DEPLOY.replace("web:1.0.0", "web:1.10"));
+}
+
+#[test]
+fn other_namespace_applies_its_own_policies() {
+    let tmp = setup();
+    let out = run(
+        tmp.path(),
+        &[
+            "--path",
+            "tree",
+            "--policies",
+            "policies.json",
+            "--namespace",
+            "other",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(deploy(tmp.path()), DEPLOY.replace("side:1 ", "side:2 "));
+}
+
+#[test]
+fn dry_run_writes_nothing_and_prints_a_diff() {
+    let tmp = setup();
+    let out = run(
+        tmp.path(),
+        &["--path", "tree", "--policies", "policies.json", "--dry-run"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(
+            "--- a/deploy.yaml\n+++ b/deploy.yaml\n@@ -7,6 +7,6 @@\n spec:\n   containers:\n   - name: web\n\
+             -    image: ghcr.io/team/web:1.0.0 # {\"$imagepolicy\": \"flux-system:web\"}\n\
+             +    image: ghcr.io/team/web:1.10 # {\"$imagepolicy\": \"flux-system:web\"}\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("(dry run: nothing written)"), "{text}");
+    assert_eq!(deploy(tmp.path()), DEPLOY);
+
+    let out = run(
+        tmp.path(),
+        &[
+            "--path",
+            "tree",
+            "--policies",
+            "policies.json",
+            "--dry-run",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(
+        value["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+    image: ghcr.io/team/web:1.10")
+    );
+    assert_eq!(deploy(tmp.path()), DEPLOY);
+}
+
+#[test]
+fn yaml_policies_file() {
+    let tmp = setup();
+    std::fs::write(
+        tmp.path().join("policies.yaml"),
+        "items:\n- namespace: flux-system\n  name: web\n  latestRef:\n    name: ghcr.io/team/web\n    tag: \"2.0\"\n",
+    )
+    .unwrap();
+    let out = run(
+        tmp.path(),
+        &["--path", "tree", "--policies", "policies.yaml"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(deploy(tmp.path()), DEPLOY.replace("web:1.0.0", "web:2.0"));
+}
+
+#[test]
+fn bad_input_fails_clearly_and_changes_nothing() {
+    let tmp = setup();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--path", "tree", "--policies", "missing.json"],
+            "reading policies file missing.json",
+        ),
+        (
+            &["--path", "nope", "--policies", "policies.json"],
+            "--path nope is not a directory",
+        ),
+        (
+            &["--path", "tree", "--policies", "bad.json"],
+            "policies file bad.json is not a policy list",
+        ),
+        (
+            &["--path", "tree", "--policies", "badref.json"],
+            "policy flux-system/web: invalid latest image",
+        ),
+        (
+            &[
+                "--path",
+                "tree",
+                "--policies",
+                "policies.json",
+                "--message-template",
+                "none.tmpl",
+            ],
+            "reading message template none.tmpl",
+        ),
+        (&["--path", "tree"], "--policies"),
+        (
+            &[
+                "--path",
+                "tree",
+                "--policies",
+                "policies.json",
+                "--output",
+                "xml",
+            ],
+            "xml",
+        ),
+    ];
+    std::fs::write(tmp.path().join("bad.json"), r#"{"items": [{"name": 1}]}"#).unwrap();
+    std::fs::write(
+        tmp.path().join("badref.json"),
+        r#"{"items": [{"namespace": "flux-system", "name": "web", "latestRef": {"name": "web", "tag": "bad tag"}}]}"#,
+    )
+    .unwrap();
+    for (args, expected) in cases {
+        let out = run(tmp.path(), args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+    }
+    assert_eq!(deploy(tmp.path()), DEPLOY);
+}
+
+#[test]
+fn message_template_is_rendered() {
+    let tmp = setup();
+    std::fs::write(
+        tmp.path().join("msg.tmpl"),
+        "Automation: {{ .AutomationObject }}\n{{ range .Changed.Changes }}- {{ .NewValue }} ({{ .Setter }})\n{{ end }}\
+         {{ range .Updated.Images }}legacy {{ . }}{{ end }}",
+    )
+    .unwrap();
+    let args = [
+        "--path",
+        "tree",
+        "--policies",
+        "policies.json",
+        "--message-template",
+        "msg.tmpl",
+        "--automation",
+        "apps",
+        "--output",
+        "json",
+        "--dry-run",
+    ];
+    let out = run(tmp.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        value["message"],
+        "Automation: flux-system/apps\n- ghcr.io/team/web:1.10 (flux-system:web)\nlegacy ghcr.io/team/web:1.10"
+    );
+
+    let out = run(tmp.path(), &args[..8]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with("message:\nAutomation: flux-system/apps\n- ghcr.io/team/web:1.10 (flux-system:web)\nlegacy ghcr.io/team/web:1.10\n"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn bad_template_fails_before_writing() {
+    let tmp = setup();
+    std::fs::write(tmp.path().join("bad.tmpl"), "ok\n{{ nosuchfn . }}").unwrap();
+    let out = run(
+        tmp.path(),
+        &[
+            "--path",
+            "tree",
+            "--policies",
+            "policies.json",
+            "--message-template",
+            "bad.tmpl",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("message template bad.tmpl"), "{err}");
+    assert!(err.contains("commit message:2"), "{err}");
+    assert_eq!(deploy(tmp.path()), DEPLOY);
+}

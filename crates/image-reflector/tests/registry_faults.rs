@@ -1,0 +1,444 @@
+//! Registry behaviours the real testbed registry cannot show (distribution 2.8 answers
+//! tags/list in one page): Link pagination with opaque cursors, Quay-like page caps, a
+//! next link to another host, tag and page caps, 429 with Retry-After, 5xx then success,
+//! token expiry, and a registry that hangs. Fault injection is what mocks are for.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use std::time::{Duration, Instant};
+
+use image_reflector::reference::ImageReference;
+use image_reflector::registry::{
+    ClientSettings, Credentials, RegistryClient, RegistryError, RetryPolicy, TransportConfig,
+};
+use serde_json::json;
+use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TAGS_PATH: &str = "/v2/team/app/tags/list";
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Fast retries so fault tests take milliseconds.
+fn settings() -> ClientSettings {
+    ClientSettings {
+        retry: RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(10),
+            factor: 2,
+            max_backoff: Duration::from_millis(50),
+            max_retry_after: Duration::from_secs(5),
+        },
+        ..ClientSettings::default()
+    }
+}
+
+fn client(settings: ClientSettings) -> RegistryClient {
+    RegistryClient::new(&TransportConfig::default(), settings).unwrap()
+}
+
+/// `127.0.0.1:PORT/team/app`, insecure (the mock speaks plain HTTP).
+fn image(server: &MockServer) -> ImageReference {
+    ImageReference::parse(&format!("{}/team/app", host(server)), true).unwrap()
+}
+
+fn host(server: &MockServer) -> String {
+    server.address().to_string()
+}
+
+async fn registry() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn page(tags: &[String]) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({ "name": "team/app", "tags": tags }))
+}
+
+fn names(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("t{i:04}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn follows_link_pagination_with_opaque_cursors() {
+    let server = registry().await;
+    let base = server.uri();
+    // Page 1 → relative link with an opaque cursor; page 2 → absolute link; page 3 ends.
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .and(query_param("n", "1000"))
+        .and(query_param_is_missing("cursor"))
+        .respond_with(page(&names(0..3)).insert_header(
+            "Link",
+            format!(r#"<{TAGS_PATH}?cursor=b3BhcXVl%3D%3D&n=1000>; rel="next""#),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .and(query_param("cursor", "b3BhcXVl=="))
+        .respond_with(page(&names(3..6)).insert_header(
+            "Link",
+            format!(r#"<{base}{TAGS_PATH}?cursor=second>; rel="next""#),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .and(query_param("cursor", "second"))
+        .respond_with(page(&names(6..8)))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let tags = client(settings())
+        .list_tags(&image(&server), None, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(tags, names(0..8));
+}
+
+/// A Quay-like registry: at most 100 tags per page whatever `n` says, `n`/`last` links.
+async fn mount_capped_registry(server: &MockServer, total: usize) {
+    let all = names(0..total);
+    for start in (0..total).step_by(100) {
+        let end = (start + 100).min(total);
+        let mut response = page(&all[start..end]);
+        if end < total {
+            response = response.insert_header(
+                "Link",
+                format!(r#"<{TAGS_PATH}?n=100&last={}>; rel="next""#, all[end - 1]),
+            );
+        }
+        let mut mock = Mock::given(method("GET")).and(path(TAGS_PATH));
+        mock = if start == 0 {
+            mock.and(query_param_is_missing("last"))
+        } else {
+            mock.and(query_param("last", all[start - 1].as_str()))
+        };
+        mock.respond_with(response).mount(server).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_capped_registry_is_paginated() {
+    let server = registry().await;
+    mount_capped_registry(&server, 250).await;
+    let tags = client(settings())
+        .list_tags(&image(&server), None, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(tags, names(0..250));
+    let requests = server.received_requests().await.unwrap();
+    let pages: Vec<_> = requests
+        .iter()
+        .filter(|r| r.url.path() == TAGS_PATH)
+        .collect();
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages[0].url.query(), Some("n=1000"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn page_size_is_configurable_per_host_and_quay_errors_fall_back() {
+    let server = registry().await;
+    // n=1000 is refused the way Quay refuses it; n=100 works.
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .and(query_param("n", "1000"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "errors": [{"code": "TOO_MANY_TAGS_REQUESTED", "message": "n > 100"}]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .and(query_param("n", "100"))
+        .respond_with(page(&names(0..5)))
+        .expect(2)
+        .mount(&server)
+        .await;
+    // Default settings: one refused request, then the capped size.
+    let tags = client(settings())
+        .list_tags(&image(&server), None, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(tags, names(0..5));
+    // Configured for this host: n=100 from the start.
+    let mut configured = settings();
+    configured.page_sizes.insert(host(&server), 100);
+    let c = client(configured);
+    assert_eq!(c.page_size(&host(&server)), 100);
+    assert_eq!(c.page_size("quay.io"), 100, "Quay's cap is a default");
+    assert_eq!(c.page_size("ghcr.io"), 1000);
+    let tags = c.list_tags(&image(&server), None, TIMEOUT).await.unwrap();
+    assert_eq!(tags, names(0..5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_next_link_to_another_host_is_refused() {
+    let server = registry().await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .respond_with(page(&names(0..3)).insert_header(
+            "Link",
+            r#"<https://evil.example/v2/team/app/tags/list?last=t0002>; rel="next""#,
+        ))
+        .mount(&server)
+        .await;
+    let e = client(settings())
+        .list_tags(&image(&server), None, TIMEOUT)
+        .await
+        .unwrap_err();
+    let RegistryError::ForeignNextLink { link_origin, .. } = &e else {
+        panic!("{e:?}");
+    };
+    assert_eq!(link_origin, "https://evil.example");
+    assert!(e.to_string().contains("refusing to follow"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_and_page_caps_fail_clearly() {
+    let server = registry().await;
+    mount_capped_registry(&server, 350).await;
+    let mut few_tags = settings();
+    few_tags.max_tags = 250;
+    let e = client(few_tags)
+        .list_tags(&image(&server), None, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, RegistryError::TooManyTags { limit: 250, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("more than 250 tags"), "{e}");
+
+    let mut few_pages = settings();
+    few_pages.max_pages = 2;
+    let e = client(few_pages)
+        .list_tags(&image(&server), None, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, RegistryError::TooManyPages { limit: 2, .. }),
+        "{e:?}"
+    );
+    // Exactly at the caps is fine.
+    let mut exact = settings();
+    exact.max_tags = 350;
+    exact.max_pages = 4;
+    let tags = client(exact)
+        .list_tags(&image(&server), None, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(tags.len(), 350);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_honour_retry_after() {
+    let server = registry().await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .respond_with(page(&names(0..2)))
+        .mount(&server)
+        .await;
+    let started = Instant::now();
+    let tags = client(settings())
+        .list_tags(&image(&server), None, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(tags, names(0..2));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited only {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_after_beyond_the_bound_fails_at_once_with_the_wait() {
+    let server = registry().await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "3600"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let started = Instant::now();
+    let e = client(settings())
+        .list_tags(&image(&server), None, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(3600)));
+    assert!(e.is_transient());
+    assert!(e.to_string().contains("retry after 3600s"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_are_retried_then_succeed() {
+    let server = registry().await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .respond_with(page(&names(0..2)))
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    let tags = client(settings())
+        .list_tags(&image(&server), None, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(tags, names(0..2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn persistent_server_errors_give_up_after_bounded_attempts() {
+    let server = registry().await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .respond_with(ResponseTemplate::new(502))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let e = client(settings())
+        .list_tags(&image(&server), None, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, RegistryError::Status { status: 502, .. }),
+        "{e:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_registry_hits_the_overall_timeout() {
+    let server = registry().await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .respond_with(page(&names(0..2)).set_delay(Duration::from_secs(60)))
+        .mount(&server)
+        .await;
+    let started = Instant::now();
+    let e = client(settings())
+        .list_tags(&image(&server), None, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Timeout { .. }), "{e:?}");
+    assert!(e.to_string().contains("timed out after 300ms"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_are_requested_with_our_scope_and_refreshed_on_expiry() {
+    let server = MockServer::start().await;
+    let realm = format!("{}/token", server.uri());
+    let challenge = format!(r#"Bearer realm="{realm}",service="mock-registry""#);
+    Mock::given(method("GET"))
+        .and(path("/v2/"))
+        .respond_with(ResponseTemplate::new(401).insert_header("WWW-Authenticate", challenge))
+        .mount(&server)
+        .await;
+    // Basic credentials go to the token service, with our pull scope.
+    Mock::given(method("GET"))
+        .and(path("/token"))
+        .and(query_param("scope", "repository:team/app:pull"))
+        .and(query_param("service", "mock-registry"))
+        .and(header("authorization", "Basic dTpw")) // u:p
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"token": "tok", "expires_in": 1})),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .and(header("authorization", "Bearer tok"))
+        .respond_with(page(&names(0..2)))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let c = client(settings());
+    let credentials = Credentials::new("u", "p");
+    let image = image(&server);
+    for _ in 0..2 {
+        let tags = c
+            .list_tags(&image, Some(&credentials), TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(tags, names(0..2));
+    }
+    // expires_in 1 s: refreshed (early) before the third scan.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.list_tags(&image, Some(&credentials), TIMEOUT)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_go_through_the_proxy_from_the_proxy_secret() {
+    use image_reflector::registry::{ProxyConfig, SecretData};
+    // The "proxy" is a mock answering as the registry: with an HTTP proxy, reqwest sends
+    // absolute-form requests to it. The registry host does not even resolve.
+    let proxy = registry().await;
+    Mock::given(method("GET"))
+        .and(path(TAGS_PATH))
+        .and(header("proxy-authorization", "Basic cHU6cHA=")) // pu:pp
+        .respond_with(page(&names(0..3)))
+        .expect(1)
+        .mount(&proxy)
+        .await;
+    let secret = SecretData::new("proxy", "Opaque")
+        .with("address", proxy.uri())
+        .with("username", "pu")
+        .with("password", "pp");
+    let transport = TransportConfig {
+        tls: None,
+        proxy: Some(ProxyConfig::from_secret(&secret).unwrap()),
+    };
+    let c = RegistryClient::new(&transport, settings()).unwrap();
+    let image = ImageReference::parse("registry.invalid:5000/team/app", true).unwrap();
+    assert_eq!(
+        c.list_tags(&image, None, TIMEOUT).await.unwrap(),
+        names(0..3)
+    );
+
+    // A proxy that refuses connections fails the scan (Flux: "connection refused").
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let secret = SecretData::new("proxy", "Opaque").with("address", address);
+    let transport = TransportConfig {
+        tls: None,
+        proxy: Some(ProxyConfig::from_secret(&secret).unwrap()),
+    };
+    let c = RegistryClient::new(&transport, settings()).unwrap();
+    let e = c.list_tags(&image, None, TIMEOUT).await.unwrap_err();
+    assert!(matches!(e, RegistryError::Transport { .. }), "{e:?}");
+}
