@@ -5,6 +5,7 @@
 //! superset schema, so manifests written for any Flux release apply unchanged.
 
 pub mod crd;
+pub mod duration;
 pub mod git_repository;
 pub mod http_api;
 pub mod image_policy;

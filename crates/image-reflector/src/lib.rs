@@ -1,8 +1,15 @@
 //! image-reflector: registry scanning, the tag store and policy evaluation.
+//!
+//! - [`reference`]: image names parsed as Flux parses them.
+//! - [`registry`]: the Docker v2 / OCI client (auth, pagination, retries, digests) and the scan.
+//! - [`store`]: the per-repository tag store.
+//! - [`schedule`]: when a repository is scanned (pure).
+//! - [`policy`]: which tag is latest, and digest reflection (pure).
+//! - [`select`]: the offline `image-reflector select` command.
 
 pub mod policy;
-pub mod select;
-
 pub mod reference;
 pub mod registry;
+pub mod schedule;
+pub mod select;
 pub mod store;

@@ -35,6 +35,7 @@
 //! bytewise-greatest of them (the one Flux reports first without a filter).
 
 pub mod alphabetical;
+pub mod digest;
 pub mod filter;
 pub mod numerical;
 pub mod semver;

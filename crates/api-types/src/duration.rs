@@ -1,0 +1,133 @@
+//! Go `time.Duration` strings (`5m`, `1m30s`, `1.5h`, `250ms`), as Flux's `interval` and
+//! `timeout` fields hold them.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A string that is not a Go duration (or is negative, which no field here allows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidDuration(pub String);
+
+impl fmt::Display for InvalidDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "time: invalid duration {:?}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidDuration {}
+
+/// Parses a Go duration: a sequence of decimal numbers, each with an optional fraction and a
+/// unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`); `0` alone is allowed. Same grammar as Go's
+/// `time.ParseDuration`, without negative values.
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
+    let invalid = || InvalidDuration(text.to_string());
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() || rest.starts_with('-') {
+        return Err(invalid());
+    }
+    let mut total_nanos: u128 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (whole, after) = rest.split_at(digits);
+        let (fraction, after) = match after.strip_prefix('.') {
+            Some(after) => {
+                let len = after
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(after.len());
+                after.split_at(len)
+            }
+            None => ("", after),
+        };
+        if whole.is_empty() && fraction.is_empty() {
+            return Err(invalid());
+        }
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let unit_nanos: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(invalid()),
+        };
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| invalid())?
+        };
+        let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(invalid)?;
+        // The fraction scaled by the unit, truncated like Go.
+        let mut scale = unit_nanos;
+        for digit in fraction.bytes().take(30) {
+            scale /= 10;
+            nanos += u128::from(digit - b'0') * scale;
+        }
+        total_nanos = total_nanos.checked_add(nanos).ok_or_else(invalid)?;
+        rest = after;
+    }
+    // Go's Duration is an int64 of nanoseconds.
+    if total_nanos > i64::MAX as u128 {
+        return Err(invalid());
+    }
+    let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| invalid())?;
+    let subsec = u32::try_from(total_nanos % 1_000_000_000).map_err(|_| invalid())?;
+    Ok(Duration::new(secs, subsec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_go_parses() {
+        let cases = [
+            ("0", Duration::ZERO),
+            ("5m", Duration::from_secs(300)),
+            ("1m0s", Duration::from_secs(60)),
+            ("1m30s", Duration::from_secs(90)),
+            ("1.5h", Duration::from_secs(5400)),
+            ("250ms", Duration::from_millis(250)),
+            ("2h45m", Duration::from_secs(9900)),
+            (".5s", Duration::from_millis(500)),
+            ("1.s", Duration::from_secs(1)),
+            ("10us", Duration::from_micros(10)),
+            ("10µs", Duration::from_micros(10)),
+            ("3ns", Duration::from_nanos(3)),
+            ("+6h", Duration::from_secs(21600)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_go_rejects() {
+        for text in [
+            "",
+            "5",
+            "m",
+            "1d",
+            "-1s",
+            "1.5.5s",
+            ".s",
+            "1 m",
+            "0s5",
+            "9999999999h",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert_eq!(
+            parse_duration("1d").unwrap_err().to_string(),
+            "time: invalid duration \"1d\""
+        );
+    }
+}

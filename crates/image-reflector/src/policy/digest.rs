@@ -1,0 +1,220 @@
+//! Digest reflection (`spec.digestReflectionPolicy`): whether the selected tag's digest is
+//! looked up, kept or cleared, and when the policy is requeued. Pure decisions; the lookup
+//! itself is the registry client's `manifest_digest`.
+
+use std::time::Duration;
+
+use api_types::duration::{InvalidDuration, parse_duration};
+use api_types::{ImagePolicySpec, ImageRef, ReflectionPolicy};
+
+/// The requeue period of `Always` when `spec.interval` is absent or zero.
+pub const DEFAULT_ALWAYS_INTERVAL: Duration = Duration::from_secs(600);
+
+/// What to do about the digest of the newly selected image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestAction {
+    /// Look it up in the registry (HEAD on the manifest).
+    Fetch,
+    /// Keep the digest already recorded.
+    Keep(String),
+    /// Record no digest (clearing one recorded before).
+    Clear,
+}
+
+/// Flux's rule. `previous` is the current `status.latestRef`; `name`/`tag` the new selection.
+pub fn digest_action(
+    policy: ReflectionPolicy,
+    previous: Option<&ImageRef>,
+    name: &str,
+    tag: &str,
+) -> DigestAction {
+    match policy {
+        ReflectionPolicy::Never => DigestAction::Clear,
+        ReflectionPolicy::Always => DigestAction::Fetch,
+        ReflectionPolicy::IfNotPresent => match previous {
+            Some(ImageRef {
+                name: prev_name,
+                tag: prev_tag,
+                digest: Some(digest),
+            }) if prev_name == name && prev_tag == tag && !digest.is_empty() => {
+                DigestAction::Keep(digest.clone())
+            }
+            _ => DigestAction::Fetch,
+        },
+    }
+}
+
+/// `spec.interval` set without `digestReflectionPolicy: Always` is an error Flux enforces with
+/// CEL; `Always` without one stalls with `IntervalNotConfigured` in Flux, but only when CEL was
+/// bypassed. Both are reported here so the controller can stall with a clear message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntervalError {
+    #[error("spec.interval must be set when spec.digestReflectionPolicy is set to 'Always'")]
+    NotConfigured,
+    #[error("spec.interval is only allowed when spec.digestReflectionPolicy is set to 'Always'")]
+    NotAllowed,
+    #[error("spec.interval: {0}")]
+    Invalid(InvalidDuration),
+}
+
+/// The policy's requeue period (Flux's `GetInterval`): the interval for `Always` (10m when
+/// zero), none otherwise.
+pub fn requeue_interval(spec: &ImagePolicySpec) -> Result<Option<Duration>, IntervalError> {
+    match (spec.digest_reflection_policy, spec.interval.as_deref()) {
+        (ReflectionPolicy::Always, None) => Err(IntervalError::NotConfigured),
+        (ReflectionPolicy::Always, Some(text)) => {
+            let interval = parse_duration(text).map_err(IntervalError::Invalid)?;
+            Ok(Some(if interval.is_zero() {
+                DEFAULT_ALWAYS_INTERVAL
+            } else {
+                interval
+            }))
+        }
+        (_, Some(_)) => Err(IntervalError::NotAllowed),
+        (_, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api_types::ImagePolicyStatus;
+
+    /// One reconcile of the reference's digest matrix (§7.3): select `tag`, decide, and
+    /// "fetch" from `registry_digest`; returns the recorded status.
+    fn pass(
+        status: &mut ImagePolicyStatus,
+        policy: ReflectionPolicy,
+        tag: &str,
+        registry_digest: &str,
+    ) {
+        let name = "foo/bar";
+        let digest = match digest_action(policy, status.latest_ref.as_ref(), name, tag) {
+            DigestAction::Fetch => Some(registry_digest.to_string()),
+            DigestAction::Keep(digest) => Some(digest),
+            DigestAction::Clear => None,
+        };
+        status.record_latest(ImageRef {
+            name: name.into(),
+            tag: tag.into(),
+            digest,
+        });
+    }
+
+    fn image(tag: &str, digest: Option<&str>) -> Option<ImageRef> {
+        Some(ImageRef {
+            name: "foo/bar".into(),
+            tag: tag.into(),
+            digest: digest.map(Into::into),
+        })
+    }
+
+    use ReflectionPolicy::{Always, IfNotPresent, Never};
+
+    /// Pass 1 policy, pass 2 policy, pass 2 tag, expected `latestRef`, expected previous ref.
+    type Row = (
+        ReflectionPolicy,
+        ReflectionPolicy,
+        &'static str,
+        Option<ImageRef>,
+        Option<ImageRef>,
+    );
+
+    #[test]
+    fn matrix_rows_match_flux() {
+        let rows: [Row; 9] = [
+            (Never, Never, "v1.1.1", image("v1.1.1", None), None),
+            (
+                Always,
+                Always,
+                "v1.1.1",
+                image("v1.1.1", Some("d2")),
+                image("v1.1.1", Some("d1")),
+            ),
+            (
+                IfNotPresent,
+                IfNotPresent,
+                "v2.0.0",
+                image("v2.0.0", Some("d2")),
+                image("v1.1.1", Some("d1")),
+            ),
+            (
+                IfNotPresent,
+                IfNotPresent,
+                "v1.1.1",
+                image("v1.1.1", Some("d1")),
+                None,
+            ),
+            (
+                Never,
+                IfNotPresent,
+                "v1.1.1",
+                image("v1.1.1", Some("d2")),
+                image("v1.1.1", None),
+            ),
+            (
+                Always,
+                Never,
+                "v1.1.1",
+                image("v1.1.1", None),
+                image("v1.1.1", Some("d1")),
+            ),
+            (
+                IfNotPresent,
+                Never,
+                "v1.1.1",
+                image("v1.1.1", None),
+                image("v1.1.1", Some("d1")),
+            ),
+            (
+                IfNotPresent,
+                Always,
+                "v1.1.1",
+                image("v1.1.1", Some("d2")),
+                image("v1.1.1", Some("d1")),
+            ),
+            (
+                Always,
+                IfNotPresent,
+                "v1.1.1",
+                image("v1.1.1", Some("d1")),
+                None,
+            ),
+        ];
+        for (first, second, tag, latest, previous) in rows {
+            let mut status = ImagePolicyStatus::default();
+            pass(&mut status, first, "v1.1.1", "d1");
+            // Between passes every tag is re-pushed, so the registry now answers d2.
+            pass(&mut status, second, tag, "d2");
+            assert_eq!(status.latest_ref, latest, "{first:?} -> {second:?}");
+            assert_eq!(
+                status.observed_previous_ref, previous,
+                "{first:?} -> {second:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn requeue_interval_follows_get_interval() {
+        let mut spec = ImagePolicySpec::default();
+        assert_eq!(requeue_interval(&spec), Ok(None));
+        spec.digest_reflection_policy = Always;
+        assert_eq!(requeue_interval(&spec), Err(IntervalError::NotConfigured));
+        assert_eq!(
+            IntervalError::NotConfigured.to_string(),
+            "spec.interval must be set when spec.digestReflectionPolicy is set to 'Always'"
+        );
+        spec.interval = Some("0s".into());
+        assert_eq!(requeue_interval(&spec), Ok(Some(DEFAULT_ALWAYS_INTERVAL)));
+        spec.interval = Some("5m".into());
+        assert_eq!(requeue_interval(&spec), Ok(Some(Duration::from_secs(300))));
+        spec.interval = Some("5 minutes".into());
+        assert!(matches!(
+            requeue_interval(&spec),
+            Err(IntervalError::Invalid(_))
+        ));
+        spec.digest_reflection_policy = IfNotPresent;
+        spec.interval = Some("5m".into());
+        assert_eq!(requeue_interval(&spec), Err(IntervalError::NotAllowed));
+    }
+}
