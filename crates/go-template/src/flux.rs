@@ -4,7 +4,9 @@
 //!
 //! Flux computes `.Changed.Objects` and `.Changed.Changes` by ranging over Go maps, so their
 //! order is random in Flux; here files are visited in sorted order and objects in Go's `fmtsort`
-//! order (APIVersion, Kind, Name, Namespace), which makes the output deterministic.
+//! order (APIVersion, Kind, Name, Namespace), which makes the output deterministic
+//! ([`ChangeOrder::Visit`]). [`ChangeOrder::Sorted`] instead sorts those lists by (setter, old
+//! value, new value), as newer Flux does.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -32,6 +34,32 @@ pub struct Change {
     pub new_value: String,
     /// The setter, e.g. `flux-system:podinfo:tag`.
     pub setter: String,
+}
+
+/// The order of `.Changed.Changes` and of the per-object lists of `.Changed.Objects`
+/// (`.Changed.FileChanges` always keeps document order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChangeOrder {
+    /// Files in sorted order, objects in Go's key order, changes in document order: what the
+    /// Go oracle produces when it ranges over the maps in sorted key order.
+    #[default]
+    Visit,
+    /// Sorted by (setter, old value, new value), like newer Flux's `sortChanges`.
+    Sorted,
+}
+
+impl ChangeOrder {
+    fn apply(self, changes: &mut [Change]) {
+        if self == Self::Sorted {
+            changes.sort_by(|a, b| {
+                (&a.setter, &a.old_value, &a.new_value).cmp(&(
+                    &b.setter,
+                    &b.old_value,
+                    &b.new_value,
+                ))
+            });
+        }
+    }
 }
 
 /// One change located in a file and object, in document order.
@@ -115,6 +143,11 @@ fn group<T: Clone>(items: &[(String, ObjectId, T)]) -> BTreeMap<&str, BTreeMap<&
 /// `update.Result`: field `FileChanges` (`map[string]update.ObjectChanges`), methods `Objects`
 /// (changes merged per object across files) and `Changes` (de-duplicated by old, new, setter).
 pub fn result(changes: &[FileChange]) -> Value {
+    result_in(changes, ChangeOrder::Visit)
+}
+
+/// [`result`] with the given order of `Changes` and of the per-object lists of `Objects`.
+pub fn result_in(changes: &[FileChange], order: ChangeOrder) -> Value {
     let items: Vec<(String, ObjectId, Change)> = changes
         .iter()
         .map(|c| (c.file.clone(), c.object.clone(), c.change.clone()))
@@ -146,8 +179,10 @@ pub fn result(changes: &[FileChange]) -> Value {
             }
         }
     }
+    order.apply(&mut all);
     let mut objects = Map::new().with_type_name("update.ObjectChanges");
-    for (obj, chs) in merged {
+    for (obj, mut chs) in merged {
+        order.apply(&mut chs);
         objects.insert(
             object_identifier(obj),
             Value::List(chs.iter().map(change).collect()),
@@ -169,16 +204,26 @@ pub fn template_data(
     changes: &[FileChange],
     values: Option<&BTreeMap<String, String>>,
 ) -> Value {
+    template_object(namespace, name, changes, values, ChangeOrder::Visit).into()
+}
+
+/// [`template_data`] as an [`Object`] (so callers can add methods, e.g. a legacy `Updated` made
+/// with [`legacy_result`]), with the given [`ChangeOrder`].
+pub fn template_object(
+    namespace: &str,
+    name: &str,
+    changes: &[FileChange],
+    values: Option<&BTreeMap<String, String>>,
+    order: ChangeOrder,
+) -> Object {
     let values = match values {
         Some(v) => Value::string_map(v.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         None => Value::Map(Map::new().with_type_name("map[string]string")),
     };
-    Value::Object(
-        Object::new("source.TemplateData")
-            .field("AutomationObject", namespaced_name(namespace, name))
-            .field("Changed", result(changes))
-            .field("Values", values),
-    )
+    Object::new("source.TemplateData")
+        .field("AutomationObject", namespaced_name(namespace, name))
+        .field("Changed", result_in(changes, order))
+        .field("Values", values)
 }
 
 /// An `update.ImageRef` (v1beta1): prints as its `String()`, methods `String`, `Identifier`,

@@ -1,6 +1,7 @@
 //! Commit messages: Flux's template data, rendered with Go `text/template` semantics.
 //!
-//! The data mirrors Flux v1's `source.TemplateData`:
+//! The data is built by [`go_template::flux`] (checked against Go by that crate's oracle test)
+//! and mirrors Flux v1's `source.TemplateData`:
 //! - `.AutomationObject`: a `types.NamespacedName` that prints `ns/name` and has `.Namespace`
 //!   and `.Name`;
 //! - `.Changed`: an `update.Result` with the field `FileChanges` (path -> object identifier ->
@@ -14,15 +15,17 @@
 //!
 //! Ordering: Go iterates maps in sorted key order, so `range` over `FileChanges` and `Objects`
 //! is deterministic; `Changes` and the per-object lists of `Objects` are sorted by (setter, old
-//! value, new value), as in newer Flux, instead of depending on Go's random map order.
+//! value, new value), as in newer Flux, instead of depending on Go's random map order
+//! ([`ChangeOrder::Sorted`]). `.Updated.Images` lists images by path, then object identifier.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use api_types::ImageRef;
 use api_types::image_update_automation::DEFAULT_MESSAGE_TEMPLATE;
-use go_template::{Map, Object, Template, Value};
+use go_template::flux::{self, ChangeOrder, LegacyImage};
+use go_template::{Template, Value};
 
-use crate::setters::{Change, ObjectId, Setters, UpdateResult};
+use crate::setters::{ObjectId, Setters, UpdateResult};
 
 /// Flux names the template "commit message"; Go's error messages include the name.
 pub const TEMPLATE_NAME: &str = "commit message";
@@ -74,96 +77,49 @@ fn effective(template: &str) -> &str {
     }
 }
 
-/// The template's dot: Flux's `source.TemplateData`, plus the legacy `.Updated`.
+/// The template's dot: Flux's `source.TemplateData` (built by [`go_template::flux`], with
+/// sorted changes), plus the legacy `.Updated` as a method.
 pub fn template_data(input: &TemplateInput<'_>) -> Value {
-    let values = Value::string_map(
-        input
-            .values
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
-    Object::new("source.TemplateData")
-        .field(
-            "AutomationObject",
-            namespaced_name(input.namespace, input.name),
-        )
-        .field("Changed", changed(input.result))
-        .field("Values", values)
-        .method("Updated", updated(input))
-        .into()
+    let changes = file_changes(input.result);
+    flux::template_object(
+        input.namespace,
+        input.name,
+        &changes,
+        input.values,
+        ChangeOrder::Sorted,
+    )
+    .method("Updated", flux::legacy_result(&legacy_images(input)))
+    .into()
 }
 
-fn namespaced_name(namespace: &str, name: &str) -> Object {
-    Object::new("types.NamespacedName")
-        .field("Namespace", namespace)
-        .field("Name", name)
-        .display(format!("{namespace}/{name}"))
+fn flux_id(id: &ObjectId) -> flux::ObjectId {
+    flux::ObjectId {
+        api_version: id.api_version.clone(),
+        kind: id.kind.clone(),
+        name: id.name.clone(),
+        namespace: id.namespace.clone(),
+    }
 }
 
-/// `update.ObjectIdentifier{yaml.ResourceIdentifier{TypeMeta{APIVersion, Kind}, NameMeta{Name,
-/// Namespace}}}`: the embedded fields are promoted, so `.Kind` and `.Name` work.
-fn object_identifier(id: &ObjectId) -> Value {
-    let type_meta = Object::new("yaml.TypeMeta")
-        .field("APIVersion", id.api_version.as_str())
-        .field("Kind", id.kind.as_str());
-    let name_meta = Object::new("yaml.NameMeta")
-        .field("Name", id.name.as_str())
-        .field("Namespace", id.namespace.as_str());
-    let resource = Object::new("yaml.ResourceIdentifier")
-        .embed("TypeMeta", type_meta)
-        .embed("NameMeta", name_meta);
-    Object::new("update.ObjectIdentifier")
-        .embed("ResourceIdentifier", resource)
-        .into()
-}
-
-fn change(c: &Change) -> Value {
-    Object::new("update.Change")
-        .field("OldValue", c.old_value.as_str())
-        .field("NewValue", c.new_value.as_str())
-        .field("Setter", c.setter.as_str())
-        .into()
-}
-
-/// Sorted like newer Flux's `sortChanges`: setter, then old value, then new value.
-fn sorted(mut changes: Vec<Change>) -> Vec<Change> {
-    changes.sort_by(|a, b| {
-        (&a.setter, &a.old_value, &a.new_value).cmp(&(&b.setter, &b.old_value, &b.new_value))
-    });
-    changes
-}
-
-fn changes_list(changes: &[Change]) -> Value {
-    Value::List(changes.iter().map(change).collect())
-}
-
-/// `.Changed`: Flux's `update.Result`.
-fn changed(result: &UpdateResult) -> Value {
-    let mut file_changes = Map::new().with_type_name("map[string]update.ObjectChanges");
+/// The setters' changes in path, then document order.
+fn file_changes(result: &UpdateResult) -> Vec<flux::FileChange> {
+    let mut out = Vec::new();
     for file in &result.files {
-        let mut objects = Map::new().with_type_name("update.ObjectChanges");
         for object in &file.objects {
-            objects.insert(object_identifier(&object.id), changes_list(&object.changes));
-        }
-        file_changes.insert(file.path.as_str(), objects);
-    }
-    let mut merged = Map::new().with_type_name("update.ObjectChanges");
-    for (id, changes) in result.objects() {
-        merged.insert(object_identifier(&id), changes_list(&sorted(changes)));
-    }
-    let mut deduped = Vec::new();
-    let mut seen = BTreeSet::new();
-    for c in result.changes() {
-        if seen.insert((c.old_value.clone(), c.new_value.clone(), c.setter.clone())) {
-            deduped.push(c);
+            for c in &object.changes {
+                out.push(flux::FileChange {
+                    file: file.path.clone(),
+                    object: flux_id(&object.id),
+                    change: flux::Change {
+                        old_value: c.old_value.clone(),
+                        new_value: c.new_value.clone(),
+                        setter: c.setter.clone(),
+                    },
+                });
+            }
         }
     }
-    Object::new("update.Result")
-        .field("FileChanges", file_changes)
-        .method("Objects", merged)
-        .method("Changes", changes_list(&sorted(deduped)))
-        .into()
+    out
 }
 
 /// The image ref of the policy a setter names, as v1beta1 recorded it.
@@ -197,76 +153,52 @@ fn registry_and_repository(name: &str) -> (String, String) {
     (registry, repository)
 }
 
-/// A v1beta1 `update.ImageRef`: prints as the reference it wrote; methods only.
-fn image_ref(image: &ImageRef, namespace: &str, policy: &str) -> Value {
+/// A v1beta1 `update.ImageRef`: prints as the reference it wrote.
+fn legacy_image(image: &ImageRef, namespace: String, policy: String) -> LegacyImage {
     let (registry, repository) = registry_and_repository(&image.name);
     let digest = image.digest.as_deref().filter(|d| !d.is_empty());
-    let (identifier, full_name) = match digest {
+    let (identifier, name) = match digest {
         Some(d) => (d.to_owned(), format!("{registry}/{repository}@{d}")),
         None => (
             image.tag.clone(),
             format!("{registry}/{repository}:{}", image.tag),
         ),
     };
-    Object::new("update.imageRef")
-        .method("Identifier", identifier)
-        .method("Repository", repository)
-        .method("Registry", registry)
-        .method("Name", full_name)
-        .method("Policy", namespaced_name(namespace, policy))
-        .display(image.to_string())
-        .into()
+    LegacyImage {
+        string: image.to_string(),
+        identifier,
+        repository,
+        registry,
+        name,
+        policy_namespace: namespace,
+        policy_name: policy,
+    }
 }
 
-/// `.Updated`: the v1beta1 `update.Result` (files -> objects -> image refs), one image ref per
-/// changed value, like the old setters callback recorded them.
-fn updated(input: &TemplateInput<'_>) -> Value {
-    let mut files = Map::new().with_type_name("map[string]update.FileResult");
-    let mut merged: BTreeMap<ObjectId, Vec<Value>> = BTreeMap::new();
-    let mut images: Vec<Value> = Vec::new();
-    let mut seen_images = BTreeSet::new();
+/// The inputs of `.Updated`, the v1beta1 `update.Result` (files -> objects -> image refs): one
+/// image ref per changed value, like the old setters callback recorded them.
+fn legacy_images(input: &TemplateInput<'_>) -> Vec<(String, flux::ObjectId, LegacyImage)> {
+    let mut out = Vec::new();
     for file in &input.result.files {
-        let mut objects =
-            Map::new().with_type_name("map[update.ObjectIdentifier][]update.ImageRef");
         for object in &file.objects {
-            let mut refs = Vec::new();
             for c in &object.changes {
-                let Some((image, namespace, policy)) = policy_image(input.setters, &c.setter)
-                else {
-                    continue;
-                };
-                let value = image_ref(image, &namespace, &policy);
-                if seen_images.insert((image.to_string(), namespace, policy)) {
-                    images.push(value.clone());
+                if let Some((image, namespace, policy)) = policy_image(input.setters, &c.setter) {
+                    out.push((
+                        file.path.clone(),
+                        flux_id(&object.id),
+                        legacy_image(image, namespace, policy),
+                    ));
                 }
-                refs.push(value);
             }
-            merged
-                .entry(object.id.clone())
-                .or_default()
-                .extend(refs.iter().cloned());
-            objects.insert(object_identifier(&object.id), Value::List(refs));
         }
-        files.insert(
-            file.path.as_str(),
-            Object::new("update.FileResult").field("Objects", objects),
-        );
     }
-    let mut objects = Map::new().with_type_name("map[update.ObjectIdentifier][]update.ImageRef");
-    for (id, refs) in merged {
-        objects.insert(object_identifier(&id), Value::List(refs));
-    }
-    Object::new("update.Result")
-        .field("Files", files)
-        .method("Objects", objects)
-        .method("Images", Value::List(images))
-        .into()
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::setters::{FileChanges, ObjectChanges};
+    use crate::setters::{Change, FileChanges, ObjectChanges};
 
     fn setters() -> Setters {
         let mut s = Setters::new("flux-system");

@@ -33,6 +33,17 @@ fn run(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `update --path tree --policies policies.json ARGS` and checks that it succeeded.
+#[track_caller]
+fn run_ok(dir: &Path, args: &[&str]) -> Output {
+    let out = run(
+        dir,
+        &[&["--path", "tree", "--policies", "policies.json"], args].concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -48,11 +59,7 @@ fn deploy(dir: &Path) -> String {
 #[test]
 fn text_output_rewrites_and_reports() {
     let tmp = setup();
-    let out = run(
-        tmp.path(),
-        &["--path", "tree", "--policies", "policies.json"],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_ok(tmp.path(), &[]);
     let text = stdout(&out);
     assert!(
         text.contains("deploy.yaml\n  apps/v1 Deployment web\n"),
@@ -73,18 +80,7 @@ fn text_output_rewrites_and_reports() {
 #[test]
 fn json_output_is_one_object() {
     let tmp = setup();
-    let out = run(
-        tmp.path(),
-        &[
-            "--path",
-            "tree",
-            "--policies",
-            "policies.json",
-            "--output",
-            "json",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_ok(tmp.path(), &["--output", "json"]);
     let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let object = value.as_object().unwrap();
     assert_eq!(
@@ -113,29 +109,14 @@ fn json_output_is_one_object() {
 #[test]
 fn other_namespace_applies_its_own_policies() {
     let tmp = setup();
-    let out = run(
-        tmp.path(),
-        &[
-            "--path",
-            "tree",
-            "--policies",
-            "policies.json",
-            "--namespace",
-            "other",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    run_ok(tmp.path(), &["--namespace", "other"]);
     assert_eq!(deploy(tmp.path()), DEPLOY.replace("side:1 ", "side:2 "));
 }
 
 #[test]
 fn dry_run_writes_nothing_and_prints_a_diff() {
     let tmp = setup();
-    let out = run(
-        tmp.path(),
-        &["--path", "tree", "--policies", "policies.json", "--dry-run"],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_ok(tmp.path(), &["--dry-run"]);
     let text = stdout(&out);
     assert!(
         text.starts_with(
@@ -148,19 +129,7 @@ fn dry_run_writes_nothing_and_prints_a_diff() {
     assert!(text.contains("(dry run: nothing written)"), "{text}");
     assert_eq!(deploy(tmp.path()), DEPLOY);
 
-    let out = run(
-        tmp.path(),
-        &[
-            "--path",
-            "tree",
-            "--policies",
-            "policies.json",
-            "--dry-run",
-            "--output",
-            "json",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_ok(tmp.path(), &["--dry-run", "--output", "json"]);
     let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(
         value["diff"]
@@ -260,10 +229,6 @@ fn message_template_is_rendered() {
     )
     .unwrap();
     let args = [
-        "--path",
-        "tree",
-        "--policies",
-        "policies.json",
         "--message-template",
         "msg.tmpl",
         "--automation",
@@ -272,16 +237,14 @@ fn message_template_is_rendered() {
         "json",
         "--dry-run",
     ];
-    let out = run(tmp.path(), &args);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_ok(tmp.path(), &args);
     let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(
         value["message"],
         "Automation: flux-system/apps\n- ghcr.io/team/web:1.10 (flux-system:web)\nlegacy ghcr.io/team/web:1.10"
     );
 
-    let out = run(tmp.path(), &args[..8]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_ok(tmp.path(), &args[..4]);
     assert!(
         stdout(&out).ends_with("message:\nAutomation: flux-system/apps\n- ghcr.io/team/web:1.10 (flux-system:web)\nlegacy ghcr.io/team/web:1.10\n"),
         "{}",

@@ -13,7 +13,7 @@ use image_reflector::registry::{
 };
 use serde_json::json;
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
 const TAGS_PATH: &str = "/v2/team/app/tags/list";
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -55,6 +55,44 @@ async fn registry() -> MockServer {
     server
 }
 
+/// A GET of the tags/list of `team/app`.
+fn tags_list() -> MockBuilder {
+    Mock::given(method("GET")).and(path(TAGS_PATH))
+}
+
+/// Expects `times` tags/list requests with `key=value` in the query, answers `response`.
+async fn expect_query(
+    server: &MockServer,
+    (key, value): (&str, &str),
+    response: ResponseTemplate,
+    times: u64,
+) {
+    tags_list()
+        .and(query_param(key, value))
+        .respond_with(response)
+        .expect(times)
+        .mount(server)
+        .await;
+}
+
+/// Lists the tags of `team/app` on `server` without credentials.
+async fn list(server: &MockServer, settings: ClientSettings) -> Result<Vec<String>, RegistryError> {
+    client(settings)
+        .list_tags(&image(server), None, TIMEOUT)
+        .await
+}
+
+/// Answers one tags/list request with `response`, ahead of mocks of a lower priority
+/// (a greater number).
+async fn answer_once(server: &MockServer, response: ResponseTemplate, priority: u8) {
+    tags_list()
+        .respond_with(response)
+        .up_to_n_times(1)
+        .with_priority(priority)
+        .mount(server)
+        .await;
+}
+
 fn page(tags: &[String]) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({ "name": "team/app", "tags": tags }))
 }
@@ -68,8 +106,7 @@ async fn follows_link_pagination_with_opaque_cursors() {
     let server = registry().await;
     let base = server.uri();
     // Page 1 → relative link with an opaque cursor; page 2 → absolute link; page 3 ends.
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
+    tags_list()
         .and(query_param("n", "1000"))
         .and(query_param_is_missing("cursor"))
         .respond_with(page(&names(0..3)).insert_header(
@@ -79,28 +116,19 @@ async fn follows_link_pagination_with_opaque_cursors() {
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
-        .and(query_param("cursor", "b3BhcXVl=="))
-        .respond_with(page(&names(3..6)).insert_header(
+    expect_query(
+        &server,
+        ("cursor", "b3BhcXVl=="),
+        page(&names(3..6)).insert_header(
             "Link",
             format!(r#"<{base}{TAGS_PATH}?cursor=second>; rel="next""#),
-        ))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
-        .and(query_param("cursor", "second"))
-        .respond_with(page(&names(6..8)))
-        .expect(1)
-        .mount(&server)
-        .await;
+        ),
+        1,
+    )
+    .await;
+    expect_query(&server, ("cursor", "second"), page(&names(6..8)), 1).await;
 
-    let tags = client(settings())
-        .list_tags(&image(&server), None, TIMEOUT)
-        .await
-        .unwrap();
+    let tags = list(&server, settings()).await.unwrap();
     assert_eq!(tags, names(0..8));
 }
 
@@ -116,7 +144,7 @@ async fn mount_capped_registry(server: &MockServer, total: usize) {
                 format!(r#"<{TAGS_PATH}?n=100&last={}>; rel="next""#, all[end - 1]),
             );
         }
-        let mut mock = Mock::given(method("GET")).and(path(TAGS_PATH));
+        let mut mock = tags_list();
         mock = if start == 0 {
             mock.and(query_param_is_missing("last"))
         } else {
@@ -130,10 +158,7 @@ async fn mount_capped_registry(server: &MockServer, total: usize) {
 async fn a_page_capped_registry_is_paginated() {
     let server = registry().await;
     mount_capped_registry(&server, 250).await;
-    let tags = client(settings())
-        .list_tags(&image(&server), None, TIMEOUT)
-        .await
-        .unwrap();
+    let tags = list(&server, settings()).await.unwrap();
     assert_eq!(tags, names(0..250));
     let requests = server.received_requests().await.unwrap();
     let pages: Vec<_> = requests
@@ -148,27 +173,18 @@ async fn a_page_capped_registry_is_paginated() {
 async fn page_size_is_configurable_per_host_and_quay_errors_fall_back() {
     let server = registry().await;
     // n=1000 is refused the way Quay refuses it; n=100 works.
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
-        .and(query_param("n", "1000"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
-            "errors": [{"code": "TOO_MANY_TAGS_REQUESTED", "message": "n > 100"}]
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
-        .and(query_param("n", "100"))
-        .respond_with(page(&names(0..5)))
-        .expect(2)
-        .mount(&server)
-        .await;
+    expect_query(
+        &server,
+        ("n", "1000"),
+        ResponseTemplate::new(400).set_body_json(
+            json!({ "errors": [{"code": "TOO_MANY_TAGS_REQUESTED", "message": "n > 100"}] }),
+        ),
+        1,
+    )
+    .await;
+    expect_query(&server, ("n", "100"), page(&names(0..5)), 2).await;
     // Default settings: one refused request, then the capped size.
-    let tags = client(settings())
-        .list_tags(&image(&server), None, TIMEOUT)
-        .await
-        .unwrap();
+    let tags = list(&server, settings()).await.unwrap();
     assert_eq!(tags, names(0..5));
     // Configured for this host: n=100 from the start.
     let mut configured = settings();
@@ -184,18 +200,14 @@ async fn page_size_is_configurable_per_host_and_quay_errors_fall_back() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_next_link_to_another_host_is_refused() {
     let server = registry().await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
+    tags_list()
         .respond_with(page(&names(0..3)).insert_header(
             "Link",
             r#"<https://evil.example/v2/team/app/tags/list?last=t0002>; rel="next""#,
         ))
         .mount(&server)
         .await;
-    let e = client(settings())
-        .list_tags(&image(&server), None, TIMEOUT)
-        .await
-        .unwrap_err();
+    let e = list(&server, settings()).await.unwrap_err();
     let RegistryError::ForeignNextLink { link_origin, .. } = &e else {
         panic!("{e:?}");
     };
@@ -209,10 +221,7 @@ async fn tag_and_page_caps_fail_clearly() {
     mount_capped_registry(&server, 350).await;
     let mut few_tags = settings();
     few_tags.max_tags = 250;
-    let e = client(few_tags)
-        .list_tags(&image(&server), None, TIMEOUT)
-        .await
-        .unwrap_err();
+    let e = list(&server, few_tags).await.unwrap_err();
     assert!(
         matches!(e, RegistryError::TooManyTags { limit: 250, .. }),
         "{e:?}"
@@ -221,10 +230,7 @@ async fn tag_and_page_caps_fail_clearly() {
 
     let mut few_pages = settings();
     few_pages.max_pages = 2;
-    let e = client(few_pages)
-        .list_tags(&image(&server), None, TIMEOUT)
-        .await
-        .unwrap_err();
+    let e = list(&server, few_pages).await.unwrap_err();
     assert!(
         matches!(e, RegistryError::TooManyPages { limit: 2, .. }),
         "{e:?}"
@@ -233,33 +239,25 @@ async fn tag_and_page_caps_fail_clearly() {
     let mut exact = settings();
     exact.max_tags = 350;
     exact.max_pages = 4;
-    let tags = client(exact)
-        .list_tags(&image(&server), None, TIMEOUT)
-        .await
-        .unwrap();
+    let tags = list(&server, exact).await.unwrap();
     assert_eq!(tags.len(), 350);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limits_honour_retry_after() {
     let server = registry().await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
+    answer_once(
+        &server,
+        ResponseTemplate::new(429).insert_header("Retry-After", "1"),
+        1,
+    )
+    .await;
+    tags_list()
         .respond_with(page(&names(0..2)))
         .mount(&server)
         .await;
     let started = Instant::now();
-    let tags = client(settings())
-        .list_tags(&image(&server), None, TIMEOUT)
-        .await
-        .unwrap();
+    let tags = list(&server, settings()).await.unwrap();
     assert_eq!(tags, names(0..2));
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -271,17 +269,13 @@ async fn rate_limits_honour_retry_after() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retry_after_beyond_the_bound_fails_at_once_with_the_wait() {
     let server = registry().await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
+    tags_list()
         .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "3600"))
         .expect(1)
         .mount(&server)
         .await;
     let started = Instant::now();
-    let e = client(settings())
-        .list_tags(&image(&server), None, TIMEOUT)
-        .await
-        .unwrap_err();
+    let e = list(&server, settings()).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(e.retry_after(), Some(Duration::from_secs(3600)));
     assert!(e.is_transient());
@@ -291,46 +285,26 @@ async fn a_retry_after_beyond_the_bound_fails_at_once_with_the_wait() {
 #[tokio::test(flavor = "multi_thread")]
 async fn server_errors_are_retried_then_succeed() {
     let server = registry().await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
+    answer_once(&server, ResponseTemplate::new(500), 1).await;
+    answer_once(&server, ResponseTemplate::new(503), 2).await;
+    tags_list()
         .respond_with(page(&names(0..2)))
         .with_priority(3)
         .mount(&server)
         .await;
-    let tags = client(settings())
-        .list_tags(&image(&server), None, TIMEOUT)
-        .await
-        .unwrap();
+    let tags = list(&server, settings()).await.unwrap();
     assert_eq!(tags, names(0..2));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn persistent_server_errors_give_up_after_bounded_attempts() {
     let server = registry().await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
+    tags_list()
         .respond_with(ResponseTemplate::new(502))
         .expect(3)
         .mount(&server)
         .await;
-    let e = client(settings())
-        .list_tags(&image(&server), None, TIMEOUT)
-        .await
-        .unwrap_err();
+    let e = list(&server, settings()).await.unwrap_err();
     assert!(
         matches!(e, RegistryError::Status { status: 502, .. }),
         "{e:?}"
@@ -340,8 +314,7 @@ async fn persistent_server_errors_give_up_after_bounded_attempts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_registry_hits_the_overall_timeout() {
     let server = registry().await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
+    tags_list()
         .respond_with(page(&names(0..2)).set_delay(Duration::from_secs(60)))
         .mount(&server)
         .await;
@@ -377,8 +350,7 @@ async fn bearer_tokens_are_requested_with_our_scope_and_refreshed_on_expiry() {
         .expect(2)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
+    tags_list()
         .and(header("authorization", "Bearer tok"))
         .respond_with(page(&names(0..2)))
         .expect(3)
@@ -407,8 +379,7 @@ async fn requests_go_through_the_proxy_from_the_proxy_secret() {
     // The "proxy" is a mock answering as the registry: with an HTTP proxy, reqwest sends
     // absolute-form requests to it. The registry host does not even resolve.
     let proxy = registry().await;
-    Mock::given(method("GET"))
-        .and(path(TAGS_PATH))
+    tags_list()
         .and(header("proxy-authorization", "Basic cHU6cHA=")) // pu:pp
         .respond_with(page(&names(0..3)))
         .expect(1)

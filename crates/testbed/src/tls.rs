@@ -30,24 +30,12 @@ impl Certificates {
             server_cert: path("tls.crt"),
             server_key: path("tls.key"),
         };
-        run(
+        self_signed(
+            &openssl,
             "generating a test CA",
-            Command::new(&openssl)
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=testbed-ca",
-                ])
-                .arg("-keyout")
-                .arg(&certs.ca_key)
-                .arg("-out")
-                .arg(&certs.ca_cert),
+            "/CN=testbed-ca",
+            &certs.ca_key,
+            &certs.ca_cert,
         )?;
         let csr = path("tls.csr");
         run(
@@ -92,4 +80,27 @@ impl Certificates {
         )?;
         Ok(certs)
     }
+}
+
+/// Generates an RSA key at `key` and a self-signed certificate for `subject` (valid two days)
+/// at `cert`; `context` names the step in errors.
+pub(crate) fn self_signed(
+    openssl: &Path,
+    context: &str,
+    subject: &str,
+    key: &Path,
+    cert: &Path,
+) -> Result<()> {
+    run(
+        context,
+        Command::new(openssl)
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject,
+            ])
+            .arg("-keyout")
+            .arg(key)
+            .arg("-out")
+            .arg(cert),
+    )?;
+    Ok(())
 }

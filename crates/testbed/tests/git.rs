@@ -43,6 +43,18 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+#[track_caller]
+fn assert_stderr_contains(out: &Output, needle: &str) {
+    assert!(stderr(out).contains(needle), "{}", stderr(out));
+}
+
+/// `git push -q origin HEAD:main` in `clone`.
+fn push_main(clone: &Path) -> Command {
+    let mut command = git(clone);
+    command.args(["push", "-q", "origin", "HEAD:main"]);
+    command
+}
+
 /// Edits a file in the clone and commits it; returns the new commit id.
 fn commit_change(clone: &Path, path: &str, from: &str, to: &str, message: &str) -> String {
     let file = clone.join(path);
@@ -178,8 +190,7 @@ async fn http_rejects_wrong_credentials_and_keeps_the_branch() {
 
     // A wrong password in the header: the server answers 401 and nothing lands.
     let out = fail(
-        git(&clone)
-            .args(["push", "-q", "origin", "HEAD:main"])
+        push_main(&clone)
             .envs(auth_env("flux", "wrong"))
             .env("GIT_TRACE_CURL", "1")
             .env("GIT_TRACE_CURL_NO_DATA", "1"),
@@ -200,27 +211,15 @@ async fn http_rejects_wrong_credentials_and_keeps_the_branch() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let out = fail(
-        git(&clone)
-            .args(["push", "-q", "origin", "HEAD:main"])
-            .env("GIT_ASKPASS", &askpass),
-    );
-    assert!(
-        stderr(&out).contains("Authentication failed"),
-        "{}",
-        stderr(&out)
-    );
+    let out = fail(push_main(&clone).env("GIT_ASKPASS", &askpass));
+    assert_stderr_contains(&out, "Authentication failed");
 
     assert_eq!(repos.head_commit("fleet", "main").unwrap(), Some(seeded));
     assert_eq!(repos.commit_count("fleet", "main").unwrap(), 1);
     assert_eq!(repos.branches("fleet").unwrap(), ["main"]);
 
     // The right password through the same header goes through.
-    succeed(
-        git(&clone)
-            .args(["push", "-q", "origin", "HEAD:main"])
-            .envs(server.auth_env()),
-    );
+    succeed(push_main(&clone).envs(server.auth_env()));
     assert_eq!(repos.commit_count("fleet", "main").unwrap(), 2);
 }
 
@@ -283,11 +282,7 @@ async fn http_speaks_protocol_v2_and_serves_shallow_clones() {
 
     // Pushing from a shallow clone works, as the automation controller does.
     let pushed = commit_change(&shallow, "b.txt", "b", "bb", "Change b");
-    succeed(
-        git(&shallow)
-            .args(["push", "-q", "origin", "HEAD:main"])
-            .envs(server.auth_env()),
-    );
+    succeed(push_main(&shallow).envs(server.auth_env()));
     assert_eq!(
         repos.head_commit("fleet", "main").unwrap(),
         Some(pushed.clone())
@@ -331,11 +326,7 @@ async fn ssh_clone_commit_push_read_back() {
             .env("GIT_TRACE_PACKET", "1"),
     );
     // sshd accepts GIT_PROTOCOL, so SSH speaks v2 as well.
-    assert!(
-        stderr(&out).contains("clone< version 2"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_contains(&out, "clone< version 2");
     let clone = work.path().join("clone");
     assert_eq!(
         stdout(&succeed(git(&clone).args(["rev-parse", "HEAD"]))),
@@ -349,11 +340,7 @@ async fn ssh_clone_commit_push_read_back() {
         &checkout_yaml("2.0.0"),
         "Update checkout to 2.0.0",
     );
-    succeed(
-        git(&clone)
-            .args(["push", "-q", "origin", "HEAD:main"])
-            .env("GIT_SSH_COMMAND", server.git_ssh_command()),
-    );
+    succeed(push_main(&clone).env("GIT_SSH_COMMAND", server.git_ssh_command()));
     assert_eq!(
         repos.head_commit("fleet", "main").unwrap(),
         Some(pushed.clone())
@@ -388,11 +375,7 @@ async fn ssh_rejects_unknown_host_and_unknown_key() {
             .args(["clone", "-q", &server.url("fleet"), "nope"])
             .env("GIT_SSH_COMMAND", &unknown_host),
     );
-    assert!(
-        stderr(&out).contains("Host key verification failed"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_contains(&out, "Host key verification failed");
 
     succeed(
         git(work.path())
@@ -407,16 +390,8 @@ async fn ssh_rejects_unknown_host_and_unknown_key() {
         "# fleet (changed)",
         "Change the title",
     );
-    let out = fail(
-        git(&clone)
-            .args(["push", "-q", "origin", "HEAD:main"])
-            .env("GIT_SSH_COMMAND", &unknown_host),
-    );
-    assert!(
-        stderr(&out).contains("Host key verification failed"),
-        "{}",
-        stderr(&out)
-    );
+    let out = fail(push_main(&clone).env("GIT_SSH_COMMAND", &unknown_host));
+    assert_stderr_contains(&out, "Host key verification failed");
 
     // A key that is not in authorized_keys.
     let other_key = work.path().join("other_ed25519");
@@ -426,16 +401,8 @@ async fn ssh_rejects_unknown_host_and_unknown_key() {
             .arg(&other_key),
     );
     let unknown_key = ssh_command(&other_key, server.known_hosts_path());
-    let out = fail(
-        git(&clone)
-            .args(["push", "-q", "origin", "HEAD:main"])
-            .env("GIT_SSH_COMMAND", &unknown_key),
-    );
-    assert!(
-        stderr(&out).contains("Permission denied (publickey)"),
-        "{}",
-        stderr(&out)
-    );
+    let out = fail(push_main(&clone).env("GIT_SSH_COMMAND", &unknown_key));
+    assert_stderr_contains(&out, "Permission denied (publickey)");
 
     assert_eq!(repos.head_commit("fleet", "main").unwrap(), Some(seeded));
     assert_eq!(repos.commit_count("fleet", "main").unwrap(), 1);
@@ -464,11 +431,7 @@ async fn one_root_served_over_http_and_ssh() {
         "# fleet over http",
         "Over HTTP",
     );
-    succeed(
-        git(&clone)
-            .args(["push", "-q", "origin", "HEAD:main"])
-            .envs(servers.http.auth_env()),
-    );
+    succeed(push_main(&clone).envs(servers.http.auth_env()));
 
     let out = succeed(
         git(work.path())

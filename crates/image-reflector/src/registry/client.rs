@@ -261,13 +261,7 @@ impl RegistryClient {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .find_map(next_link);
-            let body = response
-                .bytes()
-                .await
-                .map_err(|source| RegistryError::Transport {
-                    registry: registry.to_string(),
-                    source,
-                })?;
+            let body = read_body(response, registry).await?;
             let page: TagsPage =
                 serde_json::from_slice(&body).map_err(|e| RegistryError::InvalidResponse {
                     registry: registry.to_string(),
@@ -330,13 +324,7 @@ impl RegistryClient {
         if let Some(digest) = content_digest(response.headers()) {
             return Ok(digest);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::Transport {
-                registry: op.image.registry().to_string(),
-                source,
-            })?;
+        let body = read_body(response, op.image.registry()).await?;
         Ok(format!("sha256:{}", hex::encode(Sha256::digest(&body))))
     }
 
@@ -522,13 +510,7 @@ impl RegistryClient {
             });
         }
         let received = Instant::now();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::Transport {
-                registry: registry.to_string(),
-                source,
-            })?;
+        let body = read_body(response, registry).await?;
         let parsed: TokenResponse =
             serde_json::from_slice(&body).map_err(|_| RegistryError::InvalidResponse {
                 registry: registry.to_string(),
@@ -737,6 +719,20 @@ fn content_digest(headers: &HeaderMap) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .filter(|d| d.contains(':'))
         .map(str::to_string)
+}
+
+/// The body of a successful response; failing to read it is a transport error of `registry`.
+async fn read_body(
+    response: Response,
+    registry: &str,
+) -> Result<impl std::ops::Deref<Target = [u8]> + AsRef<[u8]> + use<>, RegistryError> {
+    response
+        .bytes()
+        .await
+        .map_err(|source| RegistryError::Transport {
+            registry: registry.to_string(),
+            source,
+        })
 }
 
 /// The status and a short description from the registry's error body

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::json;
 
 use crate::error::{Error, IoContext, Result};
-use crate::process::run;
+use crate::tls::self_signed;
 use crate::tools;
 
 const TOKEN_LIFETIME_SECS: u64 = 300;
@@ -59,24 +59,12 @@ impl TokenIssuer {
         let openssl = tools::openssl()?;
         let key = dir.join("token.key");
         let cert = dir.join("token.crt");
-        run(
+        self_signed(
+            &openssl,
             "token issuer: generating the signing key",
-            Command::new(&openssl)
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=testbed-token-issuer",
-                ])
-                .arg("-keyout")
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert),
+            "/CN=testbed-token-issuer",
+            &key,
+            &cert,
         )?;
         let pem = std::fs::read_to_string(&cert)
             .context(|| format!("token issuer: reading {}", cert.display()))?;
