@@ -18,6 +18,12 @@
 # outside the checkout; the first run on a machine pays for the build (~5-9 min on
 # 2 cores), later runs reuse it. See shared/notes/real-kube-apiserver.md.
 #
+# helm-sdkpy (PyPI; Helm's own Go library for linux-amd64, wrapped for Python) renders and
+# installs the charts in tests: it goes into a venv in the cache,
+#   ${IMAGE_AUTOMATION_CACHE:-$HOME/.cache/image-automation-rs}/helm-venv
+# (--print-env prints HELM_PYTHON=<venv>/bin/python). It declares Python >= 3.12 but works
+# on Debian's 3.11, hence --ignore-requires-python.
+#
 # Environment:
 #   IMAGE_AUTOMATION_CACHE   cache directory (default $HOME/.cache/image-automation-rs)
 #   SETUP_BUILD_TIMEOUT      seconds allowed for the kube-apiserver build (default 3600)
@@ -39,6 +45,7 @@ PACKAGES=(
   lighttpd                             # CGI-capable HTTP server in front of git-http-backend (mod_cgi, mod_auth)
   openssh-server                       # sshd for SSH git remotes with deploy keys
   openssh-client                       # ssh / ssh-keygen for SSH git remotes
+  gnupg                                # gpg + gpg-agent: test OpenPGP keys and `git verify-commit` of signed commits
   prometheus                           # Prometheus 2.42: scrapes the controllers' /metrics
   golang-github-masterminds-semver-dev # Masterminds/semver v3 (Flux's semver ranges): Go differential oracle
   golang-github-masterminds-sprig-dev  # Masterminds/sprig v3 (Flux's commit templates): Go differential oracle
@@ -57,6 +64,12 @@ KUBE_DIR="$CACHE/kube-apiserver-$KUBE_VERSION"
 KUBE_APISERVER_BIN="$KUBE_DIR/kube-apiserver"
 DEB_SRC_FILE=/etc/apt/sources.list.d/image-automation-rs-src.sources
 BUILD_TIMEOUT="${SETUP_BUILD_TIMEOUT:-3600}"
+
+# Real Helm for the chart tests (e2e/helm/render.py): helm-sdkpy in a venv.
+HELM_VENV="$CACHE/helm-venv"
+HELM_PYTHON_BIN="$HELM_VENV/bin/python"
+HELM_SDKPY_VERSION=0.1.32
+CFFI_VERSION=2.1.1
 
 export DEBIAN_FRONTEND=noninteractive
 APT_OPTS=(-q -o DPkg::Lock::Timeout=600)
@@ -144,6 +157,19 @@ env_entries() {
   echo "SSHD=$p"
   echo "HTPASSWD=$(command -v htpasswd || true)"
   echo "GO=$(command -v go || true)"
+  echo "HELM_PYTHON=$(helm_venv_ok && echo "$HELM_PYTHON_BIN")"
+}
+
+# The venv exists and imports helm-sdkpy at the pinned version (loading Helm's library).
+helm_venv_ok() {
+  [[ -x $HELM_PYTHON_BIN ]] || return 1
+  timeout 60 "$HELM_PYTHON_BIN" -c '
+import sys
+from importlib.metadata import version
+import helm_sdkpy
+helm_sdkpy.get_version()
+sys.exit(version("helm-sdkpy") != sys.argv[1])
+' "$HELM_SDKPY_VERSION" >/dev/null 2>&1
 }
 
 # Everything missing (packages, binaries, the cached kube-apiserver), one per line.
@@ -152,7 +178,8 @@ missing_all() {
   missing_packages | sed 's/^/package /'
   while IFS= read -r line; do
     [[ -n ${line#*=} ]] || echo "binary ${line%%=*}"
-  done < <(env_entries | grep -v '^KUBE_APISERVER=')
+  done < <(env_entries | grep -v -e '^KUBE_APISERVER=' -e '^HELM_PYTHON=')
+  helm_venv_ok || echo "helm-sdkpy $HELM_SDKPY_VERSION venv (missing or not working: $HELM_VENV)"
   kube_apiserver_ok || echo "kube-apiserver $KUBE_VERSION (missing or not working: $KUBE_APISERVER_BIN)"
 }
 
@@ -380,6 +407,36 @@ build_kube_apiserver() {
   BUILD_TMP=""
 }
 
+install_helm_venv() {
+  if helm_venv_ok; then
+    log "helm-sdkpy: $HELM_SDKPY_VERSION in $HELM_VENV"
+    return 0
+  fi
+  [[ $(uname -m) == x86_64 ]] || die "helm-sdkpy ships Helm's library for linux-amd64 only (this is $(uname -m))"
+  local python
+  python="$(command -v python3 || true)"
+  if [[ -z $python ]] || ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    log "installing python3-venv (venv + ensurepip) for the helm-sdkpy venv"
+    apt_update
+    timeout 900 apt-get "${APT_OPTS[@]}" install -y --no-install-recommends python3 python3-venv >&2 \
+      || die "apt-get install python3 python3-venv failed"
+    python="$(command -v python3)" || die "python3 still missing"
+  fi
+  "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+    || die "helm-sdkpy needs Python >= 3.10; $python is $("$python" --version 2>&1)"
+  log "creating $HELM_VENV with $("$python" --version 2>&1) and installing helm-sdkpy $HELM_SDKPY_VERSION"
+  rm -rf "$HELM_VENV"
+  timeout 300 "$python" -m venv "$HELM_VENV" >&2 || die "python3 -m venv $HELM_VENV failed"
+  timeout 600 "$HELM_PYTHON_BIN" -m pip install -q --disable-pip-version-check "cffi==$CFFI_VERSION" >&2 \
+    || die "pip install cffi==$CFFI_VERSION failed (PyPI unreachable?)"
+  # helm-sdkpy's only runtime dependency is cffi; it declares Python >= 3.12 but runs on 3.11.
+  timeout 600 "$HELM_PYTHON_BIN" -m pip install -q --disable-pip-version-check --no-deps \
+    --ignore-requires-python "helm-sdkpy==$HELM_SDKPY_VERSION" >&2 \
+    || die "pip install helm-sdkpy==$HELM_SDKPY_VERSION failed (PyPI unreachable?)"
+  helm_venv_ok || die "helm-sdkpy installed in $HELM_VENV but does not load"
+  log "helm-sdkpy: installed in $HELM_VENV"
+}
+
 do_install() {
   [[ $(id -u) == 0 ]] || die "must run as root (installs Debian packages)"
   command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script targets Debian bookworm"
@@ -394,6 +451,7 @@ do_install() {
 
   install_packages
   build_kube_apiserver
+  install_helm_venv
 
   local missing
   missing="$(missing_all)"

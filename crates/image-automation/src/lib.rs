@@ -37,6 +37,7 @@
 //! own `apiVersion`/`kind`/`metadata`, one invalid policy image failing the run, dangling
 //! symlinks skipped, symlinked directories not followed.
 
+pub mod git;
 pub mod message;
 pub mod setters;
 pub mod update;

@@ -6,10 +6,20 @@
 //! - [`schedule`]: when a repository is scanned (pure).
 //! - [`policy`]: which tag is latest, and digest reflection (pure).
 //! - [`select`]: the offline `image-reflector select` command.
+//! - [`serve`]: the `image-reflector serve` command (mode selection, flags, shutdown).
+//! - [`standalone`]: `serve --manifests DIR`, the reconcilers without a cluster.
+//! - [`controller`]: the ImageRepository and ImagePolicy reconcilers (no Kubernetes client).
+//! - [`api`], [`state`], [`metrics`]: the HTTP API, what it serves, and the Prometheus metrics.
 
+pub mod api;
+pub mod controller;
+pub mod metrics;
 pub mod policy;
 pub mod reference;
 pub mod registry;
 pub mod schedule;
 pub mod select;
+pub mod serve;
+pub mod standalone;
+pub mod state;
 pub mod store;

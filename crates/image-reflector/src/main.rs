@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use image_reflector::select::{self, SelectArgs, SelectFailure};
+use image_reflector::serve::{self, ServeArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,6 +25,11 @@ enum Command {
     /// Prints the chosen original tag and exits 0; exits 1 when no tag qualifies and 2 when
     /// the policy or the command line is invalid.
     Select(SelectArgs),
+    /// Run the controller: the reconcilers, the HTTP API and /metrics.
+    ///
+    /// With --manifests DIR it runs without a cluster; otherwise it uses the kubeconfig or
+    /// the in-cluster configuration.
+    Serve(ServeArgs),
 }
 
 fn run_select(args: &SelectArgs) -> Result<String, SelectFailure> {
@@ -42,9 +48,35 @@ fn run_select(args: &SelectArgs) -> Result<String, SelectFailure> {
     select::select(&spec, &input)
 }
 
+fn run_serve(args: ServeArgs) -> ExitCode {
+    if let Err(e) = serve::init_logging(args.log_level, args.log_encoding) {
+        eprintln!("image-reflector serve: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("image-reflector serve: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "image-reflector serve failed");
+            eprintln!("image-reflector serve: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => run_serve(args),
         Command::Select(args) => match run_select(&args) {
             Ok(tag) => {
                 let mut out = std::io::stdout().lock();

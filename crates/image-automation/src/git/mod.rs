@@ -1,0 +1,662 @@
+//! The git layer: a persistent per-URL cache, checkout, commit, sign and push.
+//!
+//! - **Cache**: one bare repository per remote URL under `<storage>/git/<sha256(url)>`,
+//!   shared by every automation on that URL and updated by incremental gix fetches
+//!   (protocol v2; depth 1 the first time a ref is fetched). Operations on one URL are
+//!   serialised by a per-URL mutex.
+//! - **Checkout**: the checkout ref (Flux's precedence: commit > name > tag > semver >
+//!   branch > `master`) is materialised into a temporary directory with gix's worktree
+//!   checkout ([`Worktree`]).
+//! - **Commit**: [`Worktree::commit_all`] writes blobs, tree and commit with gix; OpenPGP
+//!   signatures come from rPGP, SSH signatures from `ssh-keygen -Y sign`.
+//! - **Push**: the `git` CLI (gix cannot push), credentials in the environment only.
+//!
+//! Everything here is blocking (gix's HTTP transport is blocking). The controller calls
+//! [`GitClient`] methods inside `tokio::task::spawn_blocking`.
+//!
+//! Error mapping: see [`GitError::flux_reason`] and [`GitError::is_stall`].
+
+mod auth;
+mod cli;
+mod error;
+mod repo;
+mod sign;
+mod worktree;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use gix::ObjectId;
+use sha2::Digest as _;
+
+pub use auth::{GitAuth, Secret};
+pub use error::GitError;
+pub use sign::SigningKey;
+pub use worktree::{Author, Worktree};
+
+use repo::{Depth, Session, tracking_ref};
+
+/// Flux's default when a GitRepository has no ref.
+pub const DEFAULT_BRANCH: &str = "master";
+
+/// A source-controller `GitRepositoryRef`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitRef {
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    pub semver: Option<String>,
+    pub name: Option<String>,
+    pub commit: Option<String>,
+}
+
+/// What to check out, after Flux's precedence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkout {
+    Commit {
+        commit: String,
+        branch: Option<String>,
+    },
+    Name(String),
+    Tag(String),
+    Semver(String),
+    Branch(String),
+}
+
+fn non_empty(v: &Option<String>) -> Option<String> {
+    v.as_ref().filter(|s| !s.is_empty()).cloned()
+}
+
+impl GitRef {
+    pub fn branch(name: &str) -> Self {
+        Self {
+            branch: Some(name.to_string()),
+            ..Self::default()
+        }
+    }
+
+    /// commit > name > tag > semver > branch > `master`.
+    pub fn checkout(&self) -> Checkout {
+        if let Some(commit) = non_empty(&self.commit) {
+            Checkout::Commit {
+                commit,
+                branch: non_empty(&self.branch),
+            }
+        } else if let Some(name) = non_empty(&self.name) {
+            Checkout::Name(name)
+        } else if let Some(tag) = non_empty(&self.tag) {
+            Checkout::Tag(tag)
+        } else if let Some(semver) = non_empty(&self.semver) {
+            Checkout::Semver(semver)
+        } else {
+            Checkout::Branch(non_empty(&self.branch).unwrap_or_else(|| DEFAULT_BRANCH.into()))
+        }
+    }
+
+    /// The branch Flux pushes to without `push.branch`: the ref's `branch` field, or
+    /// `master` when the ref is empty.
+    fn checkout_branch(&self) -> Option<String> {
+        if *self == Self::default() {
+            return Some(DEFAULT_BRANCH.into());
+        }
+        non_empty(&self.branch)
+    }
+}
+
+impl Checkout {
+    /// The remote ref to fetch, and the label used in revisions (`main`, `v1.0`, ...).
+    fn remote_ref(&self) -> Result<(String, String), GitError> {
+        match self {
+            Self::Branch(b) => Ok((format!("refs/heads/{b}"), b.clone())),
+            Self::Tag(t) => Ok((format!("refs/tags/{t}"), t.clone())),
+            Self::Name(n) => Ok((n.clone(), n.clone())),
+            Self::Commit {
+                branch: Some(b), ..
+            } => Ok((format!("refs/heads/{b}"), b.clone())),
+            Self::Commit { branch: None, .. } => Ok(("HEAD".into(), String::new())),
+            Self::Semver(s) => Err(GitError::Unsupported(format!(
+                "checkout by semver range {s:?} is not supported; use a branch, tag, name or commit"
+            ))),
+        }
+    }
+}
+
+/// The remote and how to reach it (GitRepository `url`, secret, `timeout`).
+#[derive(Debug, Clone)]
+pub struct RepoSpec {
+    pub url: String,
+    pub auth: GitAuth,
+    /// Per network operation; Flux's default is one minute.
+    pub timeout: Duration,
+}
+
+impl RepoSpec {
+    pub fn new(url: impl Into<String>, auth: GitAuth) -> Self {
+        Self {
+            url: url.into(),
+            auth,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `spec.git.push`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushSpec {
+    pub branch: Option<String>,
+    pub refspec: Option<String>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// Everything one automation run needs from git.
+#[derive(Debug, Clone)]
+pub struct UpdateRequest {
+    pub repo: RepoSpec,
+    pub checkout: GitRef,
+    pub push: PushSpec,
+    pub author: Author,
+    pub signing: Option<SigningKey>,
+    /// How many times to fetch, re-apply and push when the branch moved meanwhile.
+    pub max_attempts: u32,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateOutcome {
+    /// The label of the checkout ref (`main`, a tag, a full ref name; empty for a bare commit).
+    pub checkout_label: String,
+    /// The commit checked out (on the last attempt).
+    pub checked_out: String,
+    /// The commit pushed, if any (no change, no commit, no push).
+    pub pushed: Option<PushedCommit>,
+    /// Attempts made (more than one after rejected pushes).
+    pub attempts: u32,
+    /// Whether the push branch differs from the checkout branch (Flux's switchBranch).
+    pub switched_branch: bool,
+}
+
+impl UpdateOutcome {
+    /// Flux's `observedSourceRevision`: `<label>@sha1:<hash>` of the pushed commit, or of
+    /// the checked-out commit when nothing was pushed or the push went to another branch.
+    pub fn observed_revision(&self) -> String {
+        let id = match &self.pushed {
+            Some(p) if !self.switched_branch => &p.commit,
+            _ => &self.checked_out,
+        };
+        revision(&self.checkout_label, id)
+    }
+}
+
+fn revision(label: &str, id: &str) -> String {
+    if label.is_empty() {
+        format!("sha1:{id}")
+    } else {
+        format!("{label}@sha1:{id}")
+    }
+}
+
+/// A pushed commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedCommit {
+    pub commit: String,
+    pub branch: String,
+    pub refspec: Option<String>,
+    pub message: String,
+}
+
+/// What the checkout ref points to on the remote right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteHead {
+    pub label: String,
+    pub commit: String,
+}
+
+impl RemoteHead {
+    /// `<label>@sha1:<hash>`, comparable with `observedSourceRevision`.
+    pub fn revision(&self) -> String {
+        revision(&self.label, &self.commit)
+    }
+}
+
+/// Errors from the update closure.
+pub type ApplyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The git operations the controller needs; [`GitCache`] is the real one, tests of the
+/// controller can use a fake. Methods block: call them in `spawn_blocking`.
+pub trait GitClient: Send + Sync {
+    /// ls-remote of the checkout ref, to skip the clone when neither the policies nor the
+    /// remote head changed. `None` for commit and semver checkouts (Flux always syncs).
+    fn remote_head(
+        &self,
+        repo: &RepoSpec,
+        checkout: &GitRef,
+    ) -> Result<Option<RemoteHead>, GitError>;
+
+    /// Fetch, check out, `apply` (returns the commit message, or `None` for "nothing
+    /// to do"), commit, push; on a rejected push fetch again and re-apply on the new
+    /// head, up to `max_attempts` times.
+    fn update_and_push(
+        &self,
+        request: &UpdateRequest,
+        apply: &mut dyn FnMut(&Path) -> Result<Option<String>, ApplyError>,
+    ) -> Result<UpdateOutcome, GitError>;
+}
+
+/// The persistent cache of bare repositories, one per URL.
+#[derive(Debug)]
+pub struct GitCache {
+    root: PathBuf,
+    locks: Arc<Locks>,
+}
+
+/// Repositories in use; a per-URL mutex whose guard owns its share of the table.
+#[derive(Debug, Default)]
+struct Locks {
+    held: Mutex<HashSet<PathBuf>>,
+    released: Condvar,
+}
+
+#[derive(Debug)]
+struct UrlGuard {
+    locks: Arc<Locks>,
+    dir: PathBuf,
+}
+
+impl UrlGuard {
+    fn acquire(locks: &Arc<Locks>, dir: &Path) -> Self {
+        let mut held = locks.held.lock().unwrap_or_else(|p| p.into_inner());
+        while held.contains(dir) {
+            held = locks.released.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        held.insert(dir.to_path_buf());
+        Self {
+            locks: locks.clone(),
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for UrlGuard {
+    fn drop(&mut self) {
+        let mut held = self.locks.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.remove(&self.dir);
+        self.locks.released.notify_all();
+    }
+}
+
+/// Validates a branch or ref name we put on git's command line or in a refspec.
+fn check_ref_part(what: &str, value: &str) -> Result<(), GitError> {
+    let bad = value.is_empty()
+        || value.starts_with('-')
+        || value.chars().any(|c| c.is_whitespace() || c.is_control())
+        || gix::validate::reference::name_partial(value.into()).is_err();
+    if bad {
+        Err(GitError::InvalidConfig(format!("invalid {what} {value:?}")))
+    } else {
+        Ok(())
+    }
+}
+
+impl GitCache {
+    /// A cache under `<storage_path>/git`.
+    pub fn new(storage_path: impl AsRef<Path>) -> Self {
+        Self {
+            root: storage_path.as_ref().join("git"),
+            locks: Arc::default(),
+        }
+    }
+
+    /// The bare repository for `url`: `<storage>/git/<sha256(url) as hex, 32 chars>`.
+    pub fn repo_dir(&self, url: &str) -> PathBuf {
+        let digest = sha2::Sha256::digest(url.trim_end_matches('/').as_bytes());
+        self.root.join(&hex::encode(digest)[..32])
+    }
+
+    /// Locks the URL's repository (waiting for other operations on it) and opens it,
+    /// creating it when needed.
+    pub fn open(&self, repo: &RepoSpec) -> Result<LockedRepo, GitError> {
+        let dir = self.repo_dir(&repo.url);
+        let guard = UrlGuard::acquire(&self.locks, &dir);
+        let session = Session::open(&dir, &repo.url, &repo.auth, repo.timeout)?;
+        Ok(LockedRepo {
+            session,
+            work_root: self.root.join("worktrees"),
+            _guard: guard,
+        })
+    }
+}
+
+/// A cached repository, exclusively held for one operation.
+pub struct LockedRepo {
+    // Field order: the session is closed before the lock is released.
+    session: Session,
+    work_root: PathBuf,
+    _guard: UrlGuard,
+}
+
+impl std::fmt::Debug for LockedRepo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockedRepo")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`LockedRepo::checkout`] resolved.
+#[derive(Debug)]
+pub struct CheckedOut {
+    pub worktree: Worktree,
+    /// The checkout ref's commit (the worktree may be based on the push branch instead).
+    pub checkout_commit: ObjectId,
+    pub label: String,
+}
+
+impl LockedRepo {
+    /// Fetches the checkout ref (and `also_branch` when given and present) and
+    /// materialises `also_branch`'s head when it exists remotely, else the checkout
+    /// commit.
+    pub fn checkout(
+        &self,
+        checkout: &GitRef,
+        also_branch: Option<&str>,
+    ) -> Result<CheckedOut, GitError> {
+        let s = &self.session;
+        let target = checkout.checkout();
+        let (remote_ref, label) = target.remote_ref()?;
+        let mut refs = vec![remote_ref.clone()];
+        if let Some(b) = also_branch {
+            check_ref_part("push branch", b)?;
+            refs.push(format!("refs/heads/{b}"));
+        }
+        let depth = match &target {
+            Checkout::Commit { .. } => Depth::Full,
+            _ if s.local_commit(&tracking_ref(&remote_ref))?.is_none() => Depth::Shallow,
+            _ => Depth::Incremental,
+        };
+        let present = s.fetch(&refs, depth)?;
+        let checkout_commit = match &target {
+            Checkout::Commit { commit, .. } => {
+                let id = ObjectId::from_hex(commit.as_bytes()).map_err(|_| {
+                    GitError::InvalidConfig(format!("commit {commit:?} is not a full SHA-1"))
+                })?;
+                if !s.has_commit(id) {
+                    s.fetch(&refs[..1], Depth::Full)?;
+                }
+                if !s.has_commit(id) {
+                    return Err(GitError::RefNotFound(format!(
+                        "commit {commit} not found on {label}"
+                    )));
+                }
+                id
+            }
+            _ => s.local_commit(&tracking_ref(&remote_ref))?.ok_or_else(|| {
+                GitError::RefNotFound(format!("couldn't find remote ref {remote_ref}"))
+            })?,
+        };
+        let base = match (also_branch, present.get(1).copied()) {
+            (Some(b), Some(true)) => s
+                .local_commit(&tracking_ref(&format!("refs/heads/{b}")))?
+                .unwrap_or(checkout_commit),
+            _ => checkout_commit,
+        };
+        let worktree = Worktree::materialise(&s.repo, base, &self.work_root)?;
+        Ok(CheckedOut {
+            worktree,
+            checkout_commit,
+            label,
+        })
+    }
+
+    /// See [`Worktree::commit_all`].
+    pub fn commit_all(
+        &self,
+        worktree: &Worktree,
+        author: &Author,
+        message: &str,
+        signing: Option<&SigningKey>,
+    ) -> Result<Option<ObjectId>, GitError> {
+        worktree.commit_all(
+            &self.session.repo,
+            author,
+            message,
+            signing,
+            self.session.timeout,
+        )
+    }
+
+    /// Pushes `commit` to `branch` (forced when `force`), then `refspec` if given, with
+    /// `options` as push options on both.
+    pub fn push(
+        &self,
+        commit: ObjectId,
+        branch: &str,
+        force: bool,
+        refspec: Option<&str>,
+        options: &BTreeMap<String, String>,
+    ) -> Result<(), GitError> {
+        let s = &self.session;
+        check_ref_part("push branch", branch)?;
+        let options: Vec<String> = options
+            .iter()
+            .map(|(k, v)| {
+                if v.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect();
+        if options.iter().any(|o| o.contains(['\n', '\0'])) {
+            return Err(GitError::InvalidConfig(
+                "push options must be single-line".into(),
+            ));
+        }
+        s.push(
+            &format!("{commit}:refs/heads/{branch}"),
+            branch,
+            force,
+            &options,
+        )?;
+        s.set_ref(&tracking_ref(&format!("refs/heads/{branch}")), commit)?;
+        if let Some(refspec) = refspec {
+            let spec = refspec.trim_start_matches('+');
+            if refspec.starts_with('-')
+                || spec
+                    .split(':')
+                    .any(|p| !p.is_empty() && check_ref_part("refspec", p).is_err())
+            {
+                return Err(GitError::InvalidConfig(format!(
+                    "invalid refspec {refspec:?}"
+                )));
+            }
+            // The refspec may name HEAD or the push branch, meaning the new commit.
+            s.set_ref(&format!("refs/heads/{branch}"), commit)?;
+            s.set_head(branch)?;
+            let spec = if force && !refspec.starts_with('+') {
+                format!("+{refspec}")
+            } else {
+                refspec.to_string()
+            };
+            s.push(&spec, refspec, false, &options)?;
+        }
+        Ok(())
+    }
+
+    /// The remote commit of the checkout ref.
+    pub fn remote_head(&self, checkout: &GitRef) -> Result<Option<RemoteHead>, GitError> {
+        let target = checkout.checkout();
+        if matches!(target, Checkout::Commit { .. } | Checkout::Semver(_)) {
+            return Ok(None);
+        }
+        let (remote_ref, label) = target.remote_ref()?;
+        match self
+            .session
+            .ls_remote(std::slice::from_ref(&remote_ref))?
+            .first()
+        {
+            Some(Some(id)) => Ok(Some(RemoteHead {
+                label,
+                commit: id.to_string(),
+            })),
+            _ => Err(GitError::RefNotFound(format!(
+                "couldn't find remote ref {remote_ref}"
+            ))),
+        }
+    }
+}
+
+impl GitClient for GitCache {
+    fn remote_head(
+        &self,
+        repo: &RepoSpec,
+        checkout: &GitRef,
+    ) -> Result<Option<RemoteHead>, GitError> {
+        self.open(repo)?.remote_head(checkout)
+    }
+
+    fn update_and_push(
+        &self,
+        request: &UpdateRequest,
+        apply: &mut dyn FnMut(&Path) -> Result<Option<String>, ApplyError>,
+    ) -> Result<UpdateOutcome, GitError> {
+        let checkout_branch = request.checkout.checkout_branch();
+        let push_branch = match (&request.push.branch, &checkout_branch) {
+            (Some(p), _) if !p.is_empty() => p.clone(),
+            (_, Some(b)) => b.clone(),
+            _ => {
+                return Err(GitError::InvalidConfig(
+                    "push spec not provided, and cannot be inferred from .spec.git.checkout.ref or GitRepository .spec.ref".into(),
+                ));
+            }
+        };
+        check_ref_part("push branch", &push_branch)?;
+        // Flux's GitForcePushBranch gate: force only when pushing elsewhere than the
+        // checkout branch; the checkout branch itself is never overwritten.
+        let switch = checkout_branch.as_deref() != Some(push_branch.as_str());
+        let locked = self.open(&request.repo)?;
+        let max = request.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let co = locked.checkout(&request.checkout, switch.then_some(push_branch.as_str()))?;
+            let outcome = |pushed| UpdateOutcome {
+                checkout_label: co.label.clone(),
+                checked_out: co.checkout_commit.to_string(),
+                pushed,
+                attempts: attempt,
+                switched_branch: switch,
+            };
+            let Some(message) = apply(co.worktree.path()).map_err(GitError::Apply)? else {
+                return Ok(outcome(None));
+            };
+            let Some(commit) = locked.commit_all(
+                &co.worktree,
+                &request.author,
+                &message,
+                request.signing.as_ref(),
+            )?
+            else {
+                return Ok(outcome(None));
+            };
+            match locked.push(
+                commit,
+                &push_branch,
+                switch,
+                request.push.refspec.as_deref(),
+                &request.push.options,
+            ) {
+                Ok(()) => {
+                    return Ok(outcome(Some(PushedCommit {
+                        commit: commit.to_string(),
+                        branch: push_branch.clone(),
+                        refspec: request.push.refspec.clone(),
+                        message,
+                    })));
+                }
+                Err(GitError::PushRejected { .. }) if attempt < max => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkout_precedence() {
+        let all = GitRef {
+            branch: Some("b".into()),
+            tag: Some("t".into()),
+            semver: Some("1.x".into()),
+            name: Some("refs/pull/1/head".into()),
+            commit: Some("c".into()),
+        };
+        assert!(matches!(all.checkout(), Checkout::Commit { .. }));
+        let no_commit = GitRef {
+            commit: None,
+            ..all.clone()
+        };
+        assert_eq!(
+            no_commit.checkout(),
+            Checkout::Name("refs/pull/1/head".into())
+        );
+        let no_name = GitRef {
+            name: None,
+            ..no_commit
+        };
+        assert_eq!(no_name.checkout(), Checkout::Tag("t".into()));
+        let no_tag = GitRef {
+            tag: None,
+            ..no_name
+        };
+        assert_eq!(no_tag.checkout(), Checkout::Semver("1.x".into()));
+        assert!(matches!(
+            no_tag.checkout().remote_ref(),
+            Err(GitError::Unsupported(_))
+        ));
+        let branch = GitRef {
+            semver: None,
+            ..no_tag
+        };
+        assert_eq!(branch.checkout(), Checkout::Branch("b".into()));
+        assert_eq!(
+            GitRef::default().checkout(),
+            Checkout::Branch("master".into())
+        );
+        assert_eq!(
+            GitRef::default().checkout_branch().as_deref(),
+            Some("master")
+        );
+        assert_eq!(
+            GitRef {
+                tag: Some("t".into()),
+                ..GitRef::default()
+            }
+            .checkout_branch(),
+            None
+        );
+    }
+
+    #[test]
+    fn ref_names_are_checked() {
+        assert!(check_ref_part("b", "main").is_ok());
+        assert!(check_ref_part("b", "feature/x").is_ok());
+        assert!(check_ref_part("b", "--upload-pack=x").is_err());
+        assert!(check_ref_part("b", "a b").is_err());
+        assert!(check_ref_part("b", "a..b").is_err());
+    }
+
+    #[test]
+    fn cache_dir_is_stable_per_url() {
+        let c = GitCache::new("/s");
+        assert_eq!(
+            c.repo_dir("https://h/r.git"),
+            c.repo_dir("https://h/r.git/")
+        );
+        assert_ne!(c.repo_dir("https://h/r.git"), c.repo_dir("https://h/s.git"));
+        assert!(c.repo_dir("x").starts_with("/s/git"));
+    }
+}

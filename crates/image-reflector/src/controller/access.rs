@@ -1,0 +1,106 @@
+//! Registry access for an ImageRepository: read the Secrets it names, then resolve
+//! credentials and transport (Flux's `GetOptions`, reference §3.5).
+
+use api_types::{ImageRepositorySpec, RegistryProvider};
+
+use super::{ObjectSource, SourceError};
+use crate::reference::ImageReference;
+use crate::registry::{AccessError, AccessInputs, RegistryAccess, SecretData, resolve_access};
+
+/// Why the authentication options could not be built. Messages name objects, never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessSetupError {
+    /// A referenced Secret does not exist (worded like the API server's NotFound).
+    #[error("secrets \"{name}\" not found")]
+    SecretNotFound { name: String },
+    #[error("serviceaccounts \"{name}\" not found")]
+    ServiceAccountNotFound { name: String },
+    #[error("failed to get secret '{name}': {source}")]
+    Read { name: String, source: SourceError },
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The repository's timeout passed while reading Secrets.
+    #[error("timed out reading the referenced secrets")]
+    Timeout,
+}
+
+/// Whether `provider` is one we cannot serve (cloud workload identity).
+pub(crate) fn unsupported_provider(provider: RegistryProvider) -> Option<AccessError> {
+    let name = match provider {
+        RegistryProvider::Generic => return None,
+        RegistryProvider::Aws => "aws",
+        RegistryProvider::Azure => "azure",
+        RegistryProvider::Gcp => "gcp",
+    };
+    Some(AccessError::ProviderNotSupported { provider: name })
+}
+
+async fn required_secret(
+    objects: &dyn ObjectSource,
+    namespace: &str,
+    name: &str,
+) -> Result<SecretData, AccessSetupError> {
+    objects
+        .secret(namespace, name)
+        .await
+        .map_err(|source| AccessSetupError::Read {
+            name: name.to_string(),
+            source,
+        })?
+        .ok_or_else(|| AccessSetupError::SecretNotFound {
+            name: name.to_string(),
+        })
+}
+
+/// Reads the proxy, certificate and pull Secrets of `spec` (in `namespace`) and resolves the
+/// credentials for `image`. A missing Secret or service account is an error, as in Flux.
+pub async fn registry_access(
+    objects: &dyn ObjectSource,
+    namespace: &str,
+    spec: &ImageRepositorySpec,
+    image: &ImageReference,
+) -> Result<RegistryAccess, AccessSetupError> {
+    let proxy = match &spec.proxy_secret_ref {
+        Some(r) => Some(required_secret(objects, namespace, &r.name).await?),
+        None => None,
+    };
+    if let Some(e) = unsupported_provider(spec.provider) {
+        return Err(e.into());
+    }
+    let cert = match &spec.cert_secret_ref {
+        Some(r) => Some(required_secret(objects, namespace, &r.name).await?),
+        None => None,
+    };
+    let mut pull = Vec::new();
+    if let Some(r) = &spec.secret_ref {
+        pull.push(required_secret(objects, namespace, &r.name).await?);
+    }
+    if let Some(sa) = spec
+        .service_account_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        let names = objects
+            .service_account_pull_secrets(namespace, sa)
+            .await
+            .map_err(|source| AccessSetupError::Read {
+                name: sa.to_string(),
+                source,
+            })?
+            .ok_or_else(|| AccessSetupError::ServiceAccountNotFound {
+                name: sa.to_string(),
+            })?;
+        for name in names {
+            pull.push(required_secret(objects, namespace, &name).await?);
+        }
+    }
+    Ok(resolve_access(
+        image,
+        &AccessInputs {
+            provider: spec.provider,
+            pull_secrets: &pull,
+            cert_secret: cert.as_ref(),
+            proxy_secret: proxy.as_ref(),
+        },
+    )?)
+}

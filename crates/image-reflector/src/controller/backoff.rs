@@ -1,0 +1,77 @@
+//! Per-object exponential backoff for retryable failures, like the controller-runtime
+//! workqueue's limiter Flux uses (`--min-retry-delay` 750ms, `--max-retry-delay` 15m).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Duration;
+
+pub const MIN_RETRY_DELAY: Duration = Duration::from_millis(750);
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
+
+/// Consecutive failures per object; the delay doubles with each, from `min` to `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff<K> {
+    min: Duration,
+    max: Duration,
+    failures: HashMap<K, u32>,
+}
+
+impl<K: Hash + Eq> Default for Backoff<K> {
+    fn default() -> Self {
+        Self::new(MIN_RETRY_DELAY, MAX_RETRY_DELAY)
+    }
+}
+
+impl<K: Hash + Eq> Backoff<K> {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max: max.max(min),
+            failures: HashMap::new(),
+        }
+    }
+
+    /// Records a failure of `key` and returns how long to wait before the retry.
+    pub fn failure(&mut self, key: K) -> Duration {
+        let count = self.failures.entry(key).or_insert(0);
+        let exponent = (*count).min(31);
+        *count = count.saturating_add(1);
+        self.min
+            .checked_mul(1u32 << exponent)
+            .map_or(self.max, |d| d.min(self.max))
+    }
+
+    /// A success (or a stall, or deletion): the next failure starts from `min` again.
+    pub fn reset(&mut self, key: &K) {
+        self.failures.remove(key);
+    }
+
+    /// Consecutive failures recorded for `key`.
+    pub fn failures(&self, key: &K) -> u32 {
+        self.failures.get(key).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_from_min_to_max_and_resets() {
+        let mut b = Backoff::default();
+        let delays: Vec<_> = (0..6).map(|_| b.failure("a")).collect();
+        assert_eq!(
+            delays,
+            [750, 1500, 3000, 6000, 12000, 24000].map(Duration::from_millis)
+        );
+        for _ in 0..40 {
+            b.failure("a");
+        }
+        assert_eq!(b.failure("a"), MAX_RETRY_DELAY);
+        // Other objects are independent.
+        assert_eq!(b.failure("b"), MIN_RETRY_DELAY);
+        b.reset(&"a");
+        assert_eq!(b.failures(&"a"), 0);
+        assert_eq!(b.failure("a"), MIN_RETRY_DELAY);
+    }
+}

@@ -1,0 +1,260 @@
+//! The reconcilers of ImageRepository and ImagePolicy, shared by the standalone and the
+//! Kubernetes modes.
+//!
+//! They are async functions over plain data: the object (with its current status), a
+//! [`Deps`] bundle of small traits (objects it refers to, the registry, the tag store) and
+//! the clock. They return the new status, when to run again and the event to emit; the
+//! caller writes the status (API state, or the Kubernetes status subresource), emits the
+//! event and schedules the next run, backing off with [`Backoff`] on retryable errors.
+//! Nothing here talks to Kubernetes.
+//!
+//! - [`reconcile_repository`]: Flux's ImageRepository flow (reference §5.2).
+//! - [`reconcile_policy`]: Flux's ImagePolicy flow (reference §5.3).
+//! - [`decide_event`]: which event a status change deserves (§5.5, minus the success noise).
+//! - [`repository_info`] / [`policy_info`]: the HTTP API documents.
+
+mod access;
+mod backoff;
+mod events;
+mod info;
+mod policy;
+mod registry;
+mod repository;
+
+#[cfg(test)]
+mod testing;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use api_types::ImageRepository;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::reference::ImageReference;
+use crate::registry::{RegistryAccess, RegistryError, SecretData};
+use crate::store::TagStore;
+
+pub use access::{AccessSetupError, registry_access};
+pub use backoff::{Backoff, MAX_RETRY_DELAY, MIN_RETRY_DELAY};
+pub use events::{Event, EventType, decide_event};
+pub use info::{policy_info, readiness, repository_info};
+pub use policy::{
+    PolicyOutcome, PolicyReconcileError, ready_message, reconcile_policy, repository_ref,
+};
+pub use registry::{RegistryPool, RequestObserver};
+pub use repository::{
+    RepositoryError, RepositoryOutcome, ScanError, ScanReport, reconcile_repository,
+};
+
+/// A boxed future, so the traits below can be used as `dyn` objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The namespace objects without one live in (as `kubectl apply` would put them).
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The default `--requeue-dependency`: how soon a policy whose repository has no tags yet
+/// is evaluated again.
+pub const DEFAULT_REQUEUE_DEPENDENCY: Duration = Duration::from_secs(30);
+
+/// Reading an object failed for a reason other than "it does not exist" (which is `None`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
+/// The objects the reconcilers read besides the one they reconcile. Every method returns
+/// `Ok(None)` when the object does not exist.
+pub trait ObjectSource: Send + Sync {
+    /// A Secret's type and decoded data.
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>>;
+
+    /// The names in a ServiceAccount's `imagePullSecrets`.
+    fn service_account_pull_secrets<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>>;
+
+    /// A Namespace's labels (for `accessFrom`).
+    fn namespace_labels<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>>;
+
+    /// An ImageRepository (spec and status), for ImagePolicies.
+    fn image_repository<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>>;
+}
+
+/// Where the repository reconciler lists tags: the registry client pool, or a fake.
+pub trait ScanSource: Send + Sync {
+    /// Every tag of `image`, in registry order, within `timeout`.
+    fn list_tags<'a>(
+        &'a self,
+        image: &'a ImageReference,
+        access: &'a RegistryAccess,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Vec<String>, RegistryError>>;
+}
+
+/// Where the policy reconciler looks up digests (`HEAD` on the manifest), or a fake.
+pub trait DigestSource: Send + Sync {
+    /// The digest `image:tag` points to, within `timeout`.
+    fn manifest_digest<'a>(
+        &'a self,
+        image: &'a ImageReference,
+        tag: &'a str,
+        access: &'a RegistryAccess,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<String, RegistryError>>;
+}
+
+/// Controller-wide settings (flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// `--no-cross-namespace-refs`: policies may only use repositories of their namespace.
+    pub no_cross_namespace_refs: bool,
+    /// `--requeue-dependency`: retry period of a policy whose repository has no tags.
+    pub requeue_dependency: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            no_cross_namespace_refs: false,
+            requeue_dependency: DEFAULT_REQUEUE_DEPENDENCY,
+        }
+    }
+}
+
+/// What the reconcilers use. Cheap to clone.
+#[derive(Clone)]
+pub struct Deps {
+    pub objects: Arc<dyn ObjectSource>,
+    pub tags: Arc<dyn ScanSource>,
+    pub digests: Arc<dyn DigestSource>,
+    pub store: Arc<dyn TagStore>,
+    pub options: Options,
+}
+
+impl fmt::Debug for Deps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deps")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When the caller should run the reconciler for this object again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// After this long (the next scan, the digest interval, or the dependency retry).
+    After(Duration),
+    /// After the object's backoff delay ([`Backoff::failure`]): a transient error.
+    Backoff,
+    /// Only when the object changes (stalled, suspended, or nothing scheduled by time).
+    OnChange,
+}
+
+/// `metadata.namespace`, defaulted.
+pub fn namespace_of(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+}
+
+/// `metadata.name` (empty when missing, which no API server allows).
+pub fn name_of(meta: &ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or_default()
+}
+
+/// A Kubernetes timestamp from the clock (whole seconds are what the API server keeps).
+pub fn to_time(t: SystemTime) -> Time {
+    Time(Timestamp::try_from(t).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// The clock value of a Kubernetes timestamp.
+pub fn from_time(t: &Time) -> SystemTime {
+    SystemTime::from(t.0)
+}
+
+/// A duration as Go's `time.Duration.String()` prints it (`30s`, `1m0s`, `1.5s`, `750ms`),
+/// for messages Flux users know.
+pub fn go_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    if d < Duration::from_secs(1) {
+        let nanos = d.as_nanos();
+        return if nanos < 1_000 {
+            format!("{nanos}ns")
+        } else if nanos < 1_000_000 {
+            format!("{}µs", trim_fraction(nanos, 1_000))
+        } else {
+            format!("{}ms", trim_fraction(nanos, 1_000_000))
+        };
+    }
+    let total = d.as_secs();
+    let (hours, minutes, seconds) = (total / 3600, (total / 60) % 60, total % 60);
+    let seconds = trim_fraction(
+        u128::from(seconds) * 1_000_000_000 + u128::from(d.subsec_nanos()),
+        1_000_000_000,
+    );
+    if hours > 0 {
+        format!("{hours}h{minutes}m{seconds}s")
+    } else if minutes > 0 {
+        format!("{minutes}m{seconds}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// `value / unit` with the fraction's trailing zeros removed.
+fn trim_fraction(value: u128, unit: u128) -> String {
+    let whole = value / unit;
+    let fraction = value % unit;
+    if fraction == 0 {
+        return whole.to_string();
+    }
+    let width = unit.ilog10() as usize;
+    let digits = format!("{fraction:0width$}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_duration_matches_go() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_secs(60), "1m0s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_millis(750), "750ms"),
+            (Duration::from_micros(1500), "1.5ms"),
+            (Duration::from_nanos(12), "12ns"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(go_duration(d), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn time_round_trips() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(from_time(&to_time(t)), t);
+    }
+}

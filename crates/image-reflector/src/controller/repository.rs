@@ -1,0 +1,665 @@
+//! The ImageRepository reconciler (reference §5.2).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use api_types::duration::{InvalidDuration, parse_duration};
+use api_types::meta::{
+    Outcome, RECONCILE_REQUEST_ANNOTATION, apply_outcome, condition_type, find_condition,
+    pending_reconcile_request, reason, should_record_observed_generation,
+};
+use api_types::{ImageRepository, ImageRepositoryStatus, ScanResult as StatusScanResult};
+
+use super::access::{AccessSetupError, registry_access, unsupported_provider};
+use super::events::{Event, decide_event};
+use super::{Deps, Next, from_time, name_of, namespace_of, to_time};
+use crate::reference::{ImageReference, ReferenceError};
+use crate::registry::{AccessError, ExclusionError, ExclusionList, RegistryError, ScanResult};
+use crate::schedule::{ScanDecision, ScanState, decide};
+use crate::store::{RepoKey, StoreError};
+
+/// The scan timeout never goes below this (Flux's `GetTimeout`).
+const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a scan failed (`ReadOperationFailed`, retried).
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Exclusion(#[from] ExclusionError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why an ImageRepository is not Ready. [`RepositoryError::stalls`] decides stall (wait
+/// for a spec change) versus retry with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    /// `spec.interval` or `spec.timeout` is not a duration (the CRD pattern normally
+    /// rejects it; manifests in standalone mode are not validated by an API server).
+    #[error("{field}: {source}")]
+    InvalidDuration {
+        field: &'static str,
+        source: InvalidDuration,
+    },
+    #[error(transparent)]
+    ImageUrl(#[from] ReferenceError),
+    /// A cloud `provider`: never silently scanned anonymously.
+    #[error("spec.provider: {0}")]
+    Unsupported(AccessError),
+    #[error("failed to configure authentication options: {0}")]
+    Authentication(AccessSetupError),
+    #[error("failed to determine if it's scan time: {0}")]
+    ScanTime(StoreError),
+    #[error("scan failed: {0}")]
+    Scan(#[from] ScanError),
+}
+
+impl RepositoryError {
+    /// The Ready (and Stalled) condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidDuration { .. } => reason::INTERVAL_NOT_CONFIGURED,
+            Self::ImageUrl(_) => reason::IMAGE_URL_INVALID,
+            Self::Unsupported(_) => reason::UNSUPPORTED,
+            Self::Authentication(_) => reason::AUTHENTICATION_FAILED,
+            Self::ScanTime(_) => reason::FAILURE,
+            Self::Scan(_) => reason::READ_OPERATION_FAILED,
+        }
+    }
+
+    /// True for spec errors that no retry can fix.
+    pub fn stalls(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidDuration { .. } | Self::ImageUrl(_) | Self::Unsupported(_)
+        )
+    }
+
+    /// The wait a rate-limiting registry asked for, to respect over a shorter backoff.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Scan(ScanError::Registry(e)) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+/// A scan that ran, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanReport {
+    pub duration: Duration,
+    /// Tags stored (after the exclusion list); 0 on failure.
+    pub tags: usize,
+    pub ok: bool,
+}
+
+/// The result of one ImageRepository reconcile.
+#[derive(Debug)]
+pub struct RepositoryOutcome {
+    /// The status to write (the input status when suspended, apart from
+    /// `lastHandledReconcileAt`).
+    pub status: ImageRepositoryStatus,
+    /// When to run again on success: the next scan (`None`: never by time).
+    pub requeue_after: Option<Duration>,
+    pub event: Option<Event>,
+    /// Why the repository is not Ready; `None` on success and when suspended.
+    pub error: Option<RepositoryError>,
+    /// Set when a scan ran.
+    pub scan: Option<ScanReport>,
+    pub suspended: bool,
+}
+
+impl RepositoryOutcome {
+    /// When the caller should reconcile again.
+    pub fn next(&self) -> Next {
+        match &self.error {
+            Some(e) if e.stalls() => Next::OnChange,
+            Some(_) => Next::Backoff,
+            None => self.requeue_after.map_or(Next::OnChange, Next::After),
+        }
+    }
+
+    /// The revision of the stored tags after this reconcile.
+    pub fn revision(&self) -> Option<&str> {
+        self.status
+            .last_scan_result
+            .as_ref()
+            .map(|s| s.revision.as_str())
+    }
+}
+
+/// Reconciles `repo` (with its current `status`) at `now`.
+pub async fn reconcile_repository(
+    repo: &ImageRepository,
+    deps: &Deps,
+    now: SystemTime,
+) -> RepositoryOutcome {
+    let mut status = repo.status.clone().unwrap_or_default();
+    let before = find_condition(&status.conditions, condition_type::READY).cloned();
+    // Flux records a handled request whatever the result (its deferred patch does).
+    if let Some(token) = pending_reconcile_request(
+        repo.metadata.annotations.as_ref(),
+        status.last_handled_reconcile_at.as_deref(),
+    ) {
+        status.last_handled_reconcile_at = Some(token.to_string());
+    }
+    if repo.spec.suspend {
+        return RepositoryOutcome {
+            status,
+            requeue_after: None,
+            event: None,
+            error: None,
+            scan: None,
+            suspended: true,
+        };
+    }
+
+    let mut scan = None;
+    let result = run(repo, deps, now, &mut status, &mut scan).await;
+    let generation = repo.metadata.generation;
+    let time = to_time(now);
+    let (requeue_after, error) = match result {
+        Ok(next) => {
+            let (count, revision) = status
+                .last_scan_result
+                .as_ref()
+                .map(|s| (s.tag_count, s.revision.clone()))
+                .unwrap_or_default();
+            let message = format!("successful scan: found {count} tags with checksum {revision}");
+            apply_outcome(
+                &mut status.conditions,
+                Outcome::Ready { message: &message },
+                generation,
+                &time,
+            );
+            ((!next.is_zero()).then_some(next), None)
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let outcome = if e.stalls() {
+                Outcome::Stalled {
+                    reason: e.reason(),
+                    message: &message,
+                }
+            } else {
+                Outcome::Retrying {
+                    reason: e.reason(),
+                    message: &message,
+                }
+            };
+            apply_outcome(&mut status.conditions, outcome, generation, &time);
+            (None, Some(e))
+        }
+    };
+    if should_record_observed_generation(&status.conditions) {
+        status.observed_generation = generation;
+    }
+    let after = find_condition(&status.conditions, condition_type::READY);
+    let event = decide_event(before.as_ref(), after);
+    RepositoryOutcome {
+        status,
+        requeue_after,
+        event,
+        error,
+        scan,
+        suspended: false,
+    }
+}
+
+fn parse_field(field: &'static str, text: &str) -> Result<Duration, RepositoryError> {
+    parse_duration(text).map_err(|source| RepositoryError::InvalidDuration { field, source })
+}
+
+/// The scan timeout: `spec.timeout`, else the interval, at least a second.
+pub(crate) fn scan_timeout(
+    spec: &api_types::ImageRepositorySpec,
+) -> Result<Duration, RepositoryError> {
+    let interval = parse_field("spec.interval", &spec.interval)?;
+    let timeout = match spec.timeout.as_deref() {
+        Some(t) => parse_field("spec.timeout", t)?,
+        None => interval,
+    };
+    Ok(timeout.max(MIN_TIMEOUT))
+}
+
+/// Steps 5 to 13; returns the time to the next scan.
+async fn run(
+    repo: &ImageRepository,
+    deps: &Deps,
+    now: SystemTime,
+    status: &mut ImageRepositoryStatus,
+    report: &mut Option<ScanReport>,
+) -> Result<Duration, RepositoryError> {
+    let spec = &repo.spec;
+    let namespace = namespace_of(&repo.metadata);
+    let interval = parse_field("spec.interval", &spec.interval)?;
+    let timeout = scan_timeout(spec)?;
+    let image = ImageReference::parse(&spec.image, spec.insecure)?;
+    if let Some(e) = unsupported_provider(spec.provider) {
+        return Err(RepositoryError::Unsupported(e));
+    }
+
+    // One deadline covers reading the Secrets and the scan (reference §3.4).
+    let started = Instant::now();
+    let access = tokio::time::timeout(
+        timeout,
+        registry_access(deps.objects.as_ref(), namespace, spec, &image),
+    )
+    .await
+    .unwrap_or(Err(AccessSetupError::Timeout))
+    .map_err(|e| match e {
+        AccessSetupError::Access(e @ AccessError::ProviderNotSupported { .. }) => {
+            RepositoryError::Unsupported(e)
+        }
+        e => RepositoryError::Authentication(e),
+    })?;
+
+    let canonical = image.canonical_name();
+    let exclusions = spec.effective_exclusion_list();
+    let key = RepoKey::new(namespace, name_of(&repo.metadata));
+    let stored_tags = deps
+        .store
+        .meta(&key)
+        .map_err(RepositoryError::ScanTime)?
+        .map_or(0, |m| m.tag_count);
+    let requested_at = repo
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RECONCILE_REQUEST_ANNOTATION))
+        .map(String::as_str);
+    let last_scan = status.last_scan_result.as_ref();
+    let state = ScanState {
+        interval,
+        last_scan_time: last_scan.and_then(|s| s.scan_time.as_ref()).map(from_time),
+        requested_at,
+        // The token was already recorded above, so compare with the input status.
+        last_handled_reconcile_at: repo
+            .status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.as_deref()),
+        canonical_image: &canonical,
+        observed_canonical_image: status.canonical_image_name.as_deref(),
+        exclusion_list: &exclusions,
+        observed_exclusion_list: &status.observed_exclusion_list,
+        stored_tags,
+    };
+    let next = match decide(&state, now) {
+        ScanDecision::Wait { next } => next,
+        ScanDecision::Scan { reason, next } => {
+            tracing::debug!(namespace, name = name_of(&repo.metadata), %reason, "scanning");
+            let scan_started = Instant::now();
+            let remaining = timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1));
+            let result = scan(deps, &image, &access, &exclusions, &key, remaining, now).await;
+            *report = Some(ScanReport {
+                duration: scan_started.elapsed(),
+                tags: result.as_ref().map_or(0, ScanResult::tag_count),
+                ok: result.is_ok(),
+            });
+            let result = result?;
+            status.last_scan_result = Some(StatusScanResult {
+                revision: result.revision.clone(),
+                tag_count: i64::try_from(result.tag_count()).unwrap_or(i64::MAX),
+                scan_time: Some(to_time(now)),
+                latest_tags: result.latest_tags().to_vec(),
+            });
+            next
+        }
+    };
+    status.canonical_image_name = Some(canonical);
+    status.observed_exclusion_list = exclusions;
+    Ok(next)
+}
+
+async fn scan(
+    deps: &Deps,
+    image: &ImageReference,
+    access: &crate::registry::RegistryAccess,
+    exclusions: &[String],
+    key: &RepoKey,
+    timeout: Duration,
+    now: SystemTime,
+) -> Result<ScanResult, ScanError> {
+    let exclusions = ExclusionList::compile(exclusions)?;
+    let tags = deps.tags.list_tags(image, access, timeout).await?;
+    let result = ScanResult::new(image.canonical_name(), tags, &exclusions, now);
+    deps.store.put(key, &result)?;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::controller::EventType;
+    use crate::controller::testing::*;
+    use api_types::meta::is_condition_true;
+    use api_types::{LocalObjectReference, RegistryProvider};
+
+    fn ready_of(status: &ImageRepositoryStatus) -> (String, String, String) {
+        let c = find_condition(&status.conditions, "Ready").expect("Ready");
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    #[tokio::test]
+    async fn first_scan_succeeds_with_flux_message_and_status() {
+        let fx = Fixture::new();
+        fx.registry
+            .set_tags(&["1.0.0", "0.9.0", "1.0.0.sig", "2.0.0"]);
+        let repo = repository("app", "registry.local:5000/team/app");
+        let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        assert!(out.error.is_none(), "{:?}", out.error);
+        let s = &out.status;
+        let scan = s.last_scan_result.as_ref().unwrap();
+        assert_eq!(scan.tag_count, 3, ".sig excluded by default");
+        assert_eq!(scan.latest_tags, ["2.0.0", "1.0.0", "0.9.0"]);
+        assert_eq!(scan.scan_time, Some(to_time(at(1000))));
+        assert_eq!(
+            s.canonical_image_name.as_deref(),
+            Some("registry.local:5000/team/app")
+        );
+        assert_eq!(s.observed_exclusion_list, ["^.*\\.sig$"]);
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(
+            ready_of(s),
+            (
+                "True".into(),
+                "Succeeded".into(),
+                format!(
+                    "successful scan: found 3 tags with checksum {}",
+                    scan.revision
+                )
+            )
+        );
+        assert!(find_condition(&s.conditions, "Reconciling").is_none());
+        assert_eq!(out.requeue_after, Some(Duration::from_secs(300)));
+        assert_eq!(out.next(), Next::After(Duration::from_secs(300)));
+        assert!(out.scan.unwrap().ok);
+        // Stored for the policies.
+        let stored = fx
+            .store
+            .get_tags(&RepoKey::new("flux-system", "app"))
+            .unwrap();
+        assert_eq!(stored.unwrap(), ["2.0.0", "1.0.0", "0.9.0"]);
+        // First success: a Normal event.
+        let event = out.event.unwrap();
+        assert_eq!(event.type_, EventType::Normal);
+        assert_eq!(event.reason, "Succeeded");
+        // The pull secret was used for the registry host.
+        assert_eq!(fx.registry.last_username().as_deref(), Some("user"));
+    }
+
+    #[tokio::test]
+    async fn unchanged_repository_waits_without_scanning_or_event() {
+        let fx = Fixture::new();
+        fx.registry.set_tags(&["1.0.0"]);
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        let first = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        repo.status = Some(first.status.clone());
+        let second = reconcile_repository(&repo, &fx.deps(), at(1100)).await;
+        assert_eq!(fx.registry.calls(), 1, "no second scan");
+        assert!(second.scan.is_none());
+        assert_eq!(second.requeue_after, Some(Duration::from_secs(200)));
+        assert_eq!(second.event, None, "no event on an unchanged success");
+        assert_eq!(second.status, first.status);
+        // After the interval: scans again; same tags → same message → still no event.
+        repo.status = Some(second.status.clone());
+        let third = reconcile_repository(&repo, &fx.deps(), at(1300)).await;
+        assert_eq!(fx.registry.calls(), 2);
+        assert_eq!(third.event, None);
+        // New tags: new checksum in the message → Normal event.
+        fx.registry.set_tags(&["1.0.0", "1.1.0"]);
+        repo.status = Some(third.status.clone());
+        let fourth = reconcile_repository(&repo, &fx.deps(), at(1700)).await;
+        assert_eq!(fourth.event.as_ref().unwrap().type_, EventType::Normal);
+        assert_ne!(fourth.revision(), third.revision());
+    }
+
+    #[tokio::test]
+    async fn reconcile_request_scans_and_is_recorded() {
+        let fx = Fixture::new();
+        fx.registry.set_tags(&["1.0.0"]);
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        repo.status = Some(
+            reconcile_repository(&repo, &fx.deps(), at(1000))
+                .await
+                .status,
+        );
+        request_reconcile(&mut repo.metadata, "now-1");
+        let out = reconcile_repository(&repo, &fx.deps(), at(1010)).await;
+        assert_eq!(fx.registry.calls(), 2);
+        assert_eq!(
+            out.status.last_handled_reconcile_at.as_deref(),
+            Some("now-1")
+        );
+        repo.status = Some(out.status);
+        reconcile_repository(&repo, &fx.deps(), at(1020)).await;
+        assert_eq!(
+            fx.registry.calls(),
+            2,
+            "handled request does not scan again"
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_image_stalls_without_requeue() {
+        let fx = Fixture::new();
+        for (image, message) in [
+            (
+                "https://registry.local/app",
+                ".spec.image value should not include URL scheme; remove 'https://'",
+            ),
+            (
+                "registry.local/app:1.0",
+                ".spec.image value should not include a tag; remove ':1.0'",
+            ),
+        ] {
+            let repo = repository("app", image);
+            let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+            assert_eq!(
+                ready_of(&out.status),
+                ("False".into(), "ImageURLInvalid".into(), message.into())
+            );
+            assert!(is_condition_true(&out.status.conditions, "Stalled"));
+            assert_eq!(out.status.observed_generation, Some(1));
+            assert_eq!(out.next(), Next::OnChange);
+            assert_eq!(out.event.unwrap().type_, EventType::Warning);
+        }
+        assert_eq!(fx.registry.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn cloud_provider_stalls_as_unsupported_never_anonymous() {
+        let fx = Fixture::new();
+        let mut repo = repository("app", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app");
+        repo.spec.provider = RegistryProvider::Aws;
+        let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        let (status, reason, message) = ready_of(&out.status);
+        assert_eq!((status.as_str(), reason.as_str()), ("False", "Unsupported"));
+        assert!(
+            message.starts_with("spec.provider: provider 'aws'"),
+            "{message}"
+        );
+        assert!(is_condition_true(&out.status.conditions, "Stalled"));
+        assert_eq!(fx.registry.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn missing_secret_retries_as_authentication_failed() {
+        let fx = Fixture::new();
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        repo.spec.secret_ref = Some(LocalObjectReference {
+            name: "missing".into(),
+        });
+        let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        assert_eq!(
+            ready_of(&out.status),
+            (
+                "False".into(),
+                "AuthenticationFailed".into(),
+                "failed to configure authentication options: secrets \"missing\" not found".into()
+            )
+        );
+        let reconciling = find_condition(&out.status.conditions, "Reconciling").unwrap();
+        assert_eq!(reconciling.reason, "ProgressingWithRetry");
+        assert!(find_condition(&out.status.conditions, "Stalled").is_none());
+        assert_eq!(
+            out.status.observed_generation, None,
+            "not Ready nor Stalled"
+        );
+        assert_eq!(out.next(), Next::Backoff);
+
+        // A service account without its pull secret also fails.
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        repo.spec.service_account_name = Some("nobody".into());
+        let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        assert!(
+            ready_of(&out.status)
+                .2
+                .ends_with("serviceaccounts \"nobody\" not found"),
+            "{:?}",
+            ready_of(&out.status)
+        );
+    }
+
+    #[tokio::test]
+    async fn registry_failure_retries_as_read_operation_failed_and_warns_once() {
+        let fx = Fixture::new();
+        fx.registry.fail_with_status(500);
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        let (status, reason, message) = ready_of(&out.status);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "ReadOperationFailed")
+        );
+        assert!(message.starts_with("scan failed: "), "{message}");
+        assert_eq!(out.next(), Next::Backoff);
+        assert!(!out.scan.unwrap().ok);
+        assert_eq!(out.event.as_ref().unwrap().type_, EventType::Warning);
+        // The same failure again: no second Warning.
+        repo.status = Some(out.status);
+        let again = reconcile_repository(&repo, &fx.deps(), at(1001)).await;
+        assert_eq!(again.event, None);
+        // Recovery clears the retry state.
+        fx.registry.set_tags(&["1.0.0"]);
+        repo.status = Some(again.status);
+        let ok = reconcile_repository(&repo, &fx.deps(), at(1002)).await;
+        assert!(is_condition_true(&ok.status.conditions, "Ready"));
+        assert!(find_condition(&ok.status.conditions, "Reconciling").is_none());
+        assert_eq!(ok.event.unwrap().type_, EventType::Normal);
+    }
+
+    #[tokio::test]
+    async fn invalid_exclusion_regex_is_a_retried_scan_failure() {
+        let fx = Fixture::new();
+        fx.registry.set_tags(&["1.0.0"]);
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        repo.spec.exclusion_list = vec!["[=".into()];
+        let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        let (_, reason, message) = ready_of(&out.status);
+        assert_eq!(reason, "ReadOperationFailed");
+        assert!(
+            message.starts_with("scan failed: failed to compile regex spec.exclusionList[0]"),
+            "{message}"
+        );
+        assert_eq!(out.next(), Next::Backoff);
+    }
+
+    #[tokio::test]
+    async fn changed_exclusion_list_rescans() {
+        let fx = Fixture::new();
+        fx.registry.set_tags(&["1.0.0", "1.1.0-rc.1"]);
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        repo.status = Some(
+            reconcile_repository(&repo, &fx.deps(), at(1000))
+                .await
+                .status,
+        );
+        repo.spec.exclusion_list = vec!["-rc".into()];
+        let out = reconcile_repository(&repo, &fx.deps(), at(1010)).await;
+        assert_eq!(fx.registry.calls(), 2);
+        assert_eq!(out.status.last_scan_result.unwrap().tag_count, 1);
+        assert_eq!(out.status.observed_exclusion_list, ["-rc"]);
+    }
+
+    #[tokio::test]
+    async fn timeout_bounds_the_scan() {
+        let fx = Fixture::new();
+        fx.registry.set_tags(&["1.0.0"]);
+        fx.registry.set_delay(Duration::from_secs(5));
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        repo.spec.timeout = Some("1s".into());
+        let started = Instant::now();
+        let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert_eq!(ready_of(&out.status).1, "ReadOperationFailed");
+        // What is left of the one deadline after reading the Secrets.
+        let given = fx.registry.last_timeout().unwrap();
+        assert!(
+            given <= Duration::from_secs(1) && given > Duration::from_millis(500),
+            "{given:?}"
+        );
+        // `timeout` defaults to the interval, with a floor of one second.
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        repo.spec.interval = "100ms".into();
+        assert_eq!(scan_timeout(&repo.spec).unwrap(), Duration::from_secs(1));
+        repo.spec.interval = "5m".into();
+        assert_eq!(scan_timeout(&repo.spec).unwrap(), Duration::from_secs(300));
+    }
+
+    #[tokio::test]
+    async fn suspended_repository_is_untouched_but_records_the_request() {
+        let fx = Fixture::new();
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        repo.spec.suspend = true;
+        request_reconcile(&mut repo.metadata, "t1");
+        let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        assert!(out.suspended);
+        assert_eq!(out.next(), Next::OnChange);
+        assert!(out.status.conditions.is_empty());
+        assert_eq!(out.status.observed_generation, None);
+        assert_eq!(out.status.last_handled_reconcile_at.as_deref(), Some("t1"));
+        assert_eq!(fx.registry.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn store_read_failure_is_failure_reason() {
+        let fx = Fixture::with_broken_store();
+        let repo = repository("app", "registry.local:5000/team/app");
+        let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        let (_, reason, message) = ready_of(&out.status);
+        assert_eq!(reason, "Failure");
+        assert!(
+            message.starts_with("failed to determine if it's scan time: "),
+            "{message}"
+        );
+        assert_eq!(out.next(), Next::Backoff);
+    }
+
+    #[tokio::test]
+    async fn invalid_interval_stalls_naming_the_field() {
+        let fx = Fixture::new();
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        repo.spec.interval = "5 minutes".into();
+        let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        let (_, _, message) = ready_of(&out.status);
+        assert!(message.starts_with("spec.interval: "), "{message}");
+        assert!(is_condition_true(&out.status.conditions, "Stalled"));
+    }
+
+    #[tokio::test]
+    async fn zero_interval_never_requeues_by_time() {
+        let fx = Fixture::new();
+        fx.registry.set_tags(&["1.0.0"]);
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        repo.spec.interval = "0s".into();
+        let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        assert!(out.error.is_none());
+        assert_eq!(out.next(), Next::OnChange);
+    }
+}

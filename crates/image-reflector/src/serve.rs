@@ -1,0 +1,309 @@
+//! `image-reflector serve`: the controller process.
+//!
+//! Mode: `--manifests DIR` runs [`crate::standalone`]; otherwise the Kubernetes mode runs
+//! when a kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or the in-cluster configuration
+//! exists. Both serve the HTTP API, `/metrics`, `/healthz` and `/readyz` on `--http-addr`
+//! and keep tags in the redb store under `--storage-path`. SIGTERM and Ctrl-C stop the
+//! reconcilers, then drain the HTTP server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_types::duration::parse_duration;
+use clap::{ArgAction, Args, ValueEnum};
+use tokio::sync::watch;
+
+use crate::api::selector::LabelSelector;
+use crate::controller::Options;
+use crate::metrics::Metrics;
+use crate::registry::ClientSettings;
+use crate::standalone::{self, StandaloneConfig};
+use crate::state::ApiState;
+use crate::store::{RedbTagStore, StoreError, TagStore};
+
+/// The tag database's file name under `--storage-path`.
+pub const STORE_FILE: &str = "tags.redb";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogEncoding {
+    Json,
+    Console,
+}
+
+/// Flags of `image-reflector serve` (Flux's names where Flux has the flag).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTP API, /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Directory of the tag store (created if missing).
+    #[arg(long, default_value = "/data")]
+    pub storage_path: PathBuf,
+    /// Run without a cluster, from the ImageRepository, ImagePolicy, Secret, ServiceAccount
+    /// and Namespace manifests under DIR (re-read when they change).
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrent: u16,
+    /// How soon a policy whose repository has no tags yet is retried (Go duration).
+    #[arg(long, default_value = "30s", value_parser = go_duration)]
+    pub requeue_dependency: Duration,
+    /// Deny ImagePolicies referring to ImageRepositories in other namespaces.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub no_cross_namespace_refs: bool,
+    /// Only reconcile objects with matching labels (to shard objects across instances).
+    #[arg(long, default_value = "", value_name = "SELECTOR")]
+    pub watch_label_selector: String,
+    /// Scan only while holding the leader Lease (Kubernetes mode).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub enable_leader_election: bool,
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+    #[arg(long, value_enum, default_value = "json")]
+    pub log_encoding: LogEncoding,
+}
+
+fn go_duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("--storage-path {path}: {source}")]
+    StorageDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening the tag store: {0}")]
+    Store(#[from] StoreError),
+    #[error("--watch-label-selector: {0}")]
+    Selector(String),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("--http-addr {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
+    #[error(transparent)]
+    Standalone(#[from] standalone::StandaloneError),
+    #[error("logging: {0}")]
+    Logging(String),
+    #[error(
+        "no --manifests directory and no Kubernetes configuration ($KUBECONFIG, ~/.kube/config or in-cluster)"
+    )]
+    NoMode,
+    #[error("{0}")]
+    Kubernetes(String),
+}
+
+/// What both modes share, built by [`run`].
+#[derive(Clone)]
+pub struct ServeContext {
+    pub store: Arc<dyn TagStore>,
+    pub state: ApiState,
+    pub metrics: Metrics,
+    pub options: Options,
+    pub concurrent: usize,
+    /// `--watch-label-selector`, parsed; `None` when empty.
+    pub selector: Option<LabelSelector>,
+}
+
+impl std::fmt::Debug for ServeContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeContext")
+            .field("options", &self.options)
+            .field("concurrent", &self.concurrent)
+            .field("selector", &self.selector)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Installs the global `tracing` subscriber. `RUST_LOG`, when set, overrides the level.
+pub fn init_logging(level: LogLevel, encoding: LogEncoding) -> Result<(), ServeError> {
+    use tracing_subscriber::EnvFilter;
+    let level = match level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Error => "error",
+    };
+    // Dependencies' debug output is noise for operators (and could echo request details).
+    let default = format!("{level},hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,rustls=warn");
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(default))
+        .map_err(|e| ServeError::Logging(e.to_string()))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match encoding {
+        LogEncoding::Json => builder.json().with_current_span(false).try_init(),
+        LogEncoding::Console => builder.with_ansi(false).try_init(),
+    };
+    result.map_err(|e| ServeError::Logging(e.to_string()))
+}
+
+/// Whether a kubeconfig or the in-cluster configuration exists.
+pub fn kubernetes_config_exists() -> bool {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        && Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists();
+    let kubeconfig = std::env::var_os("KUBECONFIG")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.is_file()))
+        .unwrap_or(false);
+    let home = std::env::var_os("HOME")
+        .map(|home| Path::new(&home).join(".kube/config").is_file())
+        .unwrap_or(false);
+    in_cluster || kubeconfig || home
+}
+
+/// The Kubernetes mode.
+///
+/// Placeholder until the Kubernetes controllers land: it fails with a clear message rather
+/// than pretending to run.
+pub async fn run_kubernetes(
+    _args: &ServeArgs,
+    _context: ServeContext,
+    _shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    Err(ServeError::Kubernetes(
+        "Kubernetes mode lands with the kube-rs controllers (issue 8); use --manifests DIR for now"
+            .into(),
+    ))
+}
+
+fn open_store(path: &Path) -> Result<Arc<dyn TagStore>, ServeError> {
+    std::fs::create_dir_all(path).map_err(|source| ServeError::StorageDir {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Arc::new(RedbTagStore::open(path.join(STORE_FILE))?))
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn termination() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn changed_to_true(mut rx: watch::Receiver<bool>) {
+    // An error means the sender is gone: stop too.
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Runs `serve` until a termination signal (or a fatal error).
+pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    let selector = match args.watch_label_selector.trim() {
+        "" => None,
+        text => Some(
+            text.parse::<LabelSelector>()
+                .map_err(|e| ServeError::Selector(e.to_string()))?,
+        ),
+    };
+    let store = open_store(&args.storage_path)?;
+    let state = ApiState::new(store.clone());
+    let metrics = Metrics::new()?;
+    let context = ServeContext {
+        store,
+        state: state.clone(),
+        metrics: metrics.clone(),
+        options: Options {
+            no_cross_namespace_refs: args.no_cross_namespace_refs,
+            requeue_dependency: args.requeue_dependency,
+        },
+        concurrent: usize::from(args.concurrent),
+        selector,
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: args.http_addr,
+            source,
+        })?;
+    let local = listener.local_addr().unwrap_or(args.http_addr);
+    tracing::info!(addr = %local, "serving the HTTP API");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let http = tokio::spawn(crate::api::serve(
+        listener,
+        state,
+        metrics,
+        changed_to_true(stop_rx.clone()),
+    ));
+    let signal_tx = stop_tx.clone();
+    let signals = tokio::spawn(async move {
+        termination().await;
+        tracing::info!("termination signal received; shutting down");
+        let _ = signal_tx.send(true);
+    });
+
+    let result = match &args.manifests {
+        Some(dir) => {
+            let config = StandaloneConfig {
+                manifests: dir.clone(),
+                concurrent: context.concurrent,
+                options: context.options,
+                selector: context.selector.clone(),
+                poll_interval: standalone::POLL_INTERVAL,
+                registry: ClientSettings::default(),
+            };
+            standalone::run(
+                config,
+                context.store.clone(),
+                context.state.clone(),
+                context.metrics.clone(),
+                changed_to_true(stop_rx.clone()),
+            )
+            .await
+            .map_err(ServeError::from)
+        }
+        None if kubernetes_config_exists() => run_kubernetes(&args, context, stop_rx.clone()).await,
+        None => Err(ServeError::NoMode),
+    };
+
+    // Whatever ended the mode, stop the HTTP server too and let it drain.
+    let _ = stop_tx.send(true);
+    signals.abort();
+    let http_result = http.await;
+    result?;
+    match http_result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServeError::Http(e)),
+        Err(e) => Err(ServeError::Http(std::io::Error::other(e))),
+    }
+}

@@ -1,0 +1,1030 @@
+//! Standalone mode: `image-reflector serve --manifests DIR`, without a cluster.
+//!
+//! - Reads ImageRepository and ImagePolicy (`image.toolkit.fluxcd.io`, any version),
+//!   Secret, ServiceAccount and Namespace (`v1`) manifests from the YAML/JSON files under
+//!   DIR (recursively, multi-document; dot-files skipped; other kinds ignored).
+//! - Polls the files' modification times and sizes every second; changed files are parsed
+//!   again. A file that fails to parse keeps its previous objects (an editor's half-written
+//!   save must not delete a repository and its stored tags); deleted objects are removed
+//!   from the API, the metrics and the tag store.
+//! - Runs the shared reconcilers with per-object next-run times and at most `--concurrent`
+//!   reconciles at once; statuses live in memory and are served by the HTTP API. A policy
+//!   is re-evaluated when its repository's revision changes (and when either changes).
+//! - Restart: statuses are lost, but the tag store is not. Every policy is evaluated from
+//!   the stored tags first, before any repository is scanned, so policies are Ready at once;
+//!   each repository then scans (its status has no `lastScanResult`, which is a first scan
+//!   for the schedule).
+//!
+//! `metadata.generation` is kept here: 1 when first read, incremented when the spec changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use api_types::meta::{condition_type, find_condition};
+use api_types::{GROUP, ImagePolicy, ImageRepository};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use serde_json::Value;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::api::selector::LabelSelector;
+use crate::controller::{
+    Backoff, BoxFuture, Deps, EventType, Next, ObjectSource, Options, PolicyOutcome, RegistryPool,
+    RepositoryOutcome, SourceError, name_of, namespace_of, policy_info, reconcile_policy,
+    reconcile_repository, repository_info,
+};
+use crate::metrics::Metrics;
+use crate::registry::{ClientSettings, SecretData};
+use crate::state::ApiState;
+use crate::store::{RepoKey, TagStore};
+
+/// How often the manifest directory is checked for changes.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+const REPOSITORY: &str = "ImageRepository";
+const POLICY: &str = "ImagePolicy";
+
+/// `(namespace, name)`.
+pub type Key = (String, String);
+
+/// Standalone settings.
+#[derive(Debug, Clone)]
+pub struct StandaloneConfig {
+    pub manifests: PathBuf,
+    /// Reconciles running at once (at least 1).
+    pub concurrent: usize,
+    pub options: Options,
+    /// Only objects whose labels match are reconciled (`--watch-label-selector`).
+    pub selector: Option<LabelSelector>,
+    pub poll_interval: Duration,
+    pub registry: ClientSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StandaloneError {
+    #[error("--manifests {path}: {source}")]
+    Manifests {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+// ---------------------------------------------------------------------------------------
+// Manifests
+
+/// One object read from a manifest file.
+#[derive(Debug, Clone)]
+enum Object {
+    Repository(Box<ImageRepository>),
+    Policy(Box<ImagePolicy>),
+    Secret(Key, SecretData),
+    ServiceAccount(Key, Vec<String>),
+    Namespace(String, BTreeMap<String, String>),
+}
+
+/// Everything read from the directory.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub repositories: BTreeMap<Key, ImageRepository>,
+    pub policies: BTreeMap<Key, ImagePolicy>,
+    pub secrets: BTreeMap<Key, SecretData>,
+    pub service_accounts: BTreeMap<Key, Vec<String>>,
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
+    (namespace_of(meta).to_string(), name_of(meta).to_string())
+}
+
+/// Parses one document; `Ok(None)` for kinds we do not read.
+fn parse_object(doc: Value) -> Result<Option<Object>, String> {
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let group = api_version.split_once('/').map_or("", |(g, _)| g);
+    let object = match (group, api_version, kind) {
+        (GROUP, _, REPOSITORY) => {
+            let mut repo: ImageRepository =
+                serde_json::from_value(doc).map_err(|e| e.to_string())?;
+            // Status comes from our reconciles, never from a file.
+            repo.status = None;
+            Object::Repository(Box::new(repo))
+        }
+        (GROUP, _, POLICY) => {
+            let mut policy: ImagePolicy = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+            policy.status = None;
+            Object::Policy(Box::new(policy))
+        }
+        (_, "v1", "Secret") => {
+            let secret: Secret = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+            let key = key_of(&secret.metadata);
+            let mut data: BTreeMap<String, Vec<u8>> = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            // `stringData` wins over `data`, as the API server merges them.
+            for (k, v) in secret.string_data.unwrap_or_default() {
+                data.insert(k, v.into_bytes());
+            }
+            let secret = SecretData {
+                name: key.1.clone(),
+                type_: secret.type_.unwrap_or_else(|| "Opaque".into()),
+                data,
+            };
+            Object::Secret(key, secret)
+        }
+        (_, "v1", "ServiceAccount") => {
+            let sa: ServiceAccount = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+            let names = sa
+                .image_pull_secrets
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.name)
+                .filter(|n| !n.is_empty())
+                .collect();
+            Object::ServiceAccount(key_of(&sa.metadata), names)
+        }
+        (_, "v1", "Namespace") => {
+            let ns: Namespace = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+            Object::Namespace(
+                ns.metadata.name.unwrap_or_default(),
+                ns.metadata.labels.unwrap_or_default(),
+            )
+        }
+        _ => {
+            tracing::debug!(api_version, kind, "ignoring manifest of another kind");
+            return Ok(None);
+        }
+    };
+    Ok(Some(object))
+}
+
+/// Parses a file's documents. Any error rejects the whole file.
+fn parse_file(path: &Path) -> Result<Vec<Object>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| e.to_string())?;
+    let mut objects = Vec::new();
+    for doc in docs {
+        if doc.is_null() {
+            continue;
+        }
+        if doc.get("kind").and_then(Value::as_str) == Some("List") {
+            for item in doc
+                .get("items")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                objects.extend(parse_object(item.clone())?);
+            }
+            continue;
+        }
+        objects.extend(parse_object(doc)?);
+    }
+    Ok(objects)
+}
+
+/// What identifies a file version without reading it.
+type Fingerprint = (SystemTime, u64);
+
+/// The manifest files under `dir`, recursively, with their fingerprints.
+fn scan_dir(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Fingerprint>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current)? {
+            let entry = entry?;
+            let path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden {
+                continue;
+            }
+            // Follows symlinks (ConfigMap volumes are symlink farms).
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                pending.push(path);
+            } else if meta.is_file()
+                && path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+            {
+                let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+                files.insert(path, (modified, meta.len()));
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// The manifest files and their last good parse.
+#[derive(Debug, Default)]
+struct ManifestDir {
+    files: BTreeMap<PathBuf, (Fingerprint, Vec<Object>)>,
+}
+
+impl ManifestDir {
+    /// Re-reads changed files; returns whether anything changed.
+    fn refresh(&mut self, dir: &Path) -> std::io::Result<bool> {
+        let current = scan_dir(dir)?;
+        let mut changed = false;
+        let before = self.files.len();
+        self.files.retain(|path, _| current.contains_key(path));
+        changed |= before != self.files.len();
+        for (path, fingerprint) in current {
+            if self
+                .files
+                .get(&path)
+                .is_some_and(|(f, _)| *f == fingerprint)
+            {
+                continue;
+            }
+            changed = true;
+            match parse_file(&path) {
+                Ok(objects) => {
+                    tracing::debug!(path = %path.display(), objects = objects.len(), "read manifests");
+                    self.files.insert(path, (fingerprint, objects));
+                }
+                Err(error) => {
+                    // Keep the last good objects; record the fingerprint so we do not
+                    // log the same error every second.
+                    tracing::warn!(path = %path.display(), %error, "cannot parse manifest file; keeping its previous objects");
+                    let previous = self.files.remove(&path).map(|(_, o)| o).unwrap_or_default();
+                    self.files.insert(path, (fingerprint, previous));
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    fn snapshot(&self, selector: Option<&LabelSelector>) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        let empty = BTreeMap::new();
+        let selected = |labels: Option<&BTreeMap<String, String>>| {
+            selector.is_none_or(|s| s.matches(labels.unwrap_or(&empty)))
+        };
+        for (path, (_, objects)) in &self.files {
+            for object in objects {
+                let duplicate = match object.clone() {
+                    Object::Repository(repo) => {
+                        if !selected(repo.metadata.labels.as_ref()) {
+                            continue;
+                        }
+                        snapshot
+                            .repositories
+                            .insert(key_of(&repo.metadata), *repo)
+                            .is_some()
+                    }
+                    Object::Policy(policy) => {
+                        if !selected(policy.metadata.labels.as_ref()) {
+                            continue;
+                        }
+                        snapshot
+                            .policies
+                            .insert(key_of(&policy.metadata), *policy)
+                            .is_some()
+                    }
+                    Object::Secret(key, secret) => snapshot.secrets.insert(key, secret).is_some(),
+                    Object::ServiceAccount(key, names) => {
+                        snapshot.service_accounts.insert(key, names).is_some()
+                    }
+                    Object::Namespace(name, labels) => {
+                        snapshot.namespaces.insert(name, labels).is_some()
+                    }
+                };
+                if duplicate {
+                    tracing::warn!(path = %path.display(), "an object is defined twice; the last file (by path) wins");
+                }
+            }
+        }
+        snapshot
+    }
+}
+
+/// Reads every manifest under `dir` once (for tools and tests).
+pub fn load_manifests(dir: &Path) -> std::io::Result<Snapshot> {
+    let mut manifests = ManifestDir::default();
+    manifests.refresh(dir)?;
+    Ok(manifests.snapshot(None))
+}
+
+// ---------------------------------------------------------------------------------------
+// The ObjectSource over the manifests
+
+#[derive(Debug, Default, Clone)]
+struct Objects(Arc<RwLock<Snapshot>>);
+
+impl Objects {
+    fn read<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> T {
+        f(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn replace(&self, snapshot: Snapshot) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
+    }
+}
+
+fn key(namespace: &str, name: &str) -> Key {
+    (namespace.to_string(), name.to_string())
+}
+
+impl ObjectSource for Objects {
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>> {
+        let found = self.read(|s| s.secrets.get(&key(namespace, name)).cloned());
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn service_account_pull_secrets<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>> {
+        let found = self.read(|s| s.service_accounts.get(&key(namespace, name)).cloned());
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn namespace_labels<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
+        let found = self.read(|s| s.namespaces.get(namespace).cloned());
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn image_repository<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>> {
+        let found = self.read(|s| s.repositories.get(&key(namespace, name)).cloned());
+        Box::pin(async move { Ok(found) })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The engine
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Kind {
+    Repository,
+    Policy,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Repository => REPOSITORY,
+            Self::Policy => POLICY,
+        }
+    }
+}
+
+/// One object and its schedule.
+#[derive(Debug)]
+struct Entry<T> {
+    object: T,
+    /// When to reconcile next; `None`: only on change.
+    next: Option<Instant>,
+    running: bool,
+    /// Changed while a reconcile ran: run again when it finishes.
+    rerun: bool,
+    reconciled: bool,
+}
+
+impl<T> Entry<T> {
+    fn new(object: T, now: Instant) -> Self {
+        Self {
+            object,
+            next: Some(now),
+            running: false,
+            rerun: false,
+            reconciled: false,
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        !self.running && self.next.is_some_and(|n| n <= now)
+    }
+
+    fn trigger(&mut self, now: Instant) {
+        if self.running {
+            self.rerun = true;
+        } else {
+            self.next = Some(now);
+        }
+    }
+}
+
+enum Done {
+    Repository(Key, Box<RepositoryOutcome>, Duration),
+    Policy(Key, Box<PolicyOutcome>, Duration),
+}
+
+struct Engine {
+    config: StandaloneConfig,
+    deps: Deps,
+    objects: Objects,
+    manifests: ManifestDir,
+    repositories: BTreeMap<Key, Entry<ImageRepository>>,
+    policies: BTreeMap<Key, Entry<ImagePolicy>>,
+    backoff: Backoff<(Kind, Key)>,
+    /// When each policy's selected tag last changed (for the stuck-policy metric).
+    latest_changed: BTreeMap<Key, (String, f64)>,
+    state: ApiState,
+    metrics: Metrics,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("repositories", &self.repositories.len())
+            .field("policies", &self.policies.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether two objects differ in what a reconcile reads (spec, labels, annotations).
+fn spec_changed<S: PartialEq>(
+    old_meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    old_spec: &S,
+    new_meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    new_spec: &S,
+) -> (bool, bool) {
+    let spec = old_spec != new_spec;
+    let meta = old_meta.annotations != new_meta.annotations || old_meta.labels != new_meta.labels;
+    (spec, meta)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Engine {
+    /// Applies a new snapshot: adds, updates and removes objects.
+    fn apply_snapshot(&mut self, snapshot: Snapshot) {
+        let now = Instant::now();
+        let changed_repos = self.apply_repositories(&snapshot, now);
+        self.apply_policies(&snapshot, now);
+        // A policy follows its repository's spec (its image, its accessFrom).
+        for (key, entry) in &mut self.policies {
+            let repo = crate::controller::repository_ref(&entry.object);
+            if changed_repos.contains(&repo) {
+                tracing::debug!(
+                    namespace = key.0,
+                    name = key.1,
+                    "repository changed; re-evaluating"
+                );
+                entry.trigger(now);
+            }
+        }
+        self.objects.replace(snapshot);
+    }
+
+    fn apply_repositories(&mut self, snapshot: &Snapshot, now: Instant) -> BTreeSet<Key> {
+        let mut changed = BTreeSet::new();
+        let removed: Vec<Key> = self
+            .repositories
+            .keys()
+            .filter(|k| !snapshot.repositories.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in removed {
+            self.repositories.remove(&key);
+            self.backoff.reset(&(Kind::Repository, key.clone()));
+            self.state.remove_repository(&key.0, &key.1);
+            self.metrics.delete_object(REPOSITORY, &key.0, &key.1);
+            self.delete_tags(&key);
+            tracing::info!(namespace = key.0, name = key.1, "ImageRepository removed");
+            changed.insert(key);
+        }
+        for (key, repo) in &snapshot.repositories {
+            let mut repo = repo.clone();
+            match self.repositories.get_mut(key) {
+                None => {
+                    repo.metadata.generation = Some(1);
+                    self.state.upsert_repository(repository_info(&repo));
+                    self.repositories.insert(key.clone(), Entry::new(repo, now));
+                    changed.insert(key.clone());
+                }
+                Some(entry) => {
+                    let old = &entry.object;
+                    let (spec, meta) =
+                        spec_changed(&old.metadata, &old.spec, &repo.metadata, &repo.spec);
+                    if !spec && !meta {
+                        continue;
+                    }
+                    let generation = old.metadata.generation.unwrap_or(1);
+                    repo.metadata.generation = Some(if spec { generation + 1 } else { generation });
+                    repo.status = old.status.clone();
+                    entry.object = repo;
+                    entry.trigger(now);
+                    self.backoff.reset(&(Kind::Repository, key.clone()));
+                    changed.insert(key.clone());
+                }
+            }
+        }
+        changed
+    }
+
+    fn apply_policies(&mut self, snapshot: &Snapshot, now: Instant) {
+        let removed: Vec<Key> = self
+            .policies
+            .keys()
+            .filter(|k| !snapshot.policies.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in removed {
+            self.policies.remove(&key);
+            self.latest_changed.remove(&key);
+            self.backoff.reset(&(Kind::Policy, key.clone()));
+            self.state.remove_policy(&key.0, &key.1);
+            self.metrics.delete_object(POLICY, &key.0, &key.1);
+            tracing::info!(namespace = key.0, name = key.1, "ImagePolicy removed");
+        }
+        for (key, policy) in &snapshot.policies {
+            let mut policy = policy.clone();
+            match self.policies.get_mut(key) {
+                None => {
+                    policy.metadata.generation = Some(1);
+                    self.state.upsert_policy(policy_info(&policy));
+                    self.policies.insert(key.clone(), Entry::new(policy, now));
+                }
+                Some(entry) => {
+                    let old = &entry.object;
+                    let (spec, meta) =
+                        spec_changed(&old.metadata, &old.spec, &policy.metadata, &policy.spec);
+                    if !spec && !meta {
+                        continue;
+                    }
+                    let generation = old.metadata.generation.unwrap_or(1);
+                    policy.metadata.generation =
+                        Some(if spec { generation + 1 } else { generation });
+                    policy.status = old.status.clone();
+                    entry.object = policy;
+                    entry.trigger(now);
+                    self.backoff.reset(&(Kind::Policy, key.clone()));
+                }
+            }
+        }
+    }
+
+    fn delete_tags(&self, key: &Key) {
+        if let Err(error) = self
+            .deps
+            .store
+            .delete(&RepoKey::new(key.0.as_str(), key.1.as_str()))
+        {
+            tracing::warn!(namespace = key.0, name = key.1, %error, "cannot delete stored tags");
+        }
+    }
+
+    /// Starts due reconciles, policies first (they only read the store, and after a
+    /// restart they make the API useful before any scan finishes).
+    fn launch(&mut self, tasks: &mut JoinSet<Done>) {
+        let now = Instant::now();
+        let limit = self.config.concurrent.max(1);
+        for (key, entry) in &mut self.policies {
+            if tasks.len() >= limit {
+                return;
+            }
+            if !entry.due(now) {
+                continue;
+            }
+            entry.running = true;
+            let (key, policy, deps) = (key.clone(), entry.object.clone(), self.deps.clone());
+            tasks.spawn(async move {
+                let started = std::time::Instant::now();
+                let outcome = reconcile_policy(&policy, &deps, SystemTime::now()).await;
+                Done::Policy(key, Box::new(outcome), started.elapsed())
+            });
+        }
+        for (key, entry) in &mut self.repositories {
+            if tasks.len() >= limit {
+                return;
+            }
+            if !entry.due(now) {
+                continue;
+            }
+            entry.running = true;
+            let (key, repo, deps) = (key.clone(), entry.object.clone(), self.deps.clone());
+            tasks.spawn(async move {
+                let started = std::time::Instant::now();
+                let outcome = reconcile_repository(&repo, &deps, SystemTime::now()).await;
+                Done::Repository(key, Box::new(outcome), started.elapsed())
+            });
+        }
+    }
+
+    /// The earliest next run of an object not running.
+    fn next_due(&self) -> Option<Instant> {
+        let policies = self
+            .policies
+            .values()
+            .filter(|e| !e.running)
+            .filter_map(|e| e.next);
+        let repos = self
+            .repositories
+            .values()
+            .filter(|e| !e.running)
+            .filter_map(|e| e.next);
+        policies.chain(repos).min()
+    }
+
+    fn schedule(
+        &mut self,
+        kind: Kind,
+        key: &Key,
+        next: Next,
+        retry_after: Option<Duration>,
+    ) -> Option<Instant> {
+        let now = Instant::now();
+        let backoff_key = (kind, key.clone());
+        match next {
+            Next::After(d) => {
+                self.backoff.reset(&backoff_key);
+                Some(now + d)
+            }
+            Next::OnChange => {
+                self.backoff.reset(&backoff_key);
+                None
+            }
+            Next::Backoff => {
+                let delay = self.backoff.failure(backoff_key);
+                Some(now + retry_after.map_or(delay, |r| r.max(delay)))
+            }
+        }
+    }
+
+    fn finish(&mut self, done: Done) {
+        match done {
+            Done::Repository(key, outcome, elapsed) => {
+                self.finish_repository(&key, *outcome, elapsed)
+            }
+            Done::Policy(key, outcome, elapsed) => self.finish_policy(&key, *outcome, elapsed),
+        }
+    }
+
+    fn record(
+        &self,
+        kind: Kind,
+        key: &Key,
+        conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+        suspended: bool,
+        elapsed: Duration,
+    ) {
+        let (ns, name) = (key.0.as_str(), key.1.as_str());
+        let kind = kind.as_str();
+        self.metrics
+            .observe_reconcile(kind, ns, name, elapsed.as_secs_f64());
+        self.metrics.set_suspended(kind, ns, name, suspended);
+        for type_ in [
+            condition_type::READY,
+            condition_type::STALLED,
+            condition_type::RECONCILING,
+        ] {
+            let status = find_condition(conditions, type_).map_or("Deleted", |c| c.status.as_str());
+            self.metrics.set_condition(kind, ns, name, type_, status);
+        }
+    }
+
+    fn log_event(kind: Kind, key: &Key, event: Option<&crate::controller::Event>) {
+        let Some(event) = event else { return };
+        let (namespace, name, kind) = (key.0.as_str(), key.1.as_str(), kind.as_str());
+        match event.type_ {
+            EventType::Normal => {
+                tracing::info!(
+                    kind,
+                    namespace,
+                    name,
+                    reason = event.reason,
+                    "{}",
+                    event.message
+                );
+            }
+            EventType::Warning => {
+                tracing::warn!(
+                    kind,
+                    namespace,
+                    name,
+                    reason = event.reason,
+                    "{}",
+                    event.message
+                );
+            }
+        }
+    }
+
+    fn finish_repository(&mut self, key: &Key, outcome: RepositoryOutcome, elapsed: Duration) {
+        if !self.repositories.contains_key(key) {
+            // Deleted while scanning: the scan may have stored tags after the deletion.
+            self.delete_tags(key);
+            return;
+        }
+        if let Some(scan) = outcome.scan {
+            self.metrics.observe_scan(
+                &key.0,
+                &key.1,
+                scan.duration.as_secs_f64(),
+                scan.tags,
+                scan.ok,
+            );
+        }
+        self.record(
+            Kind::Repository,
+            key,
+            &outcome.status.conditions,
+            outcome.suspended,
+            elapsed,
+        );
+        Self::log_event(Kind::Repository, key, outcome.event.as_ref());
+        let retry_after = outcome.error.as_ref().and_then(|e| e.retry_after());
+        let next = self.schedule(Kind::Repository, key, outcome.next(), retry_after);
+        let Some(entry) = self.repositories.get_mut(key) else {
+            return;
+        };
+        let old_revision = entry
+            .object
+            .status
+            .as_ref()
+            .and_then(|s| s.last_scan_result.as_ref())
+            .map(|s| s.revision.clone());
+        let revision_changed = outcome.revision().map(str::to_string) != old_revision;
+        entry.object.status = Some(outcome.status);
+        entry.running = false;
+        entry.reconciled = true;
+        entry.next = if std::mem::take(&mut entry.rerun) {
+            Some(Instant::now())
+        } else {
+            next
+        };
+        self.state.upsert_repository(repository_info(&entry.object));
+        if revision_changed {
+            let now = Instant::now();
+            for entry in self.policies.values_mut() {
+                if crate::controller::repository_ref(&entry.object) == *key {
+                    entry.trigger(now);
+                }
+            }
+        }
+    }
+
+    fn finish_policy(&mut self, key: &Key, outcome: PolicyOutcome, elapsed: Duration) {
+        if !self.policies.contains_key(key) {
+            return;
+        }
+        self.record(
+            Kind::Policy,
+            key,
+            &outcome.status.conditions,
+            outcome.suspended,
+            elapsed,
+        );
+        Self::log_event(Kind::Policy, key, outcome.event.as_ref());
+        if let Some(latest) = &outcome.status.latest_ref {
+            let image = latest.to_string();
+            let changed_at = match self.latest_changed.get(key) {
+                Some((previous, at)) if *previous == image => *at,
+                _ => unix_now(),
+            };
+            self.latest_changed.insert(key.clone(), (image, changed_at));
+            self.metrics
+                .set_policy_latest(&key.0, &key.1, &latest.name, &latest.tag, changed_at);
+        }
+        let next = self.schedule(Kind::Policy, key, outcome.next(), None);
+        let Some(entry) = self.policies.get_mut(key) else {
+            return;
+        };
+        entry.object.status = Some(outcome.status);
+        entry.running = false;
+        entry.reconciled = true;
+        entry.next = if std::mem::take(&mut entry.rerun) {
+            Some(Instant::now())
+        } else {
+            next
+        };
+        self.state.upsert_policy(policy_info(&entry.object));
+    }
+
+    /// Ready once every policy has been evaluated once (from the store after a restart).
+    fn first_sync_done(&self) -> bool {
+        self.policies.values().all(|e| e.reconciled)
+    }
+
+    fn refresh(&mut self) {
+        match self.manifests.refresh(&self.config.manifests) {
+            Ok(true) => {
+                let snapshot = self.manifests.snapshot(self.config.selector.as_ref());
+                self.apply_snapshot(snapshot);
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(path = %self.config.manifests.display(), %error, "cannot read the manifest directory");
+            }
+        }
+    }
+}
+
+/// Runs standalone mode until `shutdown` completes.
+pub async fn run(
+    config: StandaloneConfig,
+    store: Arc<dyn TagStore>,
+    state: ApiState,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StandaloneError> {
+    let objects = Objects::default();
+    let pool = Arc::new(RegistryPool::new(
+        config.registry.clone(),
+        Some(metrics.request_observer()),
+    ));
+    let deps = Deps {
+        objects: Arc::new(objects.clone()),
+        tags: pool.clone(),
+        digests: pool,
+        store,
+        options: config.options,
+    };
+    let mut manifests = ManifestDir::default();
+    manifests
+        .refresh(&config.manifests)
+        .map_err(|source| StandaloneError::Manifests {
+            path: config.manifests.clone(),
+            source,
+        })?;
+    let mut engine = Engine {
+        deps,
+        objects,
+        manifests,
+        repositories: BTreeMap::new(),
+        policies: BTreeMap::new(),
+        backoff: Backoff::default(),
+        latest_changed: BTreeMap::new(),
+        state,
+        metrics,
+        config,
+    };
+    let snapshot = engine.manifests.snapshot(engine.config.selector.as_ref());
+    engine.apply_snapshot(snapshot);
+    tracing::info!(
+        path = %engine.config.manifests.display(),
+        repositories = engine.repositories.len(),
+        policies = engine.policies.len(),
+        "standalone mode started"
+    );
+
+    let mut tasks: JoinSet<Done> = JoinSet::new();
+    let mut poll = tokio::time::interval(engine.config.poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    let mut ready = false;
+    loop {
+        engine.launch(&mut tasks);
+        if !ready && engine.first_sync_done() {
+            ready = true;
+            engine.state.set_ready(true);
+        }
+        let wake = engine.next_due();
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = poll.tick() => engine.refresh(),
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
+                Ok(done) => engine.finish(done),
+                Err(error) => tracing::error!(%error, "a reconcile task failed"),
+            },
+            () = sleep_until(wake) => {}
+        }
+    }
+    tracing::info!("standalone mode stopping");
+    engine.state.set_ready(false);
+    tasks.shutdown().await;
+    Ok(())
+}
+
+async fn sleep_until(when: Option<Instant>) {
+    match when {
+        Some(when) => tokio::time::sleep_until(when).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn reads_every_kind_and_ignores_others() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("nested")).unwrap();
+        std::fs::write(
+            dir.path().join("nested/all.yaml"),
+            r#"
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata: {name: checkout, namespace: flux-system}
+spec: {image: registry.example.com/team/checkout, interval: 5m, secretRef: {name: registry-pull}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {name: checkout, namespace: flux-system}
+spec:
+  imageRepositoryRef: {name: checkout}
+  policy: {semver: {range: '>=1.0.0 <2.0.0'}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: registry-pull, namespace: flux-system}
+type: kubernetes.io/dockerconfigjson
+data: {.dockerconfigjson: eyJhdXRocyI6e319}
+stringData: {extra: plain}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: puller}
+imagePullSecrets: [{name: registry-pull}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: apps, labels: {team: a}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ignored}
+"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(".hidden.yaml"), "not: [valid").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        let s = load_manifests(dir.path()).unwrap();
+        let key = ("flux-system".to_string(), "checkout".to_string());
+        assert_eq!(
+            s.repositories[&key].spec.image,
+            "registry.example.com/team/checkout"
+        );
+        assert_eq!(
+            s.policies[&key].spec.policy.semver.as_ref().unwrap().range,
+            ">=1.0.0 <2.0.0"
+        );
+        let secret = &s.secrets[&("flux-system".to_string(), "registry-pull".to_string())];
+        assert_eq!(secret.type_, "kubernetes.io/dockerconfigjson");
+        assert_eq!(secret.data[".dockerconfigjson"], br#"{"auths":{}}"#);
+        assert_eq!(secret.data["extra"], b"plain");
+        assert_eq!(
+            s.service_accounts[&("default".to_string(), "puller".to_string())],
+            ["registry-pull"]
+        );
+        assert_eq!(s.namespaces["apps"]["team"], "a");
+    }
+
+    #[test]
+    fn a_broken_edit_keeps_the_previous_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("repo.yaml");
+        let repo = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: a}\nspec: {image: r.example.com/a, interval: 1m}\n";
+        std::fs::write(&file, repo).unwrap();
+        let mut manifests = ManifestDir::default();
+        assert!(manifests.refresh(dir.path()).unwrap());
+        assert!(!manifests.refresh(dir.path()).unwrap(), "unchanged");
+        std::fs::write(&file, "kind: [broken").unwrap();
+        assert!(manifests.refresh(dir.path()).unwrap());
+        assert_eq!(manifests.snapshot(None).repositories.len(), 1);
+        std::fs::remove_file(&file).unwrap();
+        assert!(manifests.refresh(dir.path()).unwrap());
+        assert!(manifests.snapshot(None).repositories.is_empty());
+    }
+
+    #[test]
+    fn selector_filters_reconciled_objects_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("repos.yaml"),
+            "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: a, labels: {shard: one}}\nspec: {image: r.example.com/a, interval: 1m}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: b}\nspec: {image: r.example.com/b, interval: 1m}\n",
+        )
+        .unwrap();
+        let mut manifests = ManifestDir::default();
+        manifests.refresh(dir.path()).unwrap();
+        let selector: LabelSelector = "shard=one".parse().unwrap();
+        let s = manifests.snapshot(Some(&selector));
+        assert_eq!(s.repositories.len(), 1);
+        assert!(
+            s.repositories
+                .contains_key(&("default".to_string(), "a".to_string()))
+        );
+    }
+}

@@ -1,0 +1,452 @@
+//! `image-reflector serve --manifests DIR` as a real process against the REAL testbed
+//! registry (htpasswd auth, credentials from a dockerconfigjson Secret manifest), observed
+//! through the HTTP API only: the seed's ImageRepository and ImagePolicies, edits to the
+//! manifest files, a bad range, deletion, and a restart on the same store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use testbed::process::free_port;
+use testbed::registry::{Registry, RegistryOptions};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A running `image-reflector serve`; killed on drop.
+struct Serve {
+    child: Child,
+    base: String,
+    log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Serve {
+    async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
+        let port = free_port().unwrap();
+        let log = log_dir.join(format!("serve-{port}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_image-reflector"))
+            .arg("serve")
+            .arg("--manifests")
+            .arg(manifests)
+            .arg("--storage-path")
+            .arg(storage)
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--log-level", "debug", "--log-encoding", "json"])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let mut serve = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = serve.child.try_wait().unwrap() {
+                panic!("serve exited with {status}:\n{}", serve.log_text());
+            }
+            if let Ok(r) = serve
+                .http
+                .get(format!("{}/healthz", serve.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return serve;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve never answered:\n{}",
+                serve.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET path` as JSON; `None` on 404.
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Option<T> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .ok()?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        Some(response.json().await.unwrap())
+    }
+
+    async fn policy(&self, name: &str) -> Option<ImagePolicyInfo> {
+        self.get(&format!(
+            "/api/v1/namespaces/flux-system/imagepolicies/{name}"
+        ))
+        .await
+    }
+
+    async fn repository(&self, name: &str) -> Option<ImageRepositoryInfo> {
+        self.get(&format!(
+            "/api/v1/namespaces/flux-system/imagerepositories/{name}"
+        ))
+        .await
+    }
+
+    /// Polls `policy(name)` until `check` holds; panics with the last document and the log.
+    async fn wait_policy(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&ImagePolicyInfo) -> bool,
+    ) -> ImagePolicyInfo {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let current = self.policy(name).await;
+            if let Some(p) = current.as_ref().filter(|p| check(p)) {
+                return p.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "policy {name}: {what} not reached; last: {current:#?}\nlog:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SIGTERM, then the exit status (graceful shutdown).
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit after SIGTERM:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tag_of(p: &ImagePolicyInfo) -> Option<&str> {
+    p.latest_ref.as_ref().map(|r| r.tag.as_str())
+}
+
+/// The seed's objects (`/work/shared/seeds/000_*`): the Secret `registry-pull`, the
+/// v1beta2 ImageRepository `checkout` and the semver ImagePolicy `checkout`, plus the
+/// timestamp filterTags policy (`checkout-builds`), each in its own file.
+fn write_seed(dir: &Path, registry: &Registry, range: &str) {
+    let config = base64::engine::general_purpose::STANDARD.encode(registry.docker_config_json());
+    std::fs::write(
+        dir.join("secret.yaml"),
+        format!(
+            "apiVersion: v1
+kind: Secret
+metadata:
+  name: registry-pull
+  namespace: flux-system
+type: kubernetes.io/dockerconfigjson
+data:
+  .dockerconfigjson: {config}
+"
+        ),
+    )
+    .unwrap();
+    write_repository(dir, registry, None);
+    std::fs::write(
+        dir.join("policies.yaml"),
+        format!(
+            "apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImagePolicy
+metadata:
+  name: checkout
+  namespace: flux-system
+spec:
+  imageRepositoryRef: {{ name: checkout }}
+  policy:
+    semver:
+      range: '{range}'
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImagePolicy
+metadata:
+  name: checkout-builds
+  namespace: flux-system
+spec:
+  imageRepositoryRef: {{ name: checkout }}
+  filterTags:
+    pattern: '^(?P<timestamp>[0-9]{{4}}\\.[0-9]{{2}}\\.[0-9]{{2}})-[a-f0-9]+$'
+    extract: '$timestamp'
+  policy:
+    alphabetical:
+      order: asc
+"
+        ),
+    )
+    .unwrap();
+}
+
+/// The seed's ImageRepository, optionally with a reconcile request annotation.
+fn write_repository(dir: &Path, registry: &Registry, requested_at: Option<&str>) {
+    let annotations = requested_at
+        .map(|t| format!("  annotations:\n    reconcile.fluxcd.io/requestedAt: \"{t}\"\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        dir.join("repository.yaml"),
+        format!(
+            "apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata:
+  name: checkout
+  namespace: flux-system
+{annotations}spec:
+  image: {}
+  interval: 5m
+  secretRef:
+    name: registry-pull
+",
+            registry.image("team/checkout")
+        ),
+    )
+    .unwrap();
+}
+
+async fn htpasswd_registry() -> Registry {
+    Registry::start(RegistryOptions::htpasswd()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_manifests_select_through_the_api_and_edits_are_noticed() {
+    let registry = htpasswd_registry().await;
+    registry
+        .push_tags(
+            "team/checkout",
+            &[
+                "1.2.3",
+                "2026.06.01-abc1234",
+                "2026.06.03-def5678",
+                "2026.05.30-0123abc",
+            ],
+        )
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    write_seed(&manifests, &registry, ">=1.0.0 <2.0.0");
+    let serve = Serve::start(&manifests, &storage, tmp.path()).await;
+
+    let p = serve
+        .wait_policy("checkout", "1.2.3", |p| tag_of(p) == Some("1.2.3"))
+        .await;
+    assert!(p.readiness.ready);
+    assert_eq!(p.readiness.reason, "Succeeded");
+    let image = registry.image("team/checkout");
+    assert_eq!(
+        p.latest_ref.as_ref().unwrap().name,
+        image,
+        "spec.image verbatim"
+    );
+    assert_eq!(
+        p.readiness.message,
+        format!("Latest image tag for {image} resolved to 1.2.3")
+    );
+    assert_eq!(p.readiness.observed_generation, Some(1));
+    assert_eq!(p.image_repository_ref.name, "checkout");
+    let builds = serve
+        .wait_policy("checkout-builds", "newest build", |p| tag_of(p).is_some())
+        .await;
+    assert_eq!(
+        tag_of(&builds),
+        Some("2026.06.03-def5678"),
+        "the original tag, not the extract"
+    );
+
+    let repo = serve.repository("checkout").await.unwrap();
+    assert!(repo.readiness.ready, "{repo:?}");
+    assert_eq!(repo.tag_count, 4);
+    assert_eq!(repo.canonical_image_name.as_deref(), Some(image.as_str()));
+    let revision = repo.revision.clone().unwrap();
+    assert_eq!(
+        repo.readiness.message,
+        format!("successful scan: found 4 tags with checksum {revision}")
+    );
+
+    // New tags are not seen before the next scan (interval 5m) ...
+    registry
+        .push_tags("team/checkout", &["1.3.0", "2.0.0", "1.2.4-rc.1"])
+        .await
+        .unwrap();
+    // ... and a reconcile request written into the manifest triggers one.
+    write_repository(&manifests, &registry, Some("2026-01-01T00:00:00Z"));
+    let p = serve
+        .wait_policy("checkout", "1.3.0", |p| tag_of(p) == Some("1.3.0"))
+        .await;
+    assert_eq!(
+        p.readiness.message,
+        format!("Latest image tag for {image} resolved to 1.3.0 (previously {image}:1.2.3)")
+    );
+    assert_eq!(p.observed_previous_ref.as_ref().unwrap().tag, "1.2.3");
+    let repo = serve.repository("checkout").await.unwrap();
+    assert_eq!(repo.tag_count, 7);
+    assert_ne!(repo.revision.as_deref(), Some(revision.as_str()));
+
+    // Deleting a policy's manifest removes it from the API.
+    std::fs::write(
+        manifests.join("policies.yaml"),
+        std::fs::read_to_string(manifests.join("policies.yaml"))
+            .unwrap()
+            .split("---")
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while serve.policy("checkout-builds").await.is_some() {
+        assert!(Instant::now() < deadline, "checkout-builds never went away");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(serve.policy("checkout").await.is_some());
+
+    // The metrics carry the new series.
+    let metrics = serve
+        .http
+        .get(format!("{}/metrics", serve.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gotk_reconcile_duration_seconds"),
+        "{metrics}"
+    );
+
+    // No credential in the logs.
+    let log = serve.log_text();
+    assert!(
+        !log.contains(registry.password().unwrap()),
+        "password logged"
+    );
+    let status = serve.terminate();
+    assert!(status.success(), "graceful shutdown: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_range_stalls_naming_the_field_until_fixed() {
+    let registry = htpasswd_registry().await;
+    registry
+        .push_tags("team/checkout", &["1.2.3", "1.3.0"])
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    write_seed(&manifests, &registry, ">=1.0.0 <<2.0.0");
+    let serve = Serve::start(&manifests, &storage, tmp.path()).await;
+
+    let p = serve
+        .wait_policy("checkout", "InvalidPolicy", |p| {
+            p.readiness.reason == "InvalidPolicy"
+        })
+        .await;
+    assert!(!p.readiness.ready);
+    assert!(
+        p.readiness.message.starts_with("spec.policy.semver.range"),
+        "{}",
+        p.readiness.message
+    );
+    assert!(
+        p.readiness.message.contains(">=1.0.0 <<2.0.0"),
+        "{}",
+        p.readiness.message
+    );
+    assert_eq!(p.latest_ref, None);
+    // Stalled objects record the generation they gave up on.
+    assert_eq!(p.readiness.observed_generation, Some(1));
+
+    // Fixing the file is noticed: a new generation, and Ready.
+    write_seed(&manifests, &registry, ">=1.0.0 <2.0.0");
+    let p = serve
+        .wait_policy("checkout", "ready", |p| p.readiness.ready)
+        .await;
+    assert_eq!(tag_of(&p), Some("1.3.0"));
+    assert_eq!(p.readiness.observed_generation, Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_on_the_same_store_is_ready_before_any_scan() {
+    let registry = htpasswd_registry().await;
+    registry
+        .push_tags("team/checkout", &["1.2.3", "1.3.0", "2.0.0", "1.2.4-rc.1"])
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    write_seed(&manifests, &registry, ">=1.0.0 <2.0.0");
+    let serve = Serve::start(&manifests, &storage, tmp.path()).await;
+    serve
+        .wait_policy("checkout", "1.3.0", |p| tag_of(p) == Some("1.3.0"))
+        .await;
+    assert!(serve.terminate().success());
+
+    // The registry is gone: any scan now fails, so a Ready policy can only come from the
+    // stored tags.
+    drop(registry);
+    let started = Instant::now();
+    let serve = Serve::start(&manifests, &storage, tmp.path()).await;
+    let p = serve
+        .wait_policy("checkout", "ready from the store", |p| p.readiness.ready)
+        .await;
+    assert_eq!(tag_of(&p), Some("1.3.0"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let repo = serve.repository("checkout").await.unwrap();
+    assert!(
+        !repo.readiness.ready || repo.revision.is_none(),
+        "no scan can succeed: {repo:?}"
+    );
+    // /readyz answers once the first sync (every policy evaluated) is done.
+    let readyz = serve
+        .http
+        .get(format!("{}/readyz", serve.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(readyz.status().is_success());
+}
