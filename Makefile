@@ -35,9 +35,8 @@ test: setup lint
 generate:
 	$(CARGO) run --quiet --locked -p crdgen -- .
 
-demo:
-	@echo "make demo: not implemented yet (the services land with the reflector and automation issues)" >&2
-	@exit 1
+demo: setup
+	bash e2e/demo.sh
 
 e2e:
 	@echo "make e2e: not implemented yet (the seed procedure end to end lands with the ship-it issue)" >&2

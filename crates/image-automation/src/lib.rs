@@ -6,6 +6,9 @@
 //! - [`message`]: Flux's commit-message template data (`.AutomationObject`, `.Changed`,
 //!   `.Values`, and the legacy `.Updated`) rendered with the `go-template` crate.
 //! - [`update`]: the `image-automation update` command.
+//! - [`controller`]: the reconcile core of one ImageUpdateAutomation (Flux's algorithm);
+//!   [`reflector_client`]: image-reflector's HTTP API and change feed; [`standalone`] and
+//!   [`serve`]: `image-automation serve --manifests DIR`.
 //!
 //! # Deliberate differences from Flux
 //!
@@ -37,7 +40,11 @@
 //! own `apiVersion`/`kind`/`metadata`, one invalid policy image failing the run, dangling
 //! symlinks skipped, symlinked directories not followed.
 
+pub mod controller;
 pub mod git;
 pub mod message;
+pub mod reflector_client;
+pub mod serve;
 pub mod setters;
+pub mod standalone;
 pub mod update;

@@ -1,0 +1,652 @@
+//! The reconcile core for one `ImageUpdateAutomation` (Flux's algorithm, reference §5.1),
+//! over traits so that standalone and Kubernetes modes (and tests) share it:
+//! [`PolicySource`] (the reflector API), [`Objects`] (GitRepository and Secret lookup) and
+//! [`GitClient`].
+//!
+//! The run: validate the spec (stalls), list the selected policies (reflector unreachable:
+//! `DependencyNotReady`, retried), set up the source (GitRepository, secret, signing key:
+//! `SourceManagerFailed`), skip the clone when neither the policies nor the remote head
+//! changed (Flux's syncNeeded, §3.4), else fetch, apply the setters on `update.path`, render
+//! the message, commit and push. The result is the new status, the outcome for the
+//! conditions, and what a user needs to see: changes, unmatched markers, the pushed commit
+//! and events.
+
+pub mod selector;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use api_types::duration::parse_duration;
+use api_types::http_api::ImagePolicyInfo;
+use api_types::meta::{self, Outcome, condition_type, reason};
+use api_types::{
+    GitRepository, GitRepositoryRef, ImageRef, ImageUpdateAutomation, ImageUpdateAutomationStatus,
+    SigningKeyType,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::Serialize;
+
+use crate::git::{
+    self, ApplyError, Author, GitAuth, GitClient, GitError, GitRef, PushedCommit, RepoSpec,
+    SigningKey, UpdateRequest,
+};
+use crate::message::{self, TemplateInput};
+use crate::reflector_client::{ReflectorClient, ReflectorError};
+use crate::setters::{self, Setters, Unmatched, UpdateResult};
+
+/// Flux's Ready message on success.
+pub const READY_MESSAGE: &str = "repository up-to-date";
+
+/// Where policy results come from.
+pub trait PolicySource: Send + Sync {
+    /// The policies of `namespace` matching `selector` (Kubernetes selector syntax).
+    fn list(
+        &self,
+        namespace: &str,
+        selector: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<ImagePolicyInfo>, ReflectorError>> + Send;
+}
+
+impl PolicySource for ReflectorClient {
+    async fn list(
+        &self,
+        namespace: &str,
+        selector: Option<&str>,
+    ) -> Result<Vec<ImagePolicyInfo>, ReflectorError> {
+        Ok(self.list_policies(Some(namespace), selector).await?.items)
+    }
+}
+
+/// The other objects an automation reads.
+pub trait Objects: Send + Sync {
+    fn git_repository(&self, namespace: &str, name: &str) -> Option<GitRepository>;
+    /// A Secret's data (`data` decoded, `stringData` merged).
+    fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>>;
+}
+
+/// The event types Flux records (`Trace` is a `Normal` Kubernetes event that is not
+/// forwarded to notification-controller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EventType {
+    Normal,
+    Warning,
+    Trace,
+}
+
+/// One event of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub type_: EventType,
+    pub reason: String,
+    pub message: String,
+}
+
+/// How the run ended, for the conditions and the requeue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Ready,
+    /// Retried with backoff.
+    Retry {
+        reason: String,
+        message: String,
+    },
+    /// Waits for a spec change.
+    Stalled {
+        reason: String,
+        message: String,
+    },
+}
+
+impl RunOutcome {
+    fn retry(reason: &str, message: impl Into<String>) -> Self {
+        Self::Retry {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    fn stalled(reason: &str, message: impl Into<String>) -> Self {
+        Self::Stalled {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Self::Ready)
+    }
+
+    /// The Ready condition's reason and message.
+    pub fn reason_and_message(&self) -> (&str, &str) {
+        match self {
+            Self::Ready => (reason::SUCCEEDED, READY_MESSAGE),
+            Self::Retry { reason, message } | Self::Stalled { reason, message } => {
+                (reason, message)
+            }
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The new status (conditions included).
+    pub status: ImageUpdateAutomationStatus,
+    pub outcome: RunOutcome,
+    /// What the setters found on the last full sync of this run (empty when skipped).
+    pub result: UpdateResult,
+    pub pushed: Option<PushedCommit>,
+    /// True when the clone was skipped (nothing changed since the last run).
+    pub short_circuited: bool,
+    /// Flux's one event per run, then ours (markers that were not applied).
+    pub events: Vec<Event>,
+}
+
+/// Settings shared by all runs.
+#[derive(Debug, Clone)]
+pub struct ReconcilerOptions {
+    /// `--no-cross-namespace-refs`: a sourceRef to another namespace stalls (`AccessDenied`).
+    pub no_cross_namespace_refs: bool,
+    /// Attempts when a push is rejected because the branch moved.
+    pub max_push_attempts: u32,
+}
+
+impl Default for ReconcilerOptions {
+    fn default() -> Self {
+        Self {
+            no_cross_namespace_refs: false,
+            max_push_attempts: 3,
+        }
+    }
+}
+
+/// Reconciles automations.
+pub struct Reconciler<P> {
+    pub policies: P,
+    pub git: Arc<dyn GitClient>,
+    pub options: ReconcilerOptions,
+}
+
+impl<P> std::fmt::Debug for Reconciler<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The GitRepositoryRef as the git layer's ref.
+fn git_ref(r: Option<&GitRepositoryRef>) -> GitRef {
+    let Some(r) = r else {
+        return GitRef::default();
+    };
+    GitRef {
+        branch: r.branch.clone(),
+        tag: r.tag.clone(),
+        semver: r.semver.clone(),
+        name: r.name.clone(),
+        commit: r.commit.clone(),
+    }
+}
+
+/// One line per unmatched marker: `path:line: message`.
+pub fn describe_unmatched(u: &Unmatched) -> String {
+    match u.line {
+        Some(line) => format!("{}:{line}: {}", u.path, u.message),
+        None => format!("{}: {}", u.path, u.message),
+    }
+}
+
+/// What the apply closure found, kept across push attempts.
+#[derive(Debug, Default)]
+struct Applied {
+    result: UpdateResult,
+    template_error: Option<String>,
+}
+
+/// Everything the blocking git part needs, owned.
+struct ApplyInput {
+    namespace: String,
+    name: String,
+    update_path: Option<String>,
+    setters: Setters,
+    template: String,
+    values: Option<BTreeMap<String, String>>,
+}
+
+fn apply_in(
+    root: &Path,
+    input: &ApplyInput,
+    found: &Mutex<Applied>,
+) -> Result<Option<String>, ApplyError> {
+    let applied = setters::apply(root, input.update_path.as_deref(), &input.setters, false)?;
+    let mut found = found.lock().unwrap_or_else(PoisonError::into_inner);
+    found.result = applied.result.clone();
+    if applied.edits.is_empty() {
+        return Ok(None);
+    }
+    let message = message::render(
+        &input.template,
+        &TemplateInput {
+            namespace: &input.namespace,
+            name: &input.name,
+            result: &applied.result,
+            values: input.values.as_ref(),
+            setters: &input.setters,
+        },
+    );
+    let message = match message {
+        Ok(m) => m,
+        Err(e) => {
+            found.template_error = Some(e.to_string());
+            return Err(Box::new(e));
+        }
+    };
+    setters::write_edits(&applied.edits)?;
+    Ok(Some(message))
+}
+
+/// The source setup: what `update_and_push` needs, or how the run ends.
+fn source_setup(
+    obj: &ImageUpdateAutomation,
+    namespace: &str,
+    objects: &dyn Objects,
+    options: &ReconcilerOptions,
+    max_attempts: u32,
+) -> Result<UpdateRequest, RunOutcome> {
+    let spec = &obj.spec;
+    let Some(git_spec) = spec.git.as_ref() else {
+        return Err(RunOutcome::stalled(
+            reason::INVALID_SOURCE_CONFIGURATION,
+            "source kind 'GitRepository' necessitates field .spec.git",
+        ));
+    };
+    let repo_ns = spec
+        .source_ref
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(namespace);
+    let repo_name = &spec.source_ref.name;
+    if options.no_cross_namespace_refs && repo_ns != namespace {
+        return Err(RunOutcome::stalled(
+            reason::ACCESS_DENIED,
+            format!(
+                "can't access 'GitRepository/{repo_ns}/{repo_name}', cross-namespace references have been blocked"
+            ),
+        ));
+    }
+    let manager_failed = |detail: String| {
+        RunOutcome::retry(
+            reason::SOURCE_MANAGER_FAILED,
+            format!("failed configuring source manager: {detail}"),
+        )
+    };
+    let git_err = |e: GitError| {
+        let message = format!("failed configuring source manager: {e}");
+        if e.is_stall() {
+            RunOutcome::stalled(e.flux_reason(), message)
+        } else {
+            RunOutcome::retry(e.flux_reason(), message)
+        }
+    };
+    let Some(repo) = objects.git_repository(repo_ns, repo_name) else {
+        return Err(manager_failed(format!(
+            "referenced git repository does not exist: GitRepository {repo_ns}/{repo_name} not found"
+        )));
+    };
+    let url = repo.spec.url.clone();
+    let data = match &repo.spec.secret_ref {
+        Some(r) => match objects.secret(repo_ns, &r.name) {
+            Some(d) => Some(d),
+            None => {
+                return Err(manager_failed(format!(
+                    "failed to get secret '{repo_ns}/{}': not found",
+                    r.name
+                )));
+            }
+        },
+        None => None,
+    };
+    let auth = GitAuth::from_secret(&url, data.as_ref()).map_err(git_err)?;
+    let timeout = match repo.spec.timeout.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => parse_duration(t).map_err(|e| {
+            RunOutcome::stalled(
+                reason::INVALID_SOURCE_CONFIGURATION,
+                format!("GitRepository {repo_ns}/{repo_name}: invalid spec.timeout: {e}"),
+            )
+        })?,
+        None => Duration::from_secs(60),
+    };
+    let signing = match &git_spec.commit.signing_key {
+        Some(key) => {
+            let Some(data) = objects.secret(namespace, &key.secret_ref.name) else {
+                return Err(manager_failed(format!(
+                    "could not find signing key secret '{namespace}/{}'",
+                    key.secret_ref.name
+                )));
+            };
+            let kind = match key.key_type.unwrap_or_default() {
+                SigningKeyType::Gpg => "gpg",
+                SigningKeyType::Ssh => "ssh",
+            };
+            Some(SigningKey::from_secret(Some(kind), &data).map_err(git_err)?)
+        }
+        None => None,
+    };
+    let checkout = match &git_spec.checkout {
+        Some(c) => git_ref(Some(&c.reference)),
+        None => git_ref(repo.spec.reference.as_ref()),
+    };
+    let push = git_spec.push.clone().unwrap_or_default();
+    let author = &git_spec.commit.author;
+    Ok(UpdateRequest {
+        repo: RepoSpec { url, auth, timeout },
+        checkout,
+        push: git::PushSpec {
+            branch: push.branch.filter(|b| !b.is_empty()),
+            refspec: push.refspec.filter(|r| !r.is_empty()),
+            options: push.options.unwrap_or_default(),
+        },
+        author: Author {
+            name: author.name.clone().unwrap_or_default(),
+            email: author.email.clone(),
+        },
+        signing,
+        max_attempts,
+    })
+}
+
+impl<P: PolicySource> Reconciler<P> {
+    /// One run for `obj` (its current status is the last run's). Never fails: every
+    /// problem is an outcome.
+    pub async fn reconcile(
+        &self,
+        obj: &ImageUpdateAutomation,
+        objects: &dyn Objects,
+        now: Time,
+    ) -> RunReport {
+        let namespace = obj
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        let old = obj.status.clone().unwrap_or_default();
+        let was_ready = meta::is_condition_true(&old.conditions, condition_type::READY);
+        let mut status = old.clone();
+        status.last_automation_run_time = Some(now.clone());
+        if let Some(requested) = meta::pending_reconcile_request(
+            obj.metadata.annotations.as_ref(),
+            old.last_handled_reconcile_at.as_deref(),
+        ) {
+            status.last_handled_reconcile_at = Some(requested.to_owned());
+        }
+        let mut report = RunReport {
+            status,
+            outcome: RunOutcome::Ready,
+            result: UpdateResult::default(),
+            pushed: None,
+            short_circuited: false,
+            events: Vec::new(),
+        };
+        report.outcome = self
+            .run(obj, &namespace, &name, objects, &now, &mut report)
+            .await;
+        self.finish(obj, was_ready, &now, &mut report);
+        report
+    }
+
+    async fn run(
+        &self,
+        obj: &ImageUpdateAutomation,
+        namespace: &str,
+        name: &str,
+        objects: &dyn Objects,
+        now: &Time,
+        report: &mut RunReport,
+    ) -> RunOutcome {
+        let spec = &obj.spec;
+        // Standalone manifests are not defaulted by an API server: a missing `update` is
+        // the CRD default `{strategy: Setters}`; `Setters` is the only strategy that parses.
+        let update_path = spec
+            .update
+            .as_ref()
+            .and_then(|u| u.path.clone())
+            .filter(|p| !p.is_empty());
+        let selector = match selector::to_query(spec.policy_selector.as_ref()) {
+            Ok(s) => s,
+            Err(e) => {
+                return RunOutcome::stalled(
+                    reason::INVALID_POLICY_SELECTOR,
+                    format!("failed to parse policy selector: {e}"),
+                );
+            }
+        };
+        let template = spec
+            .git
+            .as_ref()
+            .and_then(|g| g.commit.message_template.clone())
+            .unwrap_or_default();
+        if let Err(e) = message::validate(&template) {
+            return RunOutcome::stalled(
+                reason::GIT_OPERATION_FAILED,
+                format!("failed to update source: invalid commit message template: {e}"),
+            );
+        }
+
+        let policies = match self.policies.list(namespace, selector.as_deref()).await {
+            Ok(p) => p,
+            Err(e) if e.is_bad_request() => {
+                return RunOutcome::stalled(
+                    reason::INVALID_POLICY_SELECTOR,
+                    format!("failed to parse policy selector: {e}"),
+                );
+            }
+            Err(e) => {
+                return RunOutcome::retry(
+                    reason::DEPENDENCY_NOT_READY,
+                    format!("failed to list image policies: {e}"),
+                );
+            }
+        };
+        let policies: Vec<ImagePolicyInfo> = policies
+            .into_iter()
+            .filter(|p| p.namespace == namespace && p.latest_ref.is_some())
+            .collect();
+        let observed: BTreeMap<String, ImageRef> = policies
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.latest_ref.clone()?)))
+            .collect();
+        let setters = match Setters::from_policies(namespace, &policies) {
+            Ok(s) => s,
+            Err(e) => {
+                return RunOutcome::retry(
+                    reason::UPDATE_FAILED,
+                    format!("failed to apply policies: {e}"),
+                );
+            }
+        };
+
+        let request = match source_setup(
+            obj,
+            namespace,
+            objects,
+            &self.options,
+            self.options.max_push_attempts,
+        ) {
+            Ok(r) => r,
+            Err(outcome) => return outcome,
+        };
+
+        // syncNeeded (§3.4).
+        let push_branch = request.push.branch.clone();
+        let checkout_branch = request.checkout.branch.clone().or_else(|| {
+            (request.checkout == GitRef::default()).then(|| git::DEFAULT_BRANCH.to_owned())
+        });
+        let switch_branch = push_branch.is_some() && push_branch != checkout_branch;
+        let mut sync_needed = report.status.observed_policies.as_ref() != Some(&observed)
+            || switch_branch
+            || request.push.refspec.is_some()
+            || report
+                .status
+                .observed_source_revision
+                .as_deref()
+                .is_none_or(str::is_empty);
+        if !sync_needed {
+            let git = self.git.clone();
+            let (repo, checkout) = (request.repo.clone(), request.checkout.clone());
+            let head = tokio::task::spawn_blocking(move || git.remote_head(&repo, &checkout))
+                .await
+                .map_err(|e| GitError::Git(format!("remote head task: {e}")))
+                .and_then(|r| r);
+            match head {
+                Ok(Some(head)) => {
+                    sync_needed = report.status.observed_source_revision.as_deref()
+                        != Some(head.revision().as_str());
+                }
+                Ok(None) => sync_needed = true,
+                Err(e) => return git_failure("failed to checkout source", &e),
+            }
+        }
+        if !sync_needed {
+            report.short_circuited = true;
+            return RunOutcome::Ready;
+        }
+
+        let input = ApplyInput {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            update_path,
+            setters,
+            template,
+            values: spec
+                .git
+                .as_ref()
+                .and_then(|g| g.commit.message_template_values.clone()),
+        };
+        let found = Arc::new(Mutex::new(Applied::default()));
+        let git = self.git.clone();
+        let found_in = found.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            git.update_and_push(&request, &mut |root| apply_in(root, &input, &found_in))
+        })
+        .await
+        .map_err(|e| GitError::Git(format!("update task: {e}")))
+        .and_then(|r| r);
+        let found = std::mem::take(&mut *found.lock().unwrap_or_else(PoisonError::into_inner));
+        report.result = found.result;
+        match outcome {
+            Ok(outcome) => {
+                report.status.observed_policies = Some(observed);
+                report.status.observed_source_revision = Some(outcome.observed_revision());
+                if let Some(pushed) = &outcome.pushed {
+                    report.status.last_push_commit = Some(pushed.commit.clone());
+                    report.status.last_push_time = Some(now.clone());
+                }
+                report.pushed = outcome.pushed;
+                RunOutcome::Ready
+            }
+            Err(GitError::Apply(source)) => match found.template_error {
+                Some(template) => RunOutcome::stalled(
+                    reason::GIT_OPERATION_FAILED,
+                    format!("failed to update source: {template}"),
+                ),
+                None => RunOutcome::retry(
+                    reason::UPDATE_FAILED,
+                    format!("failed to apply policies: {source}"),
+                ),
+            },
+            Err(e) => git_failure("failed to update source", &e),
+        }
+    }
+
+    /// Conditions, observedGeneration and events, as Flux's result finalizer and notify.
+    fn finish(
+        &self,
+        obj: &ImageUpdateAutomation,
+        was_ready: bool,
+        now: &Time,
+        report: &mut RunReport,
+    ) {
+        let generation = obj.metadata.generation;
+        let outcome = match &report.outcome {
+            RunOutcome::Ready => Outcome::Ready {
+                message: READY_MESSAGE,
+            },
+            RunOutcome::Retry { reason, message } => Outcome::Retrying { reason, message },
+            RunOutcome::Stalled { reason, message } => Outcome::Stalled { reason, message },
+        };
+        meta::apply_outcome(&mut report.status.conditions, outcome, generation, now);
+        if meta::should_record_observed_generation(&report.status.conditions) {
+            report.status.observed_generation = generation;
+        }
+        let event = match (&report.outcome, &report.pushed) {
+            (RunOutcome::Ready, Some(p)) => Event {
+                type_: EventType::Normal,
+                reason: reason::SUCCEEDED.into(),
+                message: format!(
+                    "pushed commit '{}' to branch '{}'\n{}",
+                    &p.commit[..p.commit.len().min(7)],
+                    p.branch,
+                    p.message
+                ),
+            },
+            (RunOutcome::Ready, None) if !was_ready => Event {
+                type_: EventType::Normal,
+                reason: reason::SUCCEEDED.into(),
+                message: READY_MESSAGE.into(),
+            },
+            (RunOutcome::Ready, None) => Event {
+                type_: EventType::Trace,
+                reason: reason::SUCCEEDED.into(),
+                message: if report.short_circuited {
+                    "no change since last reconciliation".into()
+                } else {
+                    READY_MESSAGE.into()
+                },
+            },
+            (other, _) => {
+                let (reason, message) = other.reason_and_message();
+                Event {
+                    type_: EventType::Warning,
+                    reason: reason.into(),
+                    message: message.into(),
+                }
+            }
+        };
+        report.events.push(event);
+        if !report.result.unmatched.is_empty() {
+            let lines: Vec<String> = report
+                .result
+                .unmatched
+                .iter()
+                .map(describe_unmatched)
+                .collect();
+            report.events.push(Event {
+                type_: EventType::Normal,
+                reason: "MarkersNotApplied".into(),
+                message: format!(
+                    "{} marker(s) not applied:\n{}",
+                    lines.len(),
+                    lines.join("\n")
+                ),
+            });
+        }
+    }
+}
+
+fn git_failure(context: &str, e: &GitError) -> RunOutcome {
+    let message = format!("{context}: {e}");
+    if e.is_stall() {
+        RunOutcome::stalled(e.flux_reason(), message)
+    } else {
+        RunOutcome::retry(e.flux_reason(), message)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::*;
+use crate::git::{RemoteHead, UpdateOutcome};
+use api_types::http_api::Readiness;
+use api_types::{CommitSpec, CommitUser, GitRepositorySpec, GitSpec, ImageUpdateAutomationSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+struct FakePolicies(Result<Vec<ImagePolicyInfo>, ()>);
+
+impl PolicySource for FakePolicies {
+    async fn list(
+        &self,
+        _namespace: &str,
+        _selector: Option<&str>,
+    ) -> Result<Vec<ImagePolicyInfo>, ReflectorError> {
+        self.0.clone().map_err(|()| ReflectorError::Unreachable {
+            url: "http://x".into(),
+            detail: "connection refused".into(),
+        })
+    }
+}
+
+/// Rewrites `app.yaml` through the real setters in a temporary directory and records calls.
+#[derive(Default)]
+struct FakeGit {
+    heads: AtomicU32,
+    updates: AtomicU32,
+}
+
+impl GitClient for FakeGit {
+    fn remote_head(&self, _: &RepoSpec, _: &GitRef) -> Result<Option<RemoteHead>, GitError> {
+        self.heads.fetch_add(1, Ordering::SeqCst);
+        Ok(Some(RemoteHead {
+            label: "main".into(),
+            commit: "c0".into(),
+        }))
+    }
+
+    fn update_and_push(
+        &self,
+        _request: &UpdateRequest,
+        apply: &mut dyn FnMut(&Path) -> Result<Option<String>, ApplyError>,
+    ) -> Result<UpdateOutcome, GitError> {
+        self.updates.fetch_add(1, Ordering::SeqCst);
+        let dir = tempfile::tempdir().map_err(|e| GitError::Git(e.to_string()))?;
+        std::fs::write(
+            dir.path().join("app.yaml"),
+            "image: reg/app:1.0.0 # {\"$imagepolicy\": \"ns:app\"}\n\
+             other: reg/x:1 # {\"$imagepolicy\": \"ns:missing\"}\n",
+        )
+        .map_err(|e| GitError::Git(e.to_string()))?;
+        let message = apply(dir.path()).map_err(GitError::Apply)?;
+        Ok(UpdateOutcome {
+            checkout_label: "main".into(),
+            checked_out: "c0".into(),
+            pushed: message.map(|message| PushedCommit {
+                commit: "c1c1c1c1c1".into(),
+                branch: "main".into(),
+                refspec: None,
+                message,
+            }),
+            attempts: 1,
+            switched_branch: false,
+        })
+    }
+}
+
+struct FakeObjects;
+
+impl Objects for FakeObjects {
+    fn git_repository(&self, namespace: &str, name: &str) -> Option<GitRepository> {
+        (namespace == "ns" && name == "repo").then(|| {
+            GitRepository::new(
+                "repo",
+                GitRepositorySpec {
+                    url: "https://git.invalid/r.git".into(),
+                    ..GitRepositorySpec::default()
+                },
+            )
+        })
+    }
+    fn secret(&self, _: &str, _: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        None
+    }
+}
+
+fn policy(tag: &str) -> ImagePolicyInfo {
+    ImagePolicyInfo {
+        namespace: "ns".into(),
+        name: "app".into(),
+        labels: BTreeMap::new(),
+        image_repository_ref: Default::default(),
+        latest_ref: Some(ImageRef {
+            name: "reg/app".into(),
+            tag: tag.into(),
+            digest: None,
+        }),
+        observed_previous_ref: None,
+        readiness: Readiness::default(),
+    }
+}
+
+fn automation(git: bool) -> ImageUpdateAutomation {
+    let mut spec = ImageUpdateAutomationSpec {
+        interval: "1m".into(),
+        ..ImageUpdateAutomationSpec::default()
+    };
+    spec.source_ref.name = "repo".into();
+    if git {
+        spec.git = Some(GitSpec {
+            commit: CommitSpec {
+                author: CommitUser {
+                    name: Some("bot".into()),
+                    email: "bot@example.invalid".into(),
+                },
+                message_template: Some(
+                    "{{ range .Changed.Changes }}{{ .NewValue }}{{ end }}".into(),
+                ),
+                ..CommitSpec::default()
+            },
+            ..GitSpec::default()
+        });
+    }
+    ImageUpdateAutomation {
+        metadata: ObjectMeta {
+            name: Some("auto".into()),
+            namespace: Some("ns".into()),
+            generation: Some(1),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    }
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap())
+}
+
+fn reconciler(policies: FakePolicies, git: Arc<FakeGit>) -> Reconciler<FakePolicies> {
+    Reconciler {
+        policies,
+        git,
+        options: ReconcilerOptions::default(),
+    }
+}
+
+#[tokio::test]
+async fn missing_git_spec_stalls() {
+    let git = Arc::new(FakeGit::default());
+    let r = reconciler(FakePolicies(Ok(vec![policy("1.1.0")])), git.clone());
+    let report = r.reconcile(&automation(false), &FakeObjects, now()).await;
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Stalled {
+            reason: "InvalidSourceConfiguration".into(),
+            message: "source kind 'GitRepository' necessitates field .spec.git".into()
+        }
+    );
+    assert!(meta::is_condition_true(
+        &report.status.conditions,
+        condition_type::STALLED
+    ));
+    assert_eq!(git.updates.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn unreachable_reflector_is_dependency_not_ready_and_touches_no_git() {
+    let git = Arc::new(FakeGit::default());
+    let r = reconciler(FakePolicies(Err(())), git.clone());
+    let report = r.reconcile(&automation(true), &FakeObjects, now()).await;
+    let (reason, message) = report.outcome.reason_and_message();
+    assert_eq!(reason, "DependencyNotReady");
+    assert!(message.contains("unreachable"), "{message}");
+    assert!(matches!(report.outcome, RunOutcome::Retry { .. }));
+    assert_eq!(git.updates.load(Ordering::SeqCst), 0);
+    assert_eq!(git.heads.load(Ordering::SeqCst), 0);
+    assert_eq!(report.events[0].type_, EventType::Warning);
+}
+
+#[tokio::test]
+async fn pushes_then_short_circuits_until_a_policy_changes() {
+    let git = Arc::new(FakeGit::default());
+    let r = reconciler(FakePolicies(Ok(vec![policy("1.1.0")])), git.clone());
+    let mut obj = automation(true);
+    let report = r.reconcile(&obj, &FakeObjects, now()).await;
+    assert!(report.outcome.is_ready(), "{:?}", report.outcome);
+    let pushed = report.pushed.clone().unwrap();
+    assert_eq!(pushed.message, "reg/app:1.1.0");
+    assert_eq!(
+        report.status.last_push_commit.as_deref(),
+        Some("c1c1c1c1c1")
+    );
+    assert_eq!(
+        report.status.observed_source_revision.as_deref(),
+        Some("main@sha1:c1c1c1c1c1")
+    );
+    assert_eq!(report.result.change_count(), 1);
+    assert_eq!(report.result.unmatched.len(), 1);
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|e| e.reason == "MarkersNotApplied" && e.message.contains("app.yaml:2: ")),
+        "{:?}",
+        report.events
+    );
+    // The remote head is the pushed commit: a fake head "c0" differs, so a run syncs; with
+    // the head equal to the observed revision it is skipped.
+    obj.status = Some(report.status.clone());
+    obj.status.as_mut().unwrap().observed_source_revision = Some("main@sha1:c0".into());
+    let again = r.reconcile(&obj, &FakeObjects, now()).await;
+    assert!(again.short_circuited);
+    assert_eq!(git.updates.load(Ordering::SeqCst), 1);
+    assert_eq!(again.events[0].type_, EventType::Trace);
+    assert_eq!(
+        again.events[0].message,
+        "no change since last reconciliation"
+    );
+
+    let r2 = reconciler(FakePolicies(Ok(vec![policy("1.2.0")])), git.clone());
+    let third = r2.reconcile(&obj, &FakeObjects, now()).await;
+    assert!(!third.short_circuited);
+    assert_eq!(git.updates.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn missing_repository_is_source_manager_failed() {
+    let git = Arc::new(FakeGit::default());
+    let r = reconciler(FakePolicies(Ok(vec![])), git.clone());
+    let mut obj = automation(true);
+    obj.spec.source_ref.name = "nope".into();
+    let report = r.reconcile(&obj, &FakeObjects, now()).await;
+    assert_eq!(report.outcome.reason_and_message().0, "SourceManagerFailed");
+    assert!(matches!(report.outcome, RunOutcome::Retry { .. }));
+}

@@ -1,0 +1,562 @@
+//! `image-automation serve`: standalone mode (`--manifests DIR`).
+//!
+//! - `--once`: every automation runs once (sorted by namespace/name); a JSON summary goes to
+//!   stdout; the exit status says whether all ended Ready.
+//! - Otherwise: the manifest directory is re-read every second; each automation runs when
+//!   first seen, when its manifest changes, at its `interval` after a success, with
+//!   exponential backoff after a failure (a stalled one waits for a manifest change), and
+//!   within a second of the reflector's change feed reporting a policy change in its
+//!   namespace. `/healthz`, `/readyz` (after every automation ran once) and `/metrics` are
+//!   served on `--http-addr`. SIGTERM or Ctrl-C stops it after the runs in flight.
+//!
+//! Statuses live in memory. Logs name objects, reasons and messages, never secret data.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use api_types::ImageUpdateAutomation;
+use api_types::duration::parse_duration;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::controller::{
+    EventType, Reconciler, ReconcilerOptions, RunOutcome, RunReport, describe_unmatched,
+};
+use crate::git::GitCache;
+use crate::reflector_client::{FeedEvent, ReflectorClient, ReflectorError};
+use crate::setters::Unmatched;
+use crate::standalone::{Key, ManifestError, Manifests};
+
+const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+const BACKOFF_MIN: Duration = Duration::from_secs(2);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// The options of `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub manifests: PathBuf,
+    pub reflector_url: String,
+    pub storage_path: PathBuf,
+    pub http_addr: SocketAddr,
+    pub once: bool,
+    pub no_cross_namespace_refs: bool,
+}
+
+/// Why `serve` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Manifests(#[from] ManifestError),
+    #[error(transparent)]
+    Reflector(#[from] ReflectorError),
+    #[error("creating storage path {path}: {source}")]
+    Storage {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("logging: {0}")]
+    Logging(String),
+}
+
+/// Installs the stderr logger (`RUST_LOG`, default `info`).
+pub fn init_logging() -> Result<(), ServeError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init()
+        .map_err(|e| ServeError::Logging(e.to_string()))
+}
+
+/// One automation in the `--once` summary.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutomationSummary {
+    pub namespace: String,
+    pub name: String,
+    pub ready: bool,
+    pub reason: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_push_commit: Option<String>,
+    /// Whether this run pushed a commit.
+    pub pushed: bool,
+    /// Values changed by this run.
+    pub changes: usize,
+    /// Files changed by this run.
+    pub changed_files: Vec<String>,
+    /// Markers that were not applied, and why.
+    pub unmatched: Vec<Unmatched>,
+}
+
+/// The `--once` summary.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub automations: Vec<AutomationSummary>,
+}
+
+impl AutomationSummary {
+    fn new(key: &Key, report: &RunReport) -> Self {
+        let (reason, message) = report.outcome.reason_and_message();
+        Self {
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+            ready: report.outcome.is_ready(),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            last_push_commit: report.pushed.as_ref().map(|p| p.commit.clone()),
+            pushed: report.pushed.is_some(),
+            changes: report.result.change_count(),
+            changed_files: report.result.files.iter().map(|f| f.path.clone()).collect(),
+            unmatched: report.result.unmatched.clone(),
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn log_report(key: &Key, report: &RunReport, elapsed: Duration) {
+    let (ns, name) = (key.0.as_str(), key.1.as_str());
+    for event in &report.events {
+        match event.type_ {
+            EventType::Warning => tracing::warn!(
+                namespace = ns, name, reason = %event.reason, elapsed = ?elapsed,
+                "{}", event.message
+            ),
+            EventType::Normal => tracing::info!(
+                namespace = ns, name, reason = %event.reason, elapsed = ?elapsed,
+                "{}", event.message
+            ),
+            EventType::Trace => tracing::debug!(
+                namespace = ns, name, reason = %event.reason, elapsed = ?elapsed,
+                "{}", event.message
+            ),
+        }
+    }
+}
+
+fn reconciler(opts: &ServeOptions) -> Result<Reconciler<ReflectorClient>, ServeError> {
+    std::fs::create_dir_all(&opts.storage_path).map_err(|source| ServeError::Storage {
+        path: opts.storage_path.display().to_string(),
+        source,
+    })?;
+    Ok(Reconciler {
+        policies: ReflectorClient::new(&opts.reflector_url)?,
+        git: Arc::new(GitCache::new(&opts.storage_path)),
+        options: ReconcilerOptions {
+            no_cross_namespace_refs: opts.no_cross_namespace_refs,
+            ..ReconcilerOptions::default()
+        },
+    })
+}
+
+/// `--once`: runs every automation once and prints the summary. Returns whether all are
+/// Ready.
+pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, ServeError> {
+    let manifests = Manifests::load(&opts.manifests)?;
+    let reconciler = reconciler(opts)?;
+    let mut summary = Summary {
+        automations: Vec::new(),
+    };
+    for (key, obj) in &manifests.automations {
+        if obj.spec.suspend {
+            tracing::info!(namespace = %key.0, name = %key.1, "suspended; skipped");
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let report = reconciler.reconcile(obj, &manifests, now()).await;
+        log_report(key, &report, started.elapsed());
+        summary
+            .automations
+            .push(AutomationSummary::new(key, &report));
+    }
+    serde_json::to_writer_pretty(&mut *out, &summary).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(summary.automations.iter().all(|a| a.ready))
+}
+
+/// Prometheus metrics of the controller.
+#[derive(Debug, Clone)]
+struct Metrics {
+    registry: Registry,
+    duration: HistogramVec,
+    pushes: IntCounterVec,
+    failures: IntCounterVec,
+}
+
+impl Metrics {
+    fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gotk_reconcile_duration_seconds",
+                "The duration in seconds of a reconciliation.",
+            ),
+            &["kind", "name", "namespace"],
+        )?;
+        let pushes = IntCounterVec::new(
+            Opts::new(
+                "image_automation_pushes_total",
+                "Commits pushed by image update automations.",
+            ),
+            &["namespace", "name"],
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "image_automation_failures_total",
+                "Failed image update automation runs by reason.",
+            ),
+            &["namespace", "name", "reason"],
+        )?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(pushes.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        Ok(Self {
+            registry,
+            duration,
+            pushes,
+            failures,
+        })
+    }
+
+    fn record(&self, key: &Key, report: &RunReport, elapsed: Duration) {
+        let (ns, name) = (key.0.as_str(), key.1.as_str());
+        self.duration
+            .with_label_values(&["ImageUpdateAutomation", name, ns])
+            .observe(elapsed.as_secs_f64());
+        if report.pushed.is_some() {
+            self.pushes.with_label_values(&[ns, name]).inc();
+        }
+        if !report.outcome.is_ready() {
+            let reason = report.outcome.reason_and_message().0;
+            self.failures.with_label_values(&[ns, name, reason]).inc();
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct HttpState {
+    ready: Arc<AtomicBool>,
+    metrics: Metrics,
+}
+
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: Arc<Notify>,
+) -> std::io::Result<()> {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let ready = state.ready.clone();
+    let metrics = state.metrics.clone();
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::SeqCst);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.render();
+                async move { text }
+            }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.notified().await })
+        .await
+}
+
+/// One automation's schedule.
+#[derive(Debug)]
+struct Entry {
+    obj: ImageUpdateAutomation,
+    /// The spec and metadata last read, to notice manifest edits.
+    fingerprint: String,
+    next_run: Option<Instant>,
+    failures: u32,
+    running: bool,
+    ran_once: bool,
+}
+
+fn fingerprint(obj: &ImageUpdateAutomation) -> String {
+    serde_json::to_string(&(&obj.spec, &obj.metadata.annotations, &obj.metadata.labels))
+        .unwrap_or_default()
+}
+
+fn interval_of(obj: &ImageUpdateAutomation) -> Duration {
+    parse_duration(&obj.spec.interval)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_INTERVAL)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// The long-running standalone controller.
+pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
+    let mut manifests = Arc::new(Manifests::load(&opts.manifests)?);
+    let reconciler = Arc::new(reconciler(&opts)?);
+    let metrics = Metrics::new()?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(opts.http_addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: opts.http_addr,
+            source,
+        })?;
+    tracing::info!(addr = %opts.http_addr, manifests = %opts.manifests.display(),
+        reflector = %opts.reflector_url, "serving");
+    let http_shutdown = Arc::new(Notify::new());
+    let http = tokio::spawn(serve_http(
+        listener,
+        HttpState {
+            ready: ready.clone(),
+            metrics: metrics.clone(),
+        },
+        http_shutdown.clone(),
+    ));
+
+    // The change feed: namespaces with changed policies, `None` meaning all.
+    let triggered: Arc<Mutex<Option<BTreeSet<String>>>> = Arc::new(Mutex::new(None));
+    let wake = Arc::new(Notify::new());
+    let feed = {
+        let client = ReflectorClient::new(&opts.reflector_url)?;
+        let (triggered, wake) = (triggered.clone(), wake.clone());
+        tokio::spawn(async move {
+            client
+                .follow(
+                    None,
+                    |event| {
+                        let mut t = triggered.lock().unwrap_or_else(PoisonError::into_inner);
+                        let set = t.get_or_insert_with(BTreeSet::new);
+                        match event {
+                            FeedEvent::Changed(e) => {
+                                tracing::debug!(namespace = %e.policy.namespace,
+                                    policy = %e.policy.name, "policy changed");
+                                set.insert(e.policy.namespace.clone());
+                            }
+                            FeedEvent::Resync => {
+                                set.insert(String::new());
+                            }
+                        }
+                        wake.notify_one();
+                    },
+                    |err| tracing::warn!("reflector change feed: {err}"),
+                )
+                .await;
+        })
+    };
+
+    let mut entries: BTreeMap<Key, Entry> = BTreeMap::new();
+    let mut tasks: JoinSet<(Key, RunReport, Duration)> = JoinSet::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut reload_at = Instant::now();
+    loop {
+        if Instant::now() >= reload_at {
+            reload_at = Instant::now() + RELOAD_INTERVAL;
+            match Manifests::load(&opts.manifests) {
+                Ok(m) => {
+                    merge(&mut entries, &m);
+                    manifests = Arc::new(m);
+                }
+                Err(e) => tracing::warn!("manifests not reloaded: {e}"),
+            }
+        }
+        let changed = triggered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(namespaces) = changed {
+            let all = namespaces.contains("");
+            for (key, entry) in entries.iter_mut() {
+                if all || namespaces.contains(&key.0) {
+                    entry.next_run = Some(Instant::now());
+                }
+            }
+        }
+        let now_i = Instant::now();
+        for (key, entry) in entries.iter_mut() {
+            if entry.running || entry.obj.spec.suspend {
+                continue;
+            }
+            if entry.next_run.is_some_and(|t| t <= now_i) {
+                entry.running = true;
+                let (key, obj) = (key.clone(), entry.obj.clone());
+                let (reconciler, manifests) = (reconciler.clone(), manifests.clone());
+                tasks.spawn(async move {
+                    let started = std::time::Instant::now();
+                    let report = reconciler.reconcile(&obj, &*manifests, now()).await;
+                    (key, report, started.elapsed())
+                });
+            }
+        }
+        if !ready.load(Ordering::SeqCst)
+            && entries.values().all(|e| e.ran_once || e.obj.spec.suspend)
+        {
+            ready.store(true, Ordering::SeqCst);
+        }
+        let next_due = entries
+            .values()
+            .filter(|e| !e.running)
+            .filter_map(|e| e.next_run)
+            .min()
+            .unwrap_or(reload_at)
+            .min(reload_at);
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep_until(next_due) => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                match done {
+                    Ok((key, report, elapsed)) => {
+                        log_report(&key, &report, elapsed);
+                        metrics.record(&key, &report, elapsed);
+                        if let Some(entry) = entries.get_mut(&key) {
+                            finish(entry, report);
+                        }
+                    }
+                    Err(e) => tracing::error!("reconcile task failed: {e}"),
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    feed.abort();
+    while tasks.join_next().await.is_some() {}
+    http_shutdown.notify_waiters();
+    let _ = http.await;
+    Ok(())
+}
+
+/// Merges freshly read manifests into the schedule.
+fn merge(entries: &mut BTreeMap<Key, Entry>, manifests: &Manifests) {
+    entries.retain(|key, _| manifests.automations.contains_key(key));
+    for (key, obj) in &manifests.automations {
+        let fp = fingerprint(obj);
+        match entries.get_mut(key) {
+            Some(entry) if entry.fingerprint == fp => {}
+            Some(entry) => {
+                let status = entry.obj.status.take();
+                let generation = entry.obj.metadata.generation.unwrap_or(1);
+                let spec_changed = entry.obj.spec != obj.spec;
+                entry.obj = obj.clone();
+                entry.obj.status = status;
+                entry.obj.metadata.generation = Some(if spec_changed {
+                    generation + 1
+                } else {
+                    generation
+                });
+                entry.fingerprint = fp;
+                entry.next_run = Some(Instant::now());
+                entry.failures = 0;
+            }
+            None => {
+                entries.insert(
+                    key.clone(),
+                    Entry {
+                        obj: obj.clone(),
+                        fingerprint: fp,
+                        next_run: Some(Instant::now()),
+                        failures: 0,
+                        running: false,
+                        ran_once: false,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Records a finished run and schedules the next.
+fn finish(entry: &mut Entry, report: RunReport) {
+    entry.running = false;
+    entry.ran_once = true;
+    let next = match &report.outcome {
+        RunOutcome::Ready => {
+            entry.failures = 0;
+            Some(interval_of(&entry.obj))
+        }
+        RunOutcome::Retry { .. } => {
+            let exp = entry.failures.min(16);
+            entry.failures = entry.failures.saturating_add(1);
+            Some((BACKOFF_MIN * 2u32.saturating_pow(exp)).min(BACKOFF_MAX))
+        }
+        RunOutcome::Stalled { .. } => None,
+    };
+    entry.next_run = next.map(|d| Instant::now() + d);
+    entry.obj.status = Some(report.status);
+    if !report.result.unmatched.is_empty() {
+        tracing::debug!(
+            unmatched = ?report.result.unmatched.iter().map(describe_unmatched).collect::<Vec<_>>(),
+            "markers not applied"
+        );
+    }
+}
