@@ -7,12 +7,14 @@
 //! - [`policy`]: which tag is latest, and digest reflection (pure).
 //! - [`select`]: the offline `image-reflector select` command.
 //! - [`serve`]: the `image-reflector serve` command (mode selection, flags, shutdown).
+//! - [`kube_mode`]: the Kubernetes mode of `serve` (kube-runtime controllers, leader election).
 //! - [`standalone`]: `serve --manifests DIR`, the reconcilers without a cluster.
 //! - [`controller`]: the ImageRepository and ImagePolicy reconcilers (no Kubernetes client).
 //! - [`api`], [`state`], [`metrics`]: the HTTP API, what it serves, and the Prometheus metrics.
 
 pub mod api;
 pub mod controller;
+pub mod kube_mode;
 pub mod metrics;
 pub mod policy;
 pub mod reference;

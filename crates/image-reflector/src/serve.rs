@@ -68,6 +68,14 @@ pub struct ServeArgs {
     /// Scan only while holding the leader Lease (Kubernetes mode).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub enable_leader_election: bool,
+    /// How long a leader's Lease stays valid without renewal (Go duration, at least 2s).
+    #[arg(long, default_value = "35s", value_parser = go_duration)]
+    pub leader_election_lease_duration: Duration,
+    /// The URL other replicas reach this one's API at (followers forward `/tags` to the
+    /// leader). Default: `http://$POD_IP:<port>`, else the `--http-addr` (loopback when it
+    /// is unspecified).
+    #[arg(long, value_name = "URL")]
+    pub advertise_url: Option<String>,
     #[arg(long, value_enum, default_value = "info")]
     pub log_level: LogLevel,
     #[arg(long, value_enum, default_value = "json")]
@@ -120,6 +128,8 @@ pub struct ServeContext {
     pub concurrent: usize,
     /// `--watch-label-selector`, parsed; `None` when empty.
     pub selector: Option<LabelSelector>,
+    /// The address the HTTP API listens on (the actual port when `--http-addr` has port 0).
+    pub http_addr: SocketAddr,
 }
 
 impl std::fmt::Debug for ServeContext {
@@ -169,19 +179,56 @@ pub fn kubernetes_config_exists() -> bool {
     in_cluster || kubeconfig || home
 }
 
-/// The Kubernetes mode.
-///
-/// Placeholder until the Kubernetes controllers land: it fails with a clear message rather
-/// than pretending to run.
+/// The Kubernetes mode ([`crate::kube_mode`]).
 pub async fn run_kubernetes(
-    _args: &ServeArgs,
-    _context: ServeContext,
-    _shutdown: watch::Receiver<bool>,
+    args: &ServeArgs,
+    context: ServeContext,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
-    Err(ServeError::Kubernetes(
-        "Kubernetes mode lands with the kube-rs controllers (issue 8); use --manifests DIR for now"
-            .into(),
-    ))
+    let settings = crate::kube_mode::KubeSettings {
+        concurrent: args.concurrent,
+        label_selector: args.watch_label_selector.trim().to_string(),
+        enable_leader_election: args.enable_leader_election,
+        lease_duration: args.leader_election_lease_duration,
+        advertise_url: advertise_url(args.advertise_url.as_deref(), context.http_addr),
+        lease_namespace: crate::kube_mode::lease_namespace(),
+        registry: ClientSettings::default(),
+    };
+    crate::kube_mode::run(
+        settings,
+        context.store,
+        context.state,
+        context.metrics,
+        context.options,
+        shutdown,
+    )
+    .await
+    .map_err(|e| ServeError::Kubernetes(e.to_string()))
+}
+
+/// `--advertise-url`, or `http://$POD_IP:<port>`, or the listening address (loopback when
+/// it is unspecified).
+fn advertise_url(flag: Option<&str>, http_addr: SocketAddr) -> String {
+    if let Some(url) = flag.map(str::trim).filter(|u| !u.is_empty()) {
+        return url.trim_end_matches('/').to_string();
+    }
+    let port = http_addr.port();
+    if let Some(ip) = std::env::var("POD_IP")
+        .ok()
+        .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+    {
+        return format!("http://{}", SocketAddr::new(ip, port));
+    }
+    let ip = match http_addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, port))
 }
 
 fn open_store(path: &Path) -> Result<Arc<dyn TagStore>, ServeError> {
@@ -237,7 +284,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let store = open_store(&args.storage_path)?;
     let state = ApiState::new(store.clone());
     let metrics = Metrics::new()?;
-    let context = ServeContext {
+    let mut context = ServeContext {
         store,
         state: state.clone(),
         metrics: metrics.clone(),
@@ -247,6 +294,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         },
         concurrent: usize::from(args.concurrent),
         selector,
+        http_addr: args.http_addr,
     };
 
     let listener = tokio::net::TcpListener::bind(args.http_addr)
@@ -257,6 +305,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         })?;
     let local = listener.local_addr().unwrap_or(args.http_addr);
     tracing::info!(addr = %local, "serving the HTTP API");
+    context.http_addr = local;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let http = tokio::spawn(crate::api::serve(

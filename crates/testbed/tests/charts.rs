@@ -136,6 +136,14 @@ fn check_common(objects: &[Value], controller: &str, namespace: &str) {
         json!({"name": "RUNTIME_NAMESPACE",
                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}})
     );
+    if controller == "image-reflector-controller" {
+        // Followers forward /tags to the leader's advertised http://$POD_IP:8080.
+        assert_eq!(
+            container["env"][1],
+            json!({"name": "POD_IP",
+                   "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}})
+        );
+    }
     let mounts = container["volumeMounts"].as_array().unwrap();
     for path in ["/data", "/tmp"] {
         assert!(

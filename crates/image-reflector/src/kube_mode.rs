@@ -1,0 +1,1005 @@
+//! Kubernetes mode: the shared reconcilers driven by kube-runtime controllers.
+//!
+//! - Every replica mirrors the watched ImageRepositories and ImagePolicies (their status as
+//!   written by the leader) into [`ApiState`], so the HTTP API answers the same on all
+//!   replicas; `/readyz` turns ready after the first list of both kinds.
+//! - Only the leader (a Lease held through kube-lease-manager, or always with
+//!   `--enable-leader-election=false`) runs the two controllers. The holder identity is
+//!   `<hostname>_<random>@<advertise URL>`, so followers know where to forward `/tags`.
+//! - Each controller adds the `finalizers.fluxcd.io` finalizer first; on deletion a
+//!   repository's stored tags are deleted, the object leaves the API and the metrics, then
+//!   the finalizer is removed.
+//! - Status is written with server-side apply under the field manager
+//!   `image-reflector-controller`, only when it differs from the object's status; events
+//!   (events.k8s.io/v1) only when the core returns one.
+//! - A reconcile runs when the object's generation or `reconcile.fluxcd.io/requestedAt`
+//!   changes, when its time comes (the core's `next()`, with per-object backoff from 750 ms
+//!   to 15 min), and, for policies, when their repository's `lastScanResult.revision` (or
+//!   generation) changes. Our own status writes do not cause a reconcile.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use api_types::meta::{condition_type, find_condition};
+use api_types::{ImagePolicy, ImageRepository};
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
+use kube::{Api, Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::controller::{
+    Backoff, BoxFuture, Deps, Event, EventType, Next, ObjectSource, RegistryPool, SourceError,
+    name_of, namespace_of, policy_info, reconcile_policy, reconcile_repository, repository_info,
+    repository_ref,
+};
+use crate::metrics::Metrics;
+use crate::registry::{ClientSettings, SecretData};
+use crate::state::{ApiState, LeaderInfo};
+
+/// The one field manager of every status write.
+pub const FIELD_MANAGER: &str = "image-reflector-controller";
+/// Flux's finalizer.
+pub const FINALIZER: &str = "finalizers.fluxcd.io";
+/// The annotation that requests a reconcile.
+pub const RECONCILE_REQUEST_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
+/// The Lease name (suffixed with a hash of the label selector when one is set).
+pub const LEASE_NAME: &str = "image-reflector-controller-leader-election";
+/// The Lease namespace when neither `RUNTIME_NAMESPACE` nor the in-cluster one is known.
+pub const DEFAULT_LEASE_NAMESPACE: &str = "flux-system";
+/// The default Lease duration (controller-runtime's).
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(35);
+
+const REPOSITORY: &str = "ImageRepository";
+const POLICY: &str = "ImagePolicy";
+const IN_CLUSTER_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// Kubernetes-mode settings (from the `serve` flags).
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    /// Reconciles running at once, per controller.
+    pub concurrent: u16,
+    /// `--watch-label-selector` as given (empty: every object).
+    pub label_selector: String,
+    pub enable_leader_election: bool,
+    pub lease_duration: Duration,
+    /// Where the other replicas reach this one's API.
+    pub advertise_url: String,
+    /// Where the Lease lives.
+    pub lease_namespace: String,
+    pub registry: ClientSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeModeError {
+    #[error("Kubernetes configuration: {0}")]
+    Config(#[from] kube::config::InferConfigError),
+    #[error("Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("leader election on Lease {namespace}/{name}: {source}")]
+    Lease {
+        namespace: String,
+        name: String,
+        source: kube_lease_manager::LeaseManagerError,
+    },
+}
+
+/// Why a reconcile failed (the controller retries it with the object's backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("writing the status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ReconcileError(#[from] Box<kube::runtime::finalizer::Error<ApplyError>>);
+
+/// The Lease name for a label selector.
+pub fn lease_name(label_selector: &str) -> String {
+    let selector = label_selector.trim();
+    if selector.is_empty() {
+        return LEASE_NAME.to_string();
+    }
+    let digest = hex::encode(Sha256::digest(selector.as_bytes()));
+    format!("{LEASE_NAME}-{}", &digest[..8])
+}
+
+/// The Lease namespace: `RUNTIME_NAMESPACE`, the in-cluster namespace, or `flux-system`.
+pub fn lease_namespace() -> String {
+    if let Some(ns) = std::env::var("RUNTIME_NAMESPACE")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+    {
+        return ns.trim().to_string();
+    }
+    std::fs::read_to_string(IN_CLUSTER_NAMESPACE)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_LEASE_NAMESPACE.to_string())
+}
+
+/// The leader's API URL from a Lease holder identity (`<host>_<random>@<url>`).
+pub fn leader_url_of(holder: &str) -> Option<String> {
+    holder
+        .split_once('@')
+        .map(|(_, url)| url.to_string())
+        .filter(|u| !u.is_empty())
+}
+
+fn holder_identity(advertise_url: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "image-reflector".to_string());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!("{host}/{}/{nanos}", std::process::id());
+    let random = hex::encode(Sha256::digest(seed.as_bytes()));
+    format!("{host}_{}@{advertise_url}", &random[..10])
+}
+
+// ---------------------------------------------------------------------------------------
+// The ObjectSource over the API server
+
+#[derive(Clone)]
+struct KubeObjects {
+    client: Client,
+}
+
+impl fmt::Debug for KubeObjects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubeObjects").finish_non_exhaustive()
+    }
+}
+
+fn source_error(what: &str, namespace: &str, name: &str, e: &kube::Error) -> SourceError {
+    SourceError(format!("reading {what} {namespace}/{name}: {e}"))
+}
+
+impl ObjectSource for KubeObjects {
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>> {
+        Box::pin(async move {
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+            let secret = api
+                .get_opt(name)
+                .await
+                .map_err(|e| source_error("Secret", namespace, name, &e))?;
+            Ok(secret.map(|secret| {
+                let mut data: BTreeMap<String, Vec<u8>> = secret
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                for (k, v) in secret.string_data.unwrap_or_default() {
+                    data.insert(k, v.into_bytes());
+                }
+                SecretData {
+                    name: name.to_string(),
+                    type_: secret.type_.unwrap_or_else(|| "Opaque".into()),
+                    data,
+                }
+            }))
+        })
+    }
+
+    fn service_account_pull_secrets<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>> {
+        Box::pin(async move {
+            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+            let sa = api
+                .get_opt(name)
+                .await
+                .map_err(|e| source_error("ServiceAccount", namespace, name, &e))?;
+            Ok(sa.map(|sa| {
+                sa.image_pull_secrets
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| r.name)
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            }))
+        })
+    }
+
+    fn namespace_labels<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
+        Box::pin(async move {
+            let api: Api<Namespace> = Api::all(self.client.clone());
+            let ns = api
+                .get_opt(namespace)
+                .await
+                .map_err(|e| source_error("Namespace", "", namespace, &e))?;
+            Ok(ns.map(|ns| ns.metadata.labels.unwrap_or_default()))
+        })
+    }
+
+    fn image_repository<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>> {
+        Box::pin(async move {
+            let api: Api<ImageRepository> = Api::namespaced(self.client.clone(), namespace);
+            api.get_opt(name)
+                .await
+                .map_err(|e| source_error(REPOSITORY, namespace, name, &e))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The reconcilers
+
+type Key = (String, String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Kind {
+    Repository,
+    Policy,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Repository => REPOSITORY,
+            Self::Policy => POLICY,
+        }
+    }
+}
+
+/// What last triggered a reconcile of an object: a new one runs when this changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    uid: Option<String>,
+    generation: Option<i64>,
+    requested_at: Option<String>,
+}
+
+fn fingerprint<K: Resource>(obj: &K) -> Fingerprint {
+    let meta = obj.meta();
+    Fingerprint {
+        uid: meta.uid.clone(),
+        generation: meta.generation,
+        requested_at: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RECONCILE_REQUEST_ANNOTATION).cloned()),
+    }
+}
+
+/// The last handled trigger and when the next run is due (`None`: only on change).
+#[derive(Debug, Clone)]
+struct Handled {
+    fingerprint: Fingerprint,
+    due: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Schedule {
+    backoff: Backoff<(Kind, Key)>,
+    handled: HashMap<(Kind, Key), Handled>,
+    /// Policies to reconcile even though they did not change (their repository did).
+    forced: HashSet<Key>,
+    /// The last seen (revision, generation) of each repository, for the policy trigger.
+    repositories: HashMap<Key, (Option<String>, Option<i64>)>,
+    /// When each policy's selected image last changed (for the stuck-policy metric).
+    latest_changed: HashMap<Key, (String, f64)>,
+}
+
+struct Ctx {
+    client: Client,
+    deps: Deps,
+    state: ApiState,
+    metrics: Metrics,
+    recorder: Recorder,
+    schedule: Mutex<Schedule>,
+}
+
+impl fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctx").finish_non_exhaustive()
+    }
+}
+
+impl Ctx {
+    fn schedule(&self) -> std::sync::MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `Some(action)` when the object has nothing new to reconcile yet (a watch event
+    /// caused by our own status write, or by a label change).
+    fn skip(&self, kind: Kind, key: &Key, print: &Fingerprint) -> Option<Action> {
+        let mut schedule = self.schedule();
+        if kind == Kind::Policy && schedule.forced.remove(key) {
+            return None;
+        }
+        let handled = schedule.handled.get(&(kind, key.clone()))?;
+        if handled.fingerprint != *print {
+            return None;
+        }
+        match handled.due {
+            None => Some(Action::await_change()),
+            Some(due) => {
+                let now = Instant::now();
+                (due > now + Duration::from_millis(50)).then(|| Action::requeue(due - now))
+            }
+        }
+    }
+
+    /// The action for the core's `next()`, recording when the next run is due.
+    fn action(
+        &self,
+        kind: Kind,
+        key: &Key,
+        print: Fingerprint,
+        next: Next,
+        retry_after: Option<Duration>,
+    ) -> Action {
+        let mut schedule = self.schedule();
+        let backoff_key = (kind, key.clone());
+        let delay = match next {
+            Next::After(d) => {
+                schedule.backoff.reset(&backoff_key);
+                Some(d)
+            }
+            Next::OnChange => {
+                schedule.backoff.reset(&backoff_key);
+                None
+            }
+            Next::Backoff => {
+                let delay = schedule.backoff.failure(backoff_key.clone());
+                Some(retry_after.map_or(delay, |r| r.max(delay)))
+            }
+        };
+        schedule.handled.insert(
+            backoff_key,
+            Handled {
+                fingerprint: print,
+                due: delay.map(|d| Instant::now() + d),
+            },
+        );
+        delay.map_or_else(Action::await_change, Action::requeue)
+    }
+
+    fn forget(&self, kind: Kind, key: &Key) {
+        let mut schedule = self.schedule();
+        let k = (kind, key.clone());
+        schedule.backoff.reset(&k);
+        schedule.handled.remove(&k);
+        schedule.forced.remove(key);
+        if kind == Kind::Policy {
+            schedule.latest_changed.remove(key);
+        }
+    }
+
+    fn record(
+        &self,
+        kind: Kind,
+        key: &Key,
+        conditions: &[Condition],
+        suspended: bool,
+        elapsed: Duration,
+    ) {
+        let (ns, name, kind) = (key.0.as_str(), key.1.as_str(), kind.as_str());
+        self.metrics
+            .observe_reconcile(kind, ns, name, elapsed.as_secs_f64());
+        self.metrics.set_suspended(kind, ns, name, suspended);
+        for type_ in [
+            condition_type::READY,
+            condition_type::STALLED,
+            condition_type::RECONCILING,
+        ] {
+            let status = find_condition(conditions, type_).map_or("Deleted", |c| c.status.as_str());
+            self.metrics.set_condition(kind, ns, name, type_, status);
+        }
+    }
+
+    async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, event: Option<&Event>) {
+        let Some(event) = event else { return };
+        let type_ = match event.type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        };
+        let kube_event = KubeEvent {
+            type_,
+            reason: event.reason.clone(),
+            note: Some(event.message.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = self
+            .recorder
+            .publish(&kube_event, &obj.object_ref(&()))
+            .await
+        {
+            tracing::warn!(%error, name = obj.meta().name, "cannot record an event");
+        }
+    }
+}
+
+fn key_of<K: Resource>(obj: &K) -> Key {
+    (
+        namespace_of(obj.meta()).to_string(),
+        name_of(obj.meta()).to_string(),
+    )
+}
+
+/// Writes `status` with server-side apply when it differs from `current`.
+async fn write_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    current: Option<&S>,
+    status: &S,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn reconcile_repository_object(
+    repo: Arc<ImageRepository>,
+    ctx: Arc<Ctx>,
+) -> Result<Action, ReconcileError> {
+    let key = key_of(repo.as_ref());
+    let api: Api<ImageRepository> = Api::namespaced(ctx.client.clone(), &key.0);
+    finalizer(&api, FINALIZER, repo, |event| async {
+        match event {
+            FinalizerEvent::Apply(repo) => apply_repository(&api, repo, &ctx).await,
+            FinalizerEvent::Cleanup(repo) => {
+                let key = key_of(repo.as_ref());
+                if let Err(error) = ctx
+                    .deps
+                    .store
+                    .delete(&crate::store::RepoKey::new(key.0.as_str(), key.1.as_str()))
+                {
+                    tracing::warn!(namespace = key.0, name = key.1, %error, "cannot delete stored tags");
+                }
+                ctx.state.remove_repository(&key.0, &key.1);
+                ctx.metrics.delete_object(REPOSITORY, &key.0, &key.1);
+                ctx.forget(Kind::Repository, &key);
+                tracing::info!(namespace = key.0, name = key.1, "ImageRepository deleted; stored tags removed");
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|e| ReconcileError(Box::new(e)))
+}
+
+async fn apply_repository(
+    api: &Api<ImageRepository>,
+    repo: Arc<ImageRepository>,
+    ctx: &Ctx,
+) -> Result<Action, ApplyError> {
+    let key = key_of(repo.as_ref());
+    let print = fingerprint(repo.as_ref());
+    if let Some(action) = ctx.skip(Kind::Repository, &key, &print) {
+        return Ok(action);
+    }
+    let started = std::time::Instant::now();
+    let outcome = reconcile_repository(&repo, &ctx.deps, SystemTime::now()).await;
+    if let Some(scan) = &outcome.scan {
+        ctx.metrics.observe_scan(
+            &key.0,
+            &key.1,
+            scan.duration.as_secs_f64(),
+            scan.tags,
+            scan.ok,
+        );
+    }
+    write_status(api, &key.1, repo.status.as_ref(), &outcome.status)
+        .await
+        .map_err(ApplyError::Status)?;
+    ctx.record(
+        Kind::Repository,
+        &key,
+        &outcome.status.conditions,
+        outcome.suspended,
+        started.elapsed(),
+    );
+    ctx.publish(repo.as_ref(), outcome.event.as_ref()).await;
+    let retry_after = outcome.error.as_ref().and_then(|e| e.retry_after());
+    let next = outcome.next();
+    let mut updated = (*repo).clone();
+    updated.status = Some(outcome.status);
+    ctx.state.upsert_repository(repository_info(&updated));
+    Ok(ctx.action(Kind::Repository, &key, print, next, retry_after))
+}
+
+async fn reconcile_policy_object(
+    policy: Arc<ImagePolicy>,
+    ctx: Arc<Ctx>,
+) -> Result<Action, ReconcileError> {
+    let key = key_of(policy.as_ref());
+    let api: Api<ImagePolicy> = Api::namespaced(ctx.client.clone(), &key.0);
+    finalizer(&api, FINALIZER, policy, |event| async {
+        match event {
+            FinalizerEvent::Apply(policy) => apply_policy(&api, policy, &ctx).await,
+            FinalizerEvent::Cleanup(policy) => {
+                let key = key_of(policy.as_ref());
+                ctx.state.remove_policy(&key.0, &key.1);
+                ctx.metrics.delete_object(POLICY, &key.0, &key.1);
+                ctx.forget(Kind::Policy, &key);
+                tracing::info!(namespace = key.0, name = key.1, "ImagePolicy deleted");
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|e| ReconcileError(Box::new(e)))
+}
+
+async fn apply_policy(
+    api: &Api<ImagePolicy>,
+    policy: Arc<ImagePolicy>,
+    ctx: &Ctx,
+) -> Result<Action, ApplyError> {
+    let key = key_of(policy.as_ref());
+    let print = fingerprint(policy.as_ref());
+    if let Some(action) = ctx.skip(Kind::Policy, &key, &print) {
+        return Ok(action);
+    }
+    let started = std::time::Instant::now();
+    let outcome = reconcile_policy(&policy, &ctx.deps, SystemTime::now()).await;
+    write_status(api, &key.1, policy.status.as_ref(), &outcome.status)
+        .await
+        .map_err(ApplyError::Status)?;
+    ctx.record(
+        Kind::Policy,
+        &key,
+        &outcome.status.conditions,
+        outcome.suspended,
+        started.elapsed(),
+    );
+    if let Some(latest) = &outcome.status.latest_ref {
+        let image = latest.to_string();
+        let changed_at = {
+            let mut schedule = ctx.schedule();
+            let changed_at = match schedule.latest_changed.get(&key) {
+                Some((previous, at)) if *previous == image => *at,
+                _ => unix_now(),
+            };
+            schedule
+                .latest_changed
+                .insert(key.clone(), (image, changed_at));
+            changed_at
+        };
+        ctx.metrics
+            .set_policy_latest(&key.0, &key.1, &latest.name, &latest.tag, changed_at);
+    }
+    ctx.publish(policy.as_ref(), outcome.event.as_ref()).await;
+    let next = outcome.next();
+    let mut updated = (*policy).clone();
+    updated.status = Some(outcome.status);
+    ctx.state.upsert_policy(policy_info(&updated));
+    Ok(ctx.action(Kind::Policy, &key, print, next, None))
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &ReconcileError,
+    ctx: Arc<Ctx>,
+) -> Action {
+    let key = key_of(obj.as_ref());
+    let kind = if K::kind(&()) == REPOSITORY {
+        Kind::Repository
+    } else {
+        Kind::Policy
+    };
+    let delay = ctx.schedule().backoff.failure((kind, key.clone()));
+    tracing::warn!(kind = kind.as_str(), namespace = key.0, name = key.1, %error, retry_in = ?delay, "reconcile failed");
+    // The next attempt must run even though the object did not change.
+    ctx.schedule().handled.remove(&(kind, key));
+    Action::requeue(delay)
+}
+
+fn watcher_config(label_selector: &str) -> watcher::Config {
+    let config = watcher::Config::default();
+    match label_selector.trim() {
+        "" => config,
+        selector => config.labels(selector),
+    }
+}
+
+/// Runs both controllers until `stop` completes.
+async fn run_controllers(
+    ctx: Arc<Ctx>,
+    settings: &KubeSettings,
+    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let wait = |tx: &tokio::sync::broadcast::Sender<()>| {
+        let mut rx = tx.subscribe();
+        async move {
+            let _ = rx.recv().await;
+        }
+    };
+    let config = controller::Config::default().concurrency(settings.concurrent.max(1));
+    let wc = watcher_config(&settings.label_selector);
+
+    let repositories = Controller::new(Api::<ImageRepository>::all(ctx.client.clone()), wc.clone())
+        .with_config(config.clone())
+        .graceful_shutdown_on(wait(&stop_tx))
+        .run(reconcile_repository_object, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "ImageRepository controller");
+            }
+        });
+
+    let policies = Controller::new(Api::<ImagePolicy>::all(ctx.client.clone()), wc.clone())
+        .with_config(config);
+    let store = policies.store();
+    let trigger_ctx = ctx.clone();
+    let policies = policies
+        .watches(
+            Api::<ImageRepository>::all(ctx.client.clone()),
+            wc,
+            move |repo: ImageRepository| {
+                let key = key_of(&repo);
+                let seen = (
+                    repo.status
+                        .as_ref()
+                        .and_then(|s| s.last_scan_result.as_ref())
+                        .map(|s| s.revision.clone()),
+                    repo.metadata.generation,
+                );
+                let mut schedule = trigger_ctx.schedule();
+                if schedule.repositories.insert(key.clone(), seen.clone()) == Some(seen) {
+                    return Vec::new();
+                }
+                let refs: Vec<ObjectRef<ImagePolicy>> = store
+                    .state()
+                    .iter()
+                    .filter(|p| repository_ref(p) == key)
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect();
+                for r in &refs {
+                    schedule
+                        .forced
+                        .insert((r.namespace.clone().unwrap_or_default(), r.name.clone()));
+                }
+                refs
+            },
+        )
+        .graceful_shutdown_on(wait(&stop_tx))
+        .run(reconcile_policy_object, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "ImagePolicy controller");
+            }
+        });
+
+    tracing::info!("controllers started");
+    let stopper = async move {
+        stop.await;
+        let _ = stop_tx.send(());
+    };
+    tokio::join!(repositories, policies, stopper);
+    tracing::info!("controllers stopped");
+}
+
+// ---------------------------------------------------------------------------------------
+// The API mirror (every replica)
+
+/// Mirrors the objects `api` lists into the API state until `stop`; `synced` is set
+/// after the first complete list.
+async fn mirror<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    upsert: impl Fn(&K) + Send,
+    remove: impl Fn(&str, &str) + Send,
+    synced: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + 'static,
+{
+    let stream = watcher(api, config).default_backoff();
+    futures::pin_mut!(stream);
+    let mut known: BTreeSet<Key> = BTreeSet::new();
+    let mut listing: BTreeSet<Key> = BTreeSet::new();
+    loop {
+        let event = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            event = stream.next() => event,
+        };
+        match event {
+            None => return,
+            Some(Err(error)) => {
+                tracing::warn!(kind = K::kind(&()).as_ref(), %error, "watch failed; retrying");
+            }
+            Some(Ok(WatchEvent::Init)) => listing.clear(),
+            Some(Ok(WatchEvent::InitApply(obj))) => {
+                listing.insert(key_of(&obj));
+                upsert(&obj);
+            }
+            Some(Ok(WatchEvent::InitDone)) => {
+                for gone in known.difference(&listing) {
+                    remove(&gone.0, &gone.1);
+                }
+                known = std::mem::take(&mut listing);
+                synced.send_replace(true);
+            }
+            Some(Ok(WatchEvent::Apply(obj))) => {
+                known.insert(key_of(&obj));
+                upsert(&obj);
+            }
+            Some(Ok(WatchEvent::Delete(obj))) => {
+                let key = key_of(&obj);
+                known.remove(&key);
+                remove(&key.0, &key.1);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Leadership
+
+/// Keeps `state`'s leader information current and returns whether this replica leads.
+async fn leadership(
+    client: Client,
+    settings: &KubeSettings,
+    state: ApiState,
+    stop: watch::Receiver<bool>,
+) -> Result<(watch::Receiver<bool>, tokio::task::JoinHandle<()>), KubeModeError> {
+    if !settings.enable_leader_election {
+        state.set_leader(LeaderInfo::leader());
+        let (tx, rx) = watch::channel(true);
+        let task = tokio::spawn(async move {
+            let mut stop = stop;
+            let _ = stop.wait_for(|s| *s).await;
+            drop(tx);
+        });
+        return Ok((rx, task));
+    }
+    let name = lease_name(&settings.label_selector);
+    let namespace = settings.lease_namespace.clone();
+    let identity = holder_identity(&settings.advertise_url);
+    let duration = settings.lease_duration.as_secs().max(2);
+    let grace = (duration / 4).clamp(1, 5);
+    let lease_error = |source| KubeModeError::Lease {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        source,
+    };
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), name.clone())
+        .with_namespace(namespace.clone())
+        .with_identity(identity.clone())
+        .with_duration(duration)
+        .with_grace(grace)
+        .with_field_manager(format!("{FIELD_MANAGER}-lease"))
+        .build()
+        .await
+        .map_err(lease_error)?;
+    let (mut leading, manager_task) = manager.watch().await;
+    tracing::info!(lease = %format!("{namespace}/{name}"), identity, "leader election started");
+    let (tx, rx) = watch::channel(*leading.borrow());
+    let leases: Api<Lease> = Api::namespaced(client, &namespace);
+    let task = tokio::spawn(async move {
+        let mut stop = stop;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let is_leader = *leading.borrow_and_update();
+            let _ = tx.send_replace(is_leader);
+            let info = if is_leader {
+                LeaderInfo::leader()
+            } else {
+                let holder = match leases.get_opt(&name).await {
+                    Ok(lease) => lease.and_then(|l| l.spec).and_then(|s| s.holder_identity),
+                    Err(error) => {
+                        tracing::debug!(%error, "reading the leader Lease");
+                        None
+                    }
+                };
+                LeaderInfo::follower(holder.as_deref().and_then(leader_url_of))
+            };
+            if state.leader() != info {
+                tracing::info!(
+                    is_leader = info.is_leader,
+                    leader_url = info.leader_url,
+                    "leadership"
+                );
+                state.set_leader(info);
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                changed = leading.changed() => if changed.is_err() { break },
+                _ = tick.tick() => {}
+            }
+        }
+        let _ = tx.send_replace(false);
+        // Closing the channel makes the manager release the Lease, so another replica
+        // takes over at once.
+        drop(leading);
+        match tokio::time::timeout(Duration::from_secs(5), manager_task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("leader Lease released"),
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "releasing the leader Lease"),
+            Ok(Err(error)) => tracing::warn!(%error, "leader election task failed"),
+            Err(_) => tracing::warn!("timed out releasing the leader Lease"),
+        }
+    });
+    Ok((rx, task))
+}
+
+// ---------------------------------------------------------------------------------------
+// Entry point
+
+/// Runs the Kubernetes mode until `shutdown` turns true.
+pub async fn run(
+    settings: KubeSettings,
+    store: Arc<dyn crate::store::TagStore>,
+    state: ApiState,
+    metrics: Metrics,
+    options: crate::controller::Options,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), KubeModeError> {
+    let config = kube::Config::infer().await?;
+    let client = Client::try_from(config).map_err(KubeModeError::Client)?;
+
+    let pool = Arc::new(RegistryPool::new(
+        settings.registry.clone(),
+        Some(metrics.request_observer()),
+    ));
+    let deps = Deps {
+        objects: Arc::new(KubeObjects {
+            client: client.clone(),
+        }),
+        tags: pool.clone(),
+        digests: pool,
+        store,
+        options,
+    };
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok()),
+    };
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        deps,
+        state: state.clone(),
+        metrics,
+        recorder: Recorder::new(client.clone(), reporter),
+        schedule: Mutex::new(Schedule::default()),
+    });
+
+    // The API mirror, on every replica.
+    let wc = watcher_config(&settings.label_selector);
+    let (repos_synced_tx, mut repos_synced) = watch::channel(false);
+    let (policies_synced_tx, mut policies_synced) = watch::channel(false);
+    let (s1, s2) = (state.clone(), state.clone());
+    let (r1, r2) = (state.clone(), state.clone());
+    let mirror_repos = tokio::spawn(mirror(
+        Api::<ImageRepository>::all(client.clone()),
+        wc.clone(),
+        move |repo: &ImageRepository| s1.upsert_repository(repository_info(repo)),
+        move |ns: &str, name: &str| r1.remove_repository(ns, name),
+        repos_synced_tx,
+        shutdown.clone(),
+    ));
+    let mirror_policies = tokio::spawn(mirror(
+        Api::<ImagePolicy>::all(client.clone()),
+        wc,
+        move |policy: &ImagePolicy| s2.upsert_policy(policy_info(policy)),
+        move |ns: &str, name: &str| r2.remove_policy(ns, name),
+        policies_synced_tx,
+        shutdown.clone(),
+    ));
+    let ready_state = state.clone();
+    let readiness = tokio::spawn(async move {
+        if repos_synced.wait_for(|s| *s).await.is_ok()
+            && policies_synced.wait_for(|s| *s).await.is_ok()
+        {
+            tracing::info!("watches synced; ready");
+            ready_state.set_ready(true);
+        }
+    });
+
+    let (mut leading, leader_task) =
+        leadership(client.clone(), &settings, state.clone(), shutdown.clone()).await?;
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            led = leading.wait_for(|l| *l) => if led.is_err() { break },
+        }
+        tracing::info!("leading: starting the controllers");
+        let mut lost = leading.clone();
+        let mut stopping = shutdown.clone();
+        let until = async move {
+            tokio::select! {
+                _ = lost.wait_for(|l| !*l) => {},
+                _ = stopping.wait_for(|s| *s) => {},
+            }
+        };
+        run_controllers(ctx.clone(), &settings, until).await;
+        if *stop.borrow() {
+            break;
+        }
+        tracing::warn!("lost leadership: controllers stopped, following");
+        // The next leader starts from the objects' status: forget our schedule.
+        *ctx.schedule() = Schedule::default();
+    }
+    state.set_ready(false);
+    readiness.abort();
+    let _ = mirror_repos.await;
+    let _ = mirror_policies.await;
+    let _ = leader_task.await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_names() {
+        assert_eq!(lease_name(""), LEASE_NAME);
+        assert_eq!(lease_name("  "), LEASE_NAME);
+        let sharded = lease_name("shard=a");
+        assert!(sharded.starts_with("image-reflector-controller-leader-election-"));
+        assert_eq!(sharded.len(), LEASE_NAME.len() + 9);
+        assert_ne!(sharded, lease_name("shard=b"));
+    }
+
+    #[test]
+    fn holder_identity_carries_the_url() {
+        let id = holder_identity("http://10.0.0.7:8080");
+        assert_eq!(leader_url_of(&id).as_deref(), Some("http://10.0.0.7:8080"));
+        assert!(id.contains('_'));
+        assert_eq!(leader_url_of("host_abc"), None);
+    }
+}
