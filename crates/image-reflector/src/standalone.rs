@@ -426,6 +426,55 @@ impl<T> Entry<T> {
             self.next = Some(now);
         }
     }
+
+    /// A reconcile finished: run next at `next`, or at once when changed meanwhile.
+    fn finished(&mut self, next: Option<Instant>) {
+        self.running = false;
+        self.reconciled = true;
+        self.next = if std::mem::take(&mut self.rerun) {
+            Some(Instant::now())
+        } else {
+            next
+        };
+    }
+}
+
+/// Marks up to `room` due entries running and returns them to reconcile.
+fn take_due<T: Clone>(
+    entries: &mut BTreeMap<Key, Entry<T>>,
+    now: Instant,
+    room: usize,
+) -> Vec<(Key, T)> {
+    let mut due = Vec::new();
+    for (key, entry) in entries {
+        if due.len() >= room {
+            break;
+        }
+        if !entry.due(now) {
+            continue;
+        }
+        entry.running = true;
+        due.push((key.clone(), entry.object.clone()));
+    }
+    due
+}
+
+/// The earliest next run of an entry not running.
+fn next_idle<T>(entries: &BTreeMap<Key, Entry<T>>) -> Option<Instant> {
+    entries
+        .values()
+        .filter(|e| !e.running)
+        .filter_map(|e| e.next)
+        .min()
+}
+
+/// The keys of `entries` the snapshot no longer has.
+fn removed_keys<T, U>(entries: &BTreeMap<Key, Entry<T>>, snapshot: &BTreeMap<Key, U>) -> Vec<Key> {
+    entries
+        .keys()
+        .filter(|k| !snapshot.contains_key(*k))
+        .cloned()
+        .collect()
 }
 
 enum Done {
@@ -456,16 +505,21 @@ impl fmt::Debug for Engine {
     }
 }
 
-/// Whether two objects differ in what a reconcile reads (spec, labels, annotations).
-fn spec_changed<S: PartialEq>(
+/// The generation of an updated object, or `None` when it does not differ in what a
+/// reconcile reads (spec, labels, annotations). Only a spec change bumps the generation.
+fn changed_generation<S: PartialEq>(
     old_meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     old_spec: &S,
     new_meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     new_spec: &S,
-) -> (bool, bool) {
+) -> Option<i64> {
     let spec = old_spec != new_spec;
     let meta = old_meta.annotations != new_meta.annotations || old_meta.labels != new_meta.labels;
-    (spec, meta)
+    if !spec && !meta {
+        return None;
+    }
+    let generation = old_meta.generation.unwrap_or(1);
+    Some(if spec { generation + 1 } else { generation })
 }
 
 fn unix_now() -> f64 {
@@ -497,12 +551,7 @@ impl Engine {
 
     fn apply_repositories(&mut self, snapshot: &Snapshot, now: Instant) -> BTreeSet<Key> {
         let mut changed = BTreeSet::new();
-        let removed: Vec<Key> = self
-            .repositories
-            .keys()
-            .filter(|k| !snapshot.repositories.contains_key(*k))
-            .cloned()
-            .collect();
+        let removed = removed_keys(&self.repositories, &snapshot.repositories);
         for key in removed {
             self.repositories.remove(&key);
             self.backoff.reset(&(Kind::Repository, key.clone()));
@@ -523,13 +572,12 @@ impl Engine {
                 }
                 Some(entry) => {
                     let old = &entry.object;
-                    let (spec, meta) =
-                        spec_changed(&old.metadata, &old.spec, &repo.metadata, &repo.spec);
-                    if !spec && !meta {
+                    let Some(generation) =
+                        changed_generation(&old.metadata, &old.spec, &repo.metadata, &repo.spec)
+                    else {
                         continue;
-                    }
-                    let generation = old.metadata.generation.unwrap_or(1);
-                    repo.metadata.generation = Some(if spec { generation + 1 } else { generation });
+                    };
+                    repo.metadata.generation = Some(generation);
                     repo.status = old.status.clone();
                     entry.object = repo;
                     entry.trigger(now);
@@ -542,12 +590,7 @@ impl Engine {
     }
 
     fn apply_policies(&mut self, snapshot: &Snapshot, now: Instant) {
-        let removed: Vec<Key> = self
-            .policies
-            .keys()
-            .filter(|k| !snapshot.policies.contains_key(*k))
-            .cloned()
-            .collect();
+        let removed = removed_keys(&self.policies, &snapshot.policies);
         for key in removed {
             self.policies.remove(&key);
             self.latest_changed.remove(&key);
@@ -566,14 +609,15 @@ impl Engine {
                 }
                 Some(entry) => {
                     let old = &entry.object;
-                    let (spec, meta) =
-                        spec_changed(&old.metadata, &old.spec, &policy.metadata, &policy.spec);
-                    if !spec && !meta {
+                    let Some(generation) = changed_generation(
+                        &old.metadata,
+                        &old.spec,
+                        &policy.metadata,
+                        &policy.spec,
+                    ) else {
                         continue;
-                    }
-                    let generation = old.metadata.generation.unwrap_or(1);
-                    policy.metadata.generation =
-                        Some(if spec { generation + 1 } else { generation });
+                    };
+                    policy.metadata.generation = Some(generation);
                     policy.status = old.status.clone();
                     entry.object = policy;
                     entry.trigger(now);
@@ -598,30 +642,17 @@ impl Engine {
     fn launch(&mut self, tasks: &mut JoinSet<Done>) {
         let now = Instant::now();
         let limit = self.config.concurrent.max(1);
-        for (key, entry) in &mut self.policies {
-            if tasks.len() >= limit {
-                return;
-            }
-            if !entry.due(now) {
-                continue;
-            }
-            entry.running = true;
-            let (key, policy, deps) = (key.clone(), entry.object.clone(), self.deps.clone());
+        for (key, policy) in take_due(&mut self.policies, now, limit.saturating_sub(tasks.len())) {
+            let deps = self.deps.clone();
             tasks.spawn(async move {
                 let started = std::time::Instant::now();
                 let outcome = reconcile_policy(&policy, &deps, SystemTime::now()).await;
                 Done::Policy(key, Box::new(outcome), started.elapsed())
             });
         }
-        for (key, entry) in &mut self.repositories {
-            if tasks.len() >= limit {
-                return;
-            }
-            if !entry.due(now) {
-                continue;
-            }
-            entry.running = true;
-            let (key, repo, deps) = (key.clone(), entry.object.clone(), self.deps.clone());
+        let room = limit.saturating_sub(tasks.len());
+        for (key, repo) in take_due(&mut self.repositories, now, room) {
+            let deps = self.deps.clone();
             tasks.spawn(async move {
                 let started = std::time::Instant::now();
                 let outcome = reconcile_repository(&repo, &deps, SystemTime::now()).await;
@@ -632,17 +663,10 @@ impl Engine {
 
     /// The earliest next run of an object not running.
     fn next_due(&self) -> Option<Instant> {
-        let policies = self
-            .policies
-            .values()
-            .filter(|e| !e.running)
-            .filter_map(|e| e.next);
-        let repos = self
-            .repositories
-            .values()
-            .filter(|e| !e.running)
-            .filter_map(|e| e.next);
-        policies.chain(repos).min()
+        [next_idle(&self.policies), next_idle(&self.repositories)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn schedule(
@@ -765,13 +789,7 @@ impl Engine {
             .map(|s| s.revision.clone());
         let revision_changed = outcome.revision().map(str::to_string) != old_revision;
         entry.object.status = Some(outcome.status);
-        entry.running = false;
-        entry.reconciled = true;
-        entry.next = if std::mem::take(&mut entry.rerun) {
-            Some(Instant::now())
-        } else {
-            next
-        };
+        entry.finished(next);
         self.state.upsert_repository(repository_info(&entry.object));
         if revision_changed {
             let now = Instant::now();
@@ -810,13 +828,7 @@ impl Engine {
             return;
         };
         entry.object.status = Some(outcome.status);
-        entry.running = false;
-        entry.reconciled = true;
-        entry.next = if std::mem::take(&mut entry.rerun) {
-            Some(Instant::now())
-        } else {
-            next
-        };
+        entry.finished(next);
         self.state.upsert_policy(policy_info(&entry.object));
     }
 

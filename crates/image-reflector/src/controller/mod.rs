@@ -32,7 +32,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use api_types::ImageRepository;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use api_types::meta::{
+    Outcome, apply_outcome, condition_type, find_condition, pending_reconcile_request,
+    should_record_observed_generation,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::reference::ImageReference;
@@ -165,6 +169,41 @@ pub enum Next {
     Backoff,
     /// Only when the object changes (stalled, suspended, or nothing scheduled by time).
     OnChange,
+}
+
+/// Records a pending `reconcile.fluxcd.io/requestedAt` token as handled (Flux does so
+/// whatever the result).
+fn record_reconcile_request(meta: &ObjectMeta, last_handled: &mut Option<String>) {
+    if let Some(token) =
+        pending_reconcile_request(meta.annotations.as_ref(), last_handled.as_deref())
+    {
+        *last_handled = Some(token.to_string());
+    }
+}
+
+/// Writes the end of a reconcile into the conditions: Ready with `message`, or for a
+/// `failure` (its reason, and whether it stalls) Stalled or Retrying with `message`.
+/// Records `generation` as observed when due and returns the event the Ready change
+/// deserves (against `before`, the Ready condition the reconcile started with).
+fn finish_reconcile(
+    conditions: &mut Vec<Condition>,
+    observed_generation: &mut Option<i64>,
+    before: Option<&Condition>,
+    message: &str,
+    failure: Option<(&'static str, bool)>,
+    generation: Option<i64>,
+    now: SystemTime,
+) -> Option<Event> {
+    let outcome = match failure {
+        None => Outcome::Ready { message },
+        Some((reason, true)) => Outcome::Stalled { reason, message },
+        Some((reason, false)) => Outcome::Retrying { reason, message },
+    };
+    apply_outcome(conditions, outcome, generation, &to_time(now));
+    if should_record_observed_generation(conditions) {
+        *observed_generation = generation;
+    }
+    decide_event(before, find_condition(conditions, condition_type::READY))
 }
 
 /// `metadata.namespace`, defaulted.

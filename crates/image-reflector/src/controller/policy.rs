@@ -2,16 +2,15 @@
 
 use std::time::{Duration, SystemTime};
 
-use api_types::meta::{
-    Outcome, apply_outcome, condition_type, find_condition, pending_reconcile_request, reason,
-    should_record_observed_generation,
-};
+use api_types::meta::{condition_type, find_condition, reason};
 use api_types::{ImagePolicy, ImagePolicyStatus, ImageRef, ImageRepository};
 
 use super::access::{AccessSetupError, registry_access};
-use super::events::{Event, decide_event};
+use super::events::Event;
 use super::repository::{RepositoryError, scan_timeout};
-use super::{Deps, Next, SourceError, go_duration, namespace_of, to_time};
+use super::{
+    Deps, Next, SourceError, finish_reconcile, go_duration, namespace_of, record_reconcile_request,
+};
 use crate::policy::digest::{DigestAction, IntervalError, digest_action, requeue_interval};
 use crate::policy::{Policy, PolicyError, SelectError};
 use crate::reference::{ImageReference, ReferenceError};
@@ -150,12 +149,7 @@ pub async fn reconcile_policy(policy: &ImagePolicy, deps: &Deps, now: SystemTime
     let mut status = policy.status.clone().unwrap_or_default();
     let before = find_condition(&status.conditions, condition_type::READY).cloned();
     let repository = repository_ref(policy);
-    if let Some(token) = pending_reconcile_request(
-        policy.metadata.annotations.as_ref(),
-        status.last_handled_reconcile_at.as_deref(),
-    ) {
-        status.last_handled_reconcile_at = Some(token.to_string());
-    }
+    record_reconcile_request(&policy.metadata, &mut status.last_handled_reconcile_at);
     if policy.spec.suspend {
         return PolicyOutcome {
             status,
@@ -168,42 +162,18 @@ pub async fn reconcile_policy(policy: &ImagePolicy, deps: &Deps, now: SystemTime
     }
 
     let result = run(policy, deps, &repository, &mut status).await;
-    let generation = policy.metadata.generation;
-    let time = to_time(now);
-    let (requeue_after, error) = match result {
-        Ok(requeue) => {
-            let message = ready_message(&status);
-            apply_outcome(
-                &mut status.conditions,
-                Outcome::Ready { message: &message },
-                generation,
-                &time,
-            );
-            (requeue, None)
-        }
-        Err(e) => {
-            let message = e.to_string();
-            let outcome = if e.stalls() {
-                Outcome::Stalled {
-                    reason: e.reason(),
-                    message: &message,
-                }
-            } else {
-                Outcome::Retrying {
-                    reason: e.reason(),
-                    message: &message,
-                }
-            };
-            apply_outcome(&mut status.conditions, outcome, generation, &time);
-            (None, Some(e))
-        }
+    let (message, requeue_after, error) = match result {
+        Ok(requeue) => (ready_message(&status), requeue, None),
+        Err(e) => (e.to_string(), None, Some(e)),
     };
-    if should_record_observed_generation(&status.conditions) {
-        status.observed_generation = generation;
-    }
-    let event = decide_event(
+    let event = finish_reconcile(
+        &mut status.conditions,
+        &mut status.observed_generation,
         before.as_ref(),
-        find_condition(&status.conditions, condition_type::READY),
+        &message,
+        error.as_ref().map(|e| (e.reason(), e.stalls())),
+        policy.metadata.generation,
+        now,
     );
     PolicyOutcome {
         status,

@@ -3,15 +3,15 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use api_types::duration::{InvalidDuration, parse_duration};
-use api_types::meta::{
-    Outcome, RECONCILE_REQUEST_ANNOTATION, apply_outcome, condition_type, find_condition,
-    pending_reconcile_request, reason, should_record_observed_generation,
-};
+use api_types::meta::{RECONCILE_REQUEST_ANNOTATION, condition_type, find_condition, reason};
 use api_types::{ImageRepository, ImageRepositoryStatus, ScanResult as StatusScanResult};
 
 use super::access::{AccessSetupError, registry_access, unsupported_provider};
-use super::events::{Event, decide_event};
-use super::{Deps, Next, from_time, name_of, namespace_of, to_time};
+use super::events::Event;
+use super::{
+    Deps, Next, finish_reconcile, from_time, name_of, namespace_of, record_reconcile_request,
+    to_time,
+};
 use crate::reference::{ImageReference, ReferenceError};
 use crate::registry::{AccessError, ExclusionError, ExclusionList, RegistryError, ScanResult};
 use crate::schedule::{ScanDecision, ScanState, decide};
@@ -138,12 +138,7 @@ pub async fn reconcile_repository(
     let mut status = repo.status.clone().unwrap_or_default();
     let before = find_condition(&status.conditions, condition_type::READY).cloned();
     // Flux records a handled request whatever the result (its deferred patch does).
-    if let Some(token) = pending_reconcile_request(
-        repo.metadata.annotations.as_ref(),
-        status.last_handled_reconcile_at.as_deref(),
-    ) {
-        status.last_handled_reconcile_at = Some(token.to_string());
-    }
+    record_reconcile_request(&repo.metadata, &mut status.last_handled_reconcile_at);
     if repo.spec.suspend {
         return RepositoryOutcome {
             status,
@@ -157,9 +152,7 @@ pub async fn reconcile_repository(
 
     let mut scan = None;
     let result = run(repo, deps, now, &mut status, &mut scan).await;
-    let generation = repo.metadata.generation;
-    let time = to_time(now);
-    let (requeue_after, error) = match result {
+    let (message, requeue_after, error) = match result {
         Ok(next) => {
             let (count, revision) = status
                 .last_scan_result
@@ -167,36 +160,19 @@ pub async fn reconcile_repository(
                 .map(|s| (s.tag_count, s.revision.clone()))
                 .unwrap_or_default();
             let message = format!("successful scan: found {count} tags with checksum {revision}");
-            apply_outcome(
-                &mut status.conditions,
-                Outcome::Ready { message: &message },
-                generation,
-                &time,
-            );
-            ((!next.is_zero()).then_some(next), None)
+            (message, (!next.is_zero()).then_some(next), None)
         }
-        Err(e) => {
-            let message = e.to_string();
-            let outcome = if e.stalls() {
-                Outcome::Stalled {
-                    reason: e.reason(),
-                    message: &message,
-                }
-            } else {
-                Outcome::Retrying {
-                    reason: e.reason(),
-                    message: &message,
-                }
-            };
-            apply_outcome(&mut status.conditions, outcome, generation, &time);
-            (None, Some(e))
-        }
+        Err(e) => (e.to_string(), None, Some(e)),
     };
-    if should_record_observed_generation(&status.conditions) {
-        status.observed_generation = generation;
-    }
-    let after = find_condition(&status.conditions, condition_type::READY);
-    let event = decide_event(before.as_ref(), after);
+    let event = finish_reconcile(
+        &mut status.conditions,
+        &mut status.observed_generation,
+        before.as_ref(),
+        &message,
+        error.as_ref().map(|e| (e.reason(), e.stalls())),
+        repo.metadata.generation,
+        now,
+    );
     RepositoryOutcome {
         status,
         requeue_after,
