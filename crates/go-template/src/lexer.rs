@@ -469,6 +469,12 @@ impl<'s> Lexer<'s> {
     }
 
     fn quote(&mut self) -> bool {
+        self.escaped_until('"', "unterminated quoted string", Tok::Str)
+    }
+
+    /// Scans up to the closing `delim`, skipping backslash escapes; Go rejects a newline or
+    /// the end of input before it with `unterminated`.
+    fn escaped_until(&mut self, delim: char, unterminated: &str, tok: fn(String) -> Tok) -> bool {
         loop {
             match self.next() {
                 Some('\\') => {
@@ -477,19 +483,19 @@ impl<'s> Lexer<'s> {
                     {
                         continue;
                     }
-                    self.error("unterminated quoted string".into());
+                    self.error(unterminated.into());
                     return false;
                 }
                 None | Some('\n') => {
-                    self.error("unterminated quoted string".into());
+                    self.error(unterminated.into());
                     return false;
                 }
-                Some('"') => break,
+                Some(c) if c == delim => break,
                 _ => {}
             }
         }
         let s = self.input[self.start..self.pos].to_string();
-        self.emit(Tok::Str(s));
+        self.emit(tok(s));
         true
     }
 
@@ -509,28 +515,7 @@ impl<'s> Lexer<'s> {
     }
 
     fn char_const(&mut self) -> bool {
-        loop {
-            match self.next() {
-                Some('\\') => {
-                    if let Some(c) = self.next()
-                        && c != '\n'
-                    {
-                        continue;
-                    }
-                    self.error("unterminated character constant".into());
-                    return false;
-                }
-                None | Some('\n') => {
-                    self.error("unterminated character constant".into());
-                    return false;
-                }
-                Some('\'') => break,
-                _ => {}
-            }
-        }
-        let s = self.input[self.start..self.pos].to_string();
-        self.emit(Tok::CharConst(s));
-        true
+        self.escaped_until('\'', "unterminated character constant", Tok::CharConst)
     }
 
     fn accept(&mut self, valid: &str) -> bool {

@@ -120,3 +120,20 @@ fn set_mutates_variables_like_go_maps() {
     .unwrap();
     assert_eq!(out, "map[a:1 b:2] map[in:map[x:1]]");
 }
+
+#[test]
+fn quoted_strings_and_char_constants_scan_escapes_and_reject_unterminated() {
+    assert_eq!(render(r#"{{ "a\"b" }}"#, &Value::Nil).unwrap(), "a\"b");
+    assert_eq!(render(r"{{ '\'' }}", &Value::Nil).unwrap(), "39");
+    assert_eq!(render("{{ 'a' }}", &Value::Nil).unwrap(), "97");
+    for (text, message) in [
+        ("{{ \"abc }}", "unterminated quoted string"),
+        ("{{ \"a\nb\" }}", "unterminated quoted string"),
+        ("{{ \"a\\", "unterminated quoted string"),
+        ("{{ 'a }}", "unterminated character constant"),
+        ("{{ '\n' }}", "unterminated character constant"),
+    ] {
+        let err = Template::parse("t", text).unwrap_err().to_string();
+        assert!(err.contains(message), "{text:?}: {err}");
+    }
+}
