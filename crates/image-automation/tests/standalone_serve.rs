@@ -10,14 +10,14 @@
 //! directory (the outer cargo holds the lock on the shared one while tests run).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use api_types::http_api::ImagePolicyInfo;
 use base64::Engine as _;
 use serde_json::Value;
 use testbed::git::{GitHttpServer, GitHttpServerOptions, seed_manifests};
-use testbed::process::free_port;
+use testbed::process::{Process, free_port};
 use testbed::registry::{Registry, RegistryOptions};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -46,50 +46,34 @@ fn reflector_binary() -> PathBuf {
 
 /// A running `image-reflector serve --manifests`; killed on drop.
 struct Reflector {
-    child: Child,
+    process: Process,
     base: String,
-    log: PathBuf,
 }
 
 impl Reflector {
     async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
         let port = free_port().unwrap();
         let log = log_dir.join("reflector.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(reflector_binary())
+        let mut command = Command::new(reflector_binary());
+        command
             .arg("serve")
             .arg("--manifests")
             .arg(manifests)
             .arg("--storage-path")
             .arg(storage)
-            .args(["--http-addr", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        let mut r = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = r.child.try_wait().unwrap() {
-                panic!("reflector exited with {status}:\n{}", r.log_text());
-            }
-            if let Ok(resp) = reqwest::get(format!("{}/healthz", r.base)).await
-                && resp.status().is_success()
-            {
-                return r;
-            }
-            assert!(Instant::now() < deadline, "reflector never answered");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            .args(["--http-addr", &format!("127.0.0.1:{port}")]);
+        let mut process = Process::spawn("image-reflector", command, &log).unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let healthz = format!("{base}/healthz");
+        process
+            .wait_ready(WAIT, || http_ok(&healthz))
+            .await
+            .unwrap_or_else(|err| panic!("reflector never answered: {err}"));
+        Self { process, base }
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
     }
 
     async fn wait_tag(&self, tag: &str) {
@@ -120,11 +104,11 @@ impl Reflector {
     }
 }
 
-impl Drop for Reflector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// True when `GET url` answers with a success status.
+async fn http_ok(url: &str) -> bool {
+    reqwest::get(url)
+        .await
+        .is_ok_and(|r| r.status().is_success())
 }
 
 /// The reflector's manifests: the seed's Secret, ImageRepository and semver ImagePolicy.
@@ -460,21 +444,13 @@ async fn unreachable_reflector_is_dependency_not_ready_and_pushes_nothing() {
 
 /// A running `image-automation serve` (long-running); killed on drop.
 struct Automation {
-    child: Child,
+    process: Process,
     base: String,
-    log: PathBuf,
 }
 
 impl Automation {
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Automation {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
     }
 }
 
@@ -503,8 +479,8 @@ async fn long_running_mode_reacts_to_a_new_tag_through_the_feed() {
     write_automation_manifests(&manifests, &git, "fleet", "main");
     let port = free_port().unwrap();
     let log = tmp.path().join("automation.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = automation_bin()
+    let mut command = automation_bin();
+    command
         .arg("serve")
         .arg("--manifests")
         .arg(&manifests)
@@ -512,35 +488,18 @@ async fn long_running_mode_reacts_to_a_new_tag_through_the_feed() {
         .arg(tmp.path().join("data"))
         .args(["--reflector-url", &reflector.base])
         .args(["--http-addr", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
+        .env("RUST_LOG", "debug");
     let mut automation = Automation {
-        child,
+        process: Process::spawn("image-automation serve", command, &log).unwrap(),
         base: format!("http://127.0.0.1:{port}"),
-        log,
     };
     // Ready after the first run of every automation (which finds nothing to do).
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = automation.child.try_wait().unwrap() {
-            panic!("serve exited with {status}:\n{}", automation.log_text());
-        }
-        if let Ok(r) = reqwest::get(format!("{}/readyz", automation.base)).await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never ready:\n{}",
-            automation.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let readyz = format!("{}/readyz", automation.base);
+    automation
+        .process
+        .wait_ready(WAIT, || http_ok(&readyz))
+        .await
+        .unwrap_or_else(|err| panic!("never ready: {err}"));
     assert_eq!(
         repos.head_commit("fleet", "main").unwrap(),
         Some(seeded.clone())
@@ -596,21 +555,9 @@ async fn long_running_mode_reacts_to_a_new_tag_through_the_feed() {
     assert!(!automation.log_text().contains(git.password()));
 
     // SIGTERM: a clean exit.
-    let pid = automation.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = automation.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = automation
+        .process
+        .terminate(Duration::from_secs(15))
+        .expect("no exit after SIGTERM");
     assert!(status.success(), "{status}\n{}", automation.log_text());
 }

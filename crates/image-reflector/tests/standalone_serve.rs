@@ -5,23 +5,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
-use testbed::process::free_port;
+use testbed::process::{Process, free_port};
 use testbed::registry::{Registry, RegistryOptions};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// A running `image-reflector serve`; killed on drop.
 struct Serve {
-    child: Child,
+    process: Process,
     base: String,
-    log: PathBuf,
     http: reqwest::Client,
 }
 
@@ -29,51 +28,35 @@ impl Serve {
     async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
         let port = free_port().unwrap();
         let log = log_dir.join(format!("serve-{port}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_image-reflector"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_image-reflector"));
+        command
             .arg("serve")
             .arg("--manifests")
             .arg(manifests)
             .arg("--storage-path")
             .arg(storage)
             .args(["--http-addr", &format!("127.0.0.1:{port}")])
-            .args(["--log-level", "debug", "--log-encoding", "json"])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        let mut serve = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = serve.child.try_wait().unwrap() {
-                panic!("serve exited with {status}:\n{}", serve.log_text());
-            }
-            if let Ok(r) = serve
-                .http
-                .get(format!("{}/healthz", serve.base))
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                return serve;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve never answered:\n{}",
-                serve.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            .args(["--log-level", "debug", "--log-encoding", "json"]);
+        let mut process = Process::spawn("image-reflector serve", command, &log).unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let healthz = format!("{base}/healthz");
+        process
+            .wait_ready(WAIT, || {
+                let request = http.get(&healthz).send();
+                async move { request.await.is_ok_and(|r| r.status().is_success()) }
+            })
+            .await
+            .unwrap_or_else(|err| panic!("serve never answered: {err}"));
+        Self {
+            process,
+            base,
+            http,
         }
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
     }
 
     /// `GET path` as JSON; `None` on 404.
@@ -133,28 +116,8 @@ impl Serve {
 
     /// SIGTERM, then the exit status (graceful shutdown).
     fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit after SIGTERM:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let status = self.process.terminate(Duration::from_secs(15));
+        status.unwrap_or_else(|| panic!("no exit after SIGTERM:\n{}", self.log_text()))
     }
 }
 
