@@ -48,5 +48,6 @@ bench: setup
 	$(CARGO) bench --locked -p image-reflector --bench policy --bench registry --bench store
 	$(CARGO) bench --locked -p image-automation --bench update
 	$(CARGO) bench --locked -p go-template --bench render
+	$(CARGO) bench --locked -p image-reflector --bench scale
 	# Last: its warm-cache goal is not met yet (see docs/benchmarks.md).
 	$(CARGO) bench --locked -p image-automation --bench git

@@ -3,14 +3,15 @@
 //! - Every replica mirrors the watched ImageRepositories and ImagePolicies (their status as
 //!   written by the leader) into [`ApiState`], so the HTTP API answers the same on all
 //!   replicas; `/readyz` turns ready after the first list of both kinds.
-//! - Only the leader (a Lease held through kube-lease-manager, or always with
+//! - Only the leader (a Lease held through `kube_support::leader`, or always with
 //!   `--enable-leader-election=false`) runs the two controllers. The holder identity is
 //!   `<hostname>_<random>@<advertise URL>`, so followers know where to forward `/tags`.
 //! - Each controller adds the `finalizers.fluxcd.io` finalizer first; on deletion a
 //!   repository's stored tags are deleted, the object leaves the API and the metrics, then
 //!   the finalizer is removed.
 //! - Status is written with server-side apply under the field manager
-//!   `image-reflector-controller`, only when it differs from the object's status; events
+//!   `image-reflector-controller`, only when it differs from the object's status, and once
+//!   more before a scan that runs (Reconciling "scanning: <reason>", as Flux does); events
 //!   (events.k8s.io/v1) only when the core returns one.
 //! - A reconcile runs when the object's generation or `reconcile.fluxcd.io/requestedAt`
 //!   changes, when its time comes (the core's `next()`, with per-object backoff from 750 ms
@@ -23,9 +24,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use api_types::meta::{condition_type, find_condition};
-use api_types::{ImagePolicy, ImageRepository};
+use api_types::{ImagePolicy, ImageRepository, ImageRepositoryStatus};
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
@@ -36,16 +36,16 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource};
+use kube_support::leader;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::controller::{
-    Backoff, BoxFuture, Deps, Event, EventType, Next, ObjectSource, RegistryPool, SourceError,
-    name_of, namespace_of, policy_info, reconcile_policy, reconcile_repository, repository_info,
-    repository_ref,
+    Backoff, BoxFuture, Deps, Event, EventType, Next, ObjectSource, RegistryPool, ScanProgress,
+    SourceError, name_of, namespace_of, policy_info, reconcile_policy, reconcile_repository_with,
+    repository_info, repository_ref,
 };
 use crate::metrics::Metrics;
 use crate::registry::{ClientSettings, SecretData};
@@ -59,14 +59,11 @@ pub const FINALIZER: &str = "finalizers.fluxcd.io";
 pub const RECONCILE_REQUEST_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
 /// The Lease name (suffixed with a hash of the label selector when one is set).
 pub const LEASE_NAME: &str = "image-reflector-controller-leader-election";
-/// The Lease namespace when neither `RUNTIME_NAMESPACE` nor the in-cluster one is known.
-pub const DEFAULT_LEASE_NAMESPACE: &str = "flux-system";
 /// The default Lease duration (controller-runtime's).
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(35);
 
 const REPOSITORY: &str = "ImageRepository";
 const POLICY: &str = "ImagePolicy";
-const IN_CLUSTER_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// Kubernetes-mode settings (from the `serve` flags).
 #[derive(Debug, Clone)]
@@ -90,12 +87,8 @@ pub enum KubeModeError {
     Config(#[from] kube::config::InferConfigError),
     #[error("Kubernetes client: {0}")]
     Client(#[source] kube::Error),
-    #[error("leader election on Lease {namespace}/{name}: {source}")]
-    Lease {
-        namespace: String,
-        name: String,
-        source: kube_lease_manager::LeaseManagerError,
-    },
+    #[error(transparent)]
+    Lease(#[from] leader::LeaderError),
 }
 
 /// Why a reconcile failed (the controller retries it with the object's backoff).
@@ -109,29 +102,14 @@ pub enum ApplyError {
 #[error(transparent)]
 pub struct ReconcileError(#[from] Box<kube::runtime::finalizer::Error<ApplyError>>);
 
-/// The Lease name for a label selector.
+/// The Lease name for a label selector (one Lease per shard).
 pub fn lease_name(label_selector: &str) -> String {
-    let selector = label_selector.trim();
-    if selector.is_empty() {
-        return LEASE_NAME.to_string();
-    }
-    let digest = hex::encode(Sha256::digest(selector.as_bytes()));
-    format!("{LEASE_NAME}-{}", &digest[..8])
+    leader::lease_name(LEASE_NAME, label_selector)
 }
 
 /// The Lease namespace: `RUNTIME_NAMESPACE`, the in-cluster namespace, or `flux-system`.
 pub fn lease_namespace() -> String {
-    if let Some(ns) = std::env::var("RUNTIME_NAMESPACE")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-    {
-        return ns.trim().to_string();
-    }
-    std::fs::read_to_string(IN_CLUSTER_NAMESPACE)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_LEASE_NAMESPACE.to_string())
+    leader::lease_namespace()
 }
 
 /// The leader's API URL from a Lease holder identity (`<host>_<random>@<url>`).
@@ -140,21 +118,6 @@ pub fn leader_url_of(holder: &str) -> Option<String> {
         .split_once('@')
         .map(|(_, url)| url.to_string())
         .filter(|u| !u.is_empty())
-}
-
-fn holder_identity(advertise_url: &str) -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "image-reflector".to_string());
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let seed = format!("{host}/{}/{nanos}", std::process::id());
-    let random = hex::encode(Sha256::digest(seed.as_bytes()));
-    format!("{host}_{}@{advertise_url}", &random[..10])
 }
 
 // ---------------------------------------------------------------------------------------
@@ -511,6 +474,44 @@ async fn reconcile_repository_object(
     .map_err(|e| ReconcileError(Box::new(e)))
 }
 
+/// Writes a repository's in-progress status ("scanning: <reason>") once before its scan,
+/// as Flux patches it, and keeps what the server now holds for the final comparison.
+struct StatusProgress<'a> {
+    api: &'a Api<ImageRepository>,
+    repo: &'a ImageRepository,
+    state: &'a ApiState,
+    written: Mutex<Option<ImageRepositoryStatus>>,
+}
+
+impl StatusProgress<'_> {
+    /// The status the server holds: the one written before the scan, else the object's.
+    fn current(&self) -> Option<ImageRepositoryStatus> {
+        let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        written.clone().or_else(|| self.repo.status.clone())
+    }
+}
+
+impl ScanProgress for StatusProgress<'_> {
+    fn scanning<'a>(&'a self, status: &'a ImageRepositoryStatus) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let name = name_of(&self.repo.metadata);
+            match write_status(self.api, name, self.repo.status.as_ref(), status).await {
+                Ok(_) => {
+                    *self.written.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(status.clone());
+                    let mut updated = self.repo.clone();
+                    updated.status = Some(status.clone());
+                    self.state.upsert_repository(repository_info(&updated));
+                }
+                // Only informative: the scan goes on, and the final write follows.
+                Err(error) => {
+                    tracing::warn!(namespace = namespace_of(&self.repo.metadata), name, %error, "cannot write the scanning status");
+                }
+            }
+        })
+    }
+}
+
 async fn apply_repository(
     api: &Api<ImageRepository>,
     repo: Arc<ImageRepository>,
@@ -522,7 +523,14 @@ async fn apply_repository(
         return Ok(action);
     }
     let started = std::time::Instant::now();
-    let outcome = reconcile_repository(&repo, &ctx.deps, SystemTime::now()).await;
+    let progress = StatusProgress {
+        api,
+        repo: repo.as_ref(),
+        state: &ctx.state,
+        written: Mutex::new(None),
+    };
+    let outcome =
+        reconcile_repository_with(&repo, &ctx.deps, SystemTime::now(), Some(&progress)).await;
     if let Some(scan) = &outcome.scan {
         ctx.metrics.observe_scan(
             &key.0,
@@ -532,7 +540,7 @@ async fn apply_repository(
             scan.ok,
         );
     }
-    write_status(api, &key.1, repo.status.as_ref(), &outcome.status)
+    write_status(api, &key.1, progress.current().as_ref(), &outcome.status)
         .await
         .map_err(ApplyError::Status)?;
     ctx.record(
@@ -796,54 +804,35 @@ async fn leadership(
 ) -> Result<(watch::Receiver<bool>, tokio::task::JoinHandle<()>), KubeModeError> {
     if !settings.enable_leader_election {
         state.set_leader(LeaderInfo::leader());
-        let (tx, rx) = watch::channel(true);
-        let task = tokio::spawn(async move {
-            let mut stop = stop;
-            let _ = stop.wait_for(|s| *s).await;
-            drop(tx);
-        });
-        return Ok((rx, task));
+        let election = leader::always_leading(stop);
+        return Ok((election.leading, election.task));
     }
-    let name = lease_name(&settings.label_selector);
-    let namespace = settings.lease_namespace.clone();
-    let identity = holder_identity(&settings.advertise_url);
-    let duration = settings.lease_duration.as_secs().max(2);
-    let grace = (duration / 4).clamp(1, 5);
-    let lease_error = |source| KubeModeError::Lease {
-        namespace: namespace.clone(),
-        name: name.clone(),
-        source,
-    };
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), name.clone())
-        .with_namespace(namespace.clone())
-        .with_identity(identity.clone())
-        .with_duration(duration)
-        .with_grace(grace)
-        .with_field_manager(format!("{FIELD_MANAGER}-lease"))
-        .build()
-        .await
-        .map_err(lease_error)?;
-    let (mut leading, manager_task) = manager.watch().await;
-    tracing::info!(lease = %format!("{namespace}/{name}"), identity, "leader election started");
-    let (tx, rx) = watch::channel(*leading.borrow());
-    let leases: Api<Lease> = Api::namespaced(client, &namespace);
+    let election = leader::elect(
+        client,
+        leader::LeaderSettings {
+            lease_name: lease_name(&settings.label_selector),
+            lease_namespace: settings.lease_namespace.clone(),
+            identity: leader::holder_identity(&settings.advertise_url),
+            lease_duration: settings.lease_duration.max(Duration::from_secs(2)),
+            field_manager: format!("{FIELD_MANAGER}-lease"),
+        },
+        stop,
+    )
+    .await?;
+    let (leading, mut holder, election_task) = (election.leading, election.holder, election.task);
+    let mut watching = leading.clone();
+    // Followers forward `/tags` to the leader's advertised URL, read from the holder identity.
     let task = tokio::spawn(async move {
-        let mut stop = stop;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let is_leader = *leading.borrow_and_update();
-            let _ = tx.send_replace(is_leader);
-            let info = if is_leader {
+            let info = if *watching.borrow_and_update() {
                 LeaderInfo::leader()
             } else {
-                let holder = match leases.get_opt(&name).await {
-                    Ok(lease) => lease.and_then(|l| l.spec).and_then(|s| s.holder_identity),
-                    Err(error) => {
-                        tracing::debug!(%error, "reading the leader Lease");
-                        None
-                    }
-                };
-                LeaderInfo::follower(holder.as_deref().and_then(leader_url_of))
+                LeaderInfo::follower(
+                    holder
+                        .borrow_and_update()
+                        .as_deref()
+                        .and_then(leader_url_of),
+                )
             };
             if state.leader() != info {
                 tracing::info!(
@@ -854,23 +843,15 @@ async fn leadership(
                 state.set_leader(info);
             }
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
-                changed = leading.changed() => if changed.is_err() { break },
-                _ = tick.tick() => {}
+                changed = watching.changed() => if changed.is_err() { break },
+                changed = holder.changed() => if changed.is_err() { break },
             }
         }
-        let _ = tx.send_replace(false);
-        // Closing the channel makes the manager release the Lease, so another replica
-        // takes over at once.
-        drop(leading);
-        match tokio::time::timeout(Duration::from_secs(5), manager_task).await {
-            Ok(Ok(Ok(_))) => tracing::info!("leader Lease released"),
-            Ok(Ok(Err(error))) => tracing::warn!(%error, "releasing the leader Lease"),
-            Ok(Err(error)) => tracing::warn!(%error, "leader election task failed"),
-            Err(_) => tracing::warn!("timed out releasing the leader Lease"),
+        if let Err(error) = election_task.await {
+            tracing::warn!(%error, "leader election task failed");
         }
     });
-    Ok((rx, task))
+    Ok((leading, task))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -997,7 +978,7 @@ mod tests {
 
     #[test]
     fn holder_identity_carries_the_url() {
-        let id = holder_identity("http://10.0.0.7:8080");
+        let id = leader::holder_identity("http://10.0.0.7:8080");
         assert_eq!(leader_url_of(&id).as_deref(), Some("http://10.0.0.7:8080"));
         assert!(id.contains('_'));
         assert_eq!(leader_url_of("host_abc"), None);

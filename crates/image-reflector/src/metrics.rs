@@ -16,7 +16,7 @@ use prometheus::{Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounter
 pub const CONDITION_STATUSES: [&str; 4] = ["True", "False", "Unknown", "Deleted"];
 
 /// What the registry client calls after every HTTP response: `(host, status code)`.
-pub type RequestObserver = Arc<dyn Fn(&str, u16) + Send + Sync>;
+pub use crate::registry::RequestObserver;
 
 /// (namespace, name) → the (image, tag) labels exported for that policy.
 type LatestLabels = HashMap<(String, String), (String, String)>;
@@ -111,7 +111,7 @@ impl Metrics {
         let registry_requests = IntCounterVec::new(
             Opts::new(
                 "image_reflector_registry_requests_total",
-                "HTTP requests to container registries, by host and status code.",
+                "HTTP responses from container registries and their token services (every page, retry and redirect), by host and status code.",
             ),
             &["host", "code"],
         )?;

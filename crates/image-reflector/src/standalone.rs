@@ -33,8 +33,8 @@ use tokio::time::Instant;
 use crate::api::selector::LabelSelector;
 use crate::controller::{
     Backoff, BoxFuture, Deps, EventType, Next, ObjectSource, Options, PolicyOutcome, RegistryPool,
-    RepositoryOutcome, SourceError, name_of, namespace_of, policy_info, reconcile_policy,
-    reconcile_repository, repository_info,
+    RepositoryOutcome, ScanProgress, SourceError, name_of, namespace_of, policy_info,
+    reconcile_policy, reconcile_repository_with, repository_info,
 };
 use crate::metrics::Metrics;
 use crate::registry::{ClientSettings, SecretData};
@@ -477,6 +477,22 @@ fn removed_keys<T, U>(entries: &BTreeMap<Key, Entry<T>>, snapshot: &BTreeMap<Key
         .collect()
 }
 
+/// Publishes a repository's in-progress status ("scanning: <reason>") in the API while
+/// its scan runs.
+struct ApiProgress {
+    state: ApiState,
+    repo: ImageRepository,
+}
+
+impl ScanProgress for ApiProgress {
+    fn scanning<'a>(&'a self, status: &'a api_types::ImageRepositoryStatus) -> BoxFuture<'a, ()> {
+        let mut repo = self.repo.clone();
+        repo.status = Some(status.clone());
+        self.state.upsert_repository(repository_info(&repo));
+        Box::pin(async {})
+    }
+}
+
 enum Done {
     Repository(Key, Box<RepositoryOutcome>, Duration),
     Policy(Key, Box<PolicyOutcome>, Duration),
@@ -653,9 +669,15 @@ impl Engine {
         let room = limit.saturating_sub(tasks.len());
         for (key, repo) in take_due(&mut self.repositories, now, room) {
             let deps = self.deps.clone();
+            let progress = ApiProgress {
+                state: self.state.clone(),
+                repo: repo.clone(),
+            };
             tasks.spawn(async move {
                 let started = std::time::Instant::now();
-                let outcome = reconcile_repository(&repo, &deps, SystemTime::now()).await;
+                let outcome =
+                    reconcile_repository_with(&repo, &deps, SystemTime::now(), Some(&progress))
+                        .await;
                 Done::Repository(key, Box::new(outcome), started.elapsed())
             });
         }
@@ -755,8 +777,10 @@ impl Engine {
 
     fn finish_repository(&mut self, key: &Key, outcome: RepositoryOutcome, elapsed: Duration) {
         if !self.repositories.contains_key(key) {
-            // Deleted while scanning: the scan may have stored tags after the deletion.
+            // Deleted while scanning: the scan may have stored tags, and published its
+            // progress in the API, after the deletion.
             self.delete_tags(key);
+            self.state.remove_repository(&key.0, &key.1);
             return;
         }
         if let Some(scan) = outcome.scan {
@@ -1038,5 +1062,88 @@ metadata: {name: ignored}
             s.repositories
                 .contains_key(&("default".to_string(), "a".to_string()))
         );
+    }
+
+    /// While a (slow) scan runs, the API shows Flux's progress status; then the result.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_api_shows_the_scanning_status_while_a_scan_runs() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        let registry = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v2/"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&registry)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v2/team/app/tags/list"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"name": "team/app", "tags": ["1.0.0"]}))
+                    .set_delay(Duration::from_secs(2)),
+            )
+            .mount(&registry)
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("repo.yaml"),
+            format!(
+                "apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata: {{name: app, namespace: apps}}
+spec:
+  image: {}/team/app
+  insecure: true
+  interval: 1h
+",
+                registry.address()
+            ),
+        )
+        .unwrap();
+        let store: Arc<dyn TagStore> = Arc::new(crate::store::MemoryTagStore::new());
+        let state = ApiState::new(store.clone());
+        let config = StandaloneConfig {
+            manifests: dir.path().to_path_buf(),
+            concurrent: 2,
+            options: Options::default(),
+            selector: None,
+            poll_interval: POLL_INTERVAL,
+            registry: ClientSettings::default(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let engine = tokio::spawn(run(
+            config,
+            store,
+            state.clone(),
+            Metrics::new().unwrap(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        // Polls the API state until `check` holds for the repository's document.
+        let wait = async |check: fn(&api_types::http_api::ImageRepositoryInfo) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let info = state.repository("apps", "app");
+                if let Some(info) = info.as_ref().filter(|r| check(r)) {
+                    return info.clone();
+                }
+                assert!(Instant::now() < deadline, "last: {info:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let scanning = wait(|r| r.readiness.reason == "Progressing").await;
+        assert_eq!(scanning.readiness.message, "scanning: first scan");
+        assert!(!scanning.readiness.ready);
+        let done = wait(|r| r.readiness.ready).await;
+        assert_eq!(done.tag_count, 1);
+        assert!(
+            done.readiness
+                .message
+                .starts_with("successful scan: found 1 tags")
+        );
+        stop.send(()).unwrap();
+        engine.await.unwrap().unwrap();
     }
 }

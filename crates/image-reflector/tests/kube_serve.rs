@@ -1,6 +1,10 @@
 //! `image-reflector serve` in Kubernetes mode against the testbed's real kube-apiserver and
 //! a real registry with htpasswd auth, running as the non-admin user with only the RBAC
-//! of `tests/fixtures/kube-rbac.yaml` (the chart's rules).
+//! the chart ships: `charts/image-reflector-controller` installed by real Helm
+//! (`e2e/helm/render.py`, helm-sdkpy) with the user added through `rbac.extraSubjects`.
+//!
+//! Needs `HELM_PYTHON` (from `bash e2e/setup.sh --print-env`) or the venv at
+//! `$IMAGE_AUTOMATION_CACHE/helm-venv`; fails, never skips, without it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
@@ -9,7 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use std::sync::{Arc, Mutex};
+
+use api_types::{ImageRepository, ImageRepositoryStatus};
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::watcher;
+use serde_json::{Value, json};
 use testbed::kube_apiserver::{KubeApiServer, NON_ADMIN_USER};
 use testbed::process::free_port;
 use testbed::prometheus::{Prometheus, ScrapeTarget};
@@ -188,14 +198,71 @@ fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
         .find(|c| c["type"] == type_)
 }
 
+fn helm_python() -> PathBuf {
+    let path = match std::env::var_os("HELM_PYTHON").filter(|p| !p.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => testbed::tools::cache_dir().join("helm-venv/bin/python"),
+    };
+    assert!(
+        path.is_file(),
+        "no Python with helm-sdkpy at {} ($HELM_PYTHON or $IMAGE_AUTOMATION_CACHE/helm-venv): \
+         run `bash e2e/setup.sh`, then `eval \"$(bash e2e/setup.sh --print-env)\"`",
+        path.display()
+    );
+    path
+}
+
+/// Installs the chart (defaults: leader election on, so the Lease Role too) into
+/// flux-system with real Helm, binding its roles to the non-admin user as well.
+fn install_chart_rbac(server: &KubeApiServer) {
+    let values = json!({
+        "rbac": {
+            "extraSubjects": [{
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "User",
+                "name": NON_ADMIN_USER,
+            }],
+        },
+    });
+    let output = Command::new(helm_python())
+        .arg(testbed::repo_root().join("e2e/helm/render.py"))
+        .arg("install")
+        .arg("--kubeconfig")
+        .arg(server.admin_kubeconfig())
+        .args([
+            "--chart",
+            "image-reflector-controller",
+            "--namespace",
+            "flux-system",
+            "--release",
+            "image-reflector-controller",
+            "--values",
+            &values.to_string(),
+        ])
+        .output()
+        .expect("start render.py");
+    assert!(
+        output.status.success(),
+        "helm install of the chart failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let manifest = String::from_utf8_lossy(&output.stdout);
+    for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        assert!(
+            manifest.contains(&format!("kind: {kind}\n")),
+            "the chart rendered no {kind}:\n{manifest}"
+        );
+    }
+    assert!(manifest.contains(NON_ADMIN_USER), "{manifest}");
+}
+
 async fn setup() -> (KubeApiServer, Registry, tempfile::TempDir) {
     let (server, registry) = tokio::join!(
         KubeApiServer::start(),
         Registry::start(RegistryOptions::htpasswd())
     );
     let (server, registry) = (server.unwrap(), registry.unwrap());
-    let rbac = include_str!("fixtures/kube-rbac.yaml").replace("USER", NON_ADMIN_USER);
-    server.apply(&rbac).unwrap();
+    install_chart_rbac(&server);
     use base64::Engine as _;
     let config = base64::engine::general_purpose::STANDARD.encode(registry.docker_config_json());
     server
@@ -289,6 +356,138 @@ async fn wait_ready_false(server: &KubeApiServer, serve: &Serve, ns: &str, name:
     .await
 }
 
+type Statuses = Arc<Mutex<Vec<ImageRepositoryStatus>>>;
+
+/// Collects every status of ImageRepository flux-system/`name` a watch sees, from the
+/// moment this returns (the watch's first list is done).
+async fn watch_statuses(server: &KubeApiServer, name: &str) -> Statuses {
+    let client = server.admin_client().await.unwrap();
+    let api: Api<ImageRepository> = Api::namespaced(client, "flux-system");
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let seen: Statuses = Arc::default();
+    let sink = seen.clone();
+    let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let stream = watcher(api, config);
+        futures::pin_mut!(stream);
+        let mut listed = Some(listed_tx);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                    sink.lock().unwrap().extend(obj.status);
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(tx) = listed.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(WAIT, listed_rx)
+        .await
+        .expect("the watch lists within the wait")
+        .unwrap();
+    seen
+}
+
+/// Waits until `statuses` holds Flux's in-progress status for `reason`: Reconciling=True
+/// `Progressing` "scanning: <reason>", with Ready's status `ready`.
+async fn wait_scanning_status(statuses: &Statuses, reason: &str, ready: &str) {
+    let message = format!("scanning: {reason}");
+    let all = || format!("{:#?}", statuses.lock().unwrap());
+    let found = wait_for(
+        &format!("a status with Reconciling {message:?}"),
+        Duration::from_secs(10),
+        all,
+        || async {
+            statuses.lock().unwrap().iter().find_map(|s| {
+                let reconciling = s.conditions.iter().find(|c| c.type_ == "Reconciling")?;
+                (reconciling.message == message).then(|| (reconciling.clone(), s.clone()))
+            })
+        },
+    )
+    .await;
+    let (reconciling, status) = found;
+    assert_eq!(
+        (reconciling.status.as_str(), reconciling.reason.as_str()),
+        ("True", "Progressing"),
+        "{status:#?}"
+    );
+    let ready_condition = status.conditions.iter().find(|c| c.type_ == "Ready");
+    assert_eq!(
+        ready_condition.map(|c| c.status.as_str()),
+        Some(ready),
+        "Ready while scanning: {status:#?}"
+    );
+    if ready == "Unknown" {
+        assert_eq!(ready_condition.unwrap().message, message, "{status:#?}");
+    }
+}
+
+/// The events about `kind` `ns/name`, as `kubectl get events` shows them (events.k8s.io
+/// events appear there too, with `count` from their series).
+fn events(server: &KubeApiServer, ns: &str, kind: &str, name: &str) -> Vec<Value> {
+    let list: Value =
+        serde_json::from_str(&kubectl(server, &["get", "events", "-n", ns, "-o", "json"])).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["involvedObject"]["kind"] == kind && e["involvedObject"]["name"] == name)
+        .cloned()
+        .collect()
+}
+
+async fn wait_event(
+    server: &KubeApiServer,
+    serve: &Serve,
+    (ns, kind, name): (&str, &str, &str),
+    (type_, reason): (&str, &str),
+) -> Value {
+    wait_for(
+        &format!("a {type_} {reason} event about {kind} {ns}/{name}"),
+        WAIT,
+        || {
+            format!(
+                "events: {:#?}\nlog:\n{}",
+                events(server, ns, kind, name),
+                serve.log_text()
+            )
+        },
+        || async {
+            events(server, ns, kind, name)
+                .into_iter()
+                .find(|e| e["type"] == type_ && e["reason"] == reason)
+        },
+    )
+    .await
+}
+
+fn request_reconcile(server: &KubeApiServer, kind: &str, name: &str) -> String {
+    let requested = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    kubectl(
+        server,
+        &[
+            "annotate",
+            "--overwrite",
+            "-n",
+            "flux-system",
+            kind,
+            name,
+            &format!("reconcile.fluxcd.io/requestedAt={requested}"),
+        ],
+    );
+    requested
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kubernetes_mode_end_to_end() {
     let (server, registry, storage) = setup().await;
@@ -297,6 +496,7 @@ async fn kubernetes_mode_end_to_end() {
         .await
         .unwrap();
     apply_checkout(&server, &registry);
+    let statuses = watch_statuses(&server, "checkout").await;
     let mut serve = Serve::start(&server, storage.path(), &[]);
     serve.wait_ready().await;
 
@@ -308,29 +508,55 @@ async fn kubernetes_mode_end_to_end() {
         serde_json::json!(["finalizers.fluxcd.io"]),
         "finalizer: {repo}"
     );
+    // Flux's progress status was written before the scan, then replaced by the result.
+    wait_scanning_status(&statuses, "first scan", "Unknown").await;
+    assert!(condition(&repo, "Reconciling").is_none(), "{repo}");
+    assert_eq!(
+        condition(&repo, "Ready").unwrap()["status"],
+        "True",
+        "{repo}"
+    );
+
+    // The first success is one Normal event; an identical rescan adds none (not even a
+    // repeat of the same event).
+    let repo_events = ("flux-system", "ImageRepository", "checkout");
+    let first = wait_event(&server, &serve, repo_events, ("Normal", "Succeeded")).await;
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("successful scan: found 1 tags"),
+        "{first}"
+    );
+    let before = events(&server, repo_events.0, repo_events.1, repo_events.2);
+    assert_eq!(before.len(), 1, "{before:#?}");
+    let identical = request_reconcile(&server, "imagerepository", "checkout");
+    wait_for(
+        "the identical rescan's final status",
+        WAIT,
+        || serve.log_text(),
+        || async {
+            let repo = get(&server, "imagerepository", "flux-system", "checkout");
+            (repo["status"]["lastHandledReconcileAt"] == identical.as_str()
+                && condition(&repo, "Reconciling").is_none())
+            .then_some(repo)
+        },
+    )
+    .await;
+    wait_scanning_status(&statuses, "reconcile requested", "True").await;
+    // Events are published right after the status write: give a stray one time to land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        events(&server, repo_events.0, repo_events.1, repo_events.2),
+        before,
+        "an identical success must not emit (or repeat) an event"
+    );
+
     registry
         .push_tags("team/checkout", &["1.3.0", "2.0.0", "1.2.4-rc.1"])
         .await
         .unwrap();
-    let requested = format!(
-        "{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    kubectl(
-        &server,
-        &[
-            "annotate",
-            "--overwrite",
-            "-n",
-            "flux-system",
-            "imagerepository",
-            "checkout",
-            &format!("reconcile.fluxcd.io/requestedAt={requested}"),
-        ],
-    );
+    let requested = request_reconcile(&server, "imagerepository", "checkout");
     let policy = wait_policy_tag(&server, &serve, "flux-system", "checkout", "1.3.0").await;
     let image = registry.image("team/checkout");
     assert_eq!(
@@ -428,6 +654,75 @@ spec:
     );
     let stalled = condition(&bad, "Stalled").expect("Stalled condition");
     assert_eq!(stalled["status"], "True", "{bad}");
+    let warning = wait_event(
+        &server,
+        &serve,
+        ("flux-system", "ImagePolicy", "bad"),
+        ("Warning", "InvalidPolicy"),
+    )
+    .await;
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.policy.semver.range"),
+        "{warning}"
+    );
+
+    // A registry nobody listens on: the scan fails with a Warning event.
+    let closed = free_port().unwrap();
+    server
+        .apply(&format!(
+            r#"
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata: {{name: unreachable, namespace: flux-system}}
+spec:
+  image: 127.0.0.1:{closed}/team/none
+  insecure: true
+  interval: 5m
+  timeout: 3s
+"#
+        ))
+        .unwrap();
+    let warning = wait_event(
+        &server,
+        &serve,
+        ("flux-system", "ImageRepository", "unreachable"),
+        ("Warning", "ReadOperationFailed"),
+    )
+    .await;
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("scan failed: "),
+        "{warning}"
+    );
+    let unreachable = get(&server, "imagerepository", "flux-system", "unreachable");
+    let ready = condition(&unreachable, "Ready").expect("Ready condition");
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("False"), &json!("ReadOperationFailed")),
+        "{unreachable}"
+    );
+    assert_eq!(
+        condition(&unreachable, "Reconciling").unwrap()["reason"],
+        "ProgressingWithRetry",
+        "{unreachable}"
+    );
+    // Gone before the restart below, which must not scan.
+    kubectl(
+        &server,
+        &[
+            "delete",
+            "-n",
+            "flux-system",
+            "imagerepository",
+            "unreachable",
+            "--timeout=30s",
+        ],
+    );
 
     // 3. Cross-namespace reference without accessFrom.
     server
@@ -643,19 +938,10 @@ async fn two_replicas_one_leader() {
             ],
         )
     };
-    // The second replica starts once the first holds the Lease: two replicas starting in the
-    // same instant can both act as leader for a moment (a known race, see issue 8's note);
-    // this test is about the steady state, failover and forwarding.
+    // Both replicas start in the same instant: the Lease's compare-and-swap lets only one lead.
     let mut a = start("a");
-    a.wait_ready().await;
-    wait_for(
-        "the first replica to take the Lease",
-        WAIT,
-        String::new,
-        || async { lease_holder(&server) },
-    )
-    .await;
     let mut b = start("b");
+    a.wait_ready().await;
     b.wait_ready().await;
     wait_policy_tag(&server, &a, "flux-system", "checkout", "1.4.0").await;
 

@@ -1,7 +1,8 @@
 //! Registry behaviours the real testbed registry cannot show (distribution 2.8 answers
 //! tags/list in one page): Link pagination with opaque cursors, Quay-like page caps, a
 //! next link to another host, tag and page caps, 429 with Retry-After, 5xx then success,
-//! token expiry, and a registry that hangs. Fault injection is what mocks are for.
+//! token expiry, a registry that hangs, and the request metrics of all of these. Fault
+//! injection is what mocks are for.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
@@ -412,4 +413,110 @@ async fn requests_go_through_the_proxy_from_the_proxy_secret() {
     let c = RegistryClient::new(&transport, settings()).unwrap();
     let e = c.list_tags(&image, None, TIMEOUT).await.unwrap_err();
     assert!(matches!(e, RegistryError::Transport { .. }), "{e:?}");
+}
+
+/// Every HTTP response is counted by host and status code: the ping's 401 challenge, the
+/// token, a 429 and a 503 that are retried, each tag-list page, a redirect and the page it
+/// leads to, and a digest request.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_response_is_counted_by_host_and_status_code() {
+    use image_reflector::metrics::Metrics;
+
+    let server = MockServer::start().await;
+    let realm = format!("{}/token", server.uri());
+    let challenge = format!(r#"Bearer realm="{realm}",service="mock-registry""#);
+    Mock::given(method("GET"))
+        .and(path("/v2/"))
+        .respond_with(ResponseTemplate::new(401).insert_header("WWW-Authenticate", challenge))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"token": "tok", "expires_in": 300})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    // The first page: 429, then 503, then the page with a link to the second.
+    answer_once(
+        &server,
+        ResponseTemplate::new(429).insert_header("Retry-After", "0"),
+        1,
+    )
+    .await;
+    answer_once(&server, ResponseTemplate::new(503), 2).await;
+    tags_list()
+        .and(query_param_is_missing("last"))
+        .respond_with(page(&names(0..2)).insert_header(
+            "Link",
+            format!(r#"<{TAGS_PATH}?last=t0001&n=1000>; rel="next""#),
+        ))
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    // The second page redirects (reqwest follows it inside one send).
+    tags_list()
+        .and(query_param("last", "t0001"))
+        .respond_with(
+            ResponseTemplate::new(307).insert_header("Location", "/v2/team/app/moved?last=t0001"),
+        )
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/team/app/moved"))
+        .respond_with(page(&names(2..3)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("HEAD"))
+        .and(path("/v2/team/app/manifests/t0002"))
+        .respond_with(
+            ResponseTemplate::new(200).insert_header("Docker-Content-Digest", "sha256:abc"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let metrics = Metrics::new().unwrap();
+    let c = RegistryClient::with_observer(
+        &TransportConfig::default(),
+        settings(),
+        metrics.request_observer(),
+    )
+    .unwrap();
+    let credentials = Credentials::new("u", "p");
+    let image = image(&server);
+    let tags = c
+        .list_tags(&image, Some(&credentials), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(tags, names(0..3));
+    let digest = c
+        .manifest_digest(&image, "t0002", Some(&credentials), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(digest, "sha256:abc");
+
+    let text = metrics.encode_text().unwrap();
+    let host = host(&server);
+    let count = |code: u16| {
+        let series =
+            format!(r#"image_reflector_registry_requests_total{{code="{code}",host="{host}"}} "#);
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series)?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // 200: the token, page one, the redirected page two, the digest.
+    for (code, expected) in [(200, 4), (401, 1), (429, 1), (503, 1), (307, 1)] {
+        assert_eq!(count(code), expected, "code {code}:\n{text}");
+    }
+    assert!(
+        text.contains(&format!(
+            r#"image_reflector_registry_rate_limited_total{{host="{host}"}} 1"#
+        )),
+        "{text}"
+    );
 }

@@ -174,6 +174,84 @@ async fn token_registry_caches_bearer_tokens() {
     wrong_password_is_a_typed_error(&registry, &client, &image).await;
 }
 
+/// The value of `series` (a full `name{labels}` of the text exposition), 0 when absent.
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn requests(text: &str, host: &str, code: u16) -> u64 {
+    sample(
+        text,
+        &format!(r#"image_reflector_registry_requests_total{{code="{code}",host="{host}"}}"#),
+    )
+}
+
+/// The client pool both modes use counts every HTTP response of the token flow: the
+/// ping's 401 challenge, the token service's answer (under its own host), each tag list
+/// and digest request, and a 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pool_counts_every_registry_response_by_host_and_code() {
+    use image_reflector::controller::{DigestSource, RegistryPool, ScanSource};
+    use image_reflector::metrics::Metrics;
+
+    let registry = Registry::start(RegistryOptions::token()).await.unwrap();
+    registry
+        .push_tags("team/app", &["1.0.0", "1.1.0", "2.0.0"])
+        .await
+        .unwrap();
+    let tokens_before = registry.tokens_issued();
+    // `insecure`: straight to HTTP, so no HTTPS attempt precedes the ping.
+    let image = ImageReference::parse(&registry.image("team/app"), true).unwrap();
+    let access = access(&registry, &image, false);
+    let metrics = Metrics::new().unwrap();
+    let pool = RegistryPool::new(ClientSettings::default(), Some(metrics.request_observer()));
+    let host = registry.host();
+    let realm = reqwest::Url::parse(&registry.token_realm().unwrap()).unwrap();
+    let token_host = format!("{}:{}", realm.host_str().unwrap(), realm.port().unwrap());
+    assert_ne!(token_host, host, "the token service has its own port");
+
+    assert_eq!(
+        pool.list_tags(&image, &access, TIMEOUT)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let text = metrics.encode_text().unwrap();
+    assert_eq!(
+        requests(&text, &host, 401),
+        1,
+        "the ping's challenge:\n{text}"
+    );
+    assert_eq!(requests(&text, &token_host, 200), 1, "the token:\n{text}");
+    assert_eq!(requests(&text, &host, 200), 1, "the tag list:\n{text}");
+
+    // Cached ping and token: one response each.
+    pool.list_tags(&image, &access, TIMEOUT).await.unwrap();
+    pool.manifest_digest(&image, "2.0.0", &access, TIMEOUT)
+        .await
+        .unwrap();
+    // Another repository: its own token, then the registry's 404.
+    let missing = ImageReference::parse(&registry.image("team/missing"), true).unwrap();
+    let e = pool
+        .list_tags(&missing, &access, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::NotFound { .. }), "{e:?}");
+    let text = metrics.encode_text().unwrap();
+    assert_eq!(requests(&text, &host, 401), 1, "{text}");
+    assert_eq!(requests(&text, &host, 200), 3, "{text}");
+    assert_eq!(requests(&text, &host, 404), 1, "{text}");
+    assert_eq!(requests(&text, &token_host, 200), 2, "{text}");
+    assert_eq!(
+        registry.tokens_issued() - tokens_before,
+        2,
+        "the token responses counted are the tokens issued"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_registry_with_ca_from_a_cert_secret() {
     let registry = Registry::start(RegistryOptions::htpasswd().with_tls())

@@ -52,7 +52,8 @@ pub use policy::{
 };
 pub use registry::{RegistryPool, RequestObserver};
 pub use repository::{
-    RepositoryError, RepositoryOutcome, ScanError, ScanReport, reconcile_repository,
+    RepositoryError, RepositoryOutcome, ScanError, ScanProgress, ScanReport, reconcile_repository,
+    reconcile_repository_with, scanning_status,
 };
 
 /// A boxed future, so the traits below can be used as `dyn` objects.

@@ -1,10 +1,11 @@
 //! The real [`ScanSource`] and [`DigestSource`]: one [`RegistryClient`] per distinct
 //! transport (TLS and proxy settings), shared by every repository that uses it, so pings
-//! and Bearer tokens are cached across repositories.
+//! and Bearer tokens are cached across repositories. The clients report every HTTP
+//! response to the pool's [`RequestObserver`] (the registry request metrics).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::{BoxFuture, DigestSource, ScanSource};
@@ -13,10 +14,7 @@ use crate::registry::{
     ClientSettings, RegistryAccess, RegistryClient, RegistryError, TransportConfig,
 };
 
-/// Told the outcome of each registry operation (a tag listing or a digest lookup): the
-/// host and an HTTP-like status (200 on success, the registry's status on an HTTP error,
-/// 0 when none was received). Same shape as `metrics::RequestObserver`.
-pub type RequestObserver = Arc<dyn Fn(&str, u16) + Send + Sync>;
+pub use crate::registry::RequestObserver;
 
 /// Clients by transport.
 pub struct RegistryPool {
@@ -48,28 +46,14 @@ impl RegistryPool {
         if let Some(client) = clients.get(transport) {
             return Ok(client.clone());
         }
-        let client = RegistryClient::new(transport, self.settings.clone())?;
+        let client = match &self.observer {
+            Some(observer) => {
+                RegistryClient::with_observer(transport, self.settings.clone(), observer.clone())?
+            }
+            None => RegistryClient::new(transport, self.settings.clone())?,
+        };
         clients.insert(transport.clone(), client.clone());
         Ok(client)
-    }
-
-    fn observe<T>(&self, image: &ImageReference, result: &Result<T, RegistryError>) {
-        if let Some(observer) = &self.observer {
-            observer(image.registry(), status_of(result));
-        }
-    }
-}
-
-/// The status code a result stands for, for the registry request metric.
-fn status_of<T>(result: &Result<T, RegistryError>) -> u16 {
-    match result {
-        Ok(_) => 200,
-        Err(RegistryError::Unauthorized { .. }) => 401,
-        Err(RegistryError::Forbidden { .. }) => 403,
-        Err(RegistryError::NotFound { .. }) => 404,
-        Err(RegistryError::RateLimited { .. }) => 429,
-        Err(RegistryError::Status { status, .. }) => *status,
-        Err(_) => 0,
     }
 }
 
@@ -82,11 +66,9 @@ impl ScanSource for RegistryPool {
     ) -> BoxFuture<'a, Result<Vec<String>, RegistryError>> {
         Box::pin(async move {
             let client = self.client(&access.transport)?;
-            let result = client
+            client
                 .list_tags(image, access.credentials.as_ref(), timeout)
-                .await;
-            self.observe(image, &result);
-            result
+                .await
         })
     }
 }
@@ -101,11 +83,9 @@ impl DigestSource for RegistryPool {
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         Box::pin(async move {
             let client = self.client(&access.transport)?;
-            let result = client
+            client
                 .manifest_digest(image, tag, access.credentials.as_ref(), timeout)
-                .await;
-            self.observe(image, &result);
-            result
+                .await
         })
     }
 }

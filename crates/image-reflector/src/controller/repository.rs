@@ -3,18 +3,21 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use api_types::duration::{InvalidDuration, parse_duration};
-use api_types::meta::{RECONCILE_REQUEST_ANNOTATION, condition_type, find_condition, reason};
+use api_types::meta::{
+    RECONCILE_REQUEST_ANNOTATION, condition_status, condition_type, find_condition, reason,
+    remove_condition, set_condition,
+};
 use api_types::{ImageRepository, ImageRepositoryStatus, ScanResult as StatusScanResult};
 
 use super::access::{AccessSetupError, registry_access, unsupported_provider};
 use super::events::Event;
 use super::{
-    Deps, Next, finish_reconcile, from_time, name_of, namespace_of, record_reconcile_request,
-    to_time,
+    BoxFuture, Deps, Next, finish_reconcile, from_time, name_of, namespace_of,
+    record_reconcile_request, to_time,
 };
 use crate::reference::{ImageReference, ReferenceError};
 use crate::registry::{AccessError, ExclusionError, ExclusionList, RegistryError, ScanResult};
-use crate::schedule::{ScanDecision, ScanState, decide};
+use crate::schedule::{ScanDecision, ScanReason, ScanState, decide};
 use crate::store::{RepoKey, StoreError};
 
 /// The scan timeout never goes below this (Flux's `GetTimeout`).
@@ -129,11 +132,30 @@ impl RepositoryOutcome {
     }
 }
 
-/// Reconciles `repo` (with its current `status`) at `now`.
+/// Told when a scan starts, with the status to publish while it runs: Flux patches the
+/// `Reconciling` condition "scanning: <reason>" before scanning, and so do we (the API
+/// state in standalone mode, one status write in Kubernetes mode).
+pub trait ScanProgress: Send + Sync {
+    fn scanning<'a>(&'a self, status: &'a ImageRepositoryStatus) -> BoxFuture<'a, ()>;
+}
+
+/// Reconciles `repo` (with its current `status`) at `now`, publishing nothing while a
+/// scan runs.
 pub async fn reconcile_repository(
     repo: &ImageRepository,
     deps: &Deps,
     now: SystemTime,
+) -> RepositoryOutcome {
+    reconcile_repository_with(repo, deps, now, None).await
+}
+
+/// Reconciles `repo` at `now`; when a scan runs, `progress` is told the in-progress
+/// status first.
+pub async fn reconcile_repository_with(
+    repo: &ImageRepository,
+    deps: &Deps,
+    now: SystemTime,
+    progress: Option<&dyn ScanProgress>,
 ) -> RepositoryOutcome {
     let mut status = repo.status.clone().unwrap_or_default();
     let before = find_condition(&status.conditions, condition_type::READY).cloned();
@@ -151,7 +173,7 @@ pub async fn reconcile_repository(
     }
 
     let mut scan = None;
-    let result = run(repo, deps, now, &mut status, &mut scan).await;
+    let result = run(repo, deps, now, &mut status, &mut scan, progress).await;
     let (message, requeue_after, error) = match result {
         Ok(next) => {
             let (count, revision) = status
@@ -199,6 +221,46 @@ pub(crate) fn scan_timeout(
     Ok(timeout.max(MIN_TIMEOUT))
 }
 
+/// The status while a scan for `reason` runs (Flux's `ProgressiveStatus`): Reconciling
+/// "scanning: <reason>"; Ready goes Unknown with the same message when it was absent or
+/// Unknown, or when the store lost the tags (so dependent policies are not served a stale
+/// Ready); Stalled is gone since the image parsed.
+pub fn scanning_status(
+    status: &ImageRepositoryStatus,
+    reason: ScanReason,
+    generation: Option<i64>,
+    now: SystemTime,
+) -> ImageRepositoryStatus {
+    let mut scanning = status.clone();
+    let message = format!("scanning: {reason}");
+    let now = to_time(now);
+    let conditions = &mut scanning.conditions;
+    set_condition(
+        conditions,
+        condition_type::RECONCILING,
+        condition_status::TRUE,
+        reason::PROGRESSING,
+        &message,
+        generation,
+        &now,
+    );
+    let ready_known = find_condition(conditions, condition_type::READY)
+        .is_some_and(|c| c.status != condition_status::UNKNOWN);
+    if !ready_known || reason == ScanReason::NoTagsInDatabase {
+        set_condition(
+            conditions,
+            condition_type::READY,
+            condition_status::UNKNOWN,
+            reason::PROGRESSING,
+            &message,
+            generation,
+            &now,
+        );
+    }
+    remove_condition(conditions, condition_type::STALLED);
+    scanning
+}
+
 /// Steps 5 to 13; returns the time to the next scan.
 async fn run(
     repo: &ImageRepository,
@@ -206,6 +268,7 @@ async fn run(
     now: SystemTime,
     status: &mut ImageRepositoryStatus,
     report: &mut Option<ScanReport>,
+    progress: Option<&dyn ScanProgress>,
 ) -> Result<Duration, RepositoryError> {
     let spec = &repo.spec;
     let namespace = namespace_of(&repo.metadata);
@@ -265,6 +328,10 @@ async fn run(
         ScanDecision::Wait { next } => next,
         ScanDecision::Scan { reason, next } => {
             tracing::debug!(namespace, name = name_of(&repo.metadata), %reason, "scanning");
+            if let Some(progress) = progress {
+                let scanning = scanning_status(status, reason, repo.metadata.generation, now);
+                progress.scanning(&scanning).await;
+            }
             let scan_started = Instant::now();
             let remaining = timeout
                 .saturating_sub(started.elapsed())
@@ -626,6 +693,149 @@ mod tests {
         let (_, _, message) = ready_of(&out.status);
         assert!(message.starts_with("spec.interval: "), "{message}");
         assert!(is_condition_true(&out.status.conditions, "Stalled"));
+    }
+
+    /// Records each in-progress status and how many scans had run when it came.
+    struct RecordProgress {
+        registry: std::sync::Arc<FakeRegistry>,
+        seen: std::sync::Mutex<Vec<(ImageRepositoryStatus, usize)>>,
+    }
+
+    impl RecordProgress {
+        fn new(fx: &Fixture) -> Self {
+            Self {
+                registry: fx.registry.clone(),
+                seen: std::sync::Mutex::default(),
+            }
+        }
+
+        fn take(&self) -> Vec<(ImageRepositoryStatus, usize)> {
+            std::mem::take(&mut *self.seen.lock().unwrap())
+        }
+    }
+
+    impl ScanProgress for RecordProgress {
+        fn scanning<'a>(&'a self, status: &'a ImageRepositoryStatus) -> BoxFuture<'a, ()> {
+            let calls = self.registry.calls();
+            self.seen.lock().unwrap().push((status.clone(), calls));
+            Box::pin(async {})
+        }
+    }
+
+    fn condition_of(status: &ImageRepositoryStatus, type_: &str) -> (String, String, String) {
+        let c = find_condition(&status.conditions, type_).expect(type_);
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    fn scanning(message: &str) -> (String, String, String) {
+        ("True".into(), "Progressing".into(), message.into())
+    }
+
+    #[tokio::test]
+    async fn a_scan_publishes_flux_progress_status_first_and_only_when_it_runs() {
+        let fx = Fixture::new();
+        fx.registry.set_tags(&["1.0.0"]);
+        let progress = RecordProgress::new(&fx);
+        let mut repo = repository("app", "registry.local:5000/team/app");
+
+        // First scan: Reconciling and (no Ready yet) Ready=Unknown, before the listing.
+        let first = reconcile_repository_with(&repo, &fx.deps(), at(1000), Some(&progress)).await;
+        let seen = progress.take();
+        assert_eq!(seen.len(), 1, "one progress status per scan");
+        let (status, calls_before) = &seen[0];
+        assert_eq!(*calls_before, 0, "published before the registry is asked");
+        assert_eq!(
+            condition_of(status, "Reconciling"),
+            scanning("scanning: first scan")
+        );
+        assert_eq!(
+            condition_of(status, "Ready"),
+            (
+                "Unknown".into(),
+                "Progressing".into(),
+                "scanning: first scan".into()
+            )
+        );
+        assert!(find_condition(&first.status.conditions, "Reconciling").is_none());
+        assert!(is_condition_true(&first.status.conditions, "Ready"));
+
+        // Nothing due: no scan, nothing published.
+        repo.status = Some(first.status.clone());
+        let idle = reconcile_repository_with(&repo, &fx.deps(), at(1100), Some(&progress)).await;
+        assert!(idle.scan.is_none());
+        assert!(progress.take().is_empty(), "no scan, no progress status");
+
+        // A reconcile request on a Ready repository: Reconciling only, Ready kept as is.
+        request_reconcile(&mut repo.metadata, "t1");
+        let requested =
+            reconcile_repository_with(&repo, &fx.deps(), at(1110), Some(&progress)).await;
+        let seen = progress.take();
+        assert_eq!(seen.len(), 1);
+        let (status, calls_before) = &seen[0];
+        assert_eq!(*calls_before, 1);
+        assert_eq!(
+            condition_of(status, "Reconciling"),
+            scanning("scanning: reconcile requested")
+        );
+        assert_eq!(
+            find_condition(&status.conditions, "Ready"),
+            find_condition(&first.status.conditions, "Ready"),
+            "Ready untouched while rescanning"
+        );
+        assert_eq!(status.last_handled_reconcile_at.as_deref(), Some("t1"));
+        assert!(find_condition(&requested.status.conditions, "Reconciling").is_none());
+
+        // Interval elapsed.
+        repo.status = Some(requested.status.clone());
+        reconcile_repository_with(&repo, &fx.deps(), at(1500), Some(&progress)).await;
+        let seen = progress.take();
+        assert_eq!(
+            condition_of(&seen[0].0, "Reconciling"),
+            scanning("scanning: triggered by interval")
+        );
+    }
+
+    #[test]
+    fn an_emptied_store_makes_ready_unknown_while_scanning() {
+        let mut status = ImageRepositoryStatus::default();
+        api_types::meta::apply_outcome(
+            &mut status.conditions,
+            api_types::meta::Outcome::Stalled {
+                reason: "ImageURLInvalid",
+                message: "bad",
+            },
+            Some(1),
+            &to_time(at(900)),
+        );
+        let scanning_ = scanning_status(&status, ScanReason::NoTagsInDatabase, Some(2), at(1000));
+        assert_eq!(
+            condition_of(&scanning_, "Ready"),
+            (
+                "Unknown".into(),
+                "Progressing".into(),
+                "scanning: no tags in database".into()
+            )
+        );
+        assert!(find_condition(&scanning_.conditions, "Stalled").is_none());
+        let mut ready = ImageRepositoryStatus::default();
+        api_types::meta::apply_outcome(
+            &mut ready.conditions,
+            api_types::meta::Outcome::Ready { message: "ok" },
+            Some(1),
+            &to_time(at(900)),
+        );
+        for (reason, ready_status) in [
+            (ScanReason::NoTagsInDatabase, "Unknown"),
+            (ScanReason::NewImageName, "True"),
+            (ScanReason::UpdatedExclusionList, "True"),
+        ] {
+            let s = scanning_status(&ready, reason, Some(2), at(1000));
+            assert_eq!(condition_of(&s, "Ready").0, ready_status, "{reason}");
+            assert_eq!(
+                condition_of(&s, "Reconciling"),
+                scanning(&format!("scanning: {reason}"))
+            );
+        }
     }
 
     #[tokio::test]

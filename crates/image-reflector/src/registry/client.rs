@@ -5,6 +5,10 @@
 //! that. Bearer tokens are cached per (realm, service, scope, credentials) until shortly
 //! before they expire. Any 401 re-reads the challenge from that response and retries once,
 //! which covers expired tokens and registries whose `/v2/` is open but repositories are not.
+//!
+//! Every HTTP response (pings, 401 challenges, token requests, each tag-list page, manifest
+//! requests, each retry, redirects) is reported to the client's [`RequestObserver`], if
+//! any, with the host it came from and its status code.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -41,6 +45,9 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
 /// How much of an error body we read for the message.
 const ERROR_BODY_LIMIT: usize = 2048;
+
+/// Told of every HTTP response: the `host[:port]` that answered and the status code.
+pub type RequestObserver = Arc<dyn Fn(&str, u16) + Send + Sync>;
 
 /// Client-wide settings.
 #[derive(Debug, Clone)]
@@ -83,6 +90,35 @@ struct Inner {
     http: reqwest::Client,
     settings: ClientSettings,
     state: Mutex<State>,
+    observer: Observer,
+}
+
+/// The optional observer, with a `Debug` that shows only whether there is one.
+#[derive(Clone, Default)]
+pub(crate) struct Observer(Option<RequestObserver>);
+
+impl Observer {
+    /// Reports a response from `url` with `status`.
+    pub(crate) fn observe(&self, url: &Url, status: StatusCode) {
+        if let Some(observer) = &self.0 {
+            observer(&host_label(url), status.as_u16());
+        }
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
+}
+
+/// `host` or `host:port` (when the URL names a port): the metric's host label.
+fn host_label(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
 }
 
 #[derive(Debug, Default)]
@@ -148,14 +184,33 @@ impl RegistryClient {
         transport: &TransportConfig,
         settings: ClientSettings,
     ) -> Result<Self, RegistryError> {
+        Self::build(transport, settings, Observer::default())
+    }
+
+    /// A client that reports every HTTP response to `observer` (the registry request
+    /// metrics).
+    pub fn with_observer(
+        transport: &TransportConfig,
+        settings: ClientSettings,
+        observer: RequestObserver,
+    ) -> Result<Self, RegistryError> {
+        Self::build(transport, settings, Observer(Some(observer)))
+    }
+
+    fn build(
+        transport: &TransportConfig,
+        settings: ClientSettings,
+        observer: Observer,
+    ) -> Result<Self, RegistryError> {
         let http = transport
-            .build(&settings.user_agent, settings.connect_timeout)
+            .build(&settings.user_agent, settings.connect_timeout, &observer)
             .map_err(RegistryError::Client)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 settings,
                 state: Mutex::default(),
+                observer,
             }),
         })
     }
@@ -556,7 +611,13 @@ impl RegistryClient {
         loop {
             let can_retry = retry && attempt < policy.max_attempts.max(1);
             let fits = |delay: Duration| Instant::now() + delay < op.deadline;
-            match build().send().await {
+            let sent = build().send().await;
+            if let Ok(response) = &sent {
+                self.inner
+                    .observer
+                    .observe(response.url(), response.status());
+            }
+            match sent {
                 Err(source) => {
                     let delay = policy.backoff(attempt);
                     if can_retry && is_transient(&source) && fits(delay) {

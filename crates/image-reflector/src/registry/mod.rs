@@ -18,7 +18,7 @@ pub mod transport;
 
 use api_types::RegistryProvider;
 
-pub use client::{ClientSettings, MANIFEST_ACCEPT, QUAY_PAGE_CAP, RegistryClient};
+pub use client::{ClientSettings, MANIFEST_ACCEPT, QUAY_PAGE_CAP, RegistryClient, RequestObserver};
 pub use credentials::{Credentials, CredentialsError, Keychain, SecretData};
 pub use error::RegistryError;
 pub use retry::RetryPolicy;

@@ -7,10 +7,18 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use super::client::Observer;
 use super::credentials::SecretData;
 
 /// The longest proxy address Flux accepts.
 const MAX_PROXY_ADDRESS: usize = 2048;
+/// Redirects followed per request (reqwest's `Policy::limited(5)`).
+const MAX_REDIRECTS: usize = 5;
+
+/// A request redirected more than [`MAX_REDIRECTS`] times.
+#[derive(Debug, thiserror::Error)]
+#[error("more than {MAX_REDIRECTS} redirects")]
+struct TooManyRedirects;
 
 /// A `certSecretRef` that cannot be used. Messages name keys, never contents.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -241,16 +249,30 @@ pub struct TransportConfig {
 impl TransportConfig {
     /// A reqwest client with these settings. Without a proxy, the `HTTP(S)_PROXY`
     /// environment applies, as with Flux's default transport.
+    /// Each redirect response is reported to `observer` (reqwest follows them inside
+    /// `send`, so the client never sees them).
     pub(crate) fn build(
         &self,
         user_agent: &str,
         connect_timeout: Duration,
+        observer: &Observer,
     ) -> Result<reqwest::Client, reqwest::Error> {
+        let observer = observer.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if let Some(from) = attempt.previous().last() {
+                observer.observe(from, attempt.status());
+            }
+            if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error(TooManyRedirects)
+            } else {
+                attempt.follow()
+            }
+        });
         let mut builder = reqwest::Client::builder()
             .user_agent(user_agent)
             .connect_timeout(connect_timeout)
             // Redirects are followed for blob/manifest CDNs; tags/list rarely redirects.
-            .redirect(reqwest::redirect::Policy::limited(5));
+            .redirect(redirects);
         if let Some(tls) = &self.tls {
             if let Some(ca) = &tls.ca_pem {
                 builder = builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(ca)?);
@@ -364,6 +386,10 @@ mod tests {
             tls: None,
             proxy: Some(socks),
         };
-        assert!(transport.build("test", Duration::from_secs(1)).is_ok());
+        assert!(
+            transport
+                .build("test", Duration::from_secs(1), &Observer::default())
+                .is_ok()
+        );
     }
 }

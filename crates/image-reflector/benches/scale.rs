@@ -1,0 +1,230 @@
+//! 500 ImageRepositories × 1,000 tags in standalone mode against the testbed's real
+//! `docker-registry`: the time from starting `image-reflector serve --manifests DIR` (the
+//! release-built binary) until every semver ImagePolicy is Ready with the newest tag, and
+//! the process's peak RSS (`VmHWM`). Goal: peak RSS under 100 MiB (Flux reports 187 MB on
+//! average). The baseline, measured in the same run against the same registry, is a
+//! minimal sequential client listing the 500 tag lists (one plain GET each, body read).
+//! Exits non-zero when the RSS goal is missed.
+//!
+//! Run with `cargo bench -p image-reflector --bench scale`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A bench fails loudly.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api_types::http_api::{ImagePolicyInfo, List};
+use testbed::process::{Process, free_port};
+use testbed::registry::{Registry, RegistryOptions};
+
+const REPOSITORIES: usize = 500;
+const TAGS: usize = 1_000;
+/// Repositories pushed at once (each push already runs several PUTs in parallel).
+const PUSHING: usize = 4;
+const RSS_GOAL_MIB: f64 = 100.0;
+const NEWEST: &str = "9.9.9";
+const WAIT: Duration = Duration::from_secs(900);
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let goal_met = runtime.block_on(run());
+    if !goal_met {
+        std::process::exit(1);
+    }
+}
+
+fn repo_name(i: usize) -> String {
+    format!("bench/app-{i:03}")
+}
+
+/// `0.0.0` .. `9.9.9`: 1,000 semver tags, the newest `9.9.9`.
+fn tags() -> Vec<String> {
+    (0..TAGS)
+        .map(|i| format!("{}.{}.{}", i / 100, (i / 10) % 10, i % 10))
+        .collect()
+}
+
+async fn push_all(registry: &Arc<Registry>) {
+    let tags = Arc::new(tags());
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..PUSHING {
+        let (registry, tags) = (registry.clone(), tags.clone());
+        workers.spawn(async move {
+            for i in (worker..REPOSITORIES).step_by(PUSHING) {
+                registry.push_tags(&repo_name(i), &tags).await.unwrap();
+            }
+        });
+    }
+    while let Some(joined) = workers.join_next().await {
+        joined.unwrap();
+    }
+}
+
+/// One file per repository: the ImageRepository and its semver ImagePolicy.
+fn write_manifests(dir: &Path, registry: &Registry) {
+    for i in 0..REPOSITORIES {
+        std::fs::write(
+            dir.join(format!("app-{i:03}.yaml")),
+            format!(
+                "apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata:
+  name: app-{i:03}
+  namespace: bench
+spec:
+  image: {}
+  interval: 1h
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImagePolicy
+metadata:
+  name: app-{i:03}
+  namespace: bench
+spec:
+  imageRepositoryRef: {{ name: app-{i:03} }}
+  policy:
+    semver:
+      range: '>=1.0.0'
+",
+                registry.image(&repo_name(i))
+            ),
+        )
+        .unwrap();
+    }
+}
+
+/// The baseline: list every repository's tags once, one after the other, with a plain
+/// HTTP client (the registry answers 1,000 tags in one page).
+async fn baseline(registry: &Registry) -> Duration {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    for i in 0..REPOSITORIES {
+        let url = format!(
+            "{}/v2/{}/tags/list?n=1000",
+            registry.base_url(),
+            repo_name(i)
+        );
+        let response = http.get(&url).send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["tags"].as_array().map(Vec::len), Some(TAGS), "{url}");
+    }
+    started.elapsed()
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmHWM`, `VmRSS`).
+fn proc_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// How many policies are Ready with the newest tag.
+async fn ready_policies(http: &reqwest::Client, base: &str) -> Option<usize> {
+    let response = http
+        .get(format!("{base}/api/v1/imagepolicies?namespace=bench"))
+        .send()
+        .await
+        .ok()?;
+    let list: List<ImagePolicyInfo> = response.json().await.ok()?;
+    Some(
+        list.items
+            .iter()
+            .filter(|p| p.readiness.ready)
+            .filter(|p| p.latest_ref.as_ref().is_some_and(|r| r.tag == NEWEST))
+            .count(),
+    )
+}
+
+async fn run() -> bool {
+    let registry = Arc::new(Registry::start(RegistryOptions::anonymous()).await.unwrap());
+    let started = Instant::now();
+    push_all(&registry).await;
+    println!(
+        "pushed {REPOSITORIES} repositories x {TAGS} tags in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Twice, keeping the faster run: the first one may still warm the registry's caches.
+    let baseline = baseline(&registry).await.min(baseline(&registry).await);
+
+    let dir = tempfile::Builder::new()
+        .prefix("bench-scale-")
+        .tempdir()
+        .unwrap();
+    let manifests = dir.path().join("manifests");
+    let storage = dir.path().join("storage");
+    std::fs::create_dir_all(&manifests).unwrap();
+    write_manifests(&manifests, &registry);
+
+    let port = free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_image-reflector"));
+    command
+        .arg("serve")
+        .arg("--manifests")
+        .arg(&manifests)
+        .arg("--storage-path")
+        .arg(&storage)
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .args(["--log-level", "error"]);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut process = Process::spawn(
+        "image-reflector serve",
+        command,
+        &dir.path().join("serve.log"),
+    )
+    .unwrap();
+    let pid = process.pid();
+    let mut ready = 0;
+    while ready < REPOSITORIES {
+        assert!(
+            started.elapsed() < WAIT,
+            "only {ready} of {REPOSITORIES} policies ready after {WAIT:?}; log:\n{}",
+            process.log_tail()
+        );
+        process.check_running().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ready = ready_policies(&http, &base).await.unwrap_or(0);
+    }
+    let elapsed = started.elapsed();
+    let hwm = proc_kib(pid, "VmHWM").expect("VmHWM of the serve process");
+    let rss = proc_kib(pid, "VmRSS").expect("VmRSS of the serve process");
+    process.terminate(Duration::from_secs(15));
+
+    let peak = mib(hwm);
+    println!(
+        "baseline: sequential plain client listing the {REPOSITORIES} tag lists: {:.3} s",
+        baseline.as_secs_f64()
+    );
+    println!(
+        "image-reflector serve --manifests: all {REPOSITORIES} policies Ready after {:.3} s ({:.2}x the baseline)",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() / baseline.as_secs_f64()
+    );
+    println!(
+        "peak RSS (VmHWM) {peak:.1} MiB, RSS when done {:.1} MiB (goal < {RSS_GOAL_MIB} MiB; Flux reports 187 MB on average)",
+        mib(rss)
+    );
+    let met = peak < RSS_GOAL_MIB;
+    if !met {
+        eprintln!("peak RSS goal missed: {peak:.1} MiB >= {RSS_GOAL_MIB} MiB");
+    }
+    met
+}
