@@ -48,6 +48,21 @@ pub struct ImageRepositoryInfo {
     pub revision: Option<String>,
     #[serde(flatten)]
     pub readiness: Readiness,
+    /// Present only while the Reconciling condition is `True`: a scan is running (its
+    /// message is `scanning: <reason>`), also while a previous scan keeps the repository
+    /// Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciling: Option<Reconciling>,
+}
+
+/// The Reconciling condition's reason and message, while it is `True`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Reconciling {
+    /// The Reconciling condition's reason (Flux writes `Progressing`).
+    pub reason: String,
+    /// The Reconciling condition's message, e.g. `scanning: reconcile requested`.
+    pub message: String,
 }
 
 /// A page of an ImageRepository's stored tags.
@@ -189,6 +204,39 @@ mod tests {
             })
         );
         let back: ImagePolicyInfo = serde_json::from_value(value).unwrap();
+        assert_eq!(back, info);
+    }
+
+    #[test]
+    fn repository_info_shows_reconciling_only_when_present() {
+        let mut info = ImageRepositoryInfo {
+            namespace: "flux-system".into(),
+            name: "app".into(),
+            image: "r/app".into(),
+            readiness: Readiness {
+                ready: true,
+                reason: "Succeeded".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let value = serde_json::to_value(&info).unwrap();
+        assert!(value.get("reconciling").is_none(), "{value}");
+        // Documents written before the field existed still parse.
+        let back: ImageRepositoryInfo = serde_json::from_value(value).unwrap();
+        assert_eq!(back, info);
+
+        info.reconciling = Some(Reconciling {
+            reason: "Progressing".into(),
+            message: "scanning: reconcile requested".into(),
+        });
+        let value = serde_json::to_value(&info).unwrap();
+        assert_eq!(
+            value["reconciling"],
+            serde_json::json!({"reason": "Progressing", "message": "scanning: reconcile requested"})
+        );
+        assert_eq!(value["ready"], true);
+        let back: ImageRepositoryInfo = serde_json::from_value(value).unwrap();
         assert_eq!(back, info);
     }
 

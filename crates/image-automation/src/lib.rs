@@ -8,7 +8,8 @@
 //! - [`update`]: the `image-automation update` command.
 //! - [`controller`]: the reconcile core of one ImageUpdateAutomation (Flux's algorithm);
 //!   [`reflector_client`]: image-reflector's HTTP API and change feed; [`standalone`] and
-//!   [`serve`]: `image-automation serve --manifests DIR`.
+//!   [`serve`]: `image-automation serve --manifests DIR`; [`kube_mode`]: `serve` against
+//!   a cluster; [`metrics`]: the Prometheus series of both modes.
 //!
 //! # Deliberate differences from Flux
 //!
@@ -42,7 +43,9 @@
 
 pub mod controller;
 pub mod git;
+pub mod kube_mode;
 pub mod message;
+pub mod metrics;
 pub mod reflector_client;
 pub mod serve;
 pub mod setters;

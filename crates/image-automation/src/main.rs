@@ -3,8 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use image_automation::serve::{self, ServeOptions};
+use std::time::Duration;
+
+use api_types::duration::parse_duration;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use image_automation::serve::{
+    self, KubeServeOptions, LogEncoding, LogLevel, RetryBackoff, ServeOptions,
+};
 use image_automation::update::{self, OutputFormat, UpdateOptions};
 
 #[derive(Debug, Parser)]
@@ -22,7 +27,10 @@ struct Cli {
 enum Command {
     /// Apply image policies to a directory without git (preview an automation).
     Update(UpdateArgs),
-    /// Run the controller (standalone: `--manifests DIR`).
+    /// Run the controller.
+    ///
+    /// With --manifests DIR it runs without a cluster; otherwise it uses the kubeconfig or
+    /// the in-cluster configuration.
     Serve(ServeArgs),
 }
 
@@ -44,21 +52,103 @@ struct ServeArgs {
     #[arg(long)]
     once: bool,
     /// Refuse sourceRefs to GitRepositories in other namespaces.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     no_cross_namespace_refs: bool,
+    /// Reconciles running at once (Kubernetes mode).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrent: u16,
+    /// Only reconcile automations with matching labels (to shard them across instances).
+    #[arg(long, default_value = "", value_name = "SELECTOR")]
+    watch_label_selector: String,
+    /// Run automations only while holding the leader Lease (Kubernetes mode).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true", action = ArgAction::Set)]
+    enable_leader_election: bool,
+    /// How long a leader's Lease stays valid without renewal (Go duration, at least 2s).
+    #[arg(long, default_value = "35s", value_parser = go_duration)]
+    leader_election_lease_duration: Duration,
+    /// The first retry delay after a failed run; doubles per failure (Go duration).
+    #[arg(long, default_value = "2s", value_parser = go_duration)]
+    min_retry_delay: Duration,
+    /// The longest retry delay after failed runs (Go duration).
+    #[arg(long, default_value = "5m", value_parser = go_duration)]
+    max_retry_delay: Duration,
+    #[arg(long, value_enum, default_value = "info")]
+    log_level: LogLevelArg,
+    #[arg(long, value_enum, default_value = "console")]
+    log_encoding: LogEncodingArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogLevelArg {
+    Trace,
+    Debug,
+    Info,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogEncodingArg {
+    Json,
+    Console,
+}
+
+fn go_duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
-    let Some(manifests) = args.manifests else {
+    if args.manifests.is_none() && !serve::kubernetes_config_exists() {
         eprintln!(
-            "image-automation: error: Kubernetes mode is not available yet; pass --manifests DIR"
+            "image-automation: error: no --manifests directory and no Kubernetes configuration \
+             ($KUBECONFIG, ~/.kube/config or in-cluster)"
         );
         return ExitCode::from(2);
+    }
+    if args.manifests.is_none() && args.once {
+        eprintln!("image-automation: error: --once needs --manifests DIR");
+        return ExitCode::from(2);
+    }
+    if args.min_retry_delay.is_zero() || args.max_retry_delay < args.min_retry_delay {
+        eprintln!(
+            "image-automation: error: --min-retry-delay must be positive and at most --max-retry-delay"
+        );
+        return ExitCode::from(2);
+    }
+    let level = match args.log_level {
+        LogLevelArg::Trace => LogLevel::Trace,
+        LogLevelArg::Debug => LogLevel::Debug,
+        LogLevelArg::Info => LogLevel::Info,
+        LogLevelArg::Error => LogLevel::Error,
     };
-    if let Err(e) = serve::init_logging() {
+    let encoding = match args.log_encoding {
+        LogEncodingArg::Json => LogEncoding::Json,
+        LogEncodingArg::Console => LogEncoding::Console,
+    };
+    if let Err(e) = serve::init_logging(level, encoding) {
         eprintln!("image-automation: error: {e}");
         return ExitCode::FAILURE;
     }
+    let backoff = RetryBackoff {
+        min: args.min_retry_delay,
+        max: args.max_retry_delay,
+    };
+    let Some(manifests) = args.manifests else {
+        let opts = KubeServeOptions {
+            reflector_url: args.reflector_url,
+            storage_path: args.storage_path,
+            http_addr: args.http_addr,
+            no_cross_namespace_refs: args.no_cross_namespace_refs,
+            backoff,
+            concurrent: args.concurrent,
+            watch_label_selector: args.watch_label_selector,
+            enable_leader_election: args.enable_leader_election,
+            leader_election_lease_duration: args.leader_election_lease_duration,
+        };
+        return match runtime() {
+            Ok(runtime) => exit(runtime.block_on(serve::run_kubernetes(opts)).map(|()| true)),
+            Err(code) => code,
+        };
+    };
     let opts = ServeOptions {
         manifests,
         reflector_url: args.reflector_url,
@@ -66,16 +156,11 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         http_addr: args.http_addr,
         once: args.once,
         no_cross_namespace_refs: args.no_cross_namespace_refs,
+        backoff,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("image-automation: error: starting runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         if opts.once {
@@ -84,6 +169,20 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             serve::run(opts).await.map(|()| true)
         }
     });
+    exit(result)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("image-automation: error: starting runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+fn exit(result: Result<bool, serve::ServeError>) -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -1,5 +1,11 @@
-//! `image-automation serve`: standalone mode (`--manifests DIR`).
+//! `image-automation serve`: the controller process.
 //!
+//! Mode: `--manifests DIR` runs the standalone mode below; otherwise the Kubernetes mode
+//! ([`crate::kube_mode`]) runs when a kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or the
+//! in-cluster configuration exists (the reflector's rule). Both serve `/healthz`, `/readyz`
+//! and `/metrics` on `--http-addr` and share [`Metrics`] and the retry backoff shape.
+//!
+//! Standalone mode:
 //! - `--once`: every automation runs once (sorted by namespace/name); a JSON summary goes to
 //!   stdout; the exit status says whether all ended Ready.
 //! - Otherwise: the manifest directory is re-read every second; each automation runs when
@@ -11,7 +17,7 @@
 //!
 //! Statuses live in memory. Logs name objects, reasons and messages, never secret data.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,7 +28,6 @@ use std::time::Duration;
 use api_types::ImageUpdateAutomation;
 use api_types::duration::parse_duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -32,14 +37,52 @@ use crate::controller::{
     EventType, Reconciler, ReconcilerOptions, RunOutcome, RunReport, describe_unmatched,
 };
 use crate::git::GitCache;
+use crate::metrics::Metrics;
 use crate::reflector_client::{FeedEvent, ReflectorClient, ReflectorError};
 use crate::setters::Unmatched;
 use crate::standalone::{Key, ManifestError, Manifests};
 
 const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
-const BACKOFF_MIN: Duration = Duration::from_secs(2);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Per-object exponential backoff after a failed run: `min`, doubling, at most `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBackoff {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryBackoff {
+    fn default() -> Self {
+        Self {
+            min: Duration::from_secs(2),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryBackoff {
+    /// The delay after a failure that follows `previous` failures in a row.
+    pub fn delay(&self, previous: u32) -> Duration {
+        (self.min * 2u32.saturating_pow(previous.min(16))).min(self.max)
+    }
+}
+
+/// The log level flag (`RUST_LOG` overrides it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Error,
+}
+
+/// The log format flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogEncoding {
+    Json,
+    Console,
+}
 
 /// The options of `serve`.
 #[derive(Debug, Clone)]
@@ -50,6 +93,21 @@ pub struct ServeOptions {
     pub http_addr: SocketAddr,
     pub once: bool,
     pub no_cross_namespace_refs: bool,
+    pub backoff: RetryBackoff,
+}
+
+/// The options of `serve` in Kubernetes mode.
+#[derive(Debug, Clone)]
+pub struct KubeServeOptions {
+    pub reflector_url: String,
+    pub storage_path: PathBuf,
+    pub http_addr: SocketAddr,
+    pub no_cross_namespace_refs: bool,
+    pub backoff: RetryBackoff,
+    pub concurrent: u16,
+    pub watch_label_selector: String,
+    pub enable_leader_election: bool,
+    pub leader_election_lease_duration: Duration,
 }
 
 /// Why `serve` could not run.
@@ -77,18 +135,47 @@ pub enum ServeError {
     Output(#[from] std::io::Error),
     #[error("logging: {0}")]
     Logging(String),
+    #[error(transparent)]
+    Kubernetes(#[from] crate::kube_mode::KubeModeError),
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
 }
 
-/// Installs the stderr logger (`RUST_LOG`, default `info`).
-pub fn init_logging() -> Result<(), ServeError> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+/// Installs the stderr logger. `RUST_LOG`, when set, overrides the level.
+pub fn init_logging(level: LogLevel, encoding: LogEncoding) -> Result<(), ServeError> {
+    use tracing_subscriber::EnvFilter;
+    let level = match level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Error => "error",
+    };
+    // Dependencies' debug output is noise for operators (and could echo request details).
+    let default = format!("{level},hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,rustls=warn");
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(default))
+        .map_err(|e| ServeError::Logging(e.to_string()))?;
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init()
-        .map_err(|e| ServeError::Logging(e.to_string()))
+        .with_writer(std::io::stderr);
+    let result = match encoding {
+        LogEncoding::Json => builder.json().with_current_span(false).try_init(),
+        LogEncoding::Console => builder.with_ansi(false).try_init(),
+    };
+    result.map_err(|e| ServeError::Logging(e.to_string()))
+}
+
+/// Whether a kubeconfig or the in-cluster configuration exists.
+pub fn kubernetes_config_exists() -> bool {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        && std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists();
+    let kubeconfig = std::env::var_os("KUBECONFIG")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.is_file()))
+        .unwrap_or(false);
+    let home = std::env::var_os("HOME")
+        .map(|home| std::path::Path::new(&home).join(".kube/config").is_file())
+        .unwrap_or(false);
+    in_cluster || kubeconfig || home
 }
 
 /// One automation in the `--once` summary.
@@ -136,11 +223,11 @@ impl AutomationSummary {
     }
 }
 
-fn now() -> Time {
+pub(crate) fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
-fn log_report(key: &Key, report: &RunReport, elapsed: Duration) {
+pub(crate) fn log_report(key: &Key, report: &RunReport, elapsed: Duration) {
     let (ns, name) = (key.0.as_str(), key.1.as_str());
     for event in &report.events {
         match event.type_ {
@@ -160,16 +247,20 @@ fn log_report(key: &Key, report: &RunReport, elapsed: Duration) {
     }
 }
 
-fn reconciler(opts: &ServeOptions) -> Result<Reconciler<ReflectorClient>, ServeError> {
-    std::fs::create_dir_all(&opts.storage_path).map_err(|source| ServeError::Storage {
-        path: opts.storage_path.display().to_string(),
+fn reconciler(
+    reflector_url: &str,
+    storage_path: &std::path::Path,
+    no_cross_namespace_refs: bool,
+) -> Result<Reconciler<ReflectorClient>, ServeError> {
+    std::fs::create_dir_all(storage_path).map_err(|source| ServeError::Storage {
+        path: storage_path.display().to_string(),
         source,
     })?;
     Ok(Reconciler {
-        policies: ReflectorClient::new(&opts.reflector_url)?,
-        git: Arc::new(GitCache::new(&opts.storage_path)),
+        policies: ReflectorClient::new(reflector_url)?,
+        git: Arc::new(GitCache::new(storage_path)),
         options: ReconcilerOptions {
-            no_cross_namespace_refs: opts.no_cross_namespace_refs,
+            no_cross_namespace_refs,
             ..ReconcilerOptions::default()
         },
     })
@@ -179,7 +270,11 @@ fn reconciler(opts: &ServeOptions) -> Result<Reconciler<ReflectorClient>, ServeE
 /// Ready.
 pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, ServeError> {
     let manifests = Manifests::load(&opts.manifests)?;
-    let reconciler = reconciler(opts)?;
+    let reconciler = reconciler(
+        &opts.reflector_url,
+        &opts.storage_path,
+        opts.no_cross_namespace_refs,
+    )?;
     let mut summary = Summary {
         automations: Vec::new(),
     };
@@ -198,76 +293,6 @@ pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, 
     serde_json::to_writer_pretty(&mut *out, &summary).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(summary.automations.iter().all(|a| a.ready))
-}
-
-/// Prometheus metrics of the controller.
-#[derive(Debug, Clone)]
-struct Metrics {
-    registry: Registry,
-    duration: HistogramVec,
-    pushes: IntCounterVec,
-    failures: IntCounterVec,
-}
-
-impl Metrics {
-    fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "gotk_reconcile_duration_seconds",
-                "The duration in seconds of a reconciliation.",
-            ),
-            &["kind", "name", "namespace"],
-        )?;
-        let pushes = IntCounterVec::new(
-            Opts::new(
-                "image_automation_pushes_total",
-                "Commits pushed by image update automations.",
-            ),
-            &["namespace", "name"],
-        )?;
-        let failures = IntCounterVec::new(
-            Opts::new(
-                "image_automation_failures_total",
-                "Failed image update automation runs by reason.",
-            ),
-            &["namespace", "name", "reason"],
-        )?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(pushes.clone()))?;
-        registry.register(Box::new(failures.clone()))?;
-        Ok(Self {
-            registry,
-            duration,
-            pushes,
-            failures,
-        })
-    }
-
-    fn record(&self, key: &Key, report: &RunReport, elapsed: Duration) {
-        let (ns, name) = (key.0.as_str(), key.1.as_str());
-        self.duration
-            .with_label_values(&["ImageUpdateAutomation", name, ns])
-            .observe(elapsed.as_secs_f64());
-        if report.pushed.is_some() {
-            self.pushes.with_label_values(&[ns, name]).inc();
-        }
-        if !report.outcome.is_ready() {
-            let reason = report.outcome.reason_and_message().0;
-            self.failures.with_label_values(&[ns, name, reason]).inc();
-        }
-    }
-
-    fn render(&self) -> String {
-        let mut buf = Vec::new();
-        if prometheus::TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .is_err()
-        {
-            return String::new();
-        }
-        String::from_utf8_lossy(&buf).into_owned()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -312,6 +337,9 @@ async fn serve_http(
         .await
 }
 
+/// Namespaces with changed policies and when the first change was seen (`""`: all).
+type ChangedNamespaces = BTreeMap<String, Option<Instant>>;
+
 /// One automation's schedule.
 #[derive(Debug)]
 struct Entry {
@@ -322,6 +350,8 @@ struct Entry {
     failures: u32,
     running: bool,
     ran_once: bool,
+    /// When the feed first reported a policy change that this entry has not run for yet.
+    change_seen: Option<Instant>,
 }
 
 fn fingerprint(obj: &ImageUpdateAutomation) -> String {
@@ -329,7 +359,7 @@ fn fingerprint(obj: &ImageUpdateAutomation) -> String {
         .unwrap_or_default()
 }
 
-fn interval_of(obj: &ImageUpdateAutomation) -> Duration {
+pub(crate) fn interval_of(obj: &ImageUpdateAutomation) -> Duration {
     parse_duration(&obj.spec.interval)
         .ok()
         .filter(|d| !d.is_zero())
@@ -362,7 +392,11 @@ async fn shutdown_signal() {
 /// The long-running standalone controller.
 pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let mut manifests = Arc::new(Manifests::load(&opts.manifests)?);
-    let reconciler = Arc::new(reconciler(&opts)?);
+    let reconciler = Arc::new(reconciler(
+        &opts.reflector_url,
+        &opts.storage_path,
+        opts.no_cross_namespace_refs,
+    )?);
     let metrics = Metrics::new()?;
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(opts.http_addr)
@@ -383,8 +417,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         http_shutdown.clone(),
     ));
 
-    // The change feed: namespaces with changed policies, `None` meaning all.
-    let triggered: Arc<Mutex<Option<BTreeSet<String>>>> = Arc::new(Mutex::new(None));
+    // The change feed: namespaces with changed policies and when the first change was seen
+    // (`""` meaning all, after a resync).
+    let triggered: Arc<Mutex<Option<ChangedNamespaces>>> = Arc::new(Mutex::new(None));
     let wake = Arc::new(Notify::new());
     let feed = {
         let client = ReflectorClient::new(&opts.reflector_url)?;
@@ -395,15 +430,16 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
                     None,
                     |event| {
                         let mut t = triggered.lock().unwrap_or_else(PoisonError::into_inner);
-                        let set = t.get_or_insert_with(BTreeSet::new);
+                        let set = t.get_or_insert_with(BTreeMap::new);
                         match event {
                             FeedEvent::Changed(e) => {
                                 tracing::debug!(namespace = %e.policy.namespace,
                                     policy = %e.policy.name, "policy changed");
-                                set.insert(e.policy.namespace.clone());
+                                set.entry(e.policy.namespace.clone())
+                                    .or_insert_with(|| Some(Instant::now()));
                             }
                             FeedEvent::Resync => {
-                                set.insert(String::new());
+                                set.entry(String::new()).or_insert(None);
                             }
                         }
                         wake.notify_one();
@@ -415,7 +451,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     };
 
     let mut entries: BTreeMap<Key, Entry> = BTreeMap::new();
-    let mut tasks: JoinSet<(Key, RunReport, Duration)> = JoinSet::new();
+    let mut tasks: JoinSet<(Key, RunReport, Duration, Option<Instant>)> = JoinSet::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let mut reload_at = Instant::now();
@@ -435,26 +471,34 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(namespaces) = changed {
-            let all = namespaces.contains("");
+            let all = namespaces.contains_key("");
             for (key, entry) in entries.iter_mut() {
-                if all || namespaces.contains(&key.0) {
+                if all || namespaces.contains_key(&key.0) {
                     entry.next_run = Some(Instant::now());
+                }
+                if let Some(Some(seen)) = namespaces.get(&key.0) {
+                    entry.change_seen = Some(entry.change_seen.map_or(*seen, |t| t.min(*seen)));
                 }
             }
         }
         let now_i = Instant::now();
         for (key, entry) in entries.iter_mut() {
-            if entry.running || entry.obj.spec.suspend {
+            if entry.obj.spec.suspend {
+                metrics.set_suspended(&key.0, &key.1, true);
+                continue;
+            }
+            if entry.running {
                 continue;
             }
             if entry.next_run.is_some_and(|t| t <= now_i) {
                 entry.running = true;
                 let (key, obj) = (key.clone(), entry.obj.clone());
                 let (reconciler, manifests) = (reconciler.clone(), manifests.clone());
+                let change_seen = entry.change_seen.take();
                 tasks.spawn(async move {
                     let started = std::time::Instant::now();
                     let report = reconciler.reconcile(&obj, &*manifests, now()).await;
-                    (key, report, started.elapsed())
+                    (key, report, started.elapsed(), change_seen)
                 });
             }
         }
@@ -476,11 +520,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
             _ = tokio::time::sleep_until(next_due) => {}
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 match done {
-                    Ok((key, report, elapsed)) => {
+                    Ok((key, report, elapsed, change_seen)) => {
                         log_report(&key, &report, elapsed);
-                        metrics.record(&key, &report, elapsed);
+                        let since_change = change_seen.map(|t| t.elapsed());
+                        metrics.record_run(&key.0, &key.1, &report, elapsed, since_change);
                         if let Some(entry) = entries.get_mut(&key) {
-                            finish(entry, report);
+                            finish(entry, report, opts.backoff);
                         }
                     }
                     Err(e) => tracing::error!("reconcile task failed: {e}"),
@@ -494,6 +539,62 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     http_shutdown.notify_waiters();
     let _ = http.await;
     Ok(())
+}
+
+/// The Kubernetes mode: `/healthz`, `/readyz` (after the first sync of the watch) and
+/// `/metrics` on `--http-addr`, and [`crate::kube_mode::run`] until SIGTERM or Ctrl-C.
+pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
+    let reconciler = Arc::new(reconciler(
+        &opts.reflector_url,
+        &opts.storage_path,
+        opts.no_cross_namespace_refs,
+    )?);
+    let metrics = Metrics::new()?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(opts.http_addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: opts.http_addr,
+            source,
+        })?;
+    tracing::info!(addr = %opts.http_addr, reflector = %opts.reflector_url,
+        "serving (Kubernetes mode)");
+    let http_shutdown = Arc::new(Notify::new());
+    let http = tokio::spawn(serve_http(
+        listener,
+        HttpState {
+            ready: ready.clone(),
+            metrics: metrics.clone(),
+        },
+        http_shutdown.clone(),
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("termination signal received; shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let settings = crate::kube_mode::KubeSettings {
+        concurrent: opts.concurrent,
+        label_selector: opts.watch_label_selector.trim().to_owned(),
+        enable_leader_election: opts.enable_leader_election,
+        lease_duration: opts.leader_election_lease_duration,
+        lease_namespace: kube_support::leader::lease_namespace(),
+        reflector_url: opts.reflector_url.clone(),
+        no_cross_namespace_refs: opts.no_cross_namespace_refs,
+        backoff: opts.backoff,
+    };
+    let result = crate::kube_mode::run(settings, reconciler, metrics, ready, stop_rx).await;
+    signals.abort();
+    // Wakes the server whether or not it is already waiting.
+    http_shutdown.notify_one();
+    let http_result = http.await;
+    result?;
+    match http_result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServeError::Http(e)),
+        Err(e) => Err(ServeError::Http(std::io::Error::other(e))),
+    }
 }
 
 /// Merges freshly read manifests into the schedule.
@@ -528,6 +629,7 @@ fn merge(entries: &mut BTreeMap<Key, Entry>, manifests: &Manifests) {
                         failures: 0,
                         running: false,
                         ran_once: false,
+                        change_seen: None,
                     },
                 );
             }
@@ -536,7 +638,7 @@ fn merge(entries: &mut BTreeMap<Key, Entry>, manifests: &Manifests) {
 }
 
 /// Records a finished run and schedules the next.
-fn finish(entry: &mut Entry, report: RunReport) {
+fn finish(entry: &mut Entry, report: RunReport, backoff: RetryBackoff) {
     entry.running = false;
     entry.ran_once = true;
     let next = match &report.outcome {
@@ -545,9 +647,9 @@ fn finish(entry: &mut Entry, report: RunReport) {
             Some(interval_of(&entry.obj))
         }
         RunOutcome::Retry { .. } => {
-            let exp = entry.failures.min(16);
+            let delay = backoff.delay(entry.failures);
             entry.failures = entry.failures.saturating_add(1);
-            Some((BACKOFF_MIN * 2u32.saturating_pow(exp)).min(BACKOFF_MAX))
+            Some(delay)
         }
         RunOutcome::Stalled { .. } => None,
     };
@@ -558,5 +660,18 @@ fn finish(entry: &mut Entry, report: RunReport) {
             unmatched = ?report.result.unmatched.iter().map(describe_unmatched).collect::<Vec<_>>(),
             "markers not applied"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_min_up_to_max() {
+        let b = RetryBackoff::default();
+        let delays: Vec<u64> = (0..10).map(|n| b.delay(n).as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(b.delay(u32::MAX), b.max);
     }
 }

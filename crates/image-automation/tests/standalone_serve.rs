@@ -539,18 +539,23 @@ async fn long_running_mode_reacts_to_a_new_tag_through_the_feed() {
             .contains(":1.3.0 #")
     );
 
-    let metrics = reqwest::get(format!("{}/metrics", automation.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(
-            "image_automation_pushes_total{name=\"flux-image-updates\",namespace=\"flux-system\"} 1"
-        ),
-        "{metrics}"
-    );
+    // The run records its metrics when it returns, just after the push: poll briefly.
+    let pushed =
+        "image_automation_pushes_total{name=\"flux-image-updates\",namespace=\"flux-system\"} 1";
+    let polled = Instant::now();
+    let metrics = loop {
+        let metrics = reqwest::get(format!("{}/metrics", automation.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(pushed) || polled.elapsed() > Duration::from_secs(10) {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(metrics.contains(pushed), "{metrics}");
     assert!(metrics.contains("gotk_reconcile_duration_seconds"));
     assert!(!automation.log_text().contains(git.password()));
 

@@ -14,9 +14,12 @@
 //!   more before a scan that runs (Reconciling "scanning: <reason>", as Flux does); events
 //!   (events.k8s.io/v1) only when the core returns one.
 //! - A reconcile runs when the object's generation or `reconcile.fluxcd.io/requestedAt`
-//!   changes, when its time comes (the core's `next()`, with per-object backoff from 750 ms
-//!   to 15 min), and, for policies, when their repository's `lastScanResult.revision` (or
-//!   generation) changes. Our own status writes do not cause a reconcile.
+//!   changes, when its time comes (the core's `next()`, with per-object backoff from
+//!   `--min-retry-delay` (750 ms) to `--max-retry-delay` (15 min)), and, for policies, when
+//!   their repository's `lastScanResult.revision` (or generation) changes. Our own status
+//!   writes do not cause a reconcile.
+//! - On losing leadership the controllers stop, the schedule is forgotten and the
+//!   per-object metric series are dropped (the new leader exports them).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -266,7 +269,6 @@ struct Handled {
     due: Option<Instant>,
 }
 
-#[derive(Default)]
 struct Schedule {
     backoff: Backoff<(Kind, Key)>,
     handled: HashMap<(Kind, Key), Handled>,
@@ -290,6 +292,19 @@ struct Ctx {
 impl fmt::Debug for Ctx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ctx").finish_non_exhaustive()
+    }
+}
+
+impl Schedule {
+    /// Empty, with the backoff of `--min-retry-delay` and `--max-retry-delay`.
+    fn new(options: &crate::controller::Options) -> Self {
+        Self {
+            backoff: Backoff::new(options.min_retry_delay, options.max_retry_delay),
+            handled: HashMap::new(),
+            forced: HashSet::new(),
+            repositories: HashMap::new(),
+            latest_changed: HashMap::new(),
+        }
     }
 }
 
@@ -888,13 +903,14 @@ pub async fn run(
             .ok()
             .or_else(|| std::env::var("HOSTNAME").ok()),
     };
+    let schedule = Schedule::new(&deps.options);
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         deps,
         state: state.clone(),
         metrics,
         recorder: Recorder::new(client.clone(), reporter),
-        schedule: Mutex::new(Schedule::default()),
+        schedule: Mutex::new(schedule),
     });
 
     // The API mirror, on every replica.
@@ -951,8 +967,10 @@ pub async fn run(
             break;
         }
         tracing::warn!("lost leadership: controllers stopped, following");
-        // The next leader starts from the objects' status: forget our schedule.
-        *ctx.schedule() = Schedule::default();
+        // The next leader starts from the objects' status: forget our schedule, and stop
+        // exporting per-object series the new leader now owns (they would go stale here).
+        *ctx.schedule() = Schedule::new(&ctx.deps.options);
+        ctx.metrics.clear_objects();
     }
     state.set_ready(false);
     readiness.abort();
@@ -974,6 +992,21 @@ mod tests {
         assert!(sharded.starts_with("image-reflector-controller-leader-election-"));
         assert_eq!(sharded.len(), LEASE_NAME.len() + 9);
         assert_ne!(sharded, lease_name("shard=b"));
+    }
+
+    #[test]
+    fn schedule_backs_off_with_the_retry_delay_flags() {
+        let options = crate::controller::Options {
+            min_retry_delay: Duration::from_secs(1),
+            max_retry_delay: Duration::from_secs(3),
+            ..Default::default()
+        };
+        let mut schedule = Schedule::new(&options);
+        let key = (Kind::Repository, ("ns".to_string(), "app".to_string()));
+        let delays: Vec<_> = (0..3)
+            .map(|_| schedule.backoff.failure(key.clone()))
+            .collect();
+        assert_eq!(delays, [1, 2, 3].map(Duration::from_secs));
     }
 
     #[test]

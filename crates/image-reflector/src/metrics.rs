@@ -223,6 +223,22 @@ impl Metrics {
         }
     }
 
+    /// Drops every per-object series (the `gotk_*` ones, scans, tags, the selected version
+    /// and when it changed), keeping the per-host registry counters: called when a replica
+    /// stops its controllers on losing leadership, so a follower exports no stale
+    /// condition (that could fire an alert) for objects the new leader now reconciles.
+    pub fn clear_objects(&self) {
+        self.reconcile_duration.reset();
+        self.reconcile_condition.reset();
+        self.suspend_status.reset();
+        self.scans_total.reset();
+        self.scan_duration.reset();
+        self.repository_tags.reset();
+        self.policy_latest_info.reset();
+        self.policy_latest_change.reset();
+        self.latest_map().clear();
+    }
+
     /// One registry scan of an ImageRepository: its duration, the result, and (on
     /// success) the number of stored tags.
     pub fn observe_scan(&self, namespace: &str, name: &str, seconds: f64, tags: usize, ok: bool) {
@@ -363,6 +379,53 @@ mod tests {
         let text = m.encode_text().unwrap();
         assert!(!text.contains(r#"name="p""#), "{text}");
         assert!(text.contains(r#"name="q""#));
+    }
+
+    #[test]
+    fn clear_objects_drops_every_per_object_series_but_keeps_registry_counters() {
+        let m = Metrics::new().unwrap();
+        m.observe_reconcile("ImageRepository", "ns", "r", 0.5);
+        m.set_condition("ImageRepository", "ns", "r", "Ready", "False");
+        m.set_suspended("ImageRepository", "ns", "r", false);
+        m.observe_scan("ns", "r", 0.2, 12, true);
+        m.observe_scan("ns", "r", 0.2, 0, false);
+        m.observe_reconcile("ImagePolicy", "ns", "p", 0.1);
+        m.set_condition("ImagePolicy", "ns", "p", "Ready", "True");
+        m.set_policy_latest("ns", "p", "r/app", "1.0.0", 10.0);
+        m.registry_request("ghcr.io", 200);
+        let text = m.encode_text().unwrap();
+        for name in [
+            "gotk_reconcile_duration_seconds",
+            "gotk_reconcile_condition",
+            "gotk_suspend_status",
+            "image_reflector_scans_total",
+            "image_reflector_scan_duration_seconds",
+            "image_reflector_repository_tags",
+            "image_reflector_policy_latest_info",
+            "image_reflector_policy_latest_change_timestamp_seconds",
+        ] {
+            assert!(
+                text.contains(&format!("{name}{{")) || text.contains(&format!("{name}_count{{")),
+                "{name} missing before:\n{text}"
+            );
+        }
+
+        m.clear_objects();
+        let text = m.encode_text().unwrap();
+        assert!(!text.contains(r#"name="r""#), "{text}");
+        assert!(!text.contains(r#"name="p""#), "{text}");
+        assert!(
+            text.contains(
+                r#"image_reflector_registry_requests_total{code="200",host="ghcr.io"} 1"#
+            ),
+            "{text}"
+        );
+
+        // The next leadership starts clean: a new version is one info series, not two.
+        m.set_policy_latest("ns", "p", "r/app", "1.1.0", 20.0);
+        let text = m.encode_text().unwrap();
+        assert!(text.contains(r#"tag="1.1.0""#), "{text}");
+        assert!(!text.contains(r#"tag="1.0.0""#), "{text}");
     }
 
     #[test]

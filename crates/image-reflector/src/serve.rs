@@ -59,6 +59,13 @@ pub struct ServeArgs {
     /// How soon a policy whose repository has no tags yet is retried (Go duration).
     #[arg(long, default_value = "30s", value_parser = go_duration)]
     pub requeue_dependency: Duration,
+    /// The first retry delay after a transient failure; it doubles per consecutive failure
+    /// of the same object (Go duration).
+    #[arg(long, default_value = "750ms", value_parser = go_duration)]
+    pub min_retry_delay: Duration,
+    /// The longest retry delay (Go duration).
+    #[arg(long, default_value = "15m", value_parser = go_duration)]
+    pub max_retry_delay: Duration,
     /// Deny ImagePolicies referring to ImageRepositories in other namespaces.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub no_cross_namespace_refs: bool,
@@ -80,6 +87,16 @@ pub struct ServeArgs {
     pub log_level: LogLevel,
     #[arg(long, value_enum, default_value = "json")]
     pub log_encoding: LogEncoding,
+}
+
+/// The controllers' settings from the flags (both modes use them).
+pub fn options(args: &ServeArgs) -> Options {
+    Options {
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
+        requeue_dependency: args.requeue_dependency,
+        min_retry_delay: args.min_retry_delay,
+        max_retry_delay: args.max_retry_delay,
+    }
 }
 
 fn go_duration(text: &str) -> Result<Duration, String> {
@@ -288,10 +305,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         store,
         state: state.clone(),
         metrics: metrics.clone(),
-        options: Options {
-            no_cross_namespace_refs: args.no_cross_namespace_refs,
-            requeue_dependency: args.requeue_dependency,
-        },
+        options: options(&args),
         concurrent: usize::from(args.concurrent),
         selector,
         http_addr: args.http_addr,
@@ -354,5 +368,39 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ServeError::Http(e)),
         Err(e) => Err(ServeError::Http(std::io::Error::other(e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied())).map(|c| c.serve)
+    }
+
+    #[test]
+    fn retry_delays_default_to_flux_and_reach_the_options() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.min_retry_delay, Duration::from_millis(750));
+        assert_eq!(args.max_retry_delay, Duration::from_secs(15 * 60));
+        assert_eq!(options(&args), Options::default());
+
+        // The chart test's extraArgs form, and the separate-value form.
+        let args = parse(&["--min-retry-delay=1s", "--max-retry-delay", "2m30s"]).unwrap();
+        let options = options(&args);
+        assert_eq!(options.min_retry_delay, Duration::from_secs(1));
+        assert_eq!(options.max_retry_delay, Duration::from_secs(150));
+
+        let error = parse(&["--min-retry-delay=soon"]).unwrap_err();
+        assert!(error.to_string().contains("--min-retry-delay"), "{error}");
+        assert!(parse(&["--max-retry-delay=-1s"]).is_err());
     }
 }

@@ -908,7 +908,10 @@ pub async fn run(
         manifests,
         repositories: BTreeMap::new(),
         policies: BTreeMap::new(),
-        backoff: Backoff::default(),
+        backoff: Backoff::new(
+            config.options.min_retry_delay,
+            config.options.max_retry_delay,
+        ),
         latest_changed: BTreeMap::new(),
         state,
         metrics,

@@ -403,6 +403,17 @@ async fn openapi_lists_every_path_with_generated_schemas() {
             .get("latestRef")
             .is_some()
     );
+    // The optional Reconciling summary of a repository, with its two fields, not required.
+    let repo = &schemas["ImageRepositoryInfo"];
+    assert!(repo["properties"].get("reconciling").is_some(), "{repo}");
+    assert!(
+        !repo["required"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|f| f == "reconciling")),
+        "{repo}"
+    );
+    let reconciling = &schemas["Reconciling"]["properties"];
+    assert!(reconciling.get("reason").is_some() && reconciling.get("message").is_some());
     // Every $ref resolves.
     let text = doc.to_string();
     for reference in text.split("\"$ref\":\"").skip(1) {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use api_types::{ImageRepository, ImageRepositoryStatus};
 use futures::StreamExt;
 use kube::Api;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::{Value, json};
 use testbed::kube_apiserver::{KubeApiServer, NON_ADMIN_USER};
 use testbed::process::free_port;
@@ -368,7 +368,9 @@ async fn watch_statuses(server: &KubeApiServer, name: &str) -> Statuses {
     let sink = seen.clone();
     let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let stream = watcher(api, config);
+        // With backoff: once the test drops the API server, an unbacked watcher retries in a
+        // busy loop that never yields, and the runtime's shutdown waits on it forever.
+        let stream = watcher(api, config).default_backoff();
         futures::pin_mut!(stream);
         let mut listed = Some(listed_tx);
         while let Some(event) = stream.next().await {
@@ -1006,6 +1008,53 @@ async fn two_replicas_one_leader() {
         follower_tags.to_string().contains("1.4.0"),
         "{follower_tags}"
     );
+
+    // Hand the Lease to another holder for a minute: the leader loses leadership, stops its
+    // controllers and, still running as a follower, drops its per-object series (they would
+    // otherwise stay and could fire alerts), keeping its per-host registry counters.
+    let series = leader.metrics().await;
+    assert!(
+        series.contains(r#"gotk_reconcile_condition{kind="ImageRepository",name="checkout""#),
+        "{series}"
+    );
+    let intruder = serde_json::json!({"spec": {
+        "holderIdentity": "intruder_0@http://127.0.0.1:1",
+        "leaseDurationSeconds": 60,
+    }});
+    kubectl(
+        &server,
+        &[
+            "patch",
+            "lease",
+            LEASE,
+            "-n",
+            "flux-system",
+            "--type=merge",
+            "-p",
+            &intruder.to_string(),
+        ],
+    );
+    let cleared = wait_for(
+        "the old leader to drop its per-object series",
+        Duration::from_secs(30),
+        || leader.log_text(),
+        || async {
+            let text = leader.metrics().await;
+            (!text.contains(r#"name="checkout""#)).then_some(text)
+        },
+    )
+    .await;
+    assert!(
+        cleared.contains("image_reflector_registry_requests_total{"),
+        "{cleared}"
+    );
+    assert!(
+        leader.get_json("/api/v1/imagepolicies").await.is_some(),
+        "the old leader still serves the API:\n{}",
+        leader.log_text()
+    );
+    // Free the Lease again: either replica takes it; the old leader is killed next anyway.
+    kubectl(&server, &["delete", "lease", LEASE, "-n", "flux-system"]);
 
     // Kill the leader: the follower takes over within the lease duration (plus margin).
     let killed_at = Instant::now();

@@ -26,6 +26,10 @@ struct Serve {
 
 impl Serve {
     async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
+        Self::start_with(manifests, storage, log_dir, &[]).await
+    }
+
+    async fn start_with(manifests: &Path, storage: &Path, log_dir: &Path, args: &[&str]) -> Self {
         let port = free_port().unwrap();
         let log = log_dir.join(format!("serve-{port}.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_image-reflector"));
@@ -36,7 +40,8 @@ impl Serve {
             .arg("--storage-path")
             .arg(storage)
             .args(["--http-addr", &format!("127.0.0.1:{port}")])
-            .args(["--log-level", "debug", "--log-encoding", "json"]);
+            .args(["--log-level", "debug", "--log-encoding", "json"])
+            .args(args);
         let mut process = Process::spawn("image-reflector serve", command, &log).unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
@@ -53,6 +58,26 @@ impl Serve {
             base,
             http,
         }
+    }
+
+    /// How many times the `checkout` ImageRepository was reconciled, from `/metrics`.
+    async fn repository_reconciles(&self) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(
+                    r#"gotk_reconcile_duration_seconds_count{kind="ImageRepository",name="checkout",namespace="flux-system"} "#,
+                )
+            })
+            .map_or(0, |n| n.trim().parse().unwrap())
     }
 
     fn log_text(&self) -> String {
@@ -412,4 +437,49 @@ async fn restart_on_the_same_store_is_ready_before_any_scan() {
         .await
         .unwrap();
     assert!(readyz.status().is_success());
+}
+
+/// `--min-retry-delay` and `--max-retry-delay` set the failure backoff: a repository whose
+/// pull secret is missing fails on every reconcile and is retried every 50-150 ms, where
+/// the defaults (750 ms, doubling) would retry it about 3 times in the same 3 seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_delay_flags_set_the_failure_backoff() {
+    let registry = htpasswd_registry().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    // No Secret manifest: `registry-pull` is missing, a retryable failure.
+    write_repository(&manifests, &registry, None);
+    let serve = Serve::start_with(
+        &manifests,
+        &dir.path().join("storage"),
+        dir.path(),
+        &["--min-retry-delay=50ms", "--max-retry-delay", "150ms"],
+    )
+    .await;
+
+    let deadline = Instant::now() + WAIT;
+    while serve.repository_reconciles().await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no reconcile:\n{}",
+            serve.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let repo = serve.repository("checkout").await.unwrap();
+    assert!(!repo.readiness.ready);
+    assert!(repo.readiness.message.contains("registry-pull"), "{repo:?}");
+
+    let before = serve.repository_reconciles().await;
+    let window = Duration::from_secs(3);
+    tokio::time::sleep(window).await;
+    let retries = serve.repository_reconciles().await - before;
+    // 150 ms apart at most: about 20 in 3 s; the defaults give 2 or 3.
+    assert!(
+        retries >= 10,
+        "only {retries} retries in {window:?}:\n{}",
+        serve.log_text()
+    );
+    assert!(serve.terminate().success());
 }

@@ -18,6 +18,7 @@ pub mod kube_apiserver;
 pub mod process;
 pub mod prometheus;
 pub mod registry;
+pub mod seed;
 pub mod tls;
 pub mod tools;
 

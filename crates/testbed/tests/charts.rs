@@ -263,10 +263,9 @@ fn automation_allowed() -> Vec<String> {
     }
     checks.push(format!("update {kind} --subresource=finalizers"));
     for verb in ["get", "list", "watch"] {
-        checks.push(format!("{verb} imagepolicies.{IMAGE}"));
         checks.push(format!("{verb} gitrepositories.source.toolkit.fluxcd.io"));
-        checks.push(format!("{verb} secrets"));
     }
+    checks.push("get secrets".to_string());
     checks.extend(events_allowed());
     checks
 }
@@ -275,9 +274,12 @@ fn automation_denied() -> Vec<String> {
     [
         "create imageupdateautomations.image.toolkit.fluxcd.io",
         "delete imageupdateautomations.image.toolkit.fluxcd.io",
-        "patch imagepolicies.image.toolkit.fluxcd.io",
+        "get imagepolicies.image.toolkit.fluxcd.io",
+        "list imagepolicies.image.toolkit.fluxcd.io",
         "patch imagepolicies.image.toolkit.fluxcd.io --subresource=status",
         "list imagerepositories.image.toolkit.fluxcd.io",
+        "list secrets",
+        "watch secrets",
         "update gitrepositories.source.toolkit.fluxcd.io",
         "patch gitrepositories.source.toolkit.fluxcd.io --subresource=status",
         "delete secrets",

@@ -300,3 +300,63 @@ async fn token(registry: &Registry, repo: &str) -> String {
         .unwrap();
     body["token"].as_str().unwrap().to_string()
 }
+
+/// Tags seeded straight into the on-disk storage are listed, resolve and pull like pushed
+/// ones, next to tags pushed through the API afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn seeded_tags_are_served_like_pushed_ones() {
+    let registry = Registry::start(RegistryOptions::anonymous().with_disk_storage())
+        .await
+        .unwrap();
+    let tags = tags();
+    let started = Instant::now();
+    let digest = registry.seed_tags("bench/app", &tags).await.unwrap();
+    eprintln!("seeded {TAG_COUNT} tags in {:?}", started.elapsed());
+
+    let listed: BTreeSet<String> = registry
+        .list_tags("bench/app")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(listed, tags.iter().cloned().collect::<BTreeSet<_>>());
+    // A seeded tag (not the pushed first one) resolves to the pushed manifest, and its
+    // manifest can be fetched by tag.
+    let seeded = &tags[TAG_COUNT - 1];
+    assert_eq!(
+        registry.manifest_digest("bench/app", seeded).await.unwrap(),
+        digest
+    );
+    let manifest = registry
+        .http_client()
+        .get(format!(
+            "{}/v2/bench/app/manifests/{seeded}",
+            registry.base_url()
+        ))
+        .header("accept", media_type::DOCKER_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(manifest.status(), StatusCode::OK);
+    assert_eq!(manifest.headers()["docker-content-digest"], digest.as_str());
+
+    // The repository stays usable through the API: a pushed tag joins the seeded ones, and
+    // deleting the shared manifest removes every seeded tag but not the pushed one.
+    registry.push_image("bench/app", "pushed").await.unwrap();
+    assert_eq!(
+        registry.list_tags("bench/app").await.unwrap().len(),
+        TAG_COUNT + 1
+    );
+    registry.delete_tag("bench/app", seeded).await.unwrap();
+    assert_eq!(registry.list_tags("bench/app").await.unwrap(), ["pushed"]);
+
+    // Seeding needs on-disk storage and valid tag names.
+    let in_memory = Registry::start(RegistryOptions::anonymous()).await.unwrap();
+    assert!(in_memory.seed_tags("bench/app", &tags).await.is_err());
+    assert!(
+        registry
+            .seed_tags("bench/other", &["1.0.0", "../escape"])
+            .await
+            .is_err()
+    );
+}

@@ -141,6 +141,8 @@ pub struct RunReport {
     pub pushed: Option<PushedCommit>,
     /// True when the clone was skipped (nothing changed since the last run).
     pub short_circuited: bool,
+    /// The git fetches of the run (clone or incremental fetch, duration, bytes).
+    pub fetches: Vec<git::FetchStats>,
     /// Flux's one event per run, then ours (markers that were not applied).
     pub events: Vec<Event>,
 }
@@ -311,7 +313,16 @@ fn source_setup(
         },
         None => None,
     };
-    let auth = GitAuth::from_secret(&url, data.as_ref()).map_err(git_err)?;
+    let mut auth = GitAuth::from_secret(&url, data.as_ref()).map_err(git_err)?;
+    if let Some(r) = &repo.spec.proxy_secret_ref {
+        let Some(proxy) = objects.secret(repo_ns, &r.name) else {
+            return Err(manager_failed(format!(
+                "failed to get proxy secret '{repo_ns}/{}': not found",
+                r.name
+            )));
+        };
+        auth = auth.with_proxy_secret(&url, &proxy).map_err(git_err)?;
+    }
     let timeout = match repo.spec.timeout.as_deref().filter(|t| !t.is_empty()) {
         Some(t) => parse_duration(t).map_err(|e| {
             RunOutcome::stalled(
@@ -392,6 +403,7 @@ impl<P: PolicySource> Reconciler<P> {
             pushed: None,
             short_circuited: false,
             events: Vec::new(),
+            fetches: Vec::new(),
         };
         report.outcome = self
             .run(obj, &namespace, &name, objects, &now, &mut report)
@@ -541,6 +553,7 @@ impl<P: PolicySource> Reconciler<P> {
         report.result = found.result;
         match outcome {
             Ok(outcome) => {
+                report.fetches = outcome.fetches.clone();
                 report.status.observed_policies = Some(observed);
                 report.status.observed_source_revision = Some(outcome.observed_revision());
                 if let Some(pushed) = &outcome.pushed {

@@ -62,6 +62,7 @@ impl GitClient for FakeGit {
             }),
             attempts: 1,
             switched_branch: false,
+            fetches: Vec::new(),
         })
     }
 }

@@ -47,6 +47,42 @@ pub struct GitAuth {
     pub(crate) ca_pem: Option<Vec<u8>>,
     pub(crate) client_cert: Option<(Vec<u8>, Secret)>,
     pub(crate) ssh: Option<SshAuth>,
+    pub(crate) proxy: Option<ProxyAuth>,
+}
+
+/// An HTTP(S) proxy from a GitRepository's `proxySecretRef`.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ProxyAuth {
+    /// `scheme://host[:port]`, without credentials.
+    pub(crate) address: String,
+    pub(crate) credentials: Option<(String, Secret)>,
+}
+
+impl fmt::Debug for ProxyAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyAuth")
+            .field("address", &self.address)
+            .field("credentials", &self.credentials.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl ProxyAuth {
+    /// The proxy URL with its credentials (percent-encoded) in the userinfo, for git's
+    /// `http.proxy`: a secret, passed through the environment only.
+    pub(crate) fn url_with_credentials(&self) -> Secret {
+        let Some((user, password)) = &self.credentials else {
+            return Secret(self.address.clone());
+        };
+        match reqwest::Url::parse(&self.address) {
+            Ok(mut url) => {
+                let _ = url.set_username(user);
+                let _ = url.set_password(Some(password.expose()));
+                Secret(url.to_string())
+            }
+            Err(_) => Secret(self.address.clone()),
+        }
+    }
 }
 
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -79,6 +115,7 @@ impl fmt::Debug for GitAuth {
             .field("ca", &self.ca_pem.is_some())
             .field("client_cert", &self.client_cert.is_some())
             .field("ssh", &self.ssh.as_ref().map(|_| "identity(***)"))
+            .field("proxy", &self.proxy.as_ref().map(|p| p.address.as_str()))
             .finish()
     }
 }
@@ -183,7 +220,87 @@ impl GitAuth {
             ca_pem,
             client_cert,
             ssh: None,
+            proxy: None,
         })
+    }
+
+    /// Adds the proxy of a `proxySecretRef` Secret (Flux's keys: `address`, required, an
+    /// `http` or `https` URL; optional `username` and `password`). It applies to HTTP(S)
+    /// remotes, to gix's fetches and the git CLI's push alike, and replaces any proxy
+    /// from the environment.
+    pub fn with_proxy_secret(
+        mut self,
+        url: &str,
+        data: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Self, GitError> {
+        let text = |key: &str| -> Result<Option<String>, GitError> {
+            match data.get(key) {
+                None => Ok(None),
+                Some(bytes) => String::from_utf8(bytes.clone())
+                    .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
+                    .map_err(|_| {
+                        GitError::InvalidSecret(format!("proxy secret key '{key}' is not UTF-8"))
+                    }),
+            }
+        };
+        let Some(address) = text("address")? else {
+            return Err(GitError::InvalidSecret(
+                "proxy secret does not contain an 'address' key".into(),
+            ));
+        };
+        if address.len() > 2048 {
+            return Err(GitError::InvalidSecret(
+                "proxy 'address' is longer than 2048 characters".into(),
+            ));
+        }
+        let mut parsed = reqwest::Url::parse(&address)
+            .map_err(|_| GitError::InvalidSecret("proxy 'address' is not a valid URL".into()))?;
+        match parsed.scheme() {
+            "http" | "https" => {}
+            "socks5" => {
+                return Err(GitError::Unsupported(
+                    "socks5 proxies are not supported for Git; use an http or https proxy".into(),
+                ));
+            }
+            other => {
+                return Err(GitError::InvalidSecret(format!(
+                    "proxy 'address' has the unsupported scheme {other:?} (http, https or socks5)"
+                )));
+            }
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(GitError::InvalidSecret(
+                "proxy 'address' has no host".into(),
+            ));
+        }
+        if is_ssh_url(url) {
+            return Err(GitError::Unsupported(
+                "proxySecretRef is supported for HTTP(S) Git URLs only".into(),
+            ));
+        }
+        // Credentials in the address itself count when the keys are absent.
+        let in_url = (!parsed.username().is_empty()).then(|| {
+            (
+                percent_decode(parsed.username()),
+                Secret(percent_decode(parsed.password().unwrap_or_default())),
+            )
+        });
+        let _ = parsed.set_username("");
+        let _ = parsed.set_password(None);
+        let credentials = match (text("username")?, text("password")?) {
+            (Some(user), password) => Some((user, Secret(password.unwrap_or_default()))),
+            (None, Some(_)) => {
+                return Err(GitError::InvalidSecret(
+                    "proxy secret has a 'password' but no 'username'".into(),
+                ));
+            }
+            (None, None) => in_url,
+        };
+        self.proxy = Some(ProxyAuth {
+            address: parsed.as_str().trim_end_matches('/').to_string(),
+            credentials,
+        });
+        Ok(self)
     }
 
     /// The `Authorization` header value, if any.
@@ -219,9 +336,44 @@ impl GitAuth {
         {
             secrets.push(p.expose().to_string());
         }
+        if let Some(ProxyAuth {
+            credentials: Some((_, password)),
+            ..
+        }) = &self.proxy
+        {
+            secrets.push(password.expose().to_string());
+            let mut url = reqwest::Url::parse("http://x").ok();
+            if let Some(u) = url.as_mut()
+                && u.set_password(Some(password.expose())).is_ok()
+                && let Some(encoded) = u.password()
+            {
+                secrets.push(encoded.to_string());
+            }
+        }
         secrets.retain(|s| s.len() >= 3);
         Redactor { secrets }
     }
+}
+
+/// `%XX` escapes of a URL's userinfo, decoded (invalid escapes stay as they are).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'%'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Secrets pasted from YAML often lose the final newline; OpenSSH insists on it.
@@ -288,6 +440,7 @@ pub(crate) struct CredFiles {
     pub(crate) ca: Option<PathBuf>,
     pub(crate) client_cert: Option<(PathBuf, PathBuf)>,
     pub(crate) authorization: Option<Secret>,
+    pub(crate) proxy: Option<ProxyAuth>,
     pub(crate) timeout: Duration,
 }
 
@@ -361,6 +514,7 @@ impl CredFiles {
             ca: None,
             client_cert: None,
             authorization: auth.authorization(),
+            proxy: auth.proxy.clone(),
             timeout,
             dir,
         };
@@ -436,6 +590,24 @@ impl CredFiles {
         set("SSH_ASKPASS", &"/bin/false".into());
         set("LC_ALL", &"C".into());
         set("LANG", &"C".into());
+        if self.proxy.is_none() {
+            // Like gix's HTTP client, honour the process's proxy settings unless the
+            // GitRepository names its own proxy.
+            for key in [
+                "HTTPS_PROXY",
+                "https_proxy",
+                "HTTP_PROXY",
+                "http_proxy",
+                "ALL_PROXY",
+                "all_proxy",
+                "NO_PROXY",
+                "no_proxy",
+            ] {
+                if let Some(value) = std::env::var_os(key) {
+                    set(key, &value);
+                }
+            }
+        }
         let mut config: Vec<(String, OsString)> = vec![
             ("credential.helper".into(), "".into()),
             ("core.hooksPath".into(), "/dev/null".into()),
@@ -457,6 +629,13 @@ impl CredFiles {
         if let Some((cert, key)) = &self.client_cert {
             config.push(("http.sslCert".into(), cert.as_os_str().to_owned()));
             config.push(("http.sslKey".into(), key.as_os_str().to_owned()));
+        }
+        if let Some(proxy) = &self.proxy {
+            config.push((
+                "http.proxy".into(),
+                proxy.url_with_credentials().expose().into(),
+            ));
+            config.push(("http.proxyAuthMethod".into(), "basic".into()));
         }
         env.push(("GIT_CONFIG_COUNT".into(), config.len().to_string().into()));
         for (i, (k, v)) in config.into_iter().enumerate() {
@@ -534,6 +713,69 @@ mod tests {
             GitAuth::from_secret("https://h/r.git", None).unwrap(),
             GitAuth::none()
         );
+    }
+
+    #[test]
+    fn proxy_secrets() {
+        let url = "https://h/r.git";
+        let with = |pairs: &[(&str, &str)]| GitAuth::none().with_proxy_secret(url, &data(pairs));
+        assert!(matches!(with(&[]), Err(GitError::InvalidSecret(_))));
+        assert!(matches!(
+            with(&[("address", "ftp://p:1")]),
+            Err(GitError::InvalidSecret(_))
+        ));
+        assert!(matches!(
+            with(&[("address", "socks5://p:1080")]),
+            Err(GitError::Unsupported(_))
+        ));
+        assert!(matches!(
+            with(&[("address", "http://p:3128"), ("password", "x")]),
+            Err(GitError::InvalidSecret(_))
+        ));
+        assert!(matches!(
+            GitAuth::none()
+                .with_proxy_secret("ssh://git@h/r.git", &data(&[("address", "http://p:3128")])),
+            Err(GitError::Unsupported(_))
+        ));
+
+        let auth = with(&[
+            ("address", "http://proxy.example:3128/"),
+            ("username", "u"),
+            ("password", "p@ss:w/rd"),
+        ])
+        .unwrap();
+        let proxy = auth.proxy.clone().unwrap();
+        assert_eq!(proxy.address, "http://proxy.example:3128");
+        assert_eq!(
+            proxy.url_with_credentials().expose(),
+            "http://u:p%40ss%3Aw%2Frd@proxy.example:3128/"
+        );
+        assert!(!format!("{auth:?}").contains("p@ss"));
+        let scrubbed = auth
+            .redactor()
+            .scrub("proxy p@ss:w/rd and p%40ss%3Aw%2Frd failed");
+        assert!(
+            !scrubbed.contains("p@ss") && !scrubbed.contains("p%40ss"),
+            "{scrubbed}"
+        );
+        let files = CredFiles::new(&auth, Duration::from_secs(5)).unwrap();
+        let env = files.git_env();
+        let values: Vec<String> = env
+            .iter()
+            .map(|(_, v)| v.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            values
+                .iter()
+                .any(|v| v.contains("u:p%40ss%3Aw%2Frd@proxy.example"))
+        );
+
+        // Credentials may also come in the address.
+        let auth = with(&[("address", "https://a%20b:c%2Fd@p.example:8443")]).unwrap();
+        let proxy = auth.proxy.unwrap();
+        assert_eq!(proxy.address, "https://p.example:8443");
+        let (user, password) = proxy.credentials.unwrap();
+        assert_eq!((user.as_str(), password.expose()), ("a b", "c/d"));
     }
 
     #[test]

@@ -71,6 +71,7 @@ impl GitError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Class {
     HostKey,
+    ProxyAuth,
     Auth,
     Network,
     NotFound,
@@ -86,6 +87,12 @@ pub(crate) fn classify(text: &str) -> Class {
         "no matching host key",
     ]) {
         Class::HostKey
+    } else if any(&[
+        "http status 407",
+        "returned error: 407",
+        "proxy authentication required",
+    ]) {
+        Class::ProxyAuth
     } else if any(&[
         "authentication failed",
         "authentication required",
@@ -157,6 +164,12 @@ mod tests {
         assert_eq!(
             classify("fatal: couldn't find remote ref refs/heads/nope"),
             Class::NotFound
+        );
+        assert_eq!(
+            classify(
+                "fatal: unable to access 'http://h/r.git/': The requested URL returned error: 407"
+            ),
+            Class::ProxyAuth
         );
         assert_eq!(classify("something else"), Class::Other);
     }

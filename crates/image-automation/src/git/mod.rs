@@ -5,10 +5,12 @@
 //!   (protocol v2; depth 1 the first time a ref is fetched). Operations on one URL are
 //!   serialised by a per-URL mutex.
 //! - **Checkout**: the checkout ref (Flux's precedence: commit > name > tag > semver >
-//!   branch > `master`) is materialised into a temporary directory with gix's worktree
-//!   checkout ([`Worktree`]).
+//!   branch > `master`) is brought into a persistent [`Worktree`] per URL and base ref
+//!   (`<storage>/git/worktrees/<url hash>/<ref hash>`), rewriting only the paths that
+//!   differ from what it held and restoring whatever an aborted run left behind.
 //! - **Commit**: [`Worktree::commit_all`] writes blobs, tree and commit with gix; OpenPGP
-//!   signatures come from rPGP, SSH signatures from `ssh-keygen -Y sign`.
+//!   signatures come from rPGP, SSH signatures from `ssh-keygen -Y sign`. The worktree's
+//!   recorded base moves to the new commit only once it is pushed.
 //! - **Push**: the `git` CLI (gix cannot push), credentials in the environment only.
 //!
 //! Everything here is blocking (gix's HTTP transport is blocking). The controller calls
@@ -34,7 +36,7 @@ use sha2::Digest as _;
 pub use auth::{GitAuth, Secret};
 pub use error::GitError;
 pub use sign::SigningKey;
-pub use worktree::{Author, Worktree};
+pub use worktree::{Author, PrepareStats, Worktree};
 
 use repo::{Depth, Session, tracking_ref};
 
@@ -174,6 +176,8 @@ pub struct UpdateOutcome {
     pub attempts: u32,
     /// Whether the push branch differs from the checkout branch (Flux's switchBranch).
     pub switched_branch: bool,
+    /// The fetches of every attempt, in order.
+    pub fetches: Vec<FetchStats>,
 }
 
 impl UpdateOutcome {
@@ -194,6 +198,34 @@ fn revision(label: &str, id: &str) -> String {
     } else {
         format!("{label}@sha1:{id}")
     }
+}
+
+/// Whether a fetch started from nothing or built on what the cache had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FetchKind {
+    /// The cache had no copy of the checkout ref yet (a first, usually shallow, fetch).
+    Clone,
+    /// An incremental fetch on top of the cached ref.
+    Fetch,
+}
+
+impl FetchKind {
+    /// The metrics label: `clone` or `fetch`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Clone => "clone",
+            Self::Fetch => "fetch",
+        }
+    }
+}
+
+/// One fetch of a run: its kind, how long it took and the pack bytes received (0 when
+/// the remote had nothing new).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchStats {
+    pub kind: FetchKind,
+    pub duration: Duration,
+    pub bytes: u64,
 }
 
 /// A pushed commit.
@@ -319,9 +351,13 @@ impl GitCache {
         let dir = self.repo_dir(&repo.url);
         let guard = UrlGuard::acquire(&self.locks, &dir);
         let session = Session::open(&dir, &repo.url, &repo.auth, repo.timeout)?;
+        let work_root = match dir.file_name() {
+            Some(hash) => self.root.join("worktrees").join(hash),
+            None => self.root.join("worktrees"),
+        };
         Ok(LockedRepo {
             session,
-            work_root: self.root.join("worktrees"),
+            work_root,
             _guard: guard,
         })
     }
@@ -343,19 +379,24 @@ impl std::fmt::Debug for LockedRepo {
     }
 }
 
-/// What [`LockedRepo::checkout`] resolved.
+/// What [`LockedRepo::checkout`] resolved. The worktree is the URL's persistent one: use
+/// it only while the [`LockedRepo`] is held.
 #[derive(Debug)]
 pub struct CheckedOut {
     pub worktree: Worktree,
+    /// What bringing the worktree to its base took.
+    pub prepared: PrepareStats,
+    /// The fetches this checkout made.
+    pub fetches: Vec<FetchStats>,
     /// The checkout ref's commit (the worktree may be based on the push branch instead).
     pub checkout_commit: ObjectId,
     pub label: String,
 }
 
 impl LockedRepo {
-    /// Fetches the checkout ref (and `also_branch` when given and present) and
-    /// materialises `also_branch`'s head when it exists remotely, else the checkout
-    /// commit.
+    /// Fetches the checkout ref (and `also_branch` when given and present) and brings the
+    /// persistent worktree of (checkout ref, `also_branch`) to `also_branch`'s head when it
+    /// exists remotely, else to the checkout commit.
     pub fn checkout(
         &self,
         checkout: &GitRef,
@@ -369,19 +410,35 @@ impl LockedRepo {
             check_ref_part("push branch", b)?;
             refs.push(format!("refs/heads/{b}"));
         }
+        let cached = s.local_commit(&tracking_ref(&remote_ref))?.is_some();
         let depth = match &target {
             Checkout::Commit { .. } => Depth::Full,
-            _ if s.local_commit(&tracking_ref(&remote_ref))?.is_none() => Depth::Shallow,
+            _ if !cached => Depth::Shallow,
             _ => Depth::Incremental,
         };
-        let present = s.fetch(&refs, depth)?;
+        let mut fetches = Vec::new();
+        let (present, duration, bytes) = s.fetch(&refs, depth)?;
+        fetches.push(FetchStats {
+            kind: if cached {
+                FetchKind::Fetch
+            } else {
+                FetchKind::Clone
+            },
+            duration,
+            bytes,
+        });
         let checkout_commit = match &target {
             Checkout::Commit { commit, .. } => {
                 let id = ObjectId::from_hex(commit.as_bytes()).map_err(|_| {
                     GitError::InvalidConfig(format!("commit {commit:?} is not a full SHA-1"))
                 })?;
                 if !s.has_commit(id) {
-                    s.fetch(&refs[..1], Depth::Full)?;
+                    let (_, duration, bytes) = s.fetch(&refs[..1], Depth::Full)?;
+                    fetches.push(FetchStats {
+                        kind: FetchKind::Fetch,
+                        duration,
+                        bytes,
+                    });
                 }
                 if !s.has_commit(id) {
                     return Err(GitError::RefNotFound(format!(
@@ -400,9 +457,13 @@ impl LockedRepo {
                 .unwrap_or(checkout_commit),
             _ => checkout_commit,
         };
-        let worktree = Worktree::materialise(&s.repo, base, &self.work_root)?;
+        let key = sha2::Sha256::digest(format!("{remote_ref}\0{}", also_branch.unwrap_or("")));
+        let dir = self.work_root.join(&hex::encode(key)[..16]);
+        let (worktree, prepared) = Worktree::prepare(&s.repo, &dir, base)?;
         Ok(CheckedOut {
             worktree,
+            prepared,
+            fetches,
             checkout_commit,
             label,
         })
@@ -411,7 +472,7 @@ impl LockedRepo {
     /// See [`Worktree::commit_all`].
     pub fn commit_all(
         &self,
-        worktree: &Worktree,
+        worktree: &mut Worktree,
         author: &Author,
         message: &str,
         signing: Option<&SigningKey>,
@@ -537,21 +598,25 @@ impl GitClient for GitCache {
         let locked = self.open(&request.repo)?;
         let max = request.max_attempts.max(1);
         let mut attempt = 0;
+        let mut fetches = Vec::new();
         loop {
             attempt += 1;
-            let co = locked.checkout(&request.checkout, switch.then_some(push_branch.as_str()))?;
+            let mut co =
+                locked.checkout(&request.checkout, switch.then_some(push_branch.as_str()))?;
+            fetches.append(&mut co.fetches);
             let outcome = |pushed| UpdateOutcome {
                 checkout_label: co.label.clone(),
                 checked_out: co.checkout_commit.to_string(),
                 pushed,
                 attempts: attempt,
                 switched_branch: switch,
+                fetches: fetches.clone(),
             };
             let Some(message) = apply(co.worktree.path()).map_err(GitError::Apply)? else {
                 return Ok(outcome(None));
             };
             let Some(commit) = locked.commit_all(
-                &co.worktree,
+                &mut co.worktree,
                 &request.author,
                 &message,
                 request.signing.as_ref(),
@@ -567,6 +632,12 @@ impl GitClient for GitCache {
                 &request.push.options,
             ) {
                 Ok(()) => {
+                    // Pushed: the next run starts from this commit. If recording that
+                    // fails, the old state still describes the worktree (the edits show
+                    // as dirty and are restored), so the push stands.
+                    if let Err(e) = co.worktree.settle() {
+                        tracing::warn!(error = %e, "could not record the pushed commit in the worktree state");
+                    }
                     return Ok(outcome(Some(PushedCommit {
                         commit: commit.to_string(),
                         branch: push_branch.clone(),

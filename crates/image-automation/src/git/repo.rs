@@ -164,6 +164,11 @@ impl Session {
                 url,
                 detail: "authentication failed (check the secret's credentials)".into(),
             },
+            Class::ProxyAuth => GitError::AuthFailed {
+                url,
+                detail: "the proxy refused the credentials (check the proxySecretRef secret)"
+                    .into(),
+            },
             Class::Network => GitError::Network { url, detail },
             Class::NotFound => GitError::RefNotFound(detail),
             Class::Other => GitError::Git(detail),
@@ -207,9 +212,24 @@ impl Session {
                 )
             })?);
         }
+        let proxy = match &self.creds.proxy {
+            Some(p) => {
+                let mut proxy = reqwest::Proxy::all(p.address.as_str()).map_err(|_| {
+                    GitError::InvalidSecret("proxy 'address' is not a valid proxy URL".into())
+                })?;
+                if let Some((user, password)) = &p.credentials {
+                    proxy = proxy.basic_auth(user, password.expose());
+                }
+                Some(proxy)
+            }
+            None => None,
+        };
         let timeout = self.timeout;
         let configure: Box<http::reqwest::ConfigureClientFn> = Box::new(move |mut builder| {
             builder = builder.timeout(timeout);
+            if let Some(proxy) = &proxy {
+                builder = builder.proxy(proxy.clone());
+            }
             for cert in &roots {
                 builder = builder.add_root_certificate(cert.clone());
             }
@@ -274,12 +294,14 @@ impl Session {
     }
 
     /// Fetches `remote_refs` into their [`tracking_ref`]s. Fails with `RefNotFound` when
-    /// `remote_refs[0]` is missing; the others are optional. Returns which exist.
+    /// `remote_refs[0]` is missing; the others are optional. Returns which exist, and
+    /// the time the fetch took and the pack bytes it received.
     pub(crate) fn fetch(
         &self,
         remote_refs: &[String],
         depth: Depth,
-    ) -> Result<Vec<bool>, GitError> {
+    ) -> Result<(Vec<bool>, Duration, u64), GitError> {
+        let started = Instant::now();
         let specs: Vec<String> = remote_refs
             .iter()
             .map(|r| format!("+{r}:{}", tracking_ref(r)))
@@ -342,7 +364,25 @@ impl Session {
                 url: self.redactor.scrub(&self.url),
                 timeout: self.timeout,
             }),
-            Ok(_) => Ok(present),
+            Ok(outcome) => {
+                let bytes = match &outcome.status {
+                    gix::remote::fetch::Status::Change {
+                        write_pack_bundle, ..
+                    } => {
+                        // The refs point into the pack now: the `.keep` guard is done.
+                        if let Some(keep) = &write_pack_bundle.keep_path {
+                            let _ = std::fs::remove_file(keep);
+                        }
+                        write_pack_bundle
+                            .data_path
+                            .as_ref()
+                            .and_then(|p| std::fs::metadata(p).ok())
+                            .map_or(0, |m| m.len())
+                    }
+                    gix::remote::fetch::Status::NoPackReceived { .. } => 0,
+                };
+                Ok((present, started.elapsed(), bytes))
+            }
             Err(e) => Err(self.gix_error(&e, interrupt.load(Ordering::SeqCst))),
         }
     }

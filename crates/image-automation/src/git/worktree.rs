@@ -1,15 +1,30 @@
-//! A checkout of one commit in a temporary directory, and the commit of whatever the
-//! update wrote there.
+//! A persistent worktree per cached repository and base ref, brought to each run's base
+//! commit by rewriting only what differs, and the commit of whatever the update wrote.
 //!
-//! gix writes the files (`gix::worktree::state::checkout`) and records each file's stat
-//! data in an in-memory index. After the update, a file is re-hashed only when its stat
-//! data changed or it is "racy" (modified in the same file-system clock tick as the
-//! checkout ended), so a 20,000-file tree costs a directory walk plus a few hashes.
+//! Layout: `<dir>/tree` holds the files, `<dir>/state` what they are: the base commit and,
+//! for every tracked path, its mode, blob id and the stat data seen right after it was
+//! written or verified. `state` is replaced atomically (write + rename) and only when the
+//! files were just written or verified to match it, so an aborted run (a crash mid-write, a half-applied update, a
+//! commit whose push failed) leaves a tree whose differences from `state` are found by
+//! the next [`Worktree::prepare`]: a path is trusted only when its stat data is unchanged
+//! and it is not "racy" (modified in the same file-system clock tick as `state` was
+//! written); anything else is re-hashed, and dirty paths are restored from the object
+//! database before the run starts. Untracked files are removed. A missing or unreadable
+//! `state` means a full checkout.
+//!
+//! `<dir>/clean` spares that directory walk: it is created only right after a walk found
+//! the files equal to `state` (a pushed commit, or an update that changed nothing), and
+//! removed before the worktree is handed to an update, so it never outlives a run that
+//! may have written something.
+//!
+//! Blobs are written verbatim (no attribute filters): what is committed back is exactly
+//! the repository's bytes plus the update's edits.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt as _;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use gix::ObjectId;
@@ -34,91 +49,184 @@ pub struct Author {
     pub email: String,
 }
 
-/// Files of `base` checked out in a private temporary directory (removed on drop).
+const STATE_HEADER: &str = "iua-worktree 1";
+
+/// What a tracked path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Blob,
+    Exec,
+    Link,
+    /// A submodule: an empty directory, never read or written.
+    Submodule,
+}
+
+impl Kind {
+    fn code(self) -> char {
+        match self {
+            Self::Blob => 'f',
+            Self::Exec => 'x',
+            Self::Link => 'l',
+            Self::Submodule => 'c',
+        }
+    }
+
+    fn from_code(c: &str) -> Option<Self> {
+        Some(match c {
+            "f" => Self::Blob,
+            "x" => Self::Exec,
+            "l" => Self::Link,
+            "c" => Self::Submodule,
+            _ => return None,
+        })
+    }
+
+    fn entry_kind(self) -> EntryKind {
+        match self {
+            Self::Blob => EntryKind::Blob,
+            Self::Exec => EntryKind::BlobExecutable,
+            Self::Link => EntryKind::Link,
+            Self::Submodule => EntryKind::Commit,
+        }
+    }
+
+    fn of(meta: &std::fs::Metadata) -> Self {
+        if meta.file_type().is_symlink() {
+            Self::Link
+        } else if meta.mode() & 0o111 != 0 {
+            Self::Exec
+        } else {
+            Self::Blob
+        }
+    }
+}
+
+/// The stat data that tells whether a file may have changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Stat {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    ino: u64,
+}
+
+impl Stat {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// One tracked path of the base tree.
+#[derive(Debug, Clone)]
+struct Entry {
+    path: String,
+    kind: Kind,
+    id: ObjectId,
+    stat: Stat,
+}
+
+/// One path whose content differs from the base tree.
+#[derive(Debug)]
+struct Change {
+    path: String,
+    /// Kind, bytes and stat data now; `None` when the path is gone.
+    now: Option<(Kind, Vec<u8>, Stat)>,
+    /// Whether the base tree has the path.
+    tracked: bool,
+}
+
+/// A path's new kind, blob and stat data; `None` when the commit removes it.
+type Update = (String, Option<(Kind, ObjectId, Stat)>);
+
+/// A commit written by [`Worktree::commit_all`] and not pushed yet.
+#[derive(Debug)]
+struct Pending {
+    commit: ObjectId,
+    tree: ObjectId,
+    updates: Vec<Update>,
+}
+
+/// The persistent worktree of one base ref, held for one locked operation.
 #[derive(Debug)]
 pub struct Worktree {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
     root: PathBuf,
     base: ObjectId,
     base_tree: ObjectId,
-    index: gix::index::File,
-    /// mtime (secs, nsecs) of a file written right after the checkout: entries at or
-    /// after it are racy.
+    /// Sorted by path (git's byte order).
+    entries: Vec<Entry>,
+    /// mtime of `state` when it was written: entries modified at or after it are racy.
     stamp: (i64, i64),
+    pending: Option<Pending>,
 }
 
-/// One path that differs from the checked-out tree.
-#[derive(Debug)]
-enum Change {
-    Upsert {
-        path: String,
-        kind: EntryKind,
-        bytes: Vec<u8>,
-    },
-    Remove(String),
+/// What [`Worktree::prepare`] had to do, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrepareStats {
+    /// True when the whole tree was written (no usable state).
+    pub full: bool,
+    /// Files written (restored or changed between the old and the new base).
+    pub written: usize,
+    /// Tracked paths removed, and untracked files deleted.
+    pub removed: usize,
+    /// True when the files were walked to find what an earlier run left behind (no
+    /// clean marker).
+    pub scanned: bool,
 }
 
 impl Worktree {
-    /// Checks out `commit` into a new directory under `parent`.
-    pub(crate) fn materialise(
+    /// Brings the worktree in `dir` to `commit`: a full checkout when `dir` has no usable
+    /// state, else restores whatever an earlier run left dirty and rewrites only the
+    /// paths that differ between the old base and `commit`.
+    pub(crate) fn prepare(
         repo: &gix::Repository,
+        dir: &Path,
         commit: ObjectId,
-        parent: &Path,
-    ) -> Result<Self, GitError> {
-        std::fs::create_dir_all(parent)
-            .map_err(io_err(format!("creating {}", parent.display())))?;
-        let dir = tempfile::Builder::new()
-            .prefix("work-")
-            .tempdir_in(parent)
-            .map_err(io_err("creating a worktree directory".into()))?;
-        let root = dir.path().join("tree");
-        std::fs::create_dir(&root).map_err(io_err("creating the worktree".into()))?;
-        let base_tree = repo
+    ) -> Result<(Self, PrepareStats), GitError> {
+        let tree = repo
             .find_commit(commit)
             .map_err(git_err("reading the checkout commit"))?
             .tree_id()
             .map_err(git_err("reading the checkout tree"))?
             .detach();
-        let mut index = repo
-            .index_from_tree(&base_tree)
-            .map_err(git_err("building an index"))?;
-        let mut opts = repo
-            .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
-            .map_err(git_err("checkout options"))?;
-        opts.destination_is_initially_empty = true;
-        let objects = repo
-            .objects
-            .clone()
-            .into_arc()
-            .map_err(io_err("sharing the object database".into()))?;
-        let outcome = gix::worktree::state::checkout(
-            &mut index,
-            &root,
-            objects,
-            &gix::progress::Discard,
-            &gix::progress::Discard,
-            &AtomicBool::new(false),
-            opts,
-        )
-        .map_err(git_err("checking out"))?;
-        if !outcome.errors.is_empty() || !outcome.collisions.is_empty() {
-            return Err(GitError::Git(format!(
-                "checkout of {commit} had {} errors and {} collisions",
-                outcome.errors.len(),
-                outcome.collisions.len()
-            )));
+        let mut stats = PrepareStats::default();
+        let clean_marker = dir.join("clean");
+        let was_clean = clean_marker.exists();
+        // From here on the update may write: the tree is not trusted without a walk again
+        // until one has verified it.
+        match std::fs::remove_file(&clean_marker) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("removing the clean marker".into())(e)),
         }
-        let stamp_file = dir.path().join("stamp");
-        std::fs::write(&stamp_file, b"").map_err(io_err("writing the stamp".into()))?;
-        let meta = std::fs::metadata(&stamp_file).map_err(io_err("reading the stamp".into()))?;
-        Ok(Self {
-            stamp: (meta.mtime(), meta.mtime_nsec()),
-            dir,
-            root,
-            base: commit,
-            base_tree,
-            index,
-        })
+        let Some(mut wt) = Self::load(repo, dir) else {
+            stats.full = true;
+            let wt = Self::full(repo, dir, commit, tree, &mut stats)?;
+            return Ok((wt, stats));
+        };
+        let mut dirty = HashSet::new();
+        if !was_clean {
+            stats.scanned = true;
+            for change in wt.scan()? {
+                if change.tracked {
+                    dirty.insert(change.path);
+                } else {
+                    remove_path(&wt.root.join(&change.path))?;
+                    prune_parents(&wt.root, &change.path);
+                    stats.removed += 1;
+                }
+            }
+        }
+        if wt.base == commit && dirty.is_empty() {
+            return Ok((wt, stats));
+        }
+        wt.transition(repo, commit, tree, &dirty, &mut stats)?;
+        Ok((wt, stats))
     }
 
     /// The directory the update edits.
@@ -126,101 +234,295 @@ impl Worktree {
         &self.root
     }
 
-    /// The commit that was checked out.
+    /// The commit that is checked out.
     pub fn base(&self) -> ObjectId {
         self.base
     }
 
-    /// Keeps the directory (for debugging); returns its path.
-    pub fn keep(self) -> PathBuf {
-        self.dir.keep()
+    fn load(repo: &gix::Repository, dir: &Path) -> Option<Self> {
+        let state = dir.join("state");
+        let text = std::fs::read_to_string(&state).ok()?;
+        let meta = std::fs::metadata(&state).ok()?;
+        let mut lines = text.split('\n');
+        if lines.next()? != STATE_HEADER {
+            return None;
+        }
+        let base = ObjectId::from_hex(lines.next()?.strip_prefix("commit ")?.as_bytes()).ok()?;
+        let base_tree = ObjectId::from_hex(lines.next()?.strip_prefix("tree ")?.as_bytes()).ok()?;
+        // A cache that was re-created no longer has the old base: start afresh.
+        if !repo.has_object(base) || !repo.has_object(base_tree) {
+            return None;
+        }
+        let mut entries = Vec::new();
+        let mut complete = false;
+        for line in lines {
+            if let Some(count) = line.strip_prefix("end ") {
+                complete = count.parse::<usize>().ok()? == entries.len();
+                break;
+            }
+            entries.push(parse_entry(line)?);
+        }
+        let root = dir.join("tree");
+        (complete && root.is_dir()).then(|| Self {
+            dir: dir.to_path_buf(),
+            root,
+            base,
+            base_tree,
+            entries,
+            stamp: (meta.mtime(), meta.mtime_nsec()),
+            pending: None,
+        })
     }
 
-    fn changes(&self) -> Result<Vec<Change>, GitError> {
+    /// Writes `state` atomically, then takes its mtime as the new racy stamp.
+    fn persist(&mut self) -> Result<(), GitError> {
+        let mut text = String::with_capacity(64 + self.entries.len() * 128);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            text,
+            "{STATE_HEADER}\ncommit {}\ntree {}\n",
+            self.base, self.base_tree
+        );
+        for e in &self.entries {
+            let s = &e.stat;
+            let _ = writeln!(
+                text,
+                "{} {} {} {} {} {} {} {} {}",
+                e.kind.code(),
+                e.id,
+                s.size,
+                s.mtime.0,
+                s.mtime.1,
+                s.ctime.0,
+                s.ctime.1,
+                s.ino,
+                escape(&e.path)
+            );
+        }
+        let _ = writeln!(text, "end {}", self.entries.len());
+        let tmp = self.dir.join("state.tmp");
+        let state = self.dir.join("state");
+        std::fs::write(&tmp, text).map_err(io_err("writing the worktree state".into()))?;
+        std::fs::rename(&tmp, &state).map_err(io_err("replacing the worktree state".into()))?;
+        let meta =
+            std::fs::metadata(&state).map_err(io_err("reading the worktree state".into()))?;
+        self.stamp = (meta.mtime(), meta.mtime_nsec());
+        Ok(())
+    }
+
+    /// Persists the state and marks the tree clean: only right after a walk verified that
+    /// the files match the entries.
+    fn persist_clean(&mut self) -> Result<(), GitError> {
+        self.persist()?;
+        std::fs::write(self.dir.join("clean"), b"")
+            .map_err(io_err("writing the clean marker".into()))
+    }
+
+    /// A fresh checkout of `commit` into `dir`.
+    fn full(
+        repo: &gix::Repository,
+        dir: &Path,
+        commit: ObjectId,
+        tree: ObjectId,
+        stats: &mut PrepareStats,
+    ) -> Result<Self, GitError> {
+        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        match std::fs::remove_file(dir.join("state")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("removing the worktree state".into())(e)),
+        }
+        let root = dir.join("tree");
+        if std::fs::symlink_metadata(&root).is_ok() {
+            remove_path(&root)?;
+        }
+        std::fs::create_dir(&root).map_err(io_err("creating the worktree".into()))?;
+        let mut entries = flatten(repo, tree)?;
+        // Directories first (a parent sorts before its children), then the files on a
+        // few threads: writing 20,000 small files is most of a first checkout.
+        let dirs: std::collections::BTreeSet<&str> = entries
+            .iter()
+            .flat_map(|e| e.path.match_indices('/').map(move |(i, _)| &e.path[..i]))
+            .collect();
+        for d in dirs {
+            std::fs::create_dir(root.join(d)).map_err(io_err(format!("creating {d}")))?;
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(2, std::num::NonZeroUsize::get)
+            .clamp(1, 4);
+        let chunk = entries.len().div_ceil(threads).max(1);
+        let shared = repo.clone().into_sync();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = entries
+                .chunks_mut(chunk)
+                .map(|part| {
+                    let (shared, root) = (&shared, &root);
+                    scope.spawn(move || -> Result<(), GitError> {
+                        let repo = shared.to_thread_local();
+                        let mut made = HashSet::new();
+                        for e in part {
+                            e.stat =
+                                write_entry(&repo, root, &e.path, e.kind, e.id, &mut made, true)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .map_err(|_| GitError::Git("a checkout thread panicked".into()))?
+            })
+        })?;
+        stats.written = entries.len();
+        let mut wt = Self {
+            dir: dir.to_path_buf(),
+            root,
+            base: commit,
+            base_tree: tree,
+            entries,
+            stamp: (0, 0),
+            pending: None,
+        };
+        wt.persist()?;
+        Ok(wt)
+    }
+
+    /// From the (clean apart from `dirty`) old base to `commit`.
+    fn transition(
+        &mut self,
+        repo: &gix::Repository,
+        commit: ObjectId,
+        tree: ObjectId,
+        dirty: &HashSet<String>,
+        stats: &mut PrepareStats,
+    ) -> Result<(), GitError> {
+        let new = if tree == self.base_tree {
+            self.entries.clone()
+        } else {
+            flatten(repo, tree)?
+        };
+        let new_paths: HashSet<&str> = new.iter().map(|e| e.path.as_str()).collect();
+        for old in &self.entries {
+            if !new_paths.contains(old.path.as_str()) {
+                remove_path(&self.root.join(&old.path))?;
+                prune_parents(&self.root, &old.path);
+                stats.removed += 1;
+            }
+        }
+        let old: HashMap<&str, &Entry> =
+            self.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+        let mut made = HashSet::new();
+        let mut entries = Vec::with_capacity(new.len());
+        for mut e in new {
+            match old.get(e.path.as_str()) {
+                Some(o) if o.kind == e.kind && o.id == e.id && !dirty.contains(&e.path) => {
+                    e.stat = o.stat;
+                }
+                _ => {
+                    e.stat =
+                        write_entry(repo, &self.root, &e.path, e.kind, e.id, &mut made, false)?;
+                    stats.written += 1;
+                }
+            }
+            entries.push(e);
+        }
+        self.entries = entries;
+        self.base = commit;
+        self.base_tree = tree;
+        // Not persisted: the state on disk still describes the files (whatever changed
+        // since shows as dirty), and the run persists after its verifying walk.
+        Ok(())
+    }
+
+    /// Every path that differs from the base tree. A tracked file is re-hashed only when
+    /// its stat data changed or it is racy, so a 20,000-file tree costs a directory walk
+    /// plus a few hashes.
+    fn scan(&self) -> Result<Vec<Change>, GitError> {
         let mut files = BTreeMap::new();
         walk(&self.root, "", &mut files)?;
         let mut changes = Vec::new();
-        for entry in self.index.entries() {
-            let path = entry.path(&self.index).to_string();
-            let kind = match entry.mode {
-                m if m == gix::index::entry::Mode::FILE => EntryKind::Blob,
-                m if m == gix::index::entry::Mode::FILE_EXECUTABLE => EntryKind::BlobExecutable,
-                m if m == gix::index::entry::Mode::SYMLINK => EntryKind::Link,
-                // Submodules and other non-files are never touched.
-                _ => {
-                    files.retain(|p, _| !p.starts_with(&format!("{path}/")));
-                    continue;
-                }
-            };
-            let Some(meta) = files.remove(&path) else {
-                changes.push(Change::Remove(path));
-                continue;
-            };
-            let now_kind = entry_kind(&meta);
-            let s = &entry.stat;
-            let stat_same = now_kind == kind
-                && s.size == meta.size() as u32
-                && s.mtime.secs == meta.mtime() as u32
-                && s.mtime.nsecs == meta.mtime_nsec() as u32
-                && s.ctime.secs == meta.ctime() as u32
-                && s.ctime.nsecs == meta.ctime_nsec() as u32
-                && s.ino == meta.ino() as u32;
-            let racy = (meta.mtime(), meta.mtime_nsec()) >= self.stamp;
-            if stat_same && !racy {
+        for entry in &self.entries {
+            if entry.kind == Kind::Submodule {
+                // Submodules are never touched; neither is anything inside them.
+                let prefix = format!("{}/", entry.path);
+                files.retain(|p: &String, _| !p.starts_with(&prefix));
                 continue;
             }
-            let bytes = read(&self.root, &path, now_kind)?;
-            let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &bytes)
-                .map_err(|e| GitError::Git(format!("hashing {path}: {e}")))?;
-            if id != entry.id || now_kind != kind {
-                changes.push(Change::Upsert {
-                    path,
-                    kind: now_kind,
-                    bytes,
+            let Some(meta) = files.remove(&entry.path) else {
+                changes.push(Change {
+                    path: entry.path.clone(),
+                    now: None,
+                    tracked: true,
+                });
+                continue;
+            };
+            let kind = Kind::of(&meta);
+            let stat = Stat::of(&meta);
+            let racy = entry.stat.mtime >= self.stamp;
+            if kind == entry.kind && stat == entry.stat && !racy {
+                continue;
+            }
+            let bytes = read(&self.root, &entry.path, kind)?;
+            if kind != entry.kind || blob_id(&entry.path, &bytes)? != entry.id {
+                changes.push(Change {
+                    path: entry.path.clone(),
+                    now: Some((kind, bytes, stat)),
+                    tracked: true,
                 });
             }
         }
         for (path, meta) in files {
-            let kind = entry_kind(&meta);
+            let kind = Kind::of(&meta);
             let bytes = read(&self.root, &path, kind)?;
-            changes.push(Change::Upsert { path, kind, bytes });
+            changes.push(Change {
+                path,
+                now: Some((kind, bytes, Stat::of(&meta))),
+                tracked: false,
+            });
         }
         Ok(changes)
     }
 
-    /// Commits every change under [`path`](Self::path) on top of the checked-out commit,
-    /// with `author` as author and committer and `message` verbatim. `None` when
-    /// nothing changed: no change, no commit.
+    /// Commits every change under [`path`](Self::path) on top of the base commit, with
+    /// `author` as author and committer and `message` verbatim. `None` when nothing
+    /// changed: no change, no commit. The worktree's state moves to the new commit only
+    /// with [`settle`](Self::settle), once it is pushed.
     pub fn commit_all(
-        &self,
+        &mut self,
         repo: &gix::Repository,
         author: &Author,
         message: &str,
         signing: Option<&SigningKey>,
         timeout: Duration,
     ) -> Result<Option<ObjectId>, GitError> {
-        let changes = self.changes()?;
+        self.pending = None;
+        let changes = self.scan()?;
         if changes.is_empty() {
+            // Verified clean just now: the next run can skip its walk.
+            self.persist_clean()?;
             return Ok(None);
         }
         let mut editor = repo
             .edit_tree(self.base_tree)
             .map_err(git_err("editing the tree"))?;
+        let mut updates = Vec::with_capacity(changes.len());
         for change in changes {
-            match change {
-                Change::Upsert { path, kind, bytes } => {
+            match change.now {
+                Some((kind, bytes, stat)) => {
                     let blob = repo
                         .write_blob(&bytes)
                         .map_err(git_err("writing a blob"))?
                         .detach();
                     editor
-                        .upsert(path.as_str(), kind, blob)
+                        .upsert(change.path.as_str(), kind.entry_kind(), blob)
                         .map_err(git_err("updating the tree"))?;
+                    updates.push((change.path, Some((kind, blob, stat))));
                 }
-                Change::Remove(path) => {
+                None => {
                     editor
-                        .remove(path.as_str())
+                        .remove(change.path.as_str())
                         .map_err(git_err("updating the tree"))?;
+                    updates.push((change.path, None));
                 }
             }
         }
@@ -260,23 +562,244 @@ impl Worktree {
             .write_object(&commit)
             .map_err(git_err("writing the commit"))?
             .detach();
+        self.pending = Some(Pending {
+            commit: id,
+            tree,
+            updates,
+        });
         Ok(Some(id))
     }
-}
 
-fn entry_kind(meta: &std::fs::Metadata) -> EntryKind {
-    if meta.file_type().is_symlink() {
-        EntryKind::Link
-    } else if meta.mode() & 0o111 != 0 {
-        EntryKind::BlobExecutable
-    } else {
-        EntryKind::Blob
+    /// Records the commit of the last [`commit_all`](Self::commit_all) (now pushed) as
+    /// the base, so the next run starts from it without rewriting anything.
+    pub(crate) fn settle(&mut self) -> Result<(), GitError> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let mut by_path: BTreeMap<String, Entry> = std::mem::take(&mut self.entries)
+            .into_iter()
+            .map(|e| (e.path.clone(), e))
+            .collect();
+        for (path, update) in pending.updates {
+            match update {
+                Some((kind, id, stat)) => {
+                    by_path.insert(
+                        path.clone(),
+                        Entry {
+                            path,
+                            kind,
+                            id,
+                            stat,
+                        },
+                    );
+                }
+                None => {
+                    by_path.remove(&path);
+                }
+            }
+        }
+        // BTreeMap order over UTF-8 strings is git's byte order.
+        self.entries = by_path.into_values().collect();
+        self.base = pending.commit;
+        self.base_tree = pending.tree;
+        // The walk of `commit_all` verified every other path; the updated ones are
+        // recorded with the stat data it saw.
+        self.persist_clean()
     }
 }
 
-fn read(root: &Path, path: &str, kind: EntryKind) -> Result<Vec<u8>, GitError> {
+fn blob_id(path: &str, bytes: &[u8]) -> Result<ObjectId, GitError> {
+    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, bytes)
+        .map_err(|e| GitError::Git(format!("hashing {path}: {e}")))
+}
+
+/// The tracked paths of `tree`, sorted, with validated paths.
+fn flatten(repo: &gix::Repository, tree: ObjectId) -> Result<Vec<Entry>, GitError> {
+    use gix::index::entry::Mode;
+    let index = repo
+        .index_from_tree(&tree)
+        .map_err(git_err("reading the tree"))?;
+    let mut out = Vec::with_capacity(index.entries().len());
+    for entry in index.entries() {
+        let raw = entry.path(&index);
+        let Ok(path) = std::str::from_utf8(raw) else {
+            return Err(GitError::Git(format!(
+                "path {raw:?} in the repository is not UTF-8"
+            )));
+        };
+        if path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == ".." || c.eq_ignore_ascii_case(".git"))
+        {
+            return Err(GitError::Git(format!(
+                "refusing to check out the unsafe path {path:?}"
+            )));
+        }
+        let kind = match entry.mode {
+            m if m == Mode::FILE => Kind::Blob,
+            m if m == Mode::FILE_EXECUTABLE => Kind::Exec,
+            m if m == Mode::SYMLINK => Kind::Link,
+            m if m == Mode::COMMIT => Kind::Submodule,
+            m => {
+                return Err(GitError::Git(format!(
+                    "unexpected mode {m:?} of {path} in the tree"
+                )));
+            }
+        };
+        out.push(Entry {
+            path: path.to_string(),
+            kind,
+            id: entry.id,
+            stat: Stat::default(),
+        });
+    }
+    Ok(out)
+}
+
+/// Removes whatever is at `path` (file, symlink or directory); absent is fine.
+fn remove_path(path: &Path) -> Result<(), GitError> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+    };
+    result.map_err(io_err(format!("removing {}", path.display())))
+}
+
+/// Removes the now-empty directories above `rel` (best effort: a non-empty one stops it).
+fn prune_parents(root: &Path, rel: &str) {
+    let mut rel = Path::new(rel);
+    while let Some(parent) = rel.parent() {
+        if parent.as_os_str().is_empty() || std::fs::remove_dir(root.join(parent)).is_err() {
+            break;
+        }
+        rel = parent;
+    }
+}
+
+/// Makes sure every directory above `rel` is a real directory (never a symlink, which
+/// could lead the write out of the worktree).
+fn ensure_parents(root: &Path, rel: &str, made: &mut HashSet<PathBuf>) -> Result<(), GitError> {
+    let Some(parent) = Path::new(rel).parent() else {
+        return Ok(());
+    };
+    let mut dir = root.to_path_buf();
+    for component in parent.components() {
+        dir.push(component);
+        if made.contains(&dir) {
+            continue;
+        }
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                remove_path(&dir)?;
+                std::fs::create_dir(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+            }
+            Err(e) => return Err(io_err(format!("reading {}", dir.display()))(e)),
+        }
+        made.insert(dir.clone());
+    }
+    Ok(())
+}
+
+/// Writes one entry's blob verbatim at `rel` (replacing whatever is there unless `fresh`)
+/// and returns its stat data.
+fn write_entry(
+    repo: &gix::Repository,
+    root: &Path,
+    rel: &str,
+    kind: Kind,
+    id: ObjectId,
+    made: &mut HashSet<PathBuf>,
+    fresh: bool,
+) -> Result<Stat, GitError> {
+    ensure_parents(root, rel, made)?;
+    let full = root.join(rel);
+    if !fresh {
+        remove_path(&full)?;
+    }
+    match kind {
+        Kind::Submodule => {
+            std::fs::create_dir(&full).map_err(io_err(format!("creating {rel}")))?;
+        }
+        Kind::Link => {
+            let blob = repo.find_object(id).map_err(git_err("reading a blob"))?;
+            let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&blob.data);
+            std::os::unix::fs::symlink(target, &full)
+                .map_err(io_err(format!("creating link {rel}")))?;
+        }
+        Kind::Blob | Kind::Exec => {
+            let blob = repo.find_object(id).map_err(git_err("reading a blob"))?;
+            let mode = if kind == Kind::Exec { 0o777 } else { 0o666 };
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&full)
+                .map_err(io_err(format!("writing {rel}")))?;
+            file.write_all(&blob.data)
+                .map_err(io_err(format!("writing {rel}")))?;
+            // fstat: the same data as an lstat of the path, without the path lookup.
+            let meta = file.metadata().map_err(io_err(format!("reading {rel}")))?;
+            return Ok(Stat::of(&meta));
+        }
+    }
+    let meta = std::fs::symlink_metadata(&full).map_err(io_err(format!("reading {rel}")))?;
+    Ok(Stat::of(&meta))
+}
+
+/// Paths are the last field of a state line: `\` and newlines are escaped.
+fn escape(path: &str) -> String {
+    path.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn unescape(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next()? {
+                '\\' => out.push('\\'),
+                'n' => out.push('\n'),
+                _ => return None,
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+fn parse_entry(line: &str) -> Option<Entry> {
+    let mut parts = line.splitn(9, ' ');
+    let kind = Kind::from_code(parts.next()?)?;
+    let id = ObjectId::from_hex(parts.next()?.as_bytes()).ok()?;
+    let mut num = || parts.next()?.parse::<i64>().ok();
+    let size = num()?;
+    let mtime = (num()?, num()?);
+    let ctime = (num()?, num()?);
+    let ino = num()?;
+    let path = unescape(parts.next()?)?;
+    Some(Entry {
+        path,
+        kind,
+        id,
+        stat: Stat {
+            size: u64::try_from(size).ok()?,
+            mtime,
+            ctime,
+            ino: u64::try_from(ino).ok()?,
+        },
+    })
+}
+
+fn read(root: &Path, path: &str, kind: Kind) -> Result<Vec<u8>, GitError> {
     let full = root.join(path);
-    if kind == EntryKind::Link {
+    if kind == Kind::Link {
         let target = std::fs::read_link(&full).map_err(io_err(format!("reading link {path}")))?;
         Ok(target.as_os_str().as_encoded_bytes().to_vec())
     } else {
@@ -308,8 +831,9 @@ fn walk(
         } else {
             format!("{prefix}/{name}")
         };
-        let meta =
-            std::fs::symlink_metadata(entry.path()).map_err(io_err(format!("reading {rel}")))?;
+        // `DirEntry::metadata` does not follow symlinks and stats relative to the
+        // directory (no full path lookup per file).
+        let meta = entry.metadata().map_err(io_err(format!("reading {rel}")))?;
         if meta.is_dir() {
             walk(&entry.path(), &rel, out)?;
         } else {
@@ -317,4 +841,45 @@ fn walk(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_lines_round_trip() {
+        let e = Entry {
+            path: "a dir/we\\ird\nname.yaml".into(),
+            kind: Kind::Exec,
+            id: ObjectId::empty_blob(gix::hash::Kind::Sha1),
+            stat: Stat {
+                size: 12,
+                mtime: (1_700_000_000, 5),
+                ctime: (1_700_000_001, 6),
+                ino: 42,
+            },
+        };
+        let s = &e.stat;
+        let line = format!(
+            "{} {} {} {} {} {} {} {} {}",
+            e.kind.code(),
+            e.id,
+            s.size,
+            s.mtime.0,
+            s.mtime.1,
+            s.ctime.0,
+            s.ctime.1,
+            s.ino,
+            escape(&e.path)
+        );
+        assert!(!line.contains('\n'));
+        let back = parse_entry(&line).unwrap();
+        assert_eq!(back.path, e.path);
+        assert_eq!(back.kind, e.kind);
+        assert_eq!(back.id, e.id);
+        assert_eq!(back.stat, e.stat);
+        assert!(parse_entry("f nothex 1 2 3 4 5 6 p").is_none());
+        assert!(unescape("bad\\q").is_none());
+    }
 }

@@ -23,10 +23,12 @@ impl<K: Hash + Eq> Default for Backoff<K> {
 }
 
 impl<K: Hash + Eq> Backoff<K> {
+    /// `min` doubled per consecutive failure, capped at `max`. Like the workqueue's
+    /// limiter, `max` wins when it is below `min`.
     pub fn new(min: Duration, max: Duration) -> Self {
         Self {
             min,
-            max: max.max(min),
+            max,
             failures: HashMap::new(),
         }
     }
@@ -73,5 +75,17 @@ mod tests {
         b.reset(&"a");
         assert_eq!(b.failures(&"a"), 0);
         assert_eq!(b.failure("a"), MIN_RETRY_DELAY);
+    }
+
+    #[test]
+    fn honours_configured_delays() {
+        // `--min-retry-delay=1s --max-retry-delay=5s`.
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
+        let delays: Vec<_> = (0..5).map(|_| b.failure("a")).collect();
+        assert_eq!(delays, [1, 2, 4, 5, 5].map(Duration::from_secs));
+        // A maximum below the minimum caps every delay, as in controller-runtime.
+        let mut b = Backoff::new(Duration::from_secs(2), Duration::from_millis(500));
+        assert_eq!(b.failure("a"), Duration::from_millis(500));
+        assert_eq!(b.failure("a"), Duration::from_millis(500));
     }
 }

@@ -1,6 +1,6 @@
 //! The HTTP API documents of reconciled objects.
 
-use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo, Readiness};
+use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo, Readiness, Reconciling};
 use api_types::meta::{condition_status, condition_type, find_condition};
 use api_types::{ImagePolicy, ImageRepository};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -18,6 +18,16 @@ pub fn readiness(conditions: &[Condition], observed_generation: Option<i64>) -> 
     }
 }
 
+/// The Reconciling condition while it is `True` (a scan is running).
+pub fn reconciling(conditions: &[Condition]) -> Option<Reconciling> {
+    find_condition(conditions, condition_type::RECONCILING)
+        .filter(|c| c.status == condition_status::TRUE)
+        .map(|c| Reconciling {
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        })
+}
+
 /// The document of an ImageRepository with its status (`repo.status`).
 pub fn repository_info(repo: &ImageRepository) -> ImageRepositoryInfo {
     let status = repo.status.clone().unwrap_or_default();
@@ -31,6 +41,7 @@ pub fn repository_info(repo: &ImageRepository) -> ImageRepositoryInfo {
         last_scan_time: scan.and_then(|s| s.scan_time.clone()),
         revision: scan.map(|s| s.revision.clone()),
         readiness: readiness(&status.conditions, status.observed_generation),
+        reconciling: reconciling(&status.conditions),
     }
 }
 
@@ -45,5 +56,54 @@ pub fn policy_info(policy: &ImagePolicy) -> ImagePolicyInfo {
         latest_ref: status.latest_ref.clone(),
         observed_previous_ref: status.observed_previous_ref.clone(),
         readiness: readiness(&status.conditions, status.observed_generation),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::testing::{Fixture, at, repository};
+    use crate::controller::{reconcile_repository, scanning_status};
+    use crate::schedule::ScanReason;
+
+    #[tokio::test]
+    async fn a_rescan_of_a_ready_repository_shows_reconciling() {
+        let fx = Fixture::new();
+        fx.registry.set_tags(&["1.0.0", "1.1.0"]);
+        let mut repo = repository("app", "registry.local:5000/team/app");
+        let scanned = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        repo.status = Some(scanned.status.clone());
+        let ready = repository_info(&repo);
+        assert!(ready.readiness.ready);
+        assert_eq!(ready.reconciling, None, "no scan running");
+
+        // What both modes publish while a requested rescan runs: still Ready, and
+        // Reconciling with the scan's reason.
+        repo.status = Some(scanning_status(
+            &scanned.status,
+            ScanReason::ReconcileRequested,
+            Some(1),
+            at(2000),
+        ));
+        let scanning = repository_info(&repo);
+        assert!(scanning.readiness.ready, "{scanning:?}");
+        assert_eq!(scanning.tag_count, 2);
+        assert_eq!(
+            scanning.reconciling,
+            Some(Reconciling {
+                reason: "Progressing".into(),
+                message: "scanning: reconcile requested".into(),
+            })
+        );
+
+        // A Reconciling condition that is not True is not shown.
+        let mut status = repo.status.clone().unwrap_or_default();
+        for c in &mut status.conditions {
+            if c.type_ == condition_type::RECONCILING {
+                c.status = condition_status::FALSE.into();
+            }
+        }
+        repo.status = Some(status);
+        assert_eq!(repository_info(&repo).reconciling, None);
     }
 }

@@ -132,6 +132,10 @@ pub struct Options {
     pub no_cross_namespace_refs: bool,
     /// `--requeue-dependency`: retry period of a policy whose repository has no tags.
     pub requeue_dependency: Duration,
+    /// `--min-retry-delay`: the first backoff delay after a transient failure.
+    pub min_retry_delay: Duration,
+    /// `--max-retry-delay`: the longest backoff delay.
+    pub max_retry_delay: Duration,
 }
 
 impl Default for Options {
@@ -139,6 +143,8 @@ impl Default for Options {
         Self {
             no_cross_namespace_refs: false,
             requeue_dependency: DEFAULT_REQUEUE_DEPENDENCY,
+            min_retry_delay: MIN_RETRY_DELAY,
+            max_retry_delay: MAX_RETRY_DELAY,
         }
     }
 }

@@ -7,7 +7,8 @@
 //!   process that signs RS256 JWTs the registry verifies against the issuer's certificate.
 //!
 //! Helpers push tags, images and multi-arch indexes with plain HTTP calls (blob upload and
-//! manifest PUT), delete tags and list them, always using the mode's auth.
+//! manifest PUT), delete tags and list them, always using the mode's auth. With on-disk
+//! storage, [`Registry::seed_tags`] writes thousands of tags straight into the storage.
 
 mod client;
 mod token;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::process::{Process, free_port, run};
 use crate::tls::Certificates;
 use crate::tools;
@@ -55,6 +56,10 @@ pub struct RegistryOptions {
     pub auth: AuthMode,
     /// Serve HTTPS with a certificate from a throwaway CA (see [`Registry::ca_cert`]).
     pub tls: bool,
+    /// Keep the registry's storage in files (distribution's `filesystem` driver), in a
+    /// fresh directory under this one, instead of in memory: needed by
+    /// [`Registry::seed_tags`].
+    pub disk_storage: Option<PathBuf>,
 }
 
 impl RegistryOptions {
@@ -62,6 +67,7 @@ impl RegistryOptions {
         Self {
             auth: AuthMode::Anonymous,
             tls: false,
+            disk_storage: None,
         }
     }
 
@@ -69,6 +75,7 @@ impl RegistryOptions {
         Self {
             auth: AuthMode::Htpasswd,
             tls: false,
+            disk_storage: None,
         }
     }
 
@@ -76,11 +83,25 @@ impl RegistryOptions {
         Self {
             auth: AuthMode::Token,
             tls: false,
+            disk_storage: None,
         }
     }
 
     pub fn with_tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Storage in files under the system's temporary directory, so [`Registry::seed_tags`]
+    /// can write tags straight into it.
+    pub fn with_disk_storage(self) -> Self {
+        self.with_disk_storage_in(std::env::temp_dir())
+    }
+
+    /// Storage in files under `parent` (a tmpfs such as `/dev/shm` makes seeding and
+    /// removing hundreds of thousands of tags fast).
+    pub fn with_disk_storage_in(mut self, parent: impl Into<PathBuf>) -> Self {
+        self.disk_storage = Some(parent.into());
         self
     }
 }
@@ -90,7 +111,8 @@ pub const TOKEN_SERVICE: &str = "testbed-registry";
 const TOKEN_ISSUER: &str = "testbed-token-issuer";
 const USERNAME: &str = "testbed";
 
-/// A running registry; stopped on drop (its storage is in memory, so it goes too).
+/// A running registry; stopped on drop (its storage, in memory or in its temporary
+/// directory, goes too).
 #[derive(Debug)]
 pub struct Registry {
     // Field order is drop order: the process stops before its directory goes.
@@ -102,6 +124,8 @@ pub struct Registry {
     credentials: Option<(String, String)>,
     certs: Option<Certificates>,
     dir: tempfile::TempDir,
+    /// The filesystem driver's root directory, with [`RegistryOptions::disk_storage`].
+    storage: Option<tempfile::TempDir>,
 }
 
 impl Registry {
@@ -163,12 +187,34 @@ impl Registry {
             ),
             None => String::new(),
         };
-        // Distribution's in-memory storage driver: on a disk-backed filesystem each tag's
-        // link files made pushing 3,000 tags 3-4x slower, and tmpfs may be tiny in containers.
+        // Distribution's in-memory storage driver by default: on a disk-backed filesystem
+        // each tag's link files made pushing 3,000 tags 3-4x slower, and tmpfs may be tiny
+        // in containers. The filesystem driver only when tags are to be seeded on disk.
+        let storage = match &options.disk_storage {
+            Some(parent) => Some(
+                tempfile::Builder::new()
+                    .prefix("testbed-registry-storage-")
+                    .tempdir_in(parent)
+                    .context(|| {
+                        format!(
+                            "docker-registry: creating a storage directory in {}",
+                            parent.display()
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let storage_driver = match &storage {
+            Some(storage) => format!(
+                "filesystem:\n    rootdirectory: {}",
+                yaml_path(storage.path())
+            ),
+            None => "inmemory: {}".to_string(),
+        };
         let config = format!(
             "version: 0.1\n\
              log:\n  level: info\n  accesslog:\n    disabled: true\n\
-             storage:\n  inmemory: {{}}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n\
+             storage:\n  {storage_driver}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: testbed-secret\n{tls_config}\
              {auth_config}",
         );
@@ -214,6 +260,7 @@ impl Registry {
             credentials,
             certs,
             dir,
+            storage,
         })
     }
 
@@ -348,6 +395,71 @@ impl Registry {
             .await
     }
 
+    /// Tags one image manifest of `repo` as every one of `tags`, fast: the first tag is
+    /// pushed through the API (blobs, manifest, and the link files the registry writes for
+    /// a tag: `_manifests/tags/<tag>/current/link` and `.../index/sha256/<hex>/link`, each
+    /// holding the digest); every other tag is written straight into the registry's storage
+    /// as a directory `_manifests/tags/<tag>` whose `current` is a symbolic link to the first
+    /// tag's `current` (so `current/link` holds the same digest). The registry lists tags by
+    /// that directory's names, resolves a tag and finds the tags of a deleted manifest by
+    /// reading `current/link`, and removes a tag's directory on delete: seeded tags behave
+    /// like tags pushed with [`Registry::push_tags`]. Two file-system entries per tag instead
+    /// of a validated manifest PUT: 500,000 tags take seconds on tmpfs. Needs
+    /// [`RegistryOptions::with_disk_storage`]; tags must be valid and new.
+    pub async fn seed_tags(&self, repo: &str, tags: &[impl AsRef<str>]) -> Result<String> {
+        let fail = |message: String| Error::Command {
+            context: format!("docker-registry: seeding tags of {repo}"),
+            message,
+        };
+        let Some(storage) = &self.storage else {
+            return Err(fail(
+                "the registry keeps its storage in memory; start it with \
+                 RegistryOptions::with_disk_storage()"
+                    .into(),
+            ));
+        };
+        let Some((first, rest)) = tags.split_first() else {
+            return Err(fail("no tags given".into()));
+        };
+        let first = first.as_ref();
+        if let Some(bad) = tags.iter().map(AsRef::as_ref).find(|t| !valid_tag(t)) {
+            return Err(fail(format!("invalid tag name {bad:?}")));
+        }
+        let digest = self.push_tags(repo, &[first]).await?;
+        let tags_dir = storage
+            .path()
+            .join("docker/registry/v2/repositories")
+            .join(repo)
+            .join("_manifests/tags");
+        let link_file = tags_dir.join(first).join("current/link");
+        let linked = std::fs::read_to_string(&link_file)
+            .context(|| format!("docker-registry: reading {}", link_file.display()))?;
+        if linked.trim() != digest {
+            return Err(fail(format!(
+                "{} holds {linked:?}, not the pushed {digest}: unexpected storage layout",
+                link_file.display()
+            )));
+        }
+        let target = Path::new("..").join(first).join("current");
+        let rest: Vec<String> = rest.iter().map(|t| t.as_ref().to_string()).collect();
+        // Thousands of file-system calls: off the async workers.
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            for tag in rest {
+                let entry = tags_dir.join(tag);
+                std::fs::create_dir(&entry)
+                    .context(|| format!("docker-registry: creating {}", entry.display()))?;
+                // Relative, so the storage directory could move.
+                let current = entry.join("current");
+                std::os::unix::fs::symlink(&target, &current)
+                    .context(|| format!("docker-registry: creating {}", current.display()))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| fail(format!("the seeding task failed: {e}")))??;
+        Ok(digest)
+    }
+
     /// Deletes the manifest `tag` points to (and with it every tag sharing that manifest).
     pub async fn delete_tag(&self, repo: &str, tag: &str) -> Result<()> {
         let digest = self.manifest_digest(repo, tag).await?;
@@ -371,6 +483,17 @@ pub(crate) fn sha256_digest(data: &[u8]) -> String {
 
 pub(crate) fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
     value.to_string().into_bytes()
+}
+
+/// The distribution spec's tag grammar, `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`: also keeps a
+/// seeded tag from naming a path outside its directory.
+fn valid_tag(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && tag.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// A double-quoted YAML scalar (JSON strings are valid YAML).

@@ -1,0 +1,1012 @@
+//! Kubernetes mode: the shared reconcile core ([`crate::controller`]) driven by a kube-runtime
+//! controller on `ImageUpdateAutomation` (storage version v1; v1beta1 and v1beta2 objects are
+//! the same objects, served from one schema).
+//!
+//! - Every replica watches the automations (with `--watch-label-selector`); `/readyz` turns
+//!   ready after that watch's first complete list, whether or not the replica leads.
+//! - Only the leader (a Lease held through `kube_support::leader`, or always with
+//!   `--enable-leader-election=false`) runs the controller.
+//! - The `finalizers.fluxcd.io` finalizer is added first (as Flux does); on deletion the
+//!   object leaves the metrics and the schedule, then the finalizer is removed. No git
+//!   clean-up: the cache is shared by URL.
+//! - A suspended automation does not run: no status write, no event.
+//! - The GitRepository (`source.toolkit.fluxcd.io/v1`) and the Secrets a run needs are read
+//!   with a direct GET before each run (Flux does not cache Secrets either).
+//! - Status is written with server-side apply under the field manager
+//!   `image-automation-controller`, only when it differs from the object's status: once
+//!   before a run started by a new generation or a reconcile request (Flux's Reconciling
+//!   "processing object: new generation A -> B"), and with the run's result. Events
+//!   (events.k8s.io/v1) are the core's Normal and Warning events (its Trace event of a no-op
+//!   success is only logged); identical events are folded into one series.
+//! - A run starts when the object's generation or `reconcile.fluxcd.io/requestedAt` changes,
+//!   at the interval after a success, with per-object exponential backoff after a failure
+//!   (a stalled object waits for a change), when the reflector's change feed reports a
+//!   policy change in its namespace, and when its GitRepository's generation changes. Our own
+//!   status writes do not start a run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use api_types::meta::{find_condition, set_condition};
+use api_types::{GitRepository, ImageUpdateAutomation, ImageUpdateAutomationStatus};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
+use kube::{Api, Client, Resource};
+use kube_support::leader;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::controller::{EventType, Objects, Reconciler, RunOutcome};
+use crate::metrics::Metrics;
+use crate::reflector_client::{FeedEvent, ReflectorClient};
+use crate::serve::{RetryBackoff, interval_of, log_report, now};
+
+/// The one field manager of every status write.
+pub const FIELD_MANAGER: &str = "image-automation-controller";
+/// Flux's finalizer.
+pub const FINALIZER: &str = api_types::meta::FINALIZER;
+/// The annotation that requests a run.
+pub const RECONCILE_REQUEST_ANNOTATION: &str = api_types::meta::RECONCILE_REQUEST_ANNOTATION;
+/// The Lease name (suffixed with a hash of the label selector when one is set).
+pub const LEASE_NAME: &str = "image-automation-controller-leader-election";
+/// The default Lease duration (controller-runtime's).
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(35);
+/// The longest note the events API accepts.
+const EVENT_NOTE_MAX: usize = 1024;
+
+/// Kubernetes-mode settings (from the `serve` flags).
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    /// Reconciles running at once.
+    pub concurrent: u16,
+    /// `--watch-label-selector` as given (empty: every object).
+    pub label_selector: String,
+    pub enable_leader_election: bool,
+    pub lease_duration: Duration,
+    /// Where the Lease lives.
+    pub lease_namespace: String,
+    /// `--reflector-url`, for the change feed.
+    pub reflector_url: String,
+    /// `--no-cross-namespace-refs`: cross-namespace GitRepositories are not even read.
+    pub no_cross_namespace_refs: bool,
+    pub backoff: RetryBackoff,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeModeError {
+    #[error("Kubernetes configuration: {0}")]
+    Config(#[from] kube::config::InferConfigError),
+    #[error("Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    #[error(transparent)]
+    Lease(#[from] leader::LeaderError),
+    #[error(transparent)]
+    Reflector(#[from] crate::reflector_client::ReflectorError),
+}
+
+/// Why a reconcile failed before or after the core ran (retried with the object's
+/// backoff; the status is left as it is).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("reading {what} {namespace}/{name}: {source}")]
+    Read {
+        what: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ReconcileError(#[from] Box<kube::runtime::finalizer::Error<ApplyError>>);
+
+/// The Lease name for a label selector (one Lease per shard).
+pub fn lease_name(label_selector: &str) -> String {
+    leader::lease_name(LEASE_NAME, label_selector)
+}
+
+type Key = (String, String);
+
+fn key_of<K: Resource>(obj: &K) -> Key {
+    let meta = obj.meta();
+    (
+        meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// The objects of one run, read from the API server
+
+/// The GitRepository and Secrets one run reads, fetched before it (the core's lookups are
+/// synchronous). Secret data is never logged: `Debug` shows keys only.
+#[derive(Default)]
+struct Fetched {
+    repositories: BTreeMap<Key, GitRepository>,
+    secrets: BTreeMap<Key, BTreeMap<String, Vec<u8>>>,
+}
+
+impl fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetched")
+            .field(
+                "repositories",
+                &self.repositories.keys().collect::<Vec<_>>(),
+            )
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Objects for Fetched {
+    fn git_repository(&self, namespace: &str, name: &str) -> Option<GitRepository> {
+        self.repositories
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        self.secrets
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+}
+
+fn read_error(
+    what: &'static str,
+    namespace: &str,
+    name: &str,
+) -> impl FnOnce(kube::Error) -> ApplyError {
+    let (namespace, name) = (namespace.to_owned(), name.to_owned());
+    move |source| ApplyError::Read {
+        what,
+        namespace,
+        name,
+        source,
+    }
+}
+
+impl Fetched {
+    /// Reads what a run of `obj` needs: its GitRepository, that one's secretRef and
+    /// proxySecretRef, and the signing key Secret. Missing objects stay missing (the core
+    /// reports them); other API errors fail the attempt.
+    async fn read(
+        client: &Client,
+        obj: &ImageUpdateAutomation,
+        no_cross_namespace_refs: bool,
+    ) -> Result<Self, ApplyError> {
+        let mut out = Self::default();
+        let namespace = key_of(obj).0;
+        let source = &obj.spec.source_ref;
+        let repo_ns = source
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| namespace.clone());
+        let mut secrets: Vec<Key> = Vec::new();
+        // A denied cross-namespace reference is not read at all (the core stalls on it).
+        let denied = no_cross_namespace_refs && repo_ns != namespace;
+        if !denied && !source.name.is_empty() {
+            let api: Api<GitRepository> = Api::namespaced(client.clone(), &repo_ns);
+            let repo = api.get_opt(&source.name).await.map_err(read_error(
+                "GitRepository",
+                &repo_ns,
+                &source.name,
+            ))?;
+            if let Some(repo) = repo {
+                for r in [&repo.spec.secret_ref, &repo.spec.proxy_secret_ref]
+                    .into_iter()
+                    .flatten()
+                {
+                    secrets.push((repo_ns.clone(), r.name.clone()));
+                }
+                out.repositories
+                    .insert((repo_ns.clone(), source.name.clone()), repo);
+            }
+        }
+        if let Some(key) = obj
+            .spec
+            .git
+            .as_ref()
+            .and_then(|g| g.commit.signing_key.as_ref())
+        {
+            secrets.push((namespace.clone(), key.secret_ref.name.clone()));
+        }
+        for (ns, name) in secrets {
+            if name.is_empty() || out.secrets.contains_key(&(ns.clone(), name.clone())) {
+                continue;
+            }
+            let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+            let secret = api
+                .get_opt(&name)
+                .await
+                .map_err(read_error("Secret", &ns, &name))?;
+            if let Some(secret) = secret {
+                let mut data: BTreeMap<String, Vec<u8>> = secret
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                for (k, v) in secret.string_data.unwrap_or_default() {
+                    data.insert(k, v.into_bytes());
+                }
+                out.secrets.insert((ns, name), data);
+            }
+        }
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The schedule
+
+/// What last triggered a run of an object: a new one runs when this changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    uid: Option<String>,
+    generation: Option<i64>,
+    requested_at: Option<String>,
+}
+
+fn fingerprint(obj: &ImageUpdateAutomation) -> Fingerprint {
+    let meta = &obj.metadata;
+    Fingerprint {
+        uid: meta.uid.clone(),
+        generation: meta.generation,
+        requested_at: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RECONCILE_REQUEST_ANNOTATION).cloned()),
+    }
+}
+
+/// The last handled trigger and when the next run is due (`None`: only on change).
+#[derive(Debug, Clone)]
+struct Handled {
+    fingerprint: Fingerprint,
+    due: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Schedule {
+    handled: HashMap<Key, Handled>,
+    /// Failed attempts in a row, for the backoff.
+    failures: HashMap<Key, u32>,
+    /// Automations to run even though they did not change, with when the policy change
+    /// that asks for it was seen (`None`: unknown, e.g. a feed resync).
+    forced: HashMap<Key, Option<Instant>>,
+    /// The last status written per object, in case the watch has not delivered it yet
+    /// when the next run starts.
+    written: HashMap<Key, ImageUpdateAutomationStatus>,
+    /// The last seen generation of each GitRepository, for the GitRepository trigger.
+    repositories: HashMap<Key, Option<i64>>,
+}
+
+impl Schedule {
+    fn force(&mut self, key: Key, seen: Option<Instant>) {
+        let entry = self.forced.entry(key).or_insert(seen);
+        // Keep the earliest known change: that is the one waiting longest for a push.
+        *entry = match (*entry, seen) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// (object, event type, reason) → the note last published and the recorder that did.
+type Recorders = HashMap<(Key, &'static str, String), (String, Recorder)>;
+
+struct Ctx {
+    client: Client,
+    reconciler: Arc<Reconciler<ReflectorClient>>,
+    metrics: Metrics,
+    reporter: Reporter,
+    /// kube-runtime's Recorder folds every event with the same type and reason into one
+    /// series, keeping the first note: a push after "repository up-to-date" would vanish.
+    /// One recorder per (object, type, reason), replaced when the note changes, aggregates
+    /// only identical events (as client-go's recorder does).
+    recorders: Mutex<Recorders>,
+    backoff: RetryBackoff,
+    no_cross_namespace_refs: bool,
+    schedule: Mutex<Schedule>,
+}
+
+impl fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctx").finish_non_exhaustive()
+    }
+}
+
+/// When the next run is due after one ended.
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    After(Duration),
+    Backoff,
+    OnChange,
+}
+
+impl Ctx {
+    fn schedule(&self) -> std::sync::MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `Some(action)` when the object has nothing new to run yet (a watch event caused by
+    /// our own status write or the finalizer, a label change, or a trigger meant for
+    /// another automation).
+    fn skip(&self, key: &Key, print: &Fingerprint) -> Option<Action> {
+        let schedule = self.schedule();
+        let handled = schedule.handled.get(key)?;
+        if handled.fingerprint != *print {
+            return None;
+        }
+        match handled.due {
+            None => Some(Action::await_change()),
+            Some(due) => {
+                let now = Instant::now();
+                (due > now + Duration::from_millis(50)).then(|| Action::requeue(due - now))
+            }
+        }
+    }
+
+    /// The action for `next`, recording when the next run is due.
+    fn action(&self, key: &Key, print: Fingerprint, next: Next) -> Action {
+        let mut schedule = self.schedule();
+        let delay = match next {
+            Next::After(d) => {
+                schedule.failures.remove(key);
+                Some(d)
+            }
+            Next::OnChange => {
+                schedule.failures.remove(key);
+                None
+            }
+            Next::Backoff => Some(self.failure(&mut schedule, key)),
+        };
+        schedule.handled.insert(
+            key.clone(),
+            Handled {
+                fingerprint: print,
+                due: delay.map(|d| Instant::now() + d),
+            },
+        );
+        delay.map_or_else(Action::await_change, Action::requeue)
+    }
+
+    /// Counts a failure and returns the delay before the next attempt.
+    fn failure(&self, schedule: &mut Schedule, key: &Key) -> Duration {
+        let failures = schedule.failures.entry(key.clone()).or_insert(0);
+        let delay = self.backoff.delay(*failures);
+        *failures = failures.saturating_add(1);
+        delay
+    }
+
+    fn forget(&self, key: &Key) {
+        let mut schedule = self.schedule();
+        schedule.handled.remove(key);
+        schedule.failures.remove(key);
+        schedule.forced.remove(key);
+        schedule.written.remove(key);
+        drop(schedule);
+        self.recorders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(k, _, _), _| k != key);
+    }
+
+    /// The recorder for an event with `note` (see [`Ctx::recorders`]).
+    fn recorder(&self, key: Key, type_: &'static str, reason: &str, note: &str) -> Recorder {
+        let mut recorders = self
+            .recorders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let slot = recorders
+            .entry((key, type_, reason.to_owned()))
+            .or_insert_with(|| {
+                (
+                    note.to_owned(),
+                    Recorder::new(self.client.clone(), self.reporter.clone()),
+                )
+            });
+        if slot.0 != note {
+            *slot = (
+                note.to_owned(),
+                Recorder::new(self.client.clone(), self.reporter.clone()),
+            );
+        }
+        slot.1.clone()
+    }
+
+    async fn publish(&self, obj: &ImageUpdateAutomation, event: &crate::controller::Event) {
+        let (type_, type_name) = match event.type_ {
+            EventType::Normal => (KubeEventType::Normal, "Normal"),
+            EventType::Warning => (KubeEventType::Warning, "Warning"),
+            // Flux's Trace events (a no-op success) are logged only.
+            EventType::Trace => return,
+        };
+        let note = truncate(&event.message, EVENT_NOTE_MAX);
+        let recorder = self.recorder(key_of(obj), type_name, &event.reason, &note);
+        let kube_event = KubeEvent {
+            type_,
+            reason: event.reason.clone(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&kube_event, &obj.object_ref(&())).await {
+            tracing::warn!(%error, name = obj.metadata.name, "cannot record an event");
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// The status a run starts from: the object's, unless the status we wrote last is newer
+/// (the watch may not have delivered our write yet).
+fn current_status(
+    obj: &ImageUpdateAutomation,
+    written: Option<ImageUpdateAutomationStatus>,
+) -> Option<ImageUpdateAutomationStatus> {
+    let Some(written) = written else {
+        return obj.status.clone();
+    };
+    let run_time =
+        |s: &ImageUpdateAutomationStatus| s.last_automation_run_time.as_ref().map(|t| t.0);
+    match &obj.status {
+        Some(status) if run_time(status) >= run_time(&written) => Some(status.clone()),
+        _ => Some(written),
+    }
+}
+
+/// Flux's in-progress status, written before a run that a new generation or a reconcile
+/// request started: Reconciling=True `Progressing` ("processing object: new generation
+/// A -> B", else "reconciliation in progress"), Ready=Unknown when it was absent or
+/// Unknown, and the run's start time. `None` for other runs (interval, feed, retry).
+fn progress_status(obj: &ImageUpdateAutomation, now: &Time) -> Option<ImageUpdateAutomationStatus> {
+    use api_types::meta::{condition_status, condition_type, reason};
+    let mut status = obj.status.clone().unwrap_or_default();
+    let generation = obj.metadata.generation.unwrap_or(0);
+    let observed = status.observed_generation.unwrap_or(0);
+    let requested = api_types::meta::pending_reconcile_request(
+        obj.metadata.annotations.as_ref(),
+        status.last_handled_reconcile_at.as_deref(),
+    )
+    .is_some();
+    let message = if generation != observed {
+        format!("processing object: new generation {observed} -> {generation}")
+    } else if requested {
+        "reconciliation in progress".to_owned()
+    } else {
+        return None;
+    };
+    status.last_automation_run_time = Some(now.clone());
+    let conditions = &mut status.conditions;
+    set_condition(
+        conditions,
+        condition_type::RECONCILING,
+        condition_status::TRUE,
+        reason::PROGRESSING,
+        &message,
+        obj.metadata.generation,
+        now,
+    );
+    if find_condition(conditions, condition_type::READY)
+        .is_none_or(|c| c.status == condition_status::UNKNOWN)
+    {
+        set_condition(
+            conditions,
+            condition_type::READY,
+            condition_status::UNKNOWN,
+            reason::PROGRESSING,
+            &message,
+            obj.metadata.generation,
+            now,
+        );
+    }
+    Some(status)
+}
+
+/// Writes `status` with server-side apply when it differs from `current`.
+async fn write_status(
+    api: &Api<ImageUpdateAutomation>,
+    name: &str,
+    current: Option<&ImageUpdateAutomationStatus>,
+    status: &ImageUpdateAutomationStatus,
+) -> Result<bool, kube::Error> {
+    if current == Some(status) {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": ImageUpdateAutomation::api_version(&()),
+        "kind": ImageUpdateAutomation::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(true)
+}
+
+// ---------------------------------------------------------------------------------------
+// The reconciler
+
+async fn reconcile_object(
+    obj: Arc<ImageUpdateAutomation>,
+    ctx: Arc<Ctx>,
+) -> Result<Action, ReconcileError> {
+    let key = key_of(obj.as_ref());
+    let api: Api<ImageUpdateAutomation> = Api::namespaced(ctx.client.clone(), &key.0);
+    finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(obj) => apply(&api, obj, &ctx).await,
+            FinalizerEvent::Cleanup(obj) => {
+                let key = key_of(obj.as_ref());
+                ctx.metrics.delete_object(&key.0, &key.1);
+                ctx.forget(&key);
+                tracing::info!(
+                    namespace = key.0,
+                    name = key.1,
+                    "ImageUpdateAutomation deleted"
+                );
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|e| ReconcileError(Box::new(e)))
+}
+
+async fn apply(
+    api: &Api<ImageUpdateAutomation>,
+    obj: Arc<ImageUpdateAutomation>,
+    ctx: &Ctx,
+) -> Result<Action, ApplyError> {
+    let key = key_of(obj.as_ref());
+    let print = fingerprint(obj.as_ref());
+    let forced = ctx.schedule().forced.remove(&key);
+    if forced.is_none()
+        && let Some(action) = ctx.skip(&key, &print)
+    {
+        return Ok(action);
+    }
+    let started = std::time::Instant::now();
+    if obj.spec.suspend {
+        ctx.metrics
+            .record_suspended(&key.0, &key.1, started.elapsed());
+        tracing::info!(namespace = key.0, name = key.1, "suspended; not run");
+        return Ok(ctx.action(&key, print, Next::OnChange));
+    }
+    let mut obj = (*obj).clone();
+    obj.status = current_status(&obj, ctx.schedule().written.get(&key).cloned());
+
+    let started_at = now();
+    if let Some(progress) = progress_status(&obj, &started_at) {
+        write_status(api, &key.1, obj.status.as_ref(), &progress)
+            .await
+            .map_err(ApplyError::Status)?;
+        obj.status = Some(progress);
+    }
+    let objects = Fetched::read(&ctx.client, &obj, ctx.no_cross_namespace_refs).await?;
+    let report = ctx.reconciler.reconcile(&obj, &objects, started_at).await;
+    let elapsed = started.elapsed();
+    write_status(api, &key.1, obj.status.as_ref(), &report.status)
+        .await
+        .map_err(ApplyError::Status)?;
+    ctx.schedule()
+        .written
+        .insert(key.clone(), report.status.clone());
+    log_report(&key, &report, elapsed);
+    ctx.metrics.record_run(
+        &key.0,
+        &key.1,
+        &report,
+        elapsed,
+        forced.flatten().map(|seen| seen.elapsed()),
+    );
+    for event in &report.events {
+        ctx.publish(&obj, event).await;
+    }
+    let next = match report.outcome {
+        RunOutcome::Ready => Next::After(interval_of(&obj)),
+        RunOutcome::Retry { .. } => Next::Backoff,
+        RunOutcome::Stalled { .. } => Next::OnChange,
+    };
+    Ok(ctx.action(&key, print, next))
+}
+
+fn error_policy(obj: Arc<ImageUpdateAutomation>, error: &ReconcileError, ctx: Arc<Ctx>) -> Action {
+    let key = key_of(obj.as_ref());
+    let delay = {
+        let mut schedule = ctx.schedule();
+        let delay = ctx.failure(&mut schedule, &key);
+        // The next attempt must run even though the object did not change.
+        schedule.handled.remove(&key);
+        delay
+    };
+    tracing::warn!(namespace = key.0, name = key.1, %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn watcher_config(label_selector: &str) -> watcher::Config {
+    let config = watcher::Config::default();
+    match label_selector.trim() {
+        "" => config,
+        selector => config.labels(selector),
+    }
+}
+
+/// Follows the reflector's change feed: marks the automations of a namespace with a changed
+/// policy (every automation already run, after a resync) as forced and wakes the controller.
+async fn follow_feed(
+    client: ReflectorClient,
+    store: kube::runtime::reflector::Store<ImageUpdateAutomation>,
+    ctx: Arc<Ctx>,
+    wake: tokio::sync::mpsc::UnboundedSender<()>,
+) {
+    client
+        .follow(
+            None,
+            |event| {
+                let seen = Instant::now();
+                let mut schedule = ctx.schedule();
+                let keys: Vec<Key> = match &event {
+                    FeedEvent::Changed(e) => {
+                        tracing::debug!(namespace = %e.policy.namespace,
+                            policy = %e.policy.name, "policy changed");
+                        store
+                            .state()
+                            .iter()
+                            .map(|a| key_of(a.as_ref()))
+                            .filter(|k| k.0 == e.policy.namespace)
+                            .collect()
+                    }
+                    // Changes may have been missed; automations never run yet run anyway.
+                    FeedEvent::Resync => schedule.handled.keys().cloned().collect(),
+                };
+                if keys.is_empty() {
+                    return;
+                }
+                let seen = matches!(event, FeedEvent::Changed(_)).then_some(seen);
+                for key in keys {
+                    schedule.force(key, seen);
+                }
+                drop(schedule);
+                let _ = wake.send(());
+            },
+            |err| tracing::warn!("reflector change feed: {err}"),
+        )
+        .await;
+}
+
+/// Runs the controller until `stop` completes.
+async fn run_controller(
+    ctx: Arc<Ctx>,
+    settings: &KubeSettings,
+    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), KubeModeError> {
+    let config = controller::Config::default().concurrency(settings.concurrent.max(1));
+    let wc = watcher_config(&settings.label_selector);
+    let automations = Controller::new(Api::<ImageUpdateAutomation>::all(ctx.client.clone()), wc)
+        .with_config(config);
+    let store = automations.store();
+
+    let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let triggers = futures::stream::unfold(wake_rx, |mut rx| async move {
+        rx.recv().await.map(|()| ((), rx))
+    });
+    let feed = tokio::spawn(follow_feed(
+        ReflectorClient::new(&settings.reflector_url)?,
+        store.clone(),
+        ctx.clone(),
+        wake_tx,
+    ));
+
+    let trigger_ctx = ctx.clone();
+    let repo_store = store.clone();
+    let controller = automations
+        .reconcile_all_on(triggers)
+        // Flux runs the automations of a GitRepository whose generation changed.
+        .watches(
+            Api::<GitRepository>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            move |repo: GitRepository| {
+                let key = key_of(&repo);
+                let mut schedule = trigger_ctx.schedule();
+                let previous = schedule
+                    .repositories
+                    .insert(key.clone(), repo.metadata.generation);
+                if previous.is_none_or(|g| g == repo.metadata.generation) {
+                    return Vec::new();
+                }
+                let refs: Vec<ObjectRef<ImageUpdateAutomation>> = repo_store
+                    .state()
+                    .iter()
+                    .filter(|a| {
+                        let (ns, _) = key_of(a.as_ref());
+                        let repo_ns = a
+                            .spec
+                            .source_ref
+                            .namespace
+                            .clone()
+                            .filter(|n| !n.is_empty())
+                            .unwrap_or(ns);
+                        repo_ns == key.0 && a.spec.source_ref.name == key.1
+                    })
+                    .map(|a| ObjectRef::from_obj(a.as_ref()))
+                    .collect();
+                for r in &refs {
+                    schedule.force(
+                        (r.namespace.clone().unwrap_or_default(), r.name.clone()),
+                        None,
+                    );
+                }
+                refs
+            },
+        )
+        .graceful_shutdown_on(stop)
+        .run(reconcile_object, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "ImageUpdateAutomation controller");
+            }
+        });
+    tracing::info!("controller started");
+    controller.await;
+    feed.abort();
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// Sets `ready` after the first complete list of the watched automations (every replica),
+/// then returns.
+async fn first_sync(
+    api: Api<ImageUpdateAutomation>,
+    config: watcher::Config,
+    ready: Arc<AtomicBool>,
+) {
+    let stream = watcher(api, config).default_backoff();
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(WatchEvent::InitDone) => {
+                tracing::info!("watch synced; ready");
+                ready.store(true, Ordering::SeqCst);
+                return;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "watch failed; retrying"),
+        }
+    }
+}
+
+async fn leadership(
+    client: Client,
+    settings: &KubeSettings,
+    stop: watch::Receiver<bool>,
+) -> Result<leader::Leadership, KubeModeError> {
+    if !settings.enable_leader_election {
+        return Ok(leader::always_leading(stop));
+    }
+    Ok(leader::elect(
+        client,
+        leader::LeaderSettings {
+            lease_name: lease_name(&settings.label_selector),
+            lease_namespace: settings.lease_namespace.clone(),
+            identity: leader::holder_identity(""),
+            lease_duration: settings.lease_duration.max(Duration::from_secs(2)),
+            field_manager: format!("{FIELD_MANAGER}-lease"),
+        },
+        stop,
+    )
+    .await?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Entry point
+
+/// Runs the Kubernetes mode until `shutdown` turns true.
+pub async fn run(
+    settings: KubeSettings,
+    reconciler: Arc<Reconciler<ReflectorClient>>,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), KubeModeError> {
+    let config = kube::Config::infer().await?;
+    let client = Client::try_from(config).map_err(KubeModeError::Client)?;
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok()),
+    };
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        reconciler,
+        metrics,
+        reporter,
+        recorders: Mutex::new(HashMap::new()),
+        backoff: settings.backoff,
+        no_cross_namespace_refs: settings.no_cross_namespace_refs,
+        schedule: Mutex::new(Schedule::default()),
+    });
+
+    let readiness = tokio::spawn(first_sync(
+        Api::<ImageUpdateAutomation>::all(client.clone()),
+        watcher_config(&settings.label_selector),
+        ready.clone(),
+    ));
+
+    let election = leadership(client.clone(), &settings, shutdown.clone()).await?;
+    let mut leading = election.leading;
+    let mut stop = shutdown.clone();
+    let mut result = Ok(());
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            led = leading.wait_for(|l| *l) => if led.is_err() { break },
+        }
+        tracing::info!("leading: starting the controller");
+        let mut lost = leading.clone();
+        let mut stopping = shutdown.clone();
+        let until = async move {
+            tokio::select! {
+                _ = lost.wait_for(|l| !*l) => {},
+                _ = stopping.wait_for(|s| *s) => {},
+            }
+        };
+        if let Err(e) = run_controller(ctx.clone(), &settings, until).await {
+            result = Err(e);
+            break;
+        }
+        if *stop.borrow() {
+            break;
+        }
+        tracing::warn!("lost leadership: controller stopped, following");
+        // The next leader starts from the objects' status: forget our schedule.
+        *ctx.schedule() = Schedule::default();
+    }
+    ready.store(false, Ordering::SeqCst);
+    readiness.abort();
+    if let Err(error) = election.task.await {
+        tracing::warn!(%error, "leader election task failed");
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_names() {
+        assert_eq!(lease_name(""), LEASE_NAME);
+        let sharded = lease_name("shard=a");
+        assert!(sharded.starts_with("image-automation-controller-leader-election-"));
+        assert_ne!(sharded, lease_name("shard=b"));
+    }
+
+    #[test]
+    fn truncates_on_a_char_boundary() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("aé", 2), "a");
+        assert_eq!(
+            truncate(&"x".repeat(2000), EVENT_NOTE_MAX).len(),
+            EVENT_NOTE_MAX
+        );
+    }
+
+    #[test]
+    fn the_newer_status_wins() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let at = |s: i64| ImageUpdateAutomationStatus {
+            last_automation_run_time: Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(s).unwrap(),
+            )),
+            ..Default::default()
+        };
+        let mut obj = ImageUpdateAutomation::new("a", Default::default());
+        obj.status = Some(at(10));
+        assert_eq!(current_status(&obj, Some(at(20))), Some(at(20)));
+        assert_eq!(current_status(&obj, Some(at(5))), Some(at(10)));
+        assert_eq!(current_status(&obj, None), Some(at(10)));
+        obj.status = None;
+        assert_eq!(current_status(&obj, Some(at(5))), Some(at(5)));
+    }
+
+    #[test]
+    fn progress_on_a_new_generation_or_a_reconcile_request_only() {
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
+        let mut obj = ImageUpdateAutomation::new("a", Default::default());
+        obj.metadata.generation = Some(2);
+        obj.status = Some(ImageUpdateAutomationStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        let s = progress_status(&obj, &now).unwrap();
+        let reconciling = find_condition(&s.conditions, "Reconciling").unwrap();
+        assert_eq!(
+            (reconciling.status.as_str(), reconciling.reason.as_str()),
+            ("True", "Progressing")
+        );
+        assert_eq!(
+            reconciling.message,
+            "processing object: new generation 1 -> 2"
+        );
+        assert_eq!(
+            find_condition(&s.conditions, "Ready").unwrap().status,
+            "Unknown"
+        );
+        assert_eq!(s.last_automation_run_time, Some(now.clone()));
+
+        // Ready=True stays while the run is in progress; a handled generation needs a
+        // reconcile request.
+        let mut done = s.clone();
+        done.observed_generation = Some(2);
+        set_condition(
+            &mut done.conditions,
+            "Ready",
+            "True",
+            "Succeeded",
+            "ok",
+            Some(2),
+            &now,
+        );
+        obj.status = Some(done);
+        assert!(progress_status(&obj, &now).is_none());
+        obj.metadata.annotations =
+            Some([(RECONCILE_REQUEST_ANNOTATION.to_string(), "t1".to_string())].into());
+        let s = progress_status(&obj, &now).unwrap();
+        assert_eq!(
+            find_condition(&s.conditions, "Ready").unwrap().status,
+            "True"
+        );
+        assert_eq!(
+            find_condition(&s.conditions, "Reconciling")
+                .unwrap()
+                .message,
+            "reconciliation in progress"
+        );
+    }
+
+    #[test]
+    fn forcing_keeps_the_earliest_change() {
+        let mut s = Schedule::default();
+        let key = ("ns".to_string(), "a".to_string());
+        let early = Instant::now();
+        let late = early + Duration::from_secs(1);
+        s.force(key.clone(), None);
+        s.force(key.clone(), Some(late));
+        s.force(key.clone(), Some(early));
+        s.force(key.clone(), None);
+        assert_eq!(s.forced[&key], Some(early));
+    }
+}

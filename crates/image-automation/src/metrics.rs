@@ -1,0 +1,376 @@
+//! Prometheus metrics of `image-automation serve`, shared by the standalone and Kubernetes
+//! modes. Names are a contract (docs, the chart's PrometheusRule):
+//!
+//! - Flux's `gotk_reconcile_duration_seconds`, `gotk_reconcile_condition` and
+//!   `gotk_suspend_status` (kind `ImageUpdateAutomation`; the gauges kept up to date, unlike
+//!   Flux, which registers them but never sets them);
+//! - ours: `image_automation_pushes_total`, `image_automation_push_failures_total` (by the
+//!   failed run's Ready reason) and `image_automation_policy_to_push_seconds`.
+//!
+//! Everything is registered on a private [`prometheus::Registry`] that `/metrics` encodes.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use api_types::meta::{condition_type, find_condition};
+use prometheus::core::Collector;
+use prometheus::{Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts};
+
+use crate::controller::RunReport;
+
+/// The kind label of every `gotk_*` series this process exports.
+pub const KIND: &str = "ImageUpdateAutomation";
+
+/// Flux's condition statuses; `gotk_reconcile_condition` has one series per status.
+pub const CONDITION_STATUSES: [&str; 4] = ["True", "False", "Unknown", "Deleted"];
+
+const OBJECT_LABELS: [&str; 3] = ["kind", "name", "namespace"];
+const AUTOMATION_LABELS: [&str; 2] = ["namespace", "name"];
+
+/// `ExponentialBucketsRange(min, max, count)` as in client_golang: `count` buckets from
+/// `min` to `max`, each a constant factor above the previous.
+pub fn exponential_buckets_range(min: f64, max: f64, count: usize) -> Vec<f64> {
+    if count < 2 || min <= 0.0 || max <= min {
+        return vec![min];
+    }
+    let factor = (max / min).powf(1.0 / (count - 1) as f64);
+    (0..count)
+        .map(|i| min * factor.powi(i32::try_from(i).unwrap_or(i32::MAX)))
+        .collect()
+}
+
+/// The metrics of one process. Clones share the series.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: prometheus::Registry,
+    reconcile_duration: HistogramVec,
+    reconcile_condition: GaugeVec,
+    suspend_status: GaugeVec,
+    pushes: IntCounterVec,
+    push_failures: IntCounterVec,
+    policy_to_push: HistogramVec,
+    git_fetch_duration: HistogramVec,
+    git_fetch_bytes: IntCounterVec,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = prometheus::Registry::new();
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gotk_reconcile_duration_seconds",
+                "The duration in seconds of a GitOps Toolkit resource reconciliation.",
+            )
+            .buckets(exponential_buckets_range(0.01, 1800.0, 10)),
+            &OBJECT_LABELS,
+        )?;
+        let reconcile_condition = GaugeVec::new(
+            Opts::new(
+                "gotk_reconcile_condition",
+                "The current condition status of a GitOps Toolkit resource reconciliation.",
+            ),
+            &["kind", "name", "namespace", "type", "status"],
+        )?;
+        let suspend_status = GaugeVec::new(
+            Opts::new(
+                "gotk_suspend_status",
+                "The current suspend status of a GitOps Toolkit resource.",
+            ),
+            &OBJECT_LABELS,
+        )?;
+        let pushes = IntCounterVec::new(
+            Opts::new(
+                "image_automation_pushes_total",
+                "Commits pushed by image update automations.",
+            ),
+            &AUTOMATION_LABELS,
+        )?;
+        let push_failures = IntCounterVec::new(
+            Opts::new(
+                "image_automation_push_failures_total",
+                "Failed image update automation runs, by the run's Ready reason.",
+            ),
+            &["namespace", "name", "reason"],
+        )?;
+        let policy_to_push = HistogramVec::new(
+            HistogramOpts::new(
+                "image_automation_policy_to_push_seconds",
+                "Time from a changed policy result (or the run start when unknown) to the pushed commit.",
+            )
+            .buckets(exponential_buckets_range(0.1, 600.0, 12)),
+            &AUTOMATION_LABELS,
+        )?;
+        // The git layer's fetches into its cache: `clone` (first fetch of a ref) or `fetch`.
+        let git_fetch_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "image_automation_git_fetch_duration_seconds",
+                "Duration of the git fetches into the cache, by kind (clone or fetch).",
+            )
+            .buckets(exponential_buckets_range(0.01, 300.0, 12)),
+            &["kind"],
+        )?;
+        let git_fetch_bytes = IntCounterVec::new(
+            Opts::new(
+                "image_automation_git_fetch_bytes_total",
+                "Pack bytes received by the git fetches into the cache, by kind (clone or fetch).",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(git_fetch_duration.clone()))?;
+        registry.register(Box::new(git_fetch_bytes.clone()))?;
+        registry.register(Box::new(reconcile_duration.clone()))?;
+        registry.register(Box::new(reconcile_condition.clone()))?;
+        registry.register(Box::new(suspend_status.clone()))?;
+        registry.register(Box::new(pushes.clone()))?;
+        registry.register(Box::new(push_failures.clone()))?;
+        registry.register(Box::new(policy_to_push.clone()))?;
+        Ok(Self {
+            registry,
+            reconcile_duration,
+            reconcile_condition,
+            suspend_status,
+            pushes,
+            push_failures,
+            policy_to_push,
+            git_fetch_duration,
+            git_fetch_bytes,
+        })
+    }
+
+    /// Everything one finished run changes: duration, condition and suspend gauges, push
+    /// and failure counters, and (when it pushed) the policy-to-push time. `since_change`
+    /// is the time since the policy change that led to this run was seen on the feed;
+    /// `None` uses the run's own duration.
+    pub fn record_run(
+        &self,
+        namespace: &str,
+        name: &str,
+        report: &RunReport,
+        elapsed: Duration,
+        since_change: Option<Duration>,
+    ) {
+        self.reconcile_duration
+            .with_label_values(&[KIND, name, namespace])
+            .observe(elapsed.as_secs_f64());
+        self.set_suspended(namespace, name, false);
+        self.set_conditions(namespace, name, &report.status.conditions);
+        if report.pushed.is_some() {
+            self.pushes.with_label_values(&[namespace, name]).inc();
+            let seconds = since_change.unwrap_or(elapsed).max(elapsed);
+            self.policy_to_push
+                .with_label_values(&[namespace, name])
+                .observe(seconds.as_secs_f64());
+        }
+        for fetch in &report.fetches {
+            let kind = [fetch.kind.as_str()];
+            self.git_fetch_duration
+                .with_label_values(&kind)
+                .observe(fetch.duration.as_secs_f64());
+            self.git_fetch_bytes
+                .with_label_values(&kind)
+                .inc_by(fetch.bytes);
+        }
+        if !report.outcome.is_ready() {
+            let reason = report.outcome.reason_and_message().0;
+            self.push_failures
+                .with_label_values(&[namespace, name, reason])
+                .inc();
+        }
+    }
+
+    /// A pass over a suspended automation: its duration and `gotk_suspend_status` 1 (its
+    /// conditions stay what the last run left).
+    pub fn record_suspended(&self, namespace: &str, name: &str, elapsed: Duration) {
+        self.reconcile_duration
+            .with_label_values(&[KIND, name, namespace])
+            .observe(elapsed.as_secs_f64());
+        self.set_suspended(namespace, name, true);
+    }
+
+    /// `gotk_reconcile_condition` for Ready, Stalled and Reconciling (absent: `Deleted`).
+    pub fn set_conditions(
+        &self,
+        namespace: &str,
+        name: &str,
+        conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    ) {
+        for type_ in [
+            condition_type::READY,
+            condition_type::STALLED,
+            condition_type::RECONCILING,
+        ] {
+            let status = find_condition(conditions, type_).map_or("Deleted", |c| c.status.as_str());
+            self.set_condition(namespace, name, type_, status);
+        }
+    }
+
+    /// `gotk_reconcile_condition`: 1 for `status`, 0 for Flux's other statuses.
+    pub fn set_condition(&self, namespace: &str, name: &str, type_: &str, status: &str) {
+        for candidate in CONDITION_STATUSES {
+            let value = if candidate == status { 1.0 } else { 0.0 };
+            self.reconcile_condition
+                .with_label_values(&[KIND, name, namespace, type_, candidate])
+                .set(value);
+        }
+        // A status outside Flux's four still shows (as 1), rather than nothing.
+        if !CONDITION_STATUSES.contains(&status) {
+            self.reconcile_condition
+                .with_label_values(&[KIND, name, namespace, type_, status])
+                .set(1.0);
+        }
+    }
+
+    /// `gotk_suspend_status`: 1 when suspended.
+    pub fn set_suspended(&self, namespace: &str, name: &str, suspended: bool) {
+        self.suspend_status
+            .with_label_values(&[KIND, name, namespace])
+            .set(if suspended { 1.0 } else { 0.0 });
+    }
+
+    /// Drops every series of a deleted automation.
+    pub fn delete_object(&self, namespace: &str, name: &str) {
+        let object = [("kind", KIND), ("namespace", namespace), ("name", name)];
+        remove_matching(&self.reconcile_duration, &object);
+        remove_matching(&self.reconcile_condition, &object);
+        remove_matching(&self.suspend_status, &object);
+        let named = [("namespace", namespace), ("name", name)];
+        remove_matching(&self.pushes, &named);
+        remove_matching(&self.push_failures, &named);
+        remove_matching(&self.policy_to_push, &named);
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn encode_text(&self) -> Result<String, prometheus::Error> {
+        let mut buffer = Vec::new();
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+
+    /// [`Metrics::encode_text`], empty on an (unexpected) encoding error, for `/metrics`.
+    pub fn render(&self) -> String {
+        self.encode_text().unwrap_or_default()
+    }
+}
+
+/// Removes the series of `vec` whose labels include all of `wanted` (the prometheus
+/// crate only removes by the full label set, so the sets are found by collecting).
+fn remove_matching<T>(vec: &prometheus::core::MetricVec<T>, wanted: &[(&str, &str)])
+where
+    T: prometheus::core::MetricVecBuilder,
+{
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|pair| (pair.name(), pair.value()))
+                .collect();
+            if wanted
+                .iter()
+                .all(|(name, value)| labels.get(name) == Some(value))
+            {
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::RunOutcome;
+    use crate::git::PushedCommit;
+
+    fn report(outcome: RunOutcome, pushed: bool) -> RunReport {
+        RunReport {
+            status: Default::default(),
+            outcome,
+            result: Default::default(),
+            pushed: pushed.then(|| PushedCommit {
+                commit: "abc".into(),
+                branch: "main".into(),
+                refspec: None,
+                message: "m".into(),
+            }),
+            short_circuited: false,
+            events: Vec::new(),
+            fetches: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn runs_count_pushes_failures_and_policy_to_push() {
+        let m = Metrics::new().unwrap();
+        m.record_run(
+            "ns",
+            "a",
+            &report(RunOutcome::Ready, true),
+            Duration::from_secs(1),
+            Some(Duration::from_secs(3)),
+        );
+        m.record_run(
+            "ns",
+            "a",
+            &report(
+                RunOutcome::Retry {
+                    reason: "DependencyNotReady".into(),
+                    message: "down".into(),
+                },
+                false,
+            ),
+            Duration::from_secs(1),
+            None,
+        );
+        let text = m.encode_text().unwrap();
+        assert!(text.contains(r#"image_automation_pushes_total{name="a",namespace="ns"} 1"#));
+        assert!(text.contains(
+            r#"image_automation_push_failures_total{name="a",namespace="ns",reason="DependencyNotReady"} 1"#
+        ));
+        assert!(
+            text.contains(
+                r#"image_automation_policy_to_push_seconds_sum{name="a",namespace="ns"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"gotk_reconcile_condition{kind="ImageUpdateAutomation",name="a",namespace="ns",status="Deleted",type="Ready"} 1"#
+        ));
+        m.delete_object("ns", "a");
+        assert!(!m.encode_text().unwrap().contains(r#"name="a""#));
+    }
+    #[test]
+    fn git_fetches_are_recorded_by_kind() {
+        use crate::git::{FetchKind, FetchStats};
+        let m = Metrics::new().unwrap();
+        let mut r = report(RunOutcome::Ready, false);
+        r.fetches = vec![
+            FetchStats {
+                kind: FetchKind::Clone,
+                duration: Duration::from_secs(2),
+                bytes: 1000,
+            },
+            FetchStats {
+                kind: FetchKind::Fetch,
+                duration: Duration::from_millis(500),
+                bytes: 10,
+            },
+        ];
+        m.record_run("ns", "a", &r, Duration::from_secs(3), None);
+        let text = m.encode_text().unwrap();
+        assert!(text.contains(r#"image_automation_git_fetch_bytes_total{kind="clone"} 1000"#));
+        assert!(text.contains(r#"image_automation_git_fetch_bytes_total{kind="fetch"} 10"#));
+        assert!(
+            text.contains(r#"image_automation_git_fetch_duration_seconds_sum{kind="clone"} 2"#)
+        );
+        assert!(
+            text.contains(r#"image_automation_git_fetch_duration_seconds_count{kind="fetch"} 1"#)
+        );
+    }
+}

@@ -1,0 +1,446 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The persistent worktree (over the testbed's smart-HTTP server): a second run reuses it
+//! and rewrites nothing it does not have to, remote changes (edits, deletions, new
+//! directories, executable bits, symlinks) are picked up, and whatever an aborted run left
+//! behind (edits, junk, deletions, a commit whose push failed, a damaged state file) never
+//! reaches the next commit.
+
+mod git_common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use git_common::*;
+use image_automation::git::{GitAuth, GitCache, GitError, GitRef, PushSpec, RepoSpec};
+use testbed::git::{BareRepos, GitHttpServer, GitHttpServerOptions};
+
+async fn server() -> GitHttpServer {
+    GitHttpServer::start(GitHttpServerOptions::default())
+        .await
+        .unwrap()
+}
+
+fn spec(server: &GitHttpServer, repo: &str) -> RepoSpec {
+    let url = server.url(repo);
+    let data = BTreeMap::from([
+        (
+            "username".to_string(),
+            server.username().as_bytes().to_vec(),
+        ),
+        (
+            "password".to_string(),
+            server.password().as_bytes().to_vec(),
+        ),
+    ]);
+    RepoSpec::new(
+        url.clone(),
+        GitAuth::from_secret(&url, Some(&data)).unwrap(),
+    )
+}
+
+/// Every file (and symlink) under `dir` with its content (a link's target).
+fn tree_on_disk(dir: &Path) -> BTreeMap<String, (bool, bool, Vec<u8>)> {
+    fn go(dir: &Path, prefix: &str, out: &mut BTreeMap<String, (bool, bool, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            if meta.is_symlink() {
+                let target = std::fs::read_link(e.path()).unwrap();
+                out.insert(
+                    rel,
+                    (true, false, target.as_os_str().as_encoded_bytes().to_vec()),
+                );
+            } else if meta.is_dir() {
+                go(&e.path(), &rel, out);
+            } else {
+                let exec = meta.mode() & 0o111 != 0;
+                out.insert(rel, (false, exec, std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    go(dir, "", &mut out);
+    out
+}
+
+/// What `rev` holds, read with the git CLI from the bare repository.
+fn tree_in_git(
+    repos: &BareRepos,
+    name: &str,
+    rev: &str,
+) -> BTreeMap<String, (bool, bool, Vec<u8>)> {
+    let out = repos
+        .git(name)
+        .unwrap()
+        .args(["ls-tree", "-r", "-z", "--full-tree", rev])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut files = BTreeMap::new();
+    for record in out.stdout.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+        let record = String::from_utf8(record.to_vec()).unwrap();
+        let (meta, path) = record.split_once('\t').unwrap();
+        let parts: Vec<&str> = meta.split(' ').collect();
+        let blob = repos
+            .git(name)
+            .unwrap()
+            .args(["cat-file", "blob", parts[2]])
+            .output()
+            .unwrap();
+        assert!(blob.status.success());
+        files.insert(
+            path.to_string(),
+            (parts[0] == "120000", parts[0] == "100755", blob.stdout),
+        );
+    }
+    files
+}
+
+/// Changes the remote's `main` with the git CLI in a scratch clone: `edit` gets the
+/// clone's directory; everything it leaves is committed and pushed.
+fn remote_edit(repos: &BareRepos, name: &str, edit: impl FnOnce(&Path)) -> String {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("c");
+    let (ok, text) = output(
+        git_in(scratch.path())
+            .args(["clone", "-q", "--branch", "main"])
+            .arg(repos.path(name))
+            .arg(&dir),
+    );
+    assert!(ok, "{text}");
+    edit(&dir);
+    for args in [
+        &["add", "-A"][..],
+        &[
+            "-c",
+            "user.name=Human",
+            "-c",
+            "user.email=h@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "remote edit",
+        ][..],
+        &["push", "-q", "origin", "HEAD:main"][..],
+    ] {
+        let (ok, text) = output(git_in(&dir).args(args));
+        assert!(ok, "git {args:?}: {text}");
+    }
+    let (ok, head) = output(git_in(&dir).args(["rev-parse", "HEAD"]));
+    assert!(ok);
+    head.trim().to_string()
+}
+
+#[tokio::test]
+async fn second_run_reuses_the_worktree_and_pushes_exact_bytes() {
+    let server = server().await;
+    let repos = server.repos();
+    let seeded = seed(repos, "fleet");
+    let storage = tempfile::tempdir().unwrap();
+    let cache = Arc::new(GitCache::new(storage.path()));
+    let spec = spec(&server, "fleet");
+    let main = GitRef::branch("main");
+
+    // First checkout: a full one, matching the commit exactly.
+    let (root, readme_ino) = {
+        let locked = cache.open(&spec).unwrap();
+        let co = locked.checkout(&main, None).unwrap();
+        assert!(co.prepared.full);
+        assert_eq!(
+            co.prepared.written,
+            repos.files_at("fleet", &seeded).unwrap().len()
+        );
+        assert_eq!(
+            tree_on_disk(co.worktree.path()),
+            tree_in_git(repos, "fleet", &seeded)
+        );
+        let ino = std::fs::metadata(co.worktree.path().join("README.md"))
+            .unwrap()
+            .ino();
+        (co.worktree.path().to_path_buf(), ino)
+    };
+
+    // A run: one commit, only the marked line of one file changed.
+    let req = request(spec.clone(), main.clone(), PushSpec::default());
+    let mut seen = None;
+    let out = run(&cache, &req, move |d| {
+        assert!(seen.replace(d.to_path_buf()).is_none(), "one attempt");
+        set_tag(d, "1.2.3", "1.2.4")
+    })
+    .await
+    .unwrap();
+    let pushed = out.pushed.unwrap();
+    let (ok, diff) =
+        output(
+            repos
+                .git("fleet")
+                .unwrap()
+                .args(["diff", "--name-only", &seeded, &pushed.commit]),
+        );
+    assert!(ok, "{diff}");
+    assert_eq!(diff.trim(), FILE);
+    let original = repos.file_at("fleet", &seeded, FILE).unwrap().unwrap();
+    assert_eq!(
+        repos.file_at("fleet", "main", FILE).unwrap().unwrap(),
+        original.replace(&checkout_line("1.2.3"), &checkout_line("1.2.4"))
+    );
+
+    // The next checkout is the same directory, already at the pushed commit: nothing is
+    // written, nothing removed, untouched files keep their inode.
+    let locked = cache.open(&spec).unwrap();
+    let co = locked.checkout(&main, None).unwrap();
+    assert_eq!(co.worktree.path(), root);
+    assert_eq!(co.worktree.base().to_string(), pushed.commit);
+    assert!(!co.prepared.full);
+    assert!(
+        !co.prepared.scanned,
+        "a pushed run leaves the tree marked clean"
+    );
+    assert_eq!((co.prepared.written, co.prepared.removed), (0, 0));
+    assert_eq!(
+        std::fs::metadata(root.join("README.md")).unwrap().ino(),
+        readme_ino
+    );
+    assert_eq!(
+        tree_on_disk(&root),
+        tree_in_git(repos, "fleet", &pushed.commit)
+    );
+    drop(co);
+    drop(locked);
+
+    // A second run on top of the first.
+    let out = run(&cache, &req, |d| set_tag(d, "1.2.4", "1.2.5"))
+        .await
+        .unwrap();
+    let second = out.pushed.unwrap();
+    assert_eq!(
+        repos.commit_parents("fleet", &second.commit).unwrap(),
+        std::slice::from_ref(&pushed.commit)
+    );
+    assert_eq!(
+        repos.file_at("fleet", "main", FILE).unwrap().unwrap(),
+        original.replace(&checkout_line("1.2.3"), &checkout_line("1.2.5"))
+    );
+    assert_eq!(
+        tree_on_disk(&root),
+        tree_in_git(repos, "fleet", &second.commit)
+    );
+}
+
+#[tokio::test]
+async fn remote_changes_between_runs_are_picked_up() {
+    let server = server().await;
+    let repos = server.repos();
+    seed(repos, "fleet");
+    let storage = tempfile::tempdir().unwrap();
+    let cache = Arc::new(GitCache::new(storage.path()));
+    let spec = spec(&server, "fleet");
+    let main = GitRef::branch("main");
+    let req = request(spec.clone(), main.clone(), PushSpec::default());
+    run(&cache, &req, |d| set_tag(d, "1.2.3", "1.2.4"))
+        .await
+        .unwrap()
+        .pushed
+        .unwrap();
+
+    // Someone edits a file, deletes one (emptying its directory), adds a file in a new
+    // directory, an executable and a symlink, and turns a file into a directory.
+    let theirs = remote_edit(repos, "fleet", |d| {
+        std::fs::write(d.join("README.md"), "# fleet\n\nedited by a human\n").unwrap();
+        std::fs::remove_dir_all(d.join("clusters/staging")).unwrap();
+        std::fs::create_dir_all(d.join("apps/new")).unwrap();
+        std::fs::write(d.join("apps/new/app.yaml"), "kind: App\n").unwrap();
+        std::fs::write(d.join("apps/run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+        std::fs::set_permissions(
+            d.join("apps/run.sh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../clusters/prod/checkout.yaml", d.join("apps/link.yaml"))
+            .unwrap();
+        std::fs::remove_file(d.join("clusters/prod/configmap.yaml")).unwrap();
+        std::fs::create_dir(d.join("clusters/prod/configmap.yaml")).unwrap();
+        std::fs::write(d.join("clusters/prod/configmap.yaml/data.yaml"), "a: b\n").unwrap();
+    });
+    assert!(
+        tree_in_git(repos, "fleet", &theirs)["apps/run.sh"].1,
+        "the executable bit reached the remote"
+    );
+
+    {
+        let locked = cache.open(&spec).unwrap();
+        let co = locked.checkout(&main, None).unwrap();
+        assert!(!co.prepared.full);
+        assert_eq!(co.worktree.base().to_string(), theirs);
+        assert!(co.prepared.written >= 5, "{:?}", co.prepared);
+        assert_eq!(
+            tree_on_disk(co.worktree.path()),
+            tree_in_git(repos, "fleet", &theirs)
+        );
+        assert!(!co.worktree.path().join("clusters/staging").exists());
+    }
+
+    // And the next commit builds on their commit, changing only our file.
+    let out = run(&cache, &req, |d| set_tag(d, "1.2.4", "1.2.5"))
+        .await
+        .unwrap();
+    let ours = out.pushed.unwrap();
+    assert_eq!(
+        repos.commit_parents("fleet", &ours.commit).unwrap(),
+        std::slice::from_ref(&theirs)
+    );
+    let (ok, diff) =
+        output(
+            repos
+                .git("fleet")
+                .unwrap()
+                .args(["diff", "--name-only", &theirs, &ours.commit]),
+        );
+    assert!(ok, "{diff}");
+    assert_eq!(diff.trim(), FILE);
+}
+
+#[tokio::test]
+async fn an_aborted_run_leaves_nothing_for_the_next() {
+    let server = server().await;
+    let repos = server.repos();
+    let seeded = seed(repos, "fleet");
+    let storage = tempfile::tempdir().unwrap();
+    let cache = Arc::new(GitCache::new(storage.path()));
+    let spec = spec(&server, "fleet");
+    let main = GitRef::branch("main");
+    let req = request(spec.clone(), main.clone(), PushSpec::default());
+
+    // The update edits a file, deletes another, leaves junk, then fails.
+    let err = run(&cache, &req, |d| {
+        set_tag(d, "1.2.3", "9.9.9")?;
+        std::fs::remove_file(d.join("README.md"))?;
+        std::fs::create_dir_all(d.join("junk/deeper"))?;
+        std::fs::write(d.join("junk/deeper/half.yaml"), "half-writ")?;
+        std::fs::write(d.join("clusters/prod/kustomization.yaml"), "truncat")?;
+        Err("the update failed halfway".into())
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, GitError::Apply(_)), "{err}");
+    assert_eq!(
+        repos.head_commit("fleet", "main").unwrap(),
+        Some(seeded.clone())
+    );
+
+    // An update that writes but reports nothing to do leaves no trace either.
+    let out = run(&cache, &req, |d| {
+        std::fs::write(d.join("README.md"), "scribbled")?;
+        Ok(None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.pushed, None);
+    {
+        let locked = cache.open(&spec).unwrap();
+        let co = locked.checkout(&main, None).unwrap();
+        assert!(
+            co.prepared.scanned,
+            "nothing verified the tree since the update wrote"
+        );
+        assert_eq!(
+            tree_on_disk(co.worktree.path()),
+            tree_in_git(repos, "fleet", &seeded)
+        );
+    }
+
+    // The next run sees the pristine commit and commits only its own edit.
+    let out = run(&cache, &req, move |d| {
+        assert!(!d.join("junk").exists());
+        set_tag(d, "1.2.3", "1.2.4")
+    })
+    .await
+    .unwrap();
+    let pushed = out.pushed.unwrap();
+    let (ok, diff) =
+        output(
+            repos
+                .git("fleet")
+                .unwrap()
+                .args(["diff", "--name-only", &seeded, &pushed.commit]),
+        );
+    assert!(ok, "{diff}");
+    assert_eq!(diff.trim(), FILE);
+    let original = repos.file_at("fleet", &seeded, FILE).unwrap().unwrap();
+    assert_eq!(
+        repos.file_at("fleet", "main", FILE).unwrap().unwrap(),
+        original.replace(&checkout_line("1.2.3"), &checkout_line("1.2.4"))
+    );
+
+    // A commit whose push failed (a hook refuses it) is not the base of the next run:
+    // its edit is undone and the next commit is built on the remote head.
+    let hook = repos.path("fleet").join("hooks/pre-receive");
+    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    std::fs::write(&hook, "#!/bin/sh\necho refused >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let err = run(&cache, &req, |d| set_tag(d, "1.2.4", "6.6.6"))
+        .await
+        .unwrap_err();
+    std::fs::remove_file(&hook).unwrap();
+    assert!(matches!(err, GitError::PushFailed(_)), "{err}");
+    assert_eq!(
+        repos.head_commit("fleet", "main").unwrap(),
+        Some(pushed.commit.clone())
+    );
+    let out = run(&cache, &req, |d| {
+        let text = std::fs::read_to_string(d.join(FILE))?;
+        assert!(!text.contains("6.6.6"), "the unpushed edit was undone");
+        set_tag(d, "1.2.4", "1.2.5")
+    })
+    .await
+    .unwrap();
+    let second = out.pushed.unwrap();
+    assert_eq!(
+        repos.commit_parents("fleet", &second.commit).unwrap(),
+        std::slice::from_ref(&pushed.commit)
+    );
+
+    // Edits that keep a file's size, made right after the checkout (same clock tick as
+    // the recorded state, where stat data alone cannot tell), are still committed.
+    let out = run(&cache, &req, |d| {
+        let text = std::fs::read_to_string(d.join(FILE))?;
+        std::fs::write(d.join(FILE), text.replace("1.2.5", "1.2.6"))?;
+        Ok(Some("same size".into()))
+    })
+    .await
+    .unwrap();
+    let third = out.pushed.expect("the same-size edit was seen");
+    assert!(
+        repos
+            .file_at("fleet", &third.commit, FILE)
+            .unwrap()
+            .unwrap()
+            .contains(&checkout_line("1.2.6"))
+    );
+
+    // A damaged state file means a full checkout, still exact.
+    let locked = cache.open(&spec).unwrap();
+    let root = locked
+        .checkout(&main, None)
+        .unwrap()
+        .worktree
+        .path()
+        .to_path_buf();
+    let state = root.parent().unwrap().join("state");
+    std::fs::write(&state, "iua-worktree 1\ncommit nonsense\n").unwrap();
+    std::fs::write(root.join("stray.yaml"), "x").unwrap();
+    let co = locked.checkout(&main, None).unwrap();
+    assert!(co.prepared.full);
+    assert_eq!(
+        tree_on_disk(co.worktree.path()),
+        tree_in_git(repos, "fleet", &third.commit)
+    );
+}
