@@ -18,18 +18,20 @@
 //! `deps/` directory; `make e2e` builds them before running the test. A missing or stale
 //! binary fails the test with the command to run.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use testbed::git::{BareRepos, GitHttpServer, GitHttpServerOptions};
+use serde_json::{Value, json};
+use testbed::controllers::{
+    Controller, condition, get, helm_install, kubectl, request_reconcile, start_kube_testbed,
+};
+use testbed::git::BareRepos;
 use testbed::kube_apiserver::KubeApiServer;
-use testbed::process::{Process, free_port};
+use testbed::process::free_port;
 use testbed::prometheus::{Prometheus, ScrapeTarget};
-use testbed::registry::{Registry, RegistryOptions};
 use testbed::seed;
+use testbed::wait::wait_for_every;
 
 const WAIT: Duration = Duration::from_secs(60);
 const REFLECTOR: &str = "image-reflector-controller";
@@ -86,61 +88,6 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
-fn helm_python() -> PathBuf {
-    let path = match std::env::var_os("HELM_PYTHON").filter(|p| !p.is_empty()) {
-        Some(path) => PathBuf::from(path),
-        None => testbed::tools::cache_dir().join("helm-venv/bin/python"),
-    };
-    assert!(
-        path.is_file(),
-        "no Python with helm-sdkpy at {} ($HELM_PYTHON or $IMAGE_AUTOMATION_CACHE/helm-venv): \
-         run `bash e2e/setup.sh`",
-        path.display()
-    );
-    path
-}
-
-/// `helm install CHART` into flux-system with default values, through `e2e/helm/render.py`.
-fn helm_install(server: &KubeApiServer, chart: &str) {
-    let output = Command::new(helm_python())
-        .arg(testbed::repo_root().join("e2e/helm/render.py"))
-        .args(["install", "--kubeconfig"])
-        .arg(server.admin_kubeconfig())
-        .args(["--chart", chart, "--namespace", seed::NAMESPACE])
-        .output()
-        .expect("start render.py");
-    assert!(
-        output.status.success(),
-        "helm install {chart} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn kubectl(server: &KubeApiServer, args: &[&str]) -> String {
-    let output = server.kubectl().unwrap().args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn get(server: &KubeApiServer, kind: &str, name: &str) -> Value {
-    serde_json::from_str(&kubectl(
-        server,
-        &["get", kind, name, "-n", seed::NAMESPACE, "-o", "json"],
-    ))
-    .unwrap()
-}
-
-fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
 /// The events about `kind/name` in flux-system, as `(reason, message)`.
 fn events(server: &KubeApiServer, kind: &str, name: &str) -> Vec<(String, String)> {
     let list: Value = serde_json::from_str(&kubectl(
@@ -170,29 +117,36 @@ fn events(server: &KubeApiServer, kind: &str, name: &str) -> Vec<(String, String
         .collect()
 }
 
-/// Polls `check` until it returns `Some`, or panics with `what` and `context()`.
-async fn wait_for<T, F, Fut>(
+/// How much of a controller's log a failure message shows.
+const LOG_LINES: usize = 60;
+/// How often the waits poll: each check runs `kubectl`, so not too often.
+const POLL: Duration = Duration::from_millis(250);
+
+/// `wait_for` at [`POLL`].
+async fn wait_for<T, Fut>(
     what: &str,
     timeout: Duration,
     context: impl Fn() -> String,
-    check: F,
+    check: impl Fn() -> Fut,
 ) -> T
 where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Option<T>>,
+    Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}\n{}",
-            context()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_for_every(what, timeout, POLL, context, check).await
+}
+
+/// Starts `binary ARGS` with `KUBECONFIG` = `kubeconfig` and waits for `/readyz`.
+async fn start_controller(
+    component: &'static str,
+    binary: &Path,
+    args: &[String],
+    kubeconfig: &Path,
+    port: u16,
+    log: &Path,
+) -> Controller {
+    let mut command = Command::new(binary);
+    command.args(args).env_remove("RUST_LOG");
+    Controller::start(component, command, kubeconfig, port, log, WAIT).await
 }
 
 /// A kubeconfig authenticating as the ServiceAccount `name` of flux-system (a token from
@@ -268,76 +222,6 @@ fn chart_args(server: &KubeApiServer, deployment: &str, local: &[(&str, String)]
     args
 }
 
-/// One controller process; killed on drop.
-struct Controller {
-    process: Process,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Controller {
-    /// Starts `binary ARGS` with `KUBECONFIG` = `kubeconfig` and waits for `/readyz`.
-    async fn start(
-        component: &'static str,
-        binary: &Path,
-        args: &[String],
-        kubeconfig: &Path,
-        port: u16,
-        log: &Path,
-    ) -> Self {
-        let mut command = Command::new(binary);
-        command
-            .args(args)
-            .env("KUBECONFIG", kubeconfig)
-            // What the chart sets from the Pod's namespace.
-            .env("RUNTIME_NAMESPACE", seed::NAMESPACE)
-            .env_remove("POD_IP")
-            .env_remove("RUST_LOG");
-        let mut process = Process::spawn(component, command, log).unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        let readyz = format!("{base}/readyz");
-        process
-            .wait_ready(WAIT, || {
-                let request = http.get(&readyz);
-                async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{component} `{}` never became ready: {e}", args.join(" ")));
-        Self {
-            process,
-            base,
-            http,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        testbed::process::log_tail(self.process.log_path(), 60)
-    }
-
-    fn alive(&mut self) {
-        if let Err(e) = self.process.check_running() {
-            panic!("{e}");
-        }
-    }
-
-    async fn get_json(&self, path: &str) -> Option<Value> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.json().await.ok()
-    }
-}
-
 /// Waits until the ImagePolicy `name`'s status names `tag`; returns the object.
 async fn wait_policy_tag(
     server: &KubeApiServer,
@@ -353,7 +237,7 @@ async fn wait_policy_tag(
             format!(
                 "policy: {}\nreflector log:\n{}",
                 get(server, "imagepolicy", name),
-                reflector.log_text()
+                reflector.log_tail(LOG_LINES)
             )
         },
         || async {
@@ -364,29 +248,18 @@ async fn wait_policy_tag(
     .await
 }
 
-fn now_nanos() -> String {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        .to_string()
-}
-
-fn request_reconcile(server: &KubeApiServer, kind: &str, name: &str) -> String {
-    let requested = now_nanos();
-    kubectl(
-        server,
-        &[
-            "annotate",
-            "--overwrite",
-            "-n",
-            seed::NAMESPACE,
-            kind,
-            name,
-            &format!("reconcile.fluxcd.io/requestedAt={requested}"),
-        ],
-    );
-    requested
+/// Prometheus has scraped `job`: `query` has exactly one sample, and the job's
+/// reconcile durations for `kind` are there.
+async fn assert_scraped(prometheus: &Prometheus, job: &str, query: &str, kind: &str) {
+    let samples = prometheus.wait_for(query, WAIT).await.unwrap();
+    assert_eq!(samples.len(), 1, "{query}: {samples:?}");
+    prometheus
+        .wait_for(
+            &format!(r#"gotk_reconcile_duration_seconds_count{{job="{job}",kind="{kind}"}}"#),
+            WAIT,
+        )
+        .await
+        .unwrap();
 }
 
 /// The files of both gitops repositories: the seed's, plus a copy whose marker has a typo.
@@ -412,14 +285,7 @@ async fn seed_procedure_end_to_end() {
         "testbed: kube-apiserver, registry (htpasswd), git server",
         started,
     );
-    let (server, registry, git) = tokio::join!(
-        KubeApiServer::start(),
-        Registry::start(RegistryOptions::htpasswd()),
-        GitHttpServer::start(GitHttpServerOptions::default()),
-    );
-    let server = server.expect("start kube-apiserver");
-    let registry = registry.expect("start the registry");
-    let git = git.expect("start the git server");
+    let (server, registry, git) = start_kube_testbed().await;
     let host = registry.host();
     let image = registry.image(seed::IMAGE_PATH);
     registry
@@ -441,8 +307,8 @@ async fn seed_procedure_end_to_end() {
         "helm install both charts; controllers get their charts' RBAC",
         started,
     );
-    helm_install(&server, REFLECTOR);
-    helm_install(&server, AUTOMATION);
+    helm_install(&server, REFLECTOR, &json!({}));
+    helm_install(&server, AUTOMATION, &json!({}));
     // The how-to's first check.
     let deployments = kubectl(
         &server,
@@ -527,7 +393,7 @@ async fn seed_procedure_end_to_end() {
             ),
         ],
     );
-    let mut reflector = Controller::start(
+    let mut reflector = start_controller(
         "image-reflector",
         &reflector_bin,
         &reflector_args,
@@ -715,24 +581,18 @@ async fn seed_procedure_end_to_end() {
     // No credential in any answer or log.
     let password = registry.password().unwrap();
     assert!(!policies.to_string().contains(password));
-    reflector.alive();
+    reflector.assert_alive();
 
     step("7a", "Prometheus scrapes the reflector", started);
-    let samples = prometheus
-        .wait_for(
-            &format!(r#"image_reflector_policy_latest_info{{job="{REFLECTOR}",name="checkout",tag="1.3.0"}}"#),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    assert_eq!(samples.len(), 1, "{samples:?}");
-    prometheus
-        .wait_for(
-            &format!(r#"gotk_reconcile_duration_seconds_count{{job="{REFLECTOR}",kind="ImageRepository"}}"#),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    assert_scraped(
+        &prometheus,
+        REFLECTOR,
+        &format!(
+            r#"image_reflector_policy_latest_info{{job="{REFLECTOR}",name="checkout",tag="1.3.0"}}"#
+        ),
+        "ImageRepository",
+    )
+    .await;
 
     // Steps 5 and 6 of the how-to: the automation, pushing to main, and the PR-gated one.
     step(
@@ -775,10 +635,10 @@ async fn seed_procedure_end_to_end() {
                 "--storage-path",
                 work.path().join("automation").display().to_string(),
             ),
-            ("--reflector-url", reflector.base.clone()),
+            ("--reflector-url", reflector.base().to_string()),
         ],
     );
-    let mut automation = Controller::start(
+    let mut automation = start_controller(
         "image-automation",
         &binary("image-automation"),
         &automation_args,
@@ -800,7 +660,7 @@ async fn seed_procedure_end_to_end() {
             format!(
                 "automation: {}\nlog:\n{}",
                 get(&server, "imageupdateautomation", AUTOMATION_MAIN),
-                automation.log_text()
+                automation.log_tail(LOG_LINES)
             )
         },
         || async {
@@ -850,7 +710,7 @@ async fn seed_procedure_end_to_end() {
     let status = wait_for(
         "status.lastPushCommit to name the commit",
         WAIT,
-        || automation.log_text(),
+        || automation.log_tail(LOG_LINES),
         || async {
             let obj = get(&server, "imageupdateautomation", AUTOMATION_MAIN);
             (obj["status"]["lastPushCommit"] == head.as_str()).then_some(obj)
@@ -867,7 +727,7 @@ async fn seed_procedure_end_to_end() {
     wait_for(
         "the automation to handle the reconcile request",
         WAIT,
-        || automation.log_text(),
+        || automation.log_tail(LOG_LINES),
         || async {
             let obj = get(&server, "imageupdateautomation", AUTOMATION_MAIN);
             (obj["status"]["lastHandledReconcileAt"] == requested.as_str()).then_some(())
@@ -890,7 +750,7 @@ async fn seed_procedure_end_to_end() {
     let events = wait_for(
         "the automation's events",
         WAIT,
-        || automation.log_text(),
+        || automation.log_tail(LOG_LINES),
         || async {
             let events = events(&server, "ImageUpdateAutomation", AUTOMATION_MAIN);
             let pushed = events.iter().any(|(_, m)| m.contains(&head[..7]));
@@ -936,7 +796,7 @@ async fn seed_procedure_end_to_end() {
             format!(
                 "automation: {}\nlog:\n{}",
                 get(&server, "imageupdateautomation", AUTOMATION_PR),
-                automation.log_text()
+                automation.log_tail(LOG_LINES)
             )
         },
         || async { repos.head_commit(PR_REPO, PR_BRANCH).unwrap() },
@@ -964,21 +824,15 @@ async fn seed_procedure_end_to_end() {
     );
 
     step("7b", "Prometheus scrapes the automation", started);
-    let samples = prometheus
-        .wait_for(
-            &format!(r#"image_automation_pushes_total{{job="{AUTOMATION}",name="{AUTOMATION_MAIN}"}} >= 1"#),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    assert_eq!(samples.len(), 1, "{samples:?}");
-    prometheus
-        .wait_for(
-            &format!(r#"gotk_reconcile_duration_seconds_count{{job="{AUTOMATION}",kind="ImageUpdateAutomation"}}"#),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    assert_scraped(
+        &prometheus,
+        AUTOMATION,
+        &format!(
+            r#"image_automation_pushes_total{{job="{AUTOMATION}",name="{AUTOMATION_MAIN}"}} >= 1"#
+        ),
+        "ImageUpdateAutomation",
+    )
+    .await;
 
     // "End-to-end takes one reconciliation cycle": with both controllers running, a new
     // build reaches main through the reflector's change feed, well before the automation's
@@ -1003,7 +857,7 @@ async fn seed_procedure_end_to_end() {
 automation log:
 {}",
                 get(&server, "imagepolicy", seed::CHECKOUT),
-                automation.log_text()
+                automation.log_tail(LOG_LINES)
             )
         },
         || async {
@@ -1031,10 +885,10 @@ automation log:
     );
 
     step("13", "no credential in either controller's log", started);
-    reflector.alive();
-    automation.alive();
+    reflector.assert_alive();
+    automation.assert_alive();
     for (name, controller) in [("reflector", &reflector), ("automation", &automation)] {
-        let log = std::fs::read_to_string(controller.process.log_path()).unwrap();
+        let log = std::fs::read_to_string(controller.log_path()).unwrap();
         assert!(
             !log.contains(password),
             "{name} logged the registry password"

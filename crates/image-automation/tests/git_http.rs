@@ -10,37 +10,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use git_common::*;
 use image_automation::git::{GitAuth, GitCache, GitClient, GitError, GitRef, PushSpec, RepoSpec};
-use testbed::git::{GitHttpServer, GitHttpServerOptions};
-
-fn basic(user: &str, password: &str) -> BTreeMap<String, Vec<u8>> {
-    BTreeMap::from([
-        ("username".to_string(), user.as_bytes().to_vec()),
-        ("password".to_string(), password.as_bytes().to_vec()),
-    ])
-}
-
-async fn server() -> GitHttpServer {
-    GitHttpServer::start(GitHttpServerOptions::default())
-        .await
-        .unwrap()
-}
-
-fn spec(server: &GitHttpServer, repo: &str) -> RepoSpec {
-    let url = server.url(repo);
-    let auth =
-        GitAuth::from_secret(&url, Some(&basic(server.username(), server.password()))).unwrap();
-    RepoSpec::new(url, auth)
-}
+use testbed::git::GitHttpServer;
 
 #[tokio::test]
 async fn commit_push_noop_and_incremental_fetch() {
-    let server = server().await;
+    let (server, seeded) = http_fleet().await;
     let repos = server.repos();
-    let seeded = seed(repos, "fleet");
-    let storage = tempfile::tempdir().unwrap();
-    let cache = Arc::new(GitCache::new(storage.path()));
+    let (_storage, cache) = new_cache();
     let req = request(
-        spec(&server, "fleet"),
+        http_spec(&server, "fleet"),
         GitRef::branch("main"),
         PushSpec::default(),
     );
@@ -78,21 +56,8 @@ async fn commit_push_noop_and_incremental_fetch() {
         repos.commit_message("fleet", &pushed.commit).unwrap(),
         "Update checkout to 1.2.4\n\nAutomated by image-automation."
     );
-    let original = repos.file_at("fleet", &seeded, FILE).unwrap().unwrap();
-    assert_eq!(
-        repos.file_at("fleet", "main", FILE).unwrap().unwrap(),
-        original.replace(&checkout_line("1.2.3"), &checkout_line("1.2.4"))
-    );
     // Every other file is untouched: the trees differ in exactly one path.
-    let (ok, diff) =
-        output(
-            repos
-                .git("fleet")
-                .unwrap()
-                .args(["diff", "--name-only", &seeded, &pushed.commit]),
-        );
-    assert!(ok, "{diff}");
-    assert_eq!(diff.trim(), FILE);
+    assert_only_tag_changed(repos, "fleet", &seeded, &pushed.commit, "1.2.3", "1.2.4");
 
     // The cache persists; mark it to prove the next run reuses it rather than re-cloning.
     let cache_dir = cache.repo_dir(&server.url("fleet"));
@@ -118,14 +83,7 @@ async fn commit_push_noop_and_incremental_fetch() {
             "Edit README\n",
         )
         .unwrap();
-    let out = run(&cache, &req, |d| set_tag(d, "1.2.4", "1.2.5"))
-        .await
-        .unwrap();
-    let second = out.pushed.unwrap();
-    assert_eq!(
-        repos.commit_parents("fleet", &second.commit).unwrap(),
-        [theirs]
-    );
+    let second = push_tag_on(&cache, &req, (repos, "fleet"), &theirs, ("1.2.4", "1.2.5")).await;
     assert!(
         cache_dir.join("iua-test-marker").exists(),
         "the cache was recreated"
@@ -156,9 +114,8 @@ async fn commit_push_noop_and_incremental_fetch() {
 
 #[tokio::test]
 async fn push_branch_refspec_and_options() {
-    let server = server().await;
+    let (server, seeded) = http_fleet().await;
     let repos = server.repos();
-    let seeded = seed(repos, "fleet");
     // http-backend refuses push options unless the repository advertises them.
     let (ok, o) = output(repos.git("fleet").unwrap().args([
         "config",
@@ -166,8 +123,7 @@ async fn push_branch_refspec_and_options() {
         "true",
     ]));
     assert!(ok, "{o}");
-    let storage = tempfile::tempdir().unwrap();
-    let cache = Arc::new(GitCache::new(storage.path()));
+    let (_storage, cache) = new_cache();
     let push = PushSpec {
         branch: Some("automation".into()),
         refspec: Some("refs/heads/automation:refs/heads/automation-copy".into()),
@@ -176,7 +132,7 @@ async fn push_branch_refspec_and_options() {
             ("topic".to_string(), "images".to_string()),
         ]),
     };
-    let req = request(spec(&server, "fleet"), GitRef::branch("main"), push);
+    let req = request(http_spec(&server, "fleet"), GitRef::branch("main"), push);
 
     let out = run(&cache, &req, |d| set_tag(d, "1.2.3", "1.2.4"))
         .await
@@ -204,14 +160,14 @@ async fn push_branch_refspec_and_options() {
     );
 
     // A second update lands on top of the existing push branch, history kept.
-    let out = run(&cache, &req, |d| set_tag(d, "1.2.4", "1.2.5"))
-        .await
-        .unwrap();
-    let second = out.pushed.unwrap();
-    assert_eq!(
-        repos.commit_parents("fleet", &second.commit).unwrap(),
-        std::slice::from_ref(&first.commit)
-    );
+    let second = push_tag_on(
+        &cache,
+        &req,
+        (repos, "fleet"),
+        &first.commit,
+        ("1.2.4", "1.2.5"),
+    )
+    .await;
     assert_eq!(
         repos.head_commit("fleet", "automation-copy").unwrap(),
         Some(second.commit.clone())
@@ -225,13 +181,12 @@ async fn push_branch_refspec_and_options() {
 
 #[tokio::test]
 async fn concurrent_commit_is_preserved_by_retry() {
-    let server = server().await;
+    let server = http_server().await;
     let repos = server.repos().clone();
     seed(&repos, "fleet");
-    let storage = tempfile::tempdir().unwrap();
-    let cache = Arc::new(GitCache::new(storage.path()));
+    let (_storage, cache) = new_cache();
     let req = request(
-        spec(&server, "fleet"),
+        http_spec(&server, "fleet"),
         GitRef::branch("main"),
         PushSpec::default(),
     );
@@ -292,13 +247,12 @@ async fn concurrent_commit_is_preserved_by_retry() {
 
 #[tokio::test]
 async fn retries_are_bounded() {
-    let server = server().await;
+    let server = http_server().await;
     let repos = server.repos().clone();
     seed(&repos, "fleet");
-    let storage = tempfile::tempdir().unwrap();
-    let cache = Arc::new(GitCache::new(storage.path()));
+    let (_storage, cache) = new_cache();
     let mut req = request(
-        spec(&server, "fleet"),
+        http_spec(&server, "fleet"),
         GitRef::branch("main"),
         PushSpec::default(),
     );
@@ -327,11 +281,9 @@ async fn retries_are_bounded() {
 
 #[tokio::test]
 async fn wrong_password_fails_typed_and_pushes_nothing() {
-    let server = server().await;
+    let (server, seeded) = http_fleet().await;
     let repos = server.repos();
-    let seeded = seed(repos, "fleet");
-    let storage = tempfile::tempdir().unwrap();
-    let cache = Arc::new(GitCache::new(storage.path()));
+    let (_storage, cache) = new_cache();
     let url = server.url("fleet");
     let secret = "not-the-password-4242";
     let auth = GitAuth::from_secret(&url, Some(&basic(server.username(), secret))).unwrap();
@@ -354,13 +306,10 @@ async fn wrong_password_fails_typed_and_pushes_nothing() {
 
 #[tokio::test]
 async fn missing_ref_and_semver_fail_typed() {
-    let server = server().await;
-    let repos = server.repos();
-    seed(repos, "fleet");
-    let storage = tempfile::tempdir().unwrap();
-    let cache = Arc::new(GitCache::new(storage.path()));
+    let (server, _) = http_fleet().await;
+    let (_storage, cache) = new_cache();
     let req = request(
-        spec(&server, "fleet"),
+        http_spec(&server, "fleet"),
         GitRef::branch("nope"),
         PushSpec::default(),
     );
@@ -377,7 +326,7 @@ async fn missing_ref_and_semver_fail_typed() {
         ..GitRef::default()
     };
     let req = request(
-        spec(&server, "fleet"),
+        http_spec(&server, "fleet"),
         semver,
         PushSpec {
             branch: Some("main".into()),
@@ -397,7 +346,7 @@ async fn missing_ref_and_semver_fail_typed() {
         tag: Some("v1".into()),
         ..GitRef::default()
     };
-    let req = request(spec(&server, "fleet"), tag, PushSpec::default());
+    let req = request(http_spec(&server, "fleet"), tag, PushSpec::default());
     let err = run(&cache, &req, |d| set_tag(d, "1.2.3", "1.2.4"))
         .await
         .unwrap_err();
@@ -410,9 +359,8 @@ async fn missing_ref_and_semver_fail_typed() {
 
 #[tokio::test]
 async fn tag_and_commit_checkouts_push_to_a_branch() {
-    let server = server().await;
+    let (server, seeded) = http_fleet().await;
     let repos = server.repos();
-    let seeded = seed(repos, "fleet");
     let (ok, o) = output(
         repos
             .git("fleet")
@@ -423,28 +371,13 @@ async fn tag_and_commit_checkouts_push_to_a_branch() {
     let later = repos
         .commit_files("fleet", "main", &[("README.md", "later\n")], "Later\n")
         .unwrap();
-    let storage = tempfile::tempdir().unwrap();
-    let cache = Arc::new(GitCache::new(storage.path()));
+    let (_storage, cache) = new_cache();
 
     let tag = GitRef {
         tag: Some("v1".into()),
         ..GitRef::default()
     };
-    let push = PushSpec {
-        branch: Some("from-tag".into()),
-        ..PushSpec::default()
-    };
-    let out = run(&cache, &request(spec(&server, "fleet"), tag, push), |d| {
-        set_tag(d, "1.2.3", "1.2.4")
-    })
-    .await
-    .unwrap();
-    assert_eq!(out.checked_out, seeded);
-    let pushed = out.pushed.unwrap();
-    assert_eq!(
-        repos.commit_parents("fleet", &pushed.commit).unwrap(),
-        std::slice::from_ref(&seeded)
-    );
+    push_to_new_branch(&cache, &server, tag, "from-tag", "1.2.4", &seeded).await;
     assert_eq!(
         repos.head_commit("fleet", "main").unwrap(),
         Some(later.clone())
@@ -455,21 +388,41 @@ async fn tag_and_commit_checkouts_push_to_a_branch() {
         branch: Some("main".into()),
         ..GitRef::default()
     };
+    push_to_new_branch(&cache, &server, commit, "from-commit", "1.2.9", &seeded).await;
+}
+
+/// Checks out `checkout` (which resolves to `seeded`) and pushes the update of 1.2.3 to
+/// `to` to the new branch `branch`: one commit on top of `seeded`.
+async fn push_to_new_branch(
+    cache: &Arc<GitCache>,
+    server: &GitHttpServer,
+    checkout: GitRef,
+    branch: &str,
+    to: &'static str,
+    seeded: &str,
+) {
     let push = PushSpec {
-        branch: Some("from-commit".into()),
+        branch: Some(branch.into()),
         ..PushSpec::default()
     };
     let out = run(
-        &cache,
-        &request(spec(&server, "fleet"), commit, push),
-        |d| set_tag(d, "1.2.3", "1.2.9"),
+        cache,
+        &request(http_spec(server, "fleet"), checkout, push),
+        move |d| set_tag(d, "1.2.3", to),
     )
     .await
     .unwrap();
     assert_eq!(out.checked_out, seeded);
     let pushed = out.pushed.unwrap();
     assert_eq!(
-        repos.commit_parents("fleet", &pushed.commit).unwrap(),
-        [seeded]
+        server
+            .repos()
+            .commit_parents("fleet", &pushed.commit)
+            .unwrap(),
+        [seeded.to_string()]
+    );
+    assert_eq!(
+        server.repos().head_commit("fleet", branch).unwrap(),
+        Some(pushed.commit)
     );
 }

@@ -10,35 +10,10 @@ mod git_common;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
-use std::sync::Arc;
 
 use git_common::*;
-use image_automation::git::{GitAuth, GitCache, GitError, GitRef, PushSpec, RepoSpec};
-use testbed::git::{BareRepos, GitHttpServer, GitHttpServerOptions};
-
-async fn server() -> GitHttpServer {
-    GitHttpServer::start(GitHttpServerOptions::default())
-        .await
-        .unwrap()
-}
-
-fn spec(server: &GitHttpServer, repo: &str) -> RepoSpec {
-    let url = server.url(repo);
-    let data = BTreeMap::from([
-        (
-            "username".to_string(),
-            server.username().as_bytes().to_vec(),
-        ),
-        (
-            "password".to_string(),
-            server.password().as_bytes().to_vec(),
-        ),
-    ]);
-    RepoSpec::new(
-        url.clone(),
-        GitAuth::from_secret(&url, Some(&data)).unwrap(),
-    )
-}
+use image_automation::git::{GitError, GitRef, PushSpec};
+use testbed::git::BareRepos;
 
 /// Every file (and symlink) under `dir` with its content (a link's target).
 fn tree_on_disk(dir: &Path) -> BTreeMap<String, (bool, bool, Vec<u8>)> {
@@ -141,12 +116,10 @@ fn remote_edit(repos: &BareRepos, name: &str, edit: impl FnOnce(&Path)) -> Strin
 
 #[tokio::test]
 async fn second_run_reuses_the_worktree_and_pushes_exact_bytes() {
-    let server = server().await;
+    let (server, seeded) = http_fleet().await;
     let repos = server.repos();
-    let seeded = seed(repos, "fleet");
-    let storage = tempfile::tempdir().unwrap();
-    let cache = Arc::new(GitCache::new(storage.path()));
-    let spec = spec(&server, "fleet");
+    let (_storage, cache) = new_cache();
+    let spec = http_spec(&server, "fleet");
     let main = GitRef::branch("main");
 
     // First checkout: a full one, matching the commit exactly.
@@ -178,20 +151,7 @@ async fn second_run_reuses_the_worktree_and_pushes_exact_bytes() {
     .await
     .unwrap();
     let pushed = out.pushed.unwrap();
-    let (ok, diff) =
-        output(
-            repos
-                .git("fleet")
-                .unwrap()
-                .args(["diff", "--name-only", &seeded, &pushed.commit]),
-        );
-    assert!(ok, "{diff}");
-    assert_eq!(diff.trim(), FILE);
-    let original = repos.file_at("fleet", &seeded, FILE).unwrap().unwrap();
-    assert_eq!(
-        repos.file_at("fleet", "main", FILE).unwrap().unwrap(),
-        original.replace(&checkout_line("1.2.3"), &checkout_line("1.2.4"))
-    );
+    assert_only_tag_changed(repos, "fleet", &seeded, &pushed.commit, "1.2.3", "1.2.4");
 
     // The next checkout is the same directory, already at the pushed commit: nothing is
     // written, nothing removed, untouched files keep their inode.
@@ -217,18 +177,15 @@ async fn second_run_reuses_the_worktree_and_pushes_exact_bytes() {
     drop(locked);
 
     // A second run on top of the first.
-    let out = run(&cache, &req, |d| set_tag(d, "1.2.4", "1.2.5"))
-        .await
-        .unwrap();
-    let second = out.pushed.unwrap();
-    assert_eq!(
-        repos.commit_parents("fleet", &second.commit).unwrap(),
-        std::slice::from_ref(&pushed.commit)
-    );
-    assert_eq!(
-        repos.file_at("fleet", "main", FILE).unwrap().unwrap(),
-        original.replace(&checkout_line("1.2.3"), &checkout_line("1.2.5"))
-    );
+    let second = push_tag_on(
+        &cache,
+        &req,
+        (repos, "fleet"),
+        &pushed.commit,
+        ("1.2.4", "1.2.5"),
+    )
+    .await;
+    assert_only_tag_changed(repos, "fleet", &seeded, &second.commit, "1.2.3", "1.2.5");
     assert_eq!(
         tree_on_disk(&root),
         tree_in_git(repos, "fleet", &second.commit)
@@ -237,12 +194,10 @@ async fn second_run_reuses_the_worktree_and_pushes_exact_bytes() {
 
 #[tokio::test]
 async fn remote_changes_between_runs_are_picked_up() {
-    let server = server().await;
+    let (server, _) = http_fleet().await;
     let repos = server.repos();
-    seed(repos, "fleet");
-    let storage = tempfile::tempdir().unwrap();
-    let cache = Arc::new(GitCache::new(storage.path()));
-    let spec = spec(&server, "fleet");
+    let (_storage, cache) = new_cache();
+    let spec = http_spec(&server, "fleet");
     let main = GitRef::branch("main");
     let req = request(spec.clone(), main.clone(), PushSpec::default());
     run(&cache, &req, |d| set_tag(d, "1.2.3", "1.2.4"))
@@ -289,33 +244,16 @@ async fn remote_changes_between_runs_are_picked_up() {
     }
 
     // And the next commit builds on their commit, changing only our file.
-    let out = run(&cache, &req, |d| set_tag(d, "1.2.4", "1.2.5"))
-        .await
-        .unwrap();
-    let ours = out.pushed.unwrap();
-    assert_eq!(
-        repos.commit_parents("fleet", &ours.commit).unwrap(),
-        std::slice::from_ref(&theirs)
-    );
-    let (ok, diff) =
-        output(
-            repos
-                .git("fleet")
-                .unwrap()
-                .args(["diff", "--name-only", &theirs, &ours.commit]),
-        );
-    assert!(ok, "{diff}");
-    assert_eq!(diff.trim(), FILE);
+    let ours = push_tag_on(&cache, &req, (repos, "fleet"), &theirs, ("1.2.4", "1.2.5")).await;
+    assert_only_file_differs(repos, "fleet", &theirs, &ours.commit);
 }
 
 #[tokio::test]
 async fn an_aborted_run_leaves_nothing_for_the_next() {
-    let server = server().await;
+    let (server, seeded) = http_fleet().await;
     let repos = server.repos();
-    let seeded = seed(repos, "fleet");
-    let storage = tempfile::tempdir().unwrap();
-    let cache = Arc::new(GitCache::new(storage.path()));
-    let spec = spec(&server, "fleet");
+    let (_storage, cache) = new_cache();
+    let spec = http_spec(&server, "fleet");
     let main = GitRef::branch("main");
     let req = request(spec.clone(), main.clone(), PushSpec::default());
 
@@ -365,20 +303,7 @@ async fn an_aborted_run_leaves_nothing_for_the_next() {
     .await
     .unwrap();
     let pushed = out.pushed.unwrap();
-    let (ok, diff) =
-        output(
-            repos
-                .git("fleet")
-                .unwrap()
-                .args(["diff", "--name-only", &seeded, &pushed.commit]),
-        );
-    assert!(ok, "{diff}");
-    assert_eq!(diff.trim(), FILE);
-    let original = repos.file_at("fleet", &seeded, FILE).unwrap().unwrap();
-    assert_eq!(
-        repos.file_at("fleet", "main", FILE).unwrap().unwrap(),
-        original.replace(&checkout_line("1.2.3"), &checkout_line("1.2.4"))
-    );
+    assert_only_tag_changed(repos, "fleet", &seeded, &pushed.commit, "1.2.3", "1.2.4");
 
     // A commit whose push failed (a hook refuses it) is not the base of the next run:
     // its edit is undone and the next commit is built on the remote head.

@@ -8,179 +8,82 @@
 //! Needs `HELM_PYTHON` (from `bash e2e/setup.sh --print-env`) or the venv at
 //! `$IMAGE_AUTOMATION_CACHE/helm-venv`; fails, never skips, without it.
 //!
-//! The image-reflector binary comes from the shared target directory, as in
-//! `standalone_serve.rs` (built into a separate target directory when missing).
+//! The image-reflector binary comes from the shared target directory (built into a separate
+//! target directory when missing): `testbed::controllers::reflector_binary`.
 
-use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testbed::controllers::{
+    Controller, condition, get, helm_install, kubectl, reflector_binary, request_reconcile,
+    start_kube_testbed,
+};
 use testbed::git::{GitHttpServer, GitHttpServerOptions, seed_manifests};
 use testbed::kube_apiserver::{KubeApiServer, NON_ADMIN_USER};
-use testbed::process::{Process, free_port};
-use testbed::registry::{Registry, RegistryOptions};
+use testbed::process::free_port;
+use testbed::registry::Registry;
+use testbed::seed;
+use testbed::wait::wait_for;
 
 const WAIT: Duration = Duration::from_secs(60);
-const NS: &str = "flux-system";
+const NS: &str = seed::NAMESPACE;
 const AUTOMATION: &str = "flux-image-updates";
 const CHECKOUT: &str = "clusters/prod/checkout.yaml";
 const LEASE: &str = "image-automation-controller-leader-election";
 
-fn reflector_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> -> target/<profile>/image-reflector
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let shared = profile_dir.join("image-reflector");
-    if shared.is_file() {
-        return shared;
-    }
-    let target = profile_dir.join("reflector-for-tests");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "image-reflector", "--bin", "image-reflector"])
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building image-reflector failed");
-    let built = target.join("debug").join("image-reflector");
-    assert!(built.is_file(), "{} missing", built.display());
-    built
+/// Starts a `serve` process in Kubernetes mode as the non-admin user and waits until it
+/// is ready; killed on drop.
+async fn start_serve(
+    component: &'static str,
+    mut command: Command,
+    server: &KubeApiServer,
+    log_dir: &Path,
+) -> Controller {
+    let port = free_port().unwrap();
+    command
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .args(["--log-level", "debug", "--log-encoding", "console"]);
+    let log = log_dir.join(format!("{component}.log"));
+    Controller::start(
+        component,
+        command,
+        server.user_kubeconfig(),
+        port,
+        &log,
+        WAIT,
+    )
+    .await
 }
 
-/// A `serve` process in Kubernetes mode as the non-admin user; killed on drop.
-struct Serve {
-    process: Process,
-    base: String,
+async fn start_reflector(server: &KubeApiServer, storage: &Path, log_dir: &Path) -> Controller {
+    let mut command = Command::new(reflector_binary());
+    command.arg("serve").arg("--storage-path").arg(storage);
+    start_serve("image-reflector", command, server, log_dir).await
 }
 
-impl Serve {
-    fn start(
-        component: &'static str,
-        mut command: Command,
-        server: &KubeApiServer,
-        log_dir: &Path,
-    ) -> Self {
-        let port = free_port().unwrap();
-        command
-            .args(["--http-addr", &format!("127.0.0.1:{port}")])
-            .args(["--log-level", "debug", "--log-encoding", "console"])
-            .env("KUBECONFIG", server.user_kubeconfig())
-            .env("RUNTIME_NAMESPACE", NS)
-            .env_remove("POD_IP");
-        let log = log_dir.join(format!("{component}.log"));
-        Self {
-            process: Process::spawn(component, command, &log).unwrap(),
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn reflector(server: &KubeApiServer, storage: &Path, log_dir: &Path) -> Self {
-        let mut command = Command::new(reflector_binary());
-        command.arg("serve").arg("--storage-path").arg(storage);
-        Self::start("image-reflector", command, server, log_dir)
-    }
-
-    fn automation(
-        server: &KubeApiServer,
-        storage: &Path,
-        reflector_url: &str,
-        log_dir: &Path,
-    ) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_image-automation"));
-        command
-            .arg("serve")
-            .arg("--storage-path")
-            .arg(storage)
-            .args(["--reflector-url", reflector_url])
-            // The chart's form of the flag (leader election is on by default anyway).
-            .arg("--enable-leader-election")
-            // Failures retry fast here.
-            .args(["--min-retry-delay", "1s", "--max-retry-delay", "5s"]);
-        Self::start("image-automation", command, server, log_dir)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
-    }
-
-    async fn wait_ready(&mut self) {
-        let readyz = format!("{}/readyz", self.base);
-        self.process
-            .wait_ready(WAIT, || http_ok(&readyz))
-            .await
-            .unwrap_or_else(|err| panic!("never ready: {err}"));
-    }
-
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-}
-
-async fn http_ok(url: &str) -> bool {
-    reqwest::get(url)
-        .await
-        .is_ok_and(|r| r.status().is_success())
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` and `context()`.
-async fn wait_for<T, F, Fut>(
-    what: &str,
-    timeout: Duration,
-    context: impl Fn() -> String,
-    check: F,
-) -> T
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}\n{}",
-            context()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn kubectl(server: &KubeApiServer, args: &[&str]) -> String {
-    let output = server.kubectl().unwrap().args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn get(server: &KubeApiServer, kind: &str, name: &str) -> Value {
-    serde_json::from_str(&kubectl(
-        server,
-        &["get", kind, name, "-n", NS, "-o", "json"],
-    ))
-    .unwrap()
+async fn start_automation(
+    server: &KubeApiServer,
+    storage: &Path,
+    reflector_url: &str,
+    log_dir: &Path,
+) -> Controller {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_image-automation"));
+    command
+        .arg("serve")
+        .arg("--storage-path")
+        .arg(storage)
+        .args(["--reflector-url", reflector_url])
+        // The chart's form of the flag (leader election is on by default anyway).
+        .arg("--enable-leader-election")
+        // Failures retry fast here.
+        .args(["--min-retry-delay", "1s", "--max-retry-delay", "5s"]);
+    start_serve("image-automation", command, server, log_dir).await
 }
 
 fn automation(server: &KubeApiServer) -> Value {
     get(server, "imageupdateautomation", AUTOMATION)
-}
-
-fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
 }
 
 /// The events about the automation, as `kubectl get events` shows them.
@@ -199,43 +102,6 @@ fn events(server: &KubeApiServer) -> Vec<Value> {
         .collect()
 }
 
-fn request_reconcile(server: &KubeApiServer, kind: &str, name: &str) -> String {
-    let requested = format!(
-        "{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    kubectl(
-        server,
-        &[
-            "annotate",
-            "--overwrite",
-            "-n",
-            NS,
-            kind,
-            name,
-            &format!("reconcile.fluxcd.io/requestedAt={requested}"),
-        ],
-    );
-    requested
-}
-
-fn helm_python() -> PathBuf {
-    let path = match std::env::var_os("HELM_PYTHON").filter(|p| !p.is_empty()) {
-        Some(path) => PathBuf::from(path),
-        None => testbed::tools::cache_dir().join("helm-venv/bin/python"),
-    };
-    assert!(
-        path.is_file(),
-        "no Python with helm-sdkpy at {} ($HELM_PYTHON or $IMAGE_AUTOMATION_CACHE/helm-venv): \
-         run `bash e2e/setup.sh`, then `eval \"$(bash e2e/setup.sh --print-env)\"`",
-        path.display()
-    );
-    path
-}
-
 /// Installs `chart` (defaults: leader election on, so the Lease Role too) into flux-system
 /// with real Helm, binding its roles to the non-admin user as well.
 fn install_chart_rbac(server: &KubeApiServer, chart: &str) {
@@ -248,29 +114,7 @@ fn install_chart_rbac(server: &KubeApiServer, chart: &str) {
             }],
         },
     });
-    let output = Command::new(helm_python())
-        .arg(testbed::repo_root().join("e2e/helm/render.py"))
-        .arg("install")
-        .arg("--kubeconfig")
-        .arg(server.admin_kubeconfig())
-        .args([
-            "--chart",
-            chart,
-            "--namespace",
-            NS,
-            "--release",
-            chart,
-            "--values",
-        ])
-        .arg(values.to_string())
-        .output()
-        .expect("start render.py");
-    assert!(
-        output.status.success(),
-        "helm install of {chart} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let manifest = String::from_utf8_lossy(&output.stdout);
+    let manifest = helm_install(server, chart, &values);
     for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
         assert!(
             manifest.contains(&format!("kind: {kind}\n")),
@@ -280,109 +124,43 @@ fn install_chart_rbac(server: &KubeApiServer, chart: &str) {
     assert!(manifest.contains(NON_ADMIN_USER), "{manifest}");
 }
 
-/// The GitRepository and its Secret, and the seed's v1beta1 ImageUpdateAutomation exactly
-/// as the seed writes it (the seed's obfuscated e-mail address replaced by a real one).
+/// The GitRepository and its Secret, and the seed's v1beta1 ImageUpdateAutomation.
 fn apply_automation(server: &KubeApiServer, git: &GitHttpServer, repo: &str) {
     server
-        .apply(&format!(
-            r#"
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: flux-system
-  namespace: flux-system
-spec:
-  interval: 1m
-  url: {url}
-  ref:
-    branch: main
-  secretRef:
-    name: flux-system
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: flux-system
-  namespace: flux-system
-stringData:
-  username: {user}
-  password: {password}
-"#,
-            url = git.url(repo),
-            user = git.username(),
-            password = git.password()
+        .apply(&seed::git_credentials_secret(
+            "flux-system",
+            git.username(),
+            git.password(),
         ))
         .unwrap();
     server
-        .apply(
-            r#"
-apiVersion: image.toolkit.fluxcd.io/v1beta1
-kind: ImageUpdateAutomation
-metadata:
-  name: flux-image-updates
-  namespace: flux-system
-spec:
-  interval: 1m
-  sourceRef:
-    kind: GitRepository
-    name: flux-system
-  git:
-    checkout:
-      ref: { branch: main }
-    commit:
-      author:
-        name: fluxcdbot
-        email: fluxcdbot@users.noreply.github.com
-      messageTemplate: |
-        Auto-update images
-        {{ range .Updated.Images }}
-        - {{.}}
-        {{ end }}
-    push:
-      branch: main
-  update:
-    path: ./clusters/prod
-    strategy: Setters
-"#,
-        )
+        .apply(&seed::git_repository(
+            "flux-system",
+            &git.url(repo),
+            "flux-system",
+        ))
+        .unwrap();
+    server
+        .apply(&seed::image_update_automation(
+            AUTOMATION,
+            "flux-system",
+            "main",
+        ))
         .unwrap();
 }
 
 /// The seed's registry Secret, ImageRepository and semver ImagePolicy.
 fn apply_reflector_objects(server: &KubeApiServer, registry: &Registry) {
-    use base64::Engine as _;
-    let config = base64::engine::general_purpose::STANDARD.encode(registry.docker_config_json());
     server
-        .apply(&format!(
-            r#"
-apiVersion: v1
-kind: Secret
-metadata: {{name: registry-pull, namespace: flux-system}}
-type: kubernetes.io/dockerconfigjson
-data: {{.dockerconfigjson: {config}}}
----
-apiVersion: image.toolkit.fluxcd.io/v1beta2
-kind: ImageRepository
-metadata: {{name: checkout, namespace: flux-system}}
-spec:
-  image: {image}
-  interval: 5m
-  secretRef: {{name: registry-pull}}
----
-apiVersion: image.toolkit.fluxcd.io/v1beta2
-kind: ImagePolicy
-metadata: {{name: checkout, namespace: flux-system}}
-spec:
-  imageRepositoryRef: {{name: checkout}}
-  policy:
-    semver: {{range: ">=1.0.0 <2.0.0"}}
-"#,
-            image = registry.image("team/checkout")
-        ))
+        .apply(&seed::registry_pull_secret(&registry.docker_config_json()))
         .unwrap();
+    server
+        .apply(&seed::image_repository(&registry.host(), "5m"))
+        .unwrap();
+    server.apply(&seed::semver_policy()).unwrap();
 }
 
-async fn wait_policy_tag(server: &KubeApiServer, reflector: &Serve, tag: &str) {
+async fn wait_policy_tag(server: &KubeApiServer, reflector: &Controller, tag: &str) {
     wait_for(
         &format!("ImagePolicy checkout latestRef.tag == {tag}"),
         WAIT,
@@ -404,7 +182,7 @@ async fn wait_policy_tag(server: &KubeApiServer, reflector: &Serve, tag: &str) {
 /// Waits until the automation's status satisfies `check`.
 async fn wait_automation(
     server: &KubeApiServer,
-    serve: &Serve,
+    serve: &Controller,
     what: &str,
     check: impl Fn(&Value) -> bool,
 ) -> Value {
@@ -428,12 +206,7 @@ async fn wait_automation(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn seed_automation_in_kubernetes_mode() {
-    let (server, registry, git) = tokio::join!(
-        KubeApiServer::start(),
-        Registry::start(RegistryOptions::htpasswd()),
-        GitHttpServer::start(GitHttpServerOptions::default())
-    );
-    let (server, registry, git) = (server.unwrap(), registry.unwrap(), git.unwrap());
+    let (server, registry, git) = start_kube_testbed().await;
     install_chart_rbac(&server, "image-reflector-controller");
     install_chart_rbac(&server, "image-automation-controller");
     registry
@@ -447,18 +220,17 @@ async fn seed_automation_in_kubernetes_mode() {
     let tmp = tempfile::tempdir().unwrap();
 
     apply_reflector_objects(&server, &registry);
-    let mut reflector = Serve::reflector(&server, &tmp.path().join("tags"), tmp.path());
-    reflector.wait_ready().await;
+    let reflector = start_reflector(&server, &tmp.path().join("tags"), tmp.path()).await;
     wait_policy_tag(&server, &reflector, "1.2.3").await;
 
     apply_automation(&server, &git, "fleet");
-    let mut serve = Serve::automation(
+    let mut serve = start_automation(
         &server,
         &tmp.path().join("data"),
-        &reflector.base,
+        reflector.base(),
         tmp.path(),
-    );
-    serve.wait_ready().await;
+    )
+    .await;
 
     // 1. The first run: 1.2.3 is what the repository has; nothing pushed.
     let a = wait_automation(&server, &serve, "the first run Ready=True", |a| {
@@ -514,37 +286,16 @@ async fn seed_automation_in_kubernetes_mode() {
     );
 
     // Exactly one commit, changing only the tag, with the seed's template over `.Updated`.
-    assert_eq!(
-        repos.commit_parents("fleet", &head).unwrap(),
-        vec![seeded.clone()]
-    );
     assert_eq!(repos.commit_count("fleet", "main").unwrap(), 2);
     let image = registry.image("team/checkout");
-    let before = repos.file_at("fleet", &seeded, CHECKOUT).unwrap().unwrap();
-    let after = repos.file_at("fleet", &head, CHECKOUT).unwrap().unwrap();
-    assert!(before.contains(&format!("{image}:1.2.3 #")));
-    assert_eq!(
-        after,
-        before.replace(&format!("{image}:1.2.3 #"), &format!("{image}:1.3.0 #"))
-    );
-    let files = repos.files_at("fleet", &head).unwrap();
-    assert_eq!(files, repos.files_at("fleet", &seeded).unwrap());
-    for f in files.iter().filter(|f| f.as_str() != CHECKOUT) {
-        assert_eq!(
-            repos.file_at("fleet", &head, f).unwrap(),
-            repos.file_at("fleet", &seeded, f).unwrap(),
-            "{f} changed"
-        );
-    }
-    let message = repos.commit_message("fleet", &head).unwrap();
-    assert_eq!(
-        message.trim_end(),
-        format!("Auto-update images\n\n- {image}:1.3.0"),
-        "{message:?}"
-    );
-    assert_eq!(
-        repos.commit_author("fleet", &head).unwrap(),
-        "fluxcdbot <fluxcdbot@users.noreply.github.com>"
+    seed::assert_one_tag_update(
+        repos,
+        "fleet",
+        &seeded,
+        &head,
+        CHECKOUT,
+        &image,
+        ("1.2.3", "1.3.0"),
     );
 
     // The status, read back with kubectl.
@@ -751,7 +502,7 @@ async fn seed_automation_in_kubernetes_mode() {
 
     // SIGTERM: a clean exit (the Lease released).
     let status = serve
-        .process
+        .process_mut()
         .terminate(Duration::from_secs(15))
         .expect("no exit after SIGTERM");
     assert!(status.success(), "{status}\n{}", serve.log_text());
@@ -772,8 +523,7 @@ async fn unreachable_reflector_is_dependency_not_ready_and_pushes_nothing() {
     apply_automation(&server, &git, "fleet");
     let tmp = tempfile::tempdir().unwrap();
     let nobody = format!("http://127.0.0.1:{}", free_port().unwrap());
-    let mut serve = Serve::automation(&server, &tmp.path().join("data"), &nobody, tmp.path());
-    serve.wait_ready().await;
+    let serve = start_automation(&server, &tmp.path().join("data"), &nobody, tmp.path()).await;
 
     let a = wait_automation(&server, &serve, "Ready=False DependencyNotReady", |a| {
         condition(a, "Ready")

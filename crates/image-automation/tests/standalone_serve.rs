@@ -7,42 +7,24 @@
 //! reflector is taken from the shared target directory (`target/<profile>/image-reflector`,
 //! next to this test's `deps/`), as `cargo test --workspace` or `cargo build` leave it. When
 //! it is missing it is built with `cargo build -p image-reflector` into a separate target
-//! directory (the outer cargo holds the lock on the shared one while tests run).
+//! directory (the outer cargo holds the lock on the shared one while tests run); see
+//! `testbed::controllers::reflector_binary`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use api_types::http_api::ImagePolicyInfo;
-use base64::Engine as _;
 use serde_json::Value;
+use testbed::controllers::reflector_binary;
 use testbed::git::{GitHttpServer, GitHttpServerOptions, seed_manifests};
 use testbed::process::{Process, free_port};
 use testbed::registry::{Registry, RegistryOptions};
+use testbed::seed;
+use testbed::wait::http_ok;
 
 const WAIT: Duration = Duration::from_secs(60);
 const CHECKOUT: &str = "clusters/prod/checkout.yaml";
-
-fn reflector_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> -> target/<profile>/image-reflector
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let shared = profile_dir.join("image-reflector");
-    if shared.is_file() {
-        return shared;
-    }
-    let target = profile_dir.join("reflector-for-tests");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "image-reflector", "--bin", "image-reflector"])
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building image-reflector failed");
-    let built = target.join("debug").join("image-reflector");
-    assert!(built.is_file(), "{} missing", built.display());
-    built
-}
 
 /// A running `image-reflector serve --manifests`; killed on drop.
 struct Reflector {
@@ -104,56 +86,37 @@ impl Reflector {
     }
 }
 
-/// True when `GET url` answers with a success status.
-async fn http_ok(url: &str) -> bool {
-    reqwest::get(url)
-        .await
-        .is_ok_and(|r| r.status().is_success())
+/// Writes the reflector's manifests to `tmp/reflector`, starts the reflector on them and
+/// waits until the policy selects 1.2.3; returns the manifests' directory and the process.
+async fn start_seeded_reflector(tmp: &Path, registry: &Registry) -> (PathBuf, Reflector) {
+    let reflector_dir = tmp.join("reflector");
+    std::fs::create_dir_all(&reflector_dir).unwrap();
+    write_reflector_manifests(&reflector_dir, registry, None);
+    let reflector = Reflector::start(&reflector_dir, &tmp.join("tags"), tmp).await;
+    reflector.wait_tag("1.2.3").await;
+    (reflector_dir, reflector)
 }
 
 /// The reflector's manifests: the seed's Secret, ImageRepository and semver ImagePolicy.
 fn write_reflector_manifests(dir: &Path, registry: &Registry, requested_at: Option<&str>) {
-    let config = base64::engine::general_purpose::STANDARD.encode(registry.docker_config_json());
-    let annotations = requested_at
-        .map(|t| format!("  annotations:\n    reconcile.fluxcd.io/requestedAt: \"{t}\"\n"))
-        .unwrap_or_default();
+    let mut repository = seed::image_repository(&registry.host(), "5m");
+    if let Some(t) = requested_at {
+        let namespace = format!("  namespace: {}\n", seed::NAMESPACE);
+        repository = repository.replacen(
+            &namespace,
+            &format!("{namespace}  annotations:\n    reconcile.fluxcd.io/requestedAt: \"{t}\"\n"),
+            1,
+        );
+        assert!(repository.contains(t), "{repository}");
+    }
     std::fs::write(
         dir.join("image.yaml"),
-        format!(
-            "apiVersion: v1
-kind: Secret
-metadata:
-  name: registry-pull
-  namespace: flux-system
-type: kubernetes.io/dockerconfigjson
-data:
-  .dockerconfigjson: {config}
----
-apiVersion: image.toolkit.fluxcd.io/v1beta2
-kind: ImageRepository
-metadata:
-  name: checkout
-  namespace: flux-system
-{annotations}spec:
-  image: {image}
-  interval: 5m
-  secretRef:
-    name: registry-pull
----
-apiVersion: image.toolkit.fluxcd.io/v1beta2
-kind: ImagePolicy
-metadata:
-  name: checkout
-  namespace: flux-system
-spec:
-  imageRepositoryRef:
-    name: checkout
-  policy:
-    semver:
-      range: '>=1.0.0 <2.0.0'
-",
-            image = registry.image("team/checkout")
-        ),
+        [
+            seed::registry_pull_secret(&registry.docker_config_json()),
+            repository,
+            seed::semver_policy(),
+        ]
+        .join("---\n"),
     )
     .unwrap();
 }
@@ -164,67 +127,16 @@ fn write_automation_manifests(dir: &Path, git: &GitHttpServer, repo: &str, push_
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("source.yaml"),
-        format!(
-            "apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: flux-system
-  namespace: flux-system
-spec:
-  interval: 1m
-  url: {url}
-  ref:
-    branch: main
-  secretRef:
-    name: flux-system
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: flux-system
-  namespace: flux-system
-stringData:
-  username: {user}
-  password: {password}
-",
-            url = git.url(repo),
-            user = git.username(),
-            password = git.password()
-        ),
+        [
+            seed::git_repository("flux-system", &git.url(repo), "flux-system"),
+            seed::git_credentials_secret("flux-system", git.username(), git.password()),
+        ]
+        .join("---\n"),
     )
     .unwrap();
     std::fs::write(
         dir.join("automation.yaml"),
-        format!(
-            "apiVersion: image.toolkit.fluxcd.io/v1beta1
-kind: ImageUpdateAutomation
-metadata:
-  name: flux-image-updates
-  namespace: flux-system
-spec:
-  interval: 1m
-  sourceRef:
-    kind: GitRepository
-    name: flux-system
-  git:
-    checkout:
-      ref: {{ branch: main }}
-    commit:
-      author:
-        name: fluxcdbot
-        email: fluxcdbot@users.noreply.github.com
-      messageTemplate: |
-        Auto-update images
-        {{{{ range .Updated.Images }}}}
-        - {{{{.}}}}
-        {{{{ end }}}}
-    push:
-      branch: {push_branch}
-  update:
-    path: ./clusters/prod
-    strategy: Setters
-"
-        ),
+        seed::image_update_automation("flux-image-updates", "flux-system", push_branch),
     )
     .unwrap();
 }
@@ -261,8 +173,9 @@ fn only(summary: &Value) -> &Value {
     &list[0]
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn seed_procedure_one_commit_templated_then_noop_and_pr_branch() {
+/// The registry (htpasswd) with the seed's first tag, 1.2.3, and the git server with the
+/// seed's repository `fleet` (image lines at 1.2.3); returns them and `fleet`'s head.
+async fn seeded_fleet() -> (Registry, GitHttpServer, String) {
     let registry = Registry::start(RegistryOptions::htpasswd()).await.unwrap();
     registry
         .push_tags("team/checkout", &["1.2.3"])
@@ -271,20 +184,23 @@ async fn seed_procedure_one_commit_templated_then_noop_and_pr_branch() {
     let git = GitHttpServer::start(GitHttpServerOptions::default())
         .await
         .unwrap();
-    let repos = git.repos();
-    let seeded = repos
+    let seeded = git
+        .repos()
         .create("fleet", &seed_manifests(&registry.host()))
         .unwrap();
+    (registry, git, seeded)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_procedure_one_commit_templated_then_noop_and_pr_branch() {
+    let (registry, git, seeded) = seeded_fleet().await;
+    let repos = git.repos();
     repos
         .create("fleet-pr", &seed_manifests(&registry.host()))
         .unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
-    let reflector_dir = tmp.path().join("reflector");
-    std::fs::create_dir_all(&reflector_dir).unwrap();
-    write_reflector_manifests(&reflector_dir, &registry, None);
-    let reflector = Reflector::start(&reflector_dir, &tmp.path().join("tags"), tmp.path()).await;
-    reflector.wait_tag("1.2.3").await;
+    let (reflector_dir, reflector) = start_seeded_reflector(tmp.path(), &registry).await;
 
     let manifests = tmp.path().join("automation");
     write_automation_manifests(&manifests, &git, "fleet", "main");
@@ -340,39 +256,17 @@ async fn seed_procedure_one_commit_templated_then_noop_and_pr_branch() {
     // Exactly one new commit on main, changing only the tag.
     let head = repos.head_commit("fleet", "main").unwrap().unwrap();
     assert_eq!(a["lastPushCommit"], head.as_str());
-    assert_eq!(
-        repos.commit_parents("fleet", &head).unwrap(),
-        vec![seeded.clone()]
-    );
     assert_eq!(repos.commit_count("fleet", "main").unwrap(), 2);
     let image = registry.image("team/checkout");
-    let before = repos.file_at("fleet", &seeded, CHECKOUT).unwrap().unwrap();
-    let after = repos.file_at("fleet", &head, CHECKOUT).unwrap().unwrap();
-    assert!(before.contains(&format!("{image}:1.2.3 #")));
-    assert_eq!(
-        after,
-        before.replace(&format!("{image}:1.2.3 #"), &format!("{image}:1.3.0 #"))
-    );
-    assert_ne!(after, before);
-    let files = repos.files_at("fleet", &head).unwrap();
-    assert_eq!(files, repos.files_at("fleet", &seeded).unwrap());
-    for f in files.iter().filter(|f| f.as_str() != CHECKOUT) {
-        assert_eq!(
-            repos.file_at("fleet", &head, f).unwrap(),
-            repos.file_at("fleet", &seeded, f).unwrap(),
-            "{f} changed"
-        );
-    }
-    // The seed's template over `.Updated`.
-    let message = repos.commit_message("fleet", &head).unwrap();
-    assert_eq!(
-        message.trim_end(),
-        format!("Auto-update images\n\n- {image}:1.3.0"),
-        "{message:?}"
-    );
-    assert_eq!(
-        repos.commit_author("fleet", &head).unwrap(),
-        "fluxcdbot <fluxcdbot@users.noreply.github.com>"
+    // The seed's template over `.Updated`, the seed's author.
+    seed::assert_one_tag_update(
+        repos,
+        "fleet",
+        &seeded,
+        &head,
+        CHECKOUT,
+        &image,
+        ("1.2.3", "1.3.0"),
     );
     // No credential in the logs.
     assert!(!log.contains(git.password()), "git password logged");
@@ -456,24 +350,10 @@ impl Automation {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn long_running_mode_reacts_to_a_new_tag_through_the_feed() {
-    let registry = Registry::start(RegistryOptions::htpasswd()).await.unwrap();
-    registry
-        .push_tags("team/checkout", &["1.2.3"])
-        .await
-        .unwrap();
-    let git = GitHttpServer::start(GitHttpServerOptions::default())
-        .await
-        .unwrap();
+    let (registry, git, seeded) = seeded_fleet().await;
     let repos = git.repos();
-    let seeded = repos
-        .create("fleet", &seed_manifests(&registry.host()))
-        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let reflector_dir = tmp.path().join("reflector");
-    std::fs::create_dir_all(&reflector_dir).unwrap();
-    write_reflector_manifests(&reflector_dir, &registry, None);
-    let reflector = Reflector::start(&reflector_dir, &tmp.path().join("tags"), tmp.path()).await;
-    reflector.wait_tag("1.2.3").await;
+    let (reflector_dir, reflector) = start_seeded_reflector(tmp.path(), &registry).await;
 
     let manifests = tmp.path().join("automation");
     write_automation_manifests(&manifests, &git, "fleet", "main");

@@ -11,7 +11,10 @@
 //!   optionally over TLS, with helpers to push and delete tags.
 //! - [`git::GitHttpServer`] and [`git::GitSshServer`]: smart HTTP and SSH git remotes.
 //! - [`prometheus::Prometheus`]: a Prometheus server scraping given targets.
+//! - [`controllers`] and [`wait`]: test helpers that start our controllers against these
+//!   and poll until a condition holds.
 
+pub mod controllers;
 pub mod error;
 pub mod git;
 pub mod kube_apiserver;
@@ -21,6 +24,7 @@ pub mod registry;
 pub mod seed;
 pub mod tls;
 pub mod tools;
+pub mod wait;
 
 pub use error::{Error, Result};
 

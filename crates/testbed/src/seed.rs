@@ -268,6 +268,63 @@ pub fn expected_message(images: &[&str]) -> String {
     message
 }
 
+/// Asserts that `head` in the repository `repo` is one automation commit on top of `base`
+/// that changed only the tag of `image` in `file` (marked line, `IMAGE:FROM #` to
+/// `IMAGE:TO #`), with the how-to's message template and author. Panics with what differs.
+pub fn assert_one_tag_update(
+    repos: &crate::git::BareRepos,
+    repo: &str,
+    base: &str,
+    head: &str,
+    file: &str,
+    image: &str,
+    (from, to): (&str, &str),
+) {
+    fn ok<T>(repo: &str, what: &str, result: crate::Result<T>) -> T {
+        result.unwrap_or_else(|e| panic!("{what} in {repo}: {e}"))
+    }
+    assert_eq!(
+        ok(repo, "parents", repos.commit_parents(repo, head)),
+        vec![base.to_string()],
+        "{head} is not one commit on top of {base}"
+    );
+    let read = |rev: &str| {
+        ok(repo, "file", repos.file_at(repo, rev, file))
+            .unwrap_or_else(|| panic!("{file} missing at {rev}"))
+    };
+    let (before, after) = (read(base), read(head));
+    let (old, new) = (format!("{image}:{from} #"), format!("{image}:{to} #"));
+    assert!(
+        before.contains(&old),
+        "{file} at {base} has no {old}:\n{before}"
+    );
+    assert_eq!(after, before.replace(&old, &new), "{file} at {head}");
+    assert_ne!(after, before);
+    let files = ok(repo, "files", repos.files_at(repo, head));
+    assert_eq!(
+        files,
+        ok(repo, "files", repos.files_at(repo, base)),
+        "files added or removed"
+    );
+    for f in files.iter().filter(|f| f.as_str() != file) {
+        assert_eq!(
+            ok(repo, "file", repos.file_at(repo, head, f)),
+            ok(repo, "file", repos.file_at(repo, base, f)),
+            "{f} changed"
+        );
+    }
+    let message = ok(repo, "message", repos.commit_message(repo, head));
+    assert_eq!(
+        message.trim_end(),
+        expected_message(&[&format!("{image}:{to}")]).trim_end(),
+        "{message:?}"
+    );
+    assert_eq!(
+        ok(repo, "author", repos.commit_author(repo, head)),
+        format!("{AUTHOR_NAME} <{AUTHOR_EMAIL}>")
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

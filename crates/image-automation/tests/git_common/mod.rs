@@ -1,15 +1,16 @@
 //! Shared helpers for the git layer's integration tests (tests/git_*.rs).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 use image_automation::git::{
-    ApplyError, Author, GitCache, GitClient, GitError, GitRef, PushSpec, RepoSpec, SigningKey,
-    UpdateOutcome, UpdateRequest,
+    ApplyError, Author, GitAuth, GitCache, GitClient, GitError, GitRef, PushSpec, PushedCommit,
+    RepoSpec, SigningKey, UpdateOutcome, UpdateRequest,
 };
-use testbed::git::{BareRepos, git_cli, seed_manifests};
+use testbed::git::{BareRepos, GitHttpServer, GitHttpServerOptions, git_cli, seed_manifests};
 
 pub const REGISTRY: &str = "registry.test:5000";
 pub const FILE: &str = "clusters/prod/checkout.yaml";
@@ -105,4 +106,86 @@ pub fn pack_count(dir: &Path) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// A basic-auth Secret's data (`username`, `password`), as Flux documents it.
+pub fn basic(user: &str, password: &str) -> BTreeMap<String, Vec<u8>> {
+    BTreeMap::from([
+        ("username".to_string(), user.as_bytes().to_vec()),
+        ("password".to_string(), password.as_bytes().to_vec()),
+    ])
+}
+
+/// The testbed's smart-HTTP server with basic auth.
+pub async fn http_server() -> GitHttpServer {
+    GitHttpServer::start(GitHttpServerOptions::default())
+        .await
+        .unwrap()
+}
+
+/// The smart-HTTP server with the seeded repository `fleet`, and `fleet`'s head.
+pub async fn http_fleet() -> (GitHttpServer, String) {
+    let server = http_server().await;
+    let seeded = seed(server.repos(), "fleet");
+    (server, seeded)
+}
+
+/// An empty cache in a temporary directory, which lives as long as the returned `TempDir`.
+pub fn new_cache() -> (tempfile::TempDir, Arc<GitCache>) {
+    let storage = tempfile::tempdir().unwrap();
+    let cache = Arc::new(GitCache::new(storage.path()));
+    (storage, cache)
+}
+
+/// `repo` on `server`, with the server's own credentials.
+pub fn http_spec(server: &GitHttpServer, repo: &str) -> RepoSpec {
+    let url = server.url(repo);
+    let auth =
+        GitAuth::from_secret(&url, Some(&basic(server.username(), server.password()))).unwrap();
+    RepoSpec::new(url, auth)
+}
+
+/// The push of `pushed` on top of `base` changed only the checkout tag in [`FILE`], from
+/// `from` to `to`: `main` holds that file, and no other path differs.
+pub fn assert_only_tag_changed(
+    repos: &BareRepos,
+    name: &str,
+    base: &str,
+    pushed: &str,
+    from: &str,
+    to: &str,
+) {
+    let original = repos.file_at(name, base, FILE).unwrap().unwrap();
+    assert_eq!(
+        repos.file_at(name, "main", FILE).unwrap().unwrap(),
+        original.replace(&checkout_line(from), &checkout_line(to))
+    );
+    assert_only_file_differs(repos, name, base, pushed);
+}
+
+/// The trees of `a` and `b` differ in exactly one path, [`FILE`].
+pub fn assert_only_file_differs(repos: &BareRepos, name: &str, a: &str, b: &str) {
+    let (ok, diff) = output(repos.git(name).unwrap().args(["diff", "--name-only", a, b]));
+    assert!(ok, "{diff}");
+    assert_eq!(diff.trim(), FILE);
+}
+
+/// Runs `request` with [`set_tag`] from `from` to `to`; asserts it pushed one commit whose
+/// only parent is `parent` in the repository `name`, and returns that commit.
+pub async fn push_tag_on(
+    cache: &Arc<GitCache>,
+    request: &UpdateRequest,
+    (repos, name): (&BareRepos, &str),
+    parent: &str,
+    (from, to): (&'static str, &'static str),
+) -> PushedCommit {
+    let out = run(cache, request, move |d| set_tag(d, from, to))
+        .await
+        .unwrap();
+    let pushed = out.pushed.expect("a commit was pushed");
+    assert_eq!(
+        repos.commit_parents(name, &pushed.commit).unwrap(),
+        [parent.to_string()]
+    );
+    pushed
 }

@@ -1,0 +1,266 @@
+//! Running our controllers against the testbed, for tests: finding the image-reflector
+//! binary, installing the charts with real Helm, starting a controller process in
+//! Kubernetes mode, and the `kubectl` reads and writes the tests make as the admin.
+//!
+//! These helpers panic with a message saying what went wrong: they exist only to make a
+//! test fail loudly. Everything lives in Flux's namespace, [`seed::NAMESPACE`].
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::git::{GitHttpServer, GitHttpServerOptions};
+use crate::kube_apiserver::KubeApiServer;
+use crate::process::Process;
+use crate::registry::{Registry, RegistryOptions};
+use crate::seed;
+
+/// The testbed of the seed procedure in Kubernetes mode: a kube-apiserver, a registry
+/// behind htpasswd and a smart-HTTP git server with basic auth, started together.
+pub async fn start_kube_testbed() -> (KubeApiServer, Registry, GitHttpServer) {
+    let (server, registry, git) = tokio::join!(
+        KubeApiServer::start(),
+        Registry::start(RegistryOptions::htpasswd()),
+        GitHttpServer::start(GitHttpServerOptions::default()),
+    );
+    let server = server.unwrap_or_else(|e| panic!("start kube-apiserver: {e}"));
+    let registry = registry.unwrap_or_else(|e| panic!("start the registry: {e}"));
+    let git = git.unwrap_or_else(|e| panic!("start the git server: {e}"));
+    (server, registry, git)
+}
+
+/// The image-reflector binary for a test of another package: `cargo test` builds only the
+/// tested package's binaries, so it is taken from the shared target directory
+/// (`target/<profile>/image-reflector`, next to the test's `deps/`), as `cargo test
+/// --workspace` or `cargo build` leave it. When it is missing it is built with `cargo build
+/// -p image-reflector` into a separate target directory (the outer cargo holds the lock on
+/// the shared one while tests run).
+pub fn reflector_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    // target/<profile>/deps/<test> -> target/<profile>/image-reflector
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", exe.display()));
+    let shared = profile_dir.join("image-reflector");
+    if shared.is_file() {
+        return shared;
+    }
+    let target = profile_dir.join("reflector-for-tests");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "image-reflector", "--bin", "image-reflector"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(crate::repo_root())
+        .status()
+        .unwrap_or_else(|e| panic!("start cargo build: {e}"));
+    assert!(status.success(), "building image-reflector failed");
+    let built = target.join("debug").join("image-reflector");
+    assert!(built.is_file(), "{} missing", built.display());
+    built
+}
+
+/// The Python with helm-sdkpy: `$HELM_PYTHON`, else the venv `e2e/setup.sh` installs.
+pub fn helm_python() -> PathBuf {
+    let path = match std::env::var_os("HELM_PYTHON").filter(|p| !p.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => crate::tools::cache_dir().join("helm-venv/bin/python"),
+    };
+    assert!(
+        path.is_file(),
+        "no Python with helm-sdkpy at {} ($HELM_PYTHON or $IMAGE_AUTOMATION_CACHE/helm-venv): \
+         run `bash e2e/setup.sh`, then `eval \"$(bash e2e/setup.sh --print-env)\"`",
+        path.display()
+    );
+    path
+}
+
+/// `helm install CHART` (release named after the chart) into flux-system with `values`,
+/// with real Helm through `e2e/helm/render.py`, as the admin; returns the rendered manifest.
+pub fn helm_install(server: &KubeApiServer, chart: &str, values: &Value) -> String {
+    let output = Command::new(helm_python())
+        .arg(crate::repo_root().join("e2e/helm/render.py"))
+        .args(["install", "--kubeconfig"])
+        .arg(server.admin_kubeconfig())
+        .args(["--chart", chart, "--namespace", seed::NAMESPACE])
+        .args(["--release", chart, "--values"])
+        .arg(values.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("start render.py: {e}"));
+    assert!(
+        output.status.success(),
+        "helm install {chart} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `kubectl ARGS` as the admin; its stdout, or a panic with its stderr.
+pub fn kubectl(server: &KubeApiServer, args: &[&str]) -> String {
+    let output = server
+        .kubectl()
+        .and_then(|mut command| {
+            command
+                .args(args)
+                .output()
+                .map_err(|source| crate::Error::Io {
+                    context: "running kubectl".to_string(),
+                    source,
+                })
+        })
+        .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
+}
+
+/// `kubectl get KIND NAME -o json` in flux-system.
+pub fn get(server: &KubeApiServer, kind: &str, name: &str) -> Value {
+    let json = kubectl(
+        server,
+        &["get", kind, name, "-n", seed::NAMESPACE, "-o", "json"],
+    );
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{kind}/{name}: {e}: {json}"))
+}
+
+/// The status condition of `type_` on `obj`, if any.
+pub fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+/// What `flux reconcile` does: sets `reconcile.fluxcd.io/requestedAt` on `kind/name` in
+/// flux-system to a new value (nanoseconds since the epoch), which it returns.
+pub fn request_reconcile(server: &KubeApiServer, kind: &str, name: &str) -> String {
+    let requested = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+        .to_string();
+    kubectl(
+        server,
+        &[
+            "annotate",
+            "--overwrite",
+            "-n",
+            seed::NAMESPACE,
+            kind,
+            name,
+            &format!("reconcile.fluxcd.io/requestedAt={requested}"),
+        ],
+    );
+    requested
+}
+
+/// One controller process in Kubernetes mode; killed on drop.
+#[derive(Debug)]
+pub struct Controller {
+    process: Process,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Controller {
+    /// Spawns `command` (which must listen on `127.0.0.1:port`) with `KUBECONFIG` =
+    /// `kubeconfig` and `RUNTIME_NAMESPACE` = flux-system (what the chart sets from the
+    /// Pod's namespace), logging to `log`, and waits up to `timeout` for `/readyz`.
+    pub async fn start(
+        component: &'static str,
+        mut command: Command,
+        kubeconfig: &Path,
+        port: u16,
+        log: &Path,
+        timeout: Duration,
+    ) -> Self {
+        command
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUNTIME_NAMESPACE", seed::NAMESPACE)
+            .env_remove("POD_IP");
+        let described = format!("{command:?}");
+        let mut process = Process::spawn(component, command, log)
+            .unwrap_or_else(|e| panic!("start {component}: {e}"));
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_else(|e| panic!("HTTP client: {e}"));
+        let readyz = format!("{base}/readyz");
+        process
+            .wait_ready(timeout, || {
+                let request = http.get(&readyz);
+                async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{component} `{described}` never became ready: {e}"));
+        Self {
+            process,
+            base,
+            http,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn process_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.process.log_path()
+    }
+
+    /// The whole log so far (empty when unreadable).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of the log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        crate::process::log_tail(self.process.log_path(), lines)
+    }
+
+    /// Panics when the process has exited.
+    pub fn assert_alive(&mut self) {
+        if let Err(e) = self.process.check_running() {
+            panic!("{e}");
+        }
+    }
+
+    /// `GET base+path` as JSON; `None` on any failure or non-success status.
+    pub async fn get_json(&self, path: &str) -> Option<Value> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+}
