@@ -282,26 +282,20 @@ async fn retries_are_bounded() {
 #[tokio::test]
 async fn wrong_password_fails_typed_and_pushes_nothing() {
     let (server, seeded) = http_fleet().await;
-    let repos = server.repos();
-    let (_storage, cache) = new_cache();
     let url = server.url("fleet");
     let secret = "not-the-password-4242";
     let auth = GitAuth::from_secret(&url, Some(&basic(server.username(), secret))).unwrap();
-    let req = request(
+    let err = wrong_credentials_push_nothing(
         RepoSpec::new(url, auth),
-        GitRef::branch("main"),
-        PushSpec::default(),
-    );
-    let err = run(&cache, &req, |d| set_tag(d, "1.2.3", "1.2.4"))
-        .await
-        .unwrap_err();
+        (server.repos(), "fleet"),
+        &seeded,
+    )
+    .await;
     assert!(matches!(err, GitError::AuthFailed { .. }), "{err:?}");
     let text = format!("{err} {err:?}");
     assert!(text.contains("authentication failed"), "{text}");
     assert!(!text.contains(secret), "{text}");
-    assert!(!err.is_stall());
     assert_eq!(err.flux_reason(), "GitOperationFailed");
-    assert_eq!(repos.head_commit("fleet", "main").unwrap(), Some(seeded));
 }
 
 #[tokio::test]

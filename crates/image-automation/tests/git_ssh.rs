@@ -4,10 +4,9 @@
 mod git_common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use git_common::*;
-use image_automation::git::{GitAuth, GitCache, GitError, GitRef, PushSpec, RepoSpec};
+use image_automation::git::{GitAuth, GitError, GitRef, PushSpec, RepoSpec};
 use testbed::git::GitSshServer;
 
 fn secret(identity: &str, known_hosts: &str) -> BTreeMap<String, Vec<u8>> {
@@ -28,8 +27,7 @@ async fn ssh_commit_and_push_with_deploy_key() {
         Some(&secret(server.identity_pem(), server.known_hosts())),
     )
     .unwrap();
-    let storage = tempfile::tempdir().unwrap();
-    let cache = Arc::new(GitCache::new(storage.path()));
+    let (_storage, cache) = new_cache();
     let req = request(
         RepoSpec::new(url.clone(), auth),
         GitRef::branch("main"),
@@ -116,19 +114,9 @@ async fn unknown_host_key_fails_typed_and_pushes_nothing() {
             .join(" ")
     );
     let auth = GitAuth::from_secret(&url, Some(&secret(server.identity_pem(), &wrong))).unwrap();
-    let storage = tempfile::tempdir().unwrap();
-    let cache = Arc::new(GitCache::new(storage.path()));
-    let req = request(
-        RepoSpec::new(url, auth),
-        GitRef::branch("main"),
-        PushSpec::default(),
-    );
-    let err = run(&cache, &req, |d| set_tag(d, "1.2.3", "1.2.4"))
-        .await
-        .unwrap_err();
+    let err =
+        wrong_credentials_push_nothing(RepoSpec::new(url, auth), (repos, "fleet"), &seeded).await;
     assert!(matches!(err, GitError::UnknownHostKey { .. }), "{err:?}");
-    assert!(!err.is_stall());
-    assert_eq!(repos.head_commit("fleet", "main").unwrap(), Some(seeded));
 }
 
 #[tokio::test]

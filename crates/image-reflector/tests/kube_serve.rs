@@ -8,9 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use std::sync::{Arc, Mutex};
@@ -20,196 +19,49 @@ use futures::StreamExt;
 use kube::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::{Value, json};
+use testbed::controllers::{
+    Controller, condition, get_in, helm_install, kubectl, request_reconcile,
+};
 use testbed::kube_apiserver::{KubeApiServer, NON_ADMIN_USER};
 use testbed::process::free_port;
 use testbed::prometheus::{Prometheus, ScrapeTarget};
 use testbed::registry::{Registry, RegistryOptions};
+use testbed::wait::{wait_for, wait_for_every};
 
 const WAIT: Duration = Duration::from_secs(60);
 const LEASE: &str = "image-reflector-controller-leader-election";
+/// How often checks that start a kubectl process poll: spares the busy machine.
+const KUBECTL_POLL: Duration = Duration::from_millis(250);
 
-/// One `image-reflector serve` process; killed on drop.
-struct Serve {
-    child: Child,
-    port: u16,
-    base: String,
-    log: PathBuf,
-    http: reqwest::Client,
+/// Starts `image-reflector serve` as the non-admin user on a free port and waits until it
+/// is ready; killed on drop.
+async fn start(server: &KubeApiServer, storage: &Path, extra: &[&str]) -> Controller {
+    start_on(server, storage, free_port().unwrap(), extra).await
 }
 
-impl Serve {
-    fn start(server: &KubeApiServer, storage: &Path, extra: &[&str]) -> Self {
-        Self::start_on(server, storage, free_port().unwrap(), extra)
-    }
-
-    fn start_on(server: &KubeApiServer, storage: &Path, port: u16, extra: &[&str]) -> Self {
-        let log = server.dir().join(format!("serve-{port}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_image-reflector"))
-            .arg("serve")
-            .arg("--storage-path")
-            .arg(storage)
-            .args(["--http-addr", &format!("127.0.0.1:{port}")])
-            .args(["--log-level", "debug", "--log-encoding", "console"])
-            .args(extra)
-            .env("KUBECONFIG", server.user_kubeconfig())
-            .env("RUNTIME_NAMESPACE", "flux-system")
-            .env(
-                "RUST_LOG",
-                "info,image_reflector=debug,kube_lease_manager=info",
-            )
-            .env_remove("POD_IP")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Self {
-            child,
-            port,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn alive(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("serve exited with {status}:\n{}", self.log_text());
-        }
-    }
-
-    async fn get_json(&self, path: &str) -> Option<Value> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.json().await.ok()
-    }
-
-    async fn status(&self, path: &str) -> Option<u16> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
-        Some(r.status().as_u16())
-    }
-
-    async fn metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            self.alive();
-            if self.status("/readyz").await == Some(200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve never became ready:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` and `context()`.
-async fn wait_for<T, F, Fut>(
-    what: &str,
-    timeout: Duration,
-    context: impl Fn() -> String,
-    check: F,
-) -> T
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}\n{}",
-            context()
+async fn start_on(server: &KubeApiServer, storage: &Path, port: u16, extra: &[&str]) -> Controller {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_image-reflector"));
+    command
+        .arg("serve")
+        .arg("--storage-path")
+        .arg(storage)
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .args(["--log-level", "debug", "--log-encoding", "console"])
+        .args(extra)
+        .env(
+            "RUST_LOG",
+            "info,image_reflector=debug,kube_lease_manager=info",
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn kubectl(server: &KubeApiServer, args: &[&str]) -> String {
-    let output = server.kubectl().unwrap().args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn get(server: &KubeApiServer, kind: &str, ns: &str, name: &str) -> Value {
-    serde_json::from_str(&kubectl(
-        server,
-        &["get", kind, name, "-n", ns, "-o", "json"],
-    ))
-    .unwrap()
-}
-
-fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
-fn helm_python() -> PathBuf {
-    let path = match std::env::var_os("HELM_PYTHON").filter(|p| !p.is_empty()) {
-        Some(path) => PathBuf::from(path),
-        None => testbed::tools::cache_dir().join("helm-venv/bin/python"),
-    };
-    assert!(
-        path.is_file(),
-        "no Python with helm-sdkpy at {} ($HELM_PYTHON or $IMAGE_AUTOMATION_CACHE/helm-venv): \
-         run `bash e2e/setup.sh`, then `eval \"$(bash e2e/setup.sh --print-env)\"`",
-        path.display()
-    );
-    path
+    let log = server.dir().join(format!("serve-{port}.log"));
+    Controller::start(
+        "image-reflector serve",
+        command,
+        server.user_kubeconfig(),
+        port,
+        &log,
+        WAIT,
+    )
+    .await
 }
 
 /// Installs the chart (defaults: leader election on, so the Lease Role too) into
@@ -224,29 +76,7 @@ fn install_chart_rbac(server: &KubeApiServer) {
             }],
         },
     });
-    let output = Command::new(helm_python())
-        .arg(testbed::repo_root().join("e2e/helm/render.py"))
-        .arg("install")
-        .arg("--kubeconfig")
-        .arg(server.admin_kubeconfig())
-        .args([
-            "--chart",
-            "image-reflector-controller",
-            "--namespace",
-            "flux-system",
-            "--release",
-            "image-reflector-controller",
-            "--values",
-            &values.to_string(),
-        ])
-        .output()
-        .expect("start render.py");
-    assert!(
-        output.status.success(),
-        "helm install of the chart failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let manifest = String::from_utf8_lossy(&output.stdout);
+    let manifest = helm_install(server, "image-reflector-controller", &values);
     for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
         assert!(
             manifest.contains(&format!("kind: {kind}\n")),
@@ -310,44 +140,72 @@ spec:
         .unwrap();
 }
 
+/// The namespace `apps` and its ImagePolicy `cross`, which selects from flux-system's
+/// `checkout`.
+fn apply_cross_policy(server: &KubeApiServer) {
+    server
+        .apply(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: apps}
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImagePolicy
+metadata: {name: cross, namespace: apps}
+spec:
+  imageRepositoryRef: {name: checkout, namespace: flux-system}
+  policy: {semver: {range: ">=1.0.0"}}
+"#,
+        )
+        .unwrap();
+}
+
 async fn wait_policy_tag(
     server: &KubeApiServer,
-    serve: &Serve,
+    serve: &Controller,
     ns: &str,
     name: &str,
     tag: &str,
 ) -> Value {
-    wait_for(
+    wait_for_every(
         &format!("ImagePolicy {ns}/{name} latestRef.tag == {tag}"),
         WAIT,
+        KUBECTL_POLL,
         || {
             format!(
                 "policy: {}\nlog:\n{}",
-                get(server, "imagepolicy", ns, name),
+                get_in(server, "imagepolicy", ns, name),
                 serve.log_text()
             )
         },
         || async {
-            let p = get(server, "imagepolicy", ns, name);
+            let p = get_in(server, "imagepolicy", ns, name);
             (p["status"]["latestRef"]["tag"] == tag).then_some(p)
         },
     )
     .await
 }
 
-async fn wait_ready_false(server: &KubeApiServer, serve: &Serve, ns: &str, name: &str) -> Value {
-    wait_for(
+async fn wait_ready_false(
+    server: &KubeApiServer,
+    serve: &Controller,
+    ns: &str,
+    name: &str,
+) -> Value {
+    wait_for_every(
         &format!("ImagePolicy {ns}/{name} Ready=False"),
         WAIT,
+        KUBECTL_POLL,
         || {
             format!(
                 "policy: {}\nlog:\n{}",
-                get(server, "imagepolicy", ns, name),
+                get_in(server, "imagepolicy", ns, name),
                 serve.log_text()
             )
         },
         || async {
-            let p = get(server, "imagepolicy", ns, name);
+            let p = get_in(server, "imagepolicy", ns, name);
             condition(&p, "Ready")
                 .is_some_and(|c| c["status"] == "False")
                 .then_some(p)
@@ -444,13 +302,14 @@ fn events(server: &KubeApiServer, ns: &str, kind: &str, name: &str) -> Vec<Value
 
 async fn wait_event(
     server: &KubeApiServer,
-    serve: &Serve,
+    serve: &Controller,
     (ns, kind, name): (&str, &str, &str),
     (type_, reason): (&str, &str),
 ) -> Value {
-    wait_for(
+    wait_for_every(
         &format!("a {type_} {reason} event about {kind} {ns}/{name}"),
         WAIT,
+        KUBECTL_POLL,
         || {
             format!(
                 "events: {:#?}\nlog:\n{}",
@@ -467,29 +326,6 @@ async fn wait_event(
     .await
 }
 
-fn request_reconcile(server: &KubeApiServer, kind: &str, name: &str) -> String {
-    let requested = format!(
-        "{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    kubectl(
-        server,
-        &[
-            "annotate",
-            "--overwrite",
-            "-n",
-            "flux-system",
-            kind,
-            name,
-            &format!("reconcile.fluxcd.io/requestedAt={requested}"),
-        ],
-    );
-    requested
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kubernetes_mode_end_to_end() {
     let (server, registry, storage) = setup().await;
@@ -499,12 +335,11 @@ async fn kubernetes_mode_end_to_end() {
         .unwrap();
     apply_checkout(&server, &registry);
     let statuses = watch_statuses(&server, "checkout").await;
-    let mut serve = Serve::start(&server, storage.path(), &[]);
-    serve.wait_ready().await;
+    let serve = start(&server, storage.path(), &[]).await;
 
     // 1. First scan and policy, then new tags and a reconcile request.
     wait_policy_tag(&server, &serve, "flux-system", "checkout", "1.2.3").await;
-    let repo = get(&server, "imagerepository", "flux-system", "checkout");
+    let repo = get_in(&server, "imagerepository", "flux-system", "checkout");
     assert_eq!(
         repo["metadata"]["finalizers"],
         serde_json::json!(["finalizers.fluxcd.io"]),
@@ -533,12 +368,13 @@ async fn kubernetes_mode_end_to_end() {
     let before = events(&server, repo_events.0, repo_events.1, repo_events.2);
     assert_eq!(before.len(), 1, "{before:#?}");
     let identical = request_reconcile(&server, "imagerepository", "checkout");
-    wait_for(
+    wait_for_every(
         "the identical rescan's final status",
         WAIT,
+        KUBECTL_POLL,
         || serve.log_text(),
         || async {
-            let repo = get(&server, "imagerepository", "flux-system", "checkout");
+            let repo = get_in(&server, "imagerepository", "flux-system", "checkout");
             (repo["status"]["lastHandledReconcileAt"] == identical.as_str()
                 && condition(&repo, "Reconciling").is_none())
             .then_some(repo)
@@ -575,7 +411,7 @@ async fn kubernetes_mode_end_to_end() {
             .starts_with(&format!("Latest image tag for {image} resolved to 1.3.0")),
         "Flux's message: {policy}"
     );
-    let repo = get(&server, "imagerepository", "flux-system", "checkout");
+    let repo = get_in(&server, "imagerepository", "flux-system", "checkout");
     assert_eq!(
         repo["status"]["lastHandledReconcileAt"],
         requested.as_str(),
@@ -701,7 +537,7 @@ spec:
             .starts_with("scan failed: "),
         "{warning}"
     );
-    let unreachable = get(&server, "imagerepository", "flux-system", "unreachable");
+    let unreachable = get_in(&server, "imagerepository", "flux-system", "unreachable");
     let ready = condition(&unreachable, "Ready").expect("Ready condition");
     assert_eq!(
         (&ready["status"], &ready["reason"]),
@@ -727,22 +563,7 @@ spec:
     );
 
     // 3. Cross-namespace reference without accessFrom.
-    server
-        .apply(
-            r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: apps}
----
-apiVersion: image.toolkit.fluxcd.io/v1beta2
-kind: ImagePolicy
-metadata: {name: cross, namespace: apps}
-spec:
-  imageRepositoryRef: {name: checkout, namespace: flux-system}
-  policy: {semver: {range: ">=1.0.0"}}
-"#,
-        )
-        .unwrap();
+    apply_cross_policy(&server);
     let cross = wait_ready_false(&server, &serve, "apps", "cross").await;
     assert_eq!(
         condition(&cross, "Ready").unwrap()["reason"],
@@ -777,12 +598,11 @@ spec:
     .await;
 
     // 4. Restart with the same store: Ready at once, no rescan.
-    let scan_time = get(&server, "imagerepository", "flux-system", "checkout")["status"]
+    let scan_time = get_in(&server, "imagerepository", "flux-system", "checkout")["status"]
         ["lastScanResult"]["scanTime"]
         .clone();
-    serve.kill();
-    let mut serve = Serve::start(&server, storage.path(), &[]);
-    serve.wait_ready().await;
+    drop(serve);
+    let mut serve = start(&server, storage.path(), &[]).await;
     let doc = serve
         .get_json("/api/v1/namespaces/flux-system/imagepolicies/checkout")
         .await
@@ -807,7 +627,7 @@ spec:
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let repo = get(&server, "imagerepository", "flux-system", "checkout");
+    let repo = get_in(&server, "imagerepository", "flux-system", "checkout");
     assert_eq!(
         repo["status"]["lastScanResult"]["scanTime"], scan_time,
         "no rescan after restart: {repo}"
@@ -824,7 +644,7 @@ spec:
     // 5. Prometheus scrapes /metrics.
     let prometheus = Prometheus::start(&[ScrapeTarget::new(
         "image-reflector",
-        &format!("127.0.0.1:{}", serve.port),
+        &format!("127.0.0.1:{}", serve.port()),
     )])
     .await
     .unwrap();
@@ -848,7 +668,7 @@ spec:
         Some("1.3.0"),
         "{samples:?}"
     );
-    serve.alive();
+    serve.assert_alive();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -863,29 +683,13 @@ async fn no_cross_namespace_refs_denies_even_with_access_from() {
         &registry,
         "  accessFrom:\n    namespaceSelectors: [{matchLabels: {}}]",
     );
-    server
-        .apply(
-            r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: apps}
----
-apiVersion: image.toolkit.fluxcd.io/v1beta2
-kind: ImagePolicy
-metadata: {name: cross, namespace: apps}
-spec:
-  imageRepositoryRef: {name: checkout, namespace: flux-system}
-  policy: {semver: {range: ">=1.0.0"}}
-"#,
-        )
-        .unwrap();
-    let repo = get(&server, "imagerepository", "flux-system", "checkout");
+    apply_cross_policy(&server);
+    let repo = get_in(&server, "imagerepository", "flux-system", "checkout");
     assert!(
         repo["spec"]["accessFrom"].is_object(),
         "accessFrom set: {repo}"
     );
-    let mut serve = Serve::start(&server, storage.path(), &["--no-cross-namespace-refs"]);
-    serve.wait_ready().await;
+    let mut serve = start(&server, storage.path(), &["--no-cross-namespace-refs"]).await;
     wait_policy_tag(&server, &serve, "flux-system", "checkout", "1.2.3").await;
     let cross = wait_ready_false(&server, &serve, "apps", "cross").await;
     assert_eq!(
@@ -893,7 +697,7 @@ spec:
         "AccessDenied",
         "{cross}"
     );
-    serve.alive();
+    serve.assert_alive();
 }
 
 fn lease_holder(server: &KubeApiServer) -> Option<String> {
@@ -915,6 +719,26 @@ fn lease_holder(server: &KubeApiServer) -> Option<String> {
     (output.status.success() && !holder.is_empty()).then_some(holder)
 }
 
+/// A replica with leader election and its own store under `storage/dir`.
+async fn start_replica(server: &KubeApiServer, storage: &Path, dir: &str) -> Controller {
+    let port = free_port().unwrap();
+    // The advertised URL must match the port serve listens on: pick it up front.
+    let advertise = format!("http://127.0.0.1:{port}");
+    start_on(
+        server,
+        &storage.join(dir),
+        port,
+        &[
+            "--enable-leader-election",
+            "--leader-election-lease-duration",
+            "6s",
+            "--advertise-url",
+            &advertise,
+        ],
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_one_leader() {
     let (server, registry, storage) = setup().await;
@@ -923,42 +747,29 @@ async fn two_replicas_one_leader() {
         .await
         .unwrap();
     apply_checkout(&server, &registry);
-    let start = |dir: &str| {
-        let path = storage.path().join(dir);
-        let port = free_port().unwrap();
-        // The advertised URL must match the port serve listens on: pick it up front.
-        Serve::start_on(
-            &server,
-            &path,
-            port,
-            &[
-                "--enable-leader-election",
-                "--leader-election-lease-duration",
-                "6s",
-                "--advertise-url",
-                &format!("http://127.0.0.1:{port}"),
-            ],
-        )
-    };
     // Both replicas start in the same instant: the Lease's compare-and-swap lets only one lead.
-    let mut a = start("a");
-    let mut b = start("b");
-    a.wait_ready().await;
-    b.wait_ready().await;
+    let (a, b) = tokio::join!(
+        start_replica(&server, storage.path(), "a"),
+        start_replica(&server, storage.path(), "b"),
+    );
     wait_policy_tag(&server, &a, "flux-system", "checkout", "1.4.0").await;
 
-    let holder = wait_for("a Lease holder", WAIT, String::new, || async {
-        lease_holder(&server)
-    })
+    let holder = wait_for_every(
+        "a Lease holder",
+        WAIT,
+        KUBECTL_POLL,
+        String::new,
+        || async { lease_holder(&server) },
+    )
     .await;
-    let (mut leader, follower) = if holder.ends_with(&a.base) {
+    let (leader, follower) = if holder.ends_with(a.base()) {
         (a, b)
     } else {
         assert!(
-            holder.ends_with(&b.base),
+            holder.ends_with(b.base()),
             "holder {holder} is neither {} nor {}",
-            a.base,
-            b.base
+            a.base(),
+            b.base()
         );
         (b, a)
     };
@@ -1058,12 +869,13 @@ async fn two_replicas_one_leader() {
 
     // Kill the leader: the follower takes over within the lease duration (plus margin).
     let killed_at = Instant::now();
-    leader.kill();
-    wait_for(
+    drop(leader);
+    wait_for_every(
         "the follower to take the Lease",
         Duration::from_secs(30),
+        KUBECTL_POLL,
         || follower.log_text(),
-        || async { lease_holder(&server).filter(|h| h.ends_with(&follower.base)) },
+        || async { lease_holder(&server).filter(|h| h.ends_with(follower.base())) },
     )
     .await;
     let took = killed_at.elapsed();

@@ -5,8 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
@@ -14,6 +15,7 @@ use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use testbed::process::{Process, free_port};
 use testbed::registry::{Registry, RegistryOptions};
+use testbed::wait::{http_ok, wait_for, wait_for_every};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -47,10 +49,7 @@ impl Serve {
         let http = reqwest::Client::new();
         let healthz = format!("{base}/healthz");
         process
-            .wait_ready(WAIT, || {
-                let request = http.get(&healthz).send();
-                async move { request.await.is_ok_and(|r| r.status().is_success()) }
-            })
+            .wait_ready(WAIT, || http_ok(&healthz))
             .await
             .unwrap_or_else(|err| panic!("serve never answered: {err}"));
         Self {
@@ -60,18 +59,23 @@ impl Serve {
         }
     }
 
-    /// How many times the `checkout` ImageRepository was reconciled, from `/metrics`.
-    async fn repository_reconciles(&self) -> u64 {
-        let text = self
-            .http
+    /// The `/metrics` text.
+    async fn metrics(&self) -> String {
+        self.http
             .get(format!("{}/metrics", self.base))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
+            .unwrap()
+    }
+
+    /// How many times the `checkout` ImageRepository was reconciled, from `/metrics`.
+    async fn repository_reconciles(&self) -> u64 {
+        self.metrics()
+            .await
+            .lines()
             .find_map(|line| {
                 line.strip_prefix(
                     r#"gotk_reconcile_duration_seconds_count{kind="ImageRepository",name="checkout",namespace="flux-system"} "#,
@@ -124,19 +128,25 @@ impl Serve {
         what: &str,
         check: impl Fn(&ImagePolicyInfo) -> bool,
     ) -> ImagePolicyInfo {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let current = self.policy(name).await;
-            if let Some(p) = current.as_ref().filter(|p| check(p)) {
-                return p.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "policy {name}: {what} not reached; last: {current:#?}\nlog:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let last = Mutex::new(None);
+        wait_for(
+            &format!("policy {name}: {what}"),
+            WAIT,
+            || {
+                format!(
+                    "last: {:#?}\nlog:\n{}",
+                    last.lock().unwrap(),
+                    self.log_text()
+                )
+            },
+            || async {
+                let current = self.policy(name).await;
+                let reached = current.as_ref().filter(|p| check(p)).cloned();
+                *last.lock().unwrap() = current;
+                reached
+            },
+        )
+        .await
     }
 
     /// SIGTERM, then the exit status (graceful shutdown).
@@ -229,6 +239,16 @@ metadata:
     .unwrap();
 }
 
+/// A temporary directory holding the seed (semver `range`) in `manifests/`, and the path
+/// of the store beside it, `data/`.
+fn seeded_dir(registry: &Registry, range: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    write_seed(&manifests, registry, range);
+    (tmp, manifests, storage)
+}
+
 async fn htpasswd_registry() -> Registry {
     Registry::start(RegistryOptions::htpasswd()).await.unwrap()
 }
@@ -248,10 +268,7 @@ async fn seed_manifests_select_through_the_api_and_edits_are_noticed() {
         )
         .await
         .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
-    std::fs::create_dir_all(&manifests).unwrap();
-    write_seed(&manifests, &registry, ">=1.0.0 <2.0.0");
+    let (tmp, manifests, storage) = seeded_dir(&registry, ">=1.0.0 <2.0.0");
     let serve = Serve::start(&manifests, &storage, tmp.path()).await;
 
     let p = serve
@@ -319,23 +336,23 @@ async fn seed_manifests_select_through_the_api_and_edits_are_noticed() {
             .unwrap(),
     )
     .unwrap();
-    let deadline = Instant::now() + WAIT;
-    while serve.policy("checkout-builds").await.is_some() {
-        assert!(Instant::now() < deadline, "checkout-builds never went away");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for(
+        "checkout-builds to go away",
+        WAIT,
+        || serve.log_text(),
+        || async {
+            serve
+                .policy("checkout-builds")
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
     assert!(serve.policy("checkout").await.is_some());
 
     // The metrics carry the new series.
-    let metrics = serve
-        .http
-        .get(format!("{}/metrics", serve.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = serve.metrics().await;
     assert!(
         metrics.contains("gotk_reconcile_duration_seconds"),
         "{metrics}"
@@ -358,10 +375,7 @@ async fn bad_range_stalls_naming_the_field_until_fixed() {
         .push_tags("team/checkout", &["1.2.3", "1.3.0"])
         .await
         .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
-    std::fs::create_dir_all(&manifests).unwrap();
-    write_seed(&manifests, &registry, ">=1.0.0 <<2.0.0");
+    let (tmp, manifests, storage) = seeded_dir(&registry, ">=1.0.0 <<2.0.0");
     let serve = Serve::start(&manifests, &storage, tmp.path()).await;
 
     let p = serve
@@ -400,10 +414,7 @@ async fn restart_on_the_same_store_is_ready_before_any_scan() {
         .push_tags("team/checkout", &["1.2.3", "1.3.0", "2.0.0", "1.2.4-rc.1"])
         .await
         .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
-    std::fs::create_dir_all(&manifests).unwrap();
-    write_seed(&manifests, &registry, ">=1.0.0 <2.0.0");
+    let (tmp, manifests, storage) = seeded_dir(&registry, ">=1.0.0 <2.0.0");
     let serve = Serve::start(&manifests, &storage, tmp.path()).await;
     serve
         .wait_policy("checkout", "1.3.0", |p| tag_of(p) == Some("1.3.0"))
@@ -458,15 +469,14 @@ async fn retry_delay_flags_set_the_failure_backoff() {
     )
     .await;
 
-    let deadline = Instant::now() + WAIT;
-    while serve.repository_reconciles().await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no reconcile:\n{}",
-            serve.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_every(
+        "a reconcile",
+        WAIT,
+        Duration::from_millis(50),
+        || serve.log_text(),
+        || async { (serve.repository_reconciles().await > 0).then_some(()) },
+    )
+    .await;
     let repo = serve.repository("checkout").await.unwrap();
     assert!(!repo.readiness.ready);
     assert!(repo.readiness.message.contains("registry-pull"), "{repo:?}");

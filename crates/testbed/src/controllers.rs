@@ -120,11 +120,33 @@ pub fn kubectl(server: &KubeApiServer, args: &[&str]) -> String {
 
 /// `kubectl get KIND NAME -o json` in flux-system.
 pub fn get(server: &KubeApiServer, kind: &str, name: &str) -> Value {
-    let json = kubectl(
-        server,
-        &["get", kind, name, "-n", seed::NAMESPACE, "-o", "json"],
-    );
-    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{kind}/{name}: {e}: {json}"))
+    get_in(server, kind, seed::NAMESPACE, name)
+}
+
+/// `kubectl get KIND NAME -o json` in `namespace`.
+pub fn get_in(server: &KubeApiServer, kind: &str, namespace: &str, name: &str) -> Value {
+    let json = kubectl(server, &["get", kind, name, "-n", namespace, "-o", "json"]);
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{kind} {namespace}/{name}: {e}: {json}"))
+}
+
+/// `kubectl auth can-i CHECK -n NAMESPACE` run with `kubectl` (a kubectl command carrying
+/// the identity to ask for: a kubeconfig, `--as`): true for `yes`, false for `no`, and a
+/// panic on any other answer (an error is not a denial).
+pub fn can_i(mut kubectl: Command, namespace: &str, check: &str) -> bool {
+    kubectl
+        .args(["auth", "can-i", "-n", namespace])
+        .args(check.split_whitespace());
+    let output = kubectl
+        .output()
+        .unwrap_or_else(|e| panic!("kubectl auth can-i {check}: {e}"));
+    match String::from_utf8_lossy(&output.stdout).trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!(
+            "kubectl auth can-i {check}: {other:?} {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
 }
 
 /// The status condition of `type_` on `obj`, if any.
@@ -162,6 +184,7 @@ pub fn request_reconcile(server: &KubeApiServer, kind: &str, name: &str) -> Stri
 #[derive(Debug)]
 pub struct Controller {
     process: Process,
+    port: u16,
     base: String,
     http: reqwest::Client,
 }
@@ -200,6 +223,7 @@ impl Controller {
             .unwrap_or_else(|e| panic!("{component} `{described}` never became ready: {e}"));
         Self {
             process,
+            port,
             base,
             http,
         }
@@ -208,6 +232,11 @@ impl Controller {
     /// `http://127.0.0.1:PORT`.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The port it listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn process_mut(&mut self) -> &mut Process {
@@ -235,18 +264,27 @@ impl Controller {
         }
     }
 
-    /// `GET base+path` as JSON; `None` on any failure or non-success status.
-    pub async fn get_json(&self, path: &str) -> Option<Value> {
-        let response = self
-            .http
+    /// The answer to `GET base+path`; `None` when none came.
+    async fn send(&self, path: &str) -> Option<reqwest::Response> {
+        self.http
             .get(format!("{}{path}", self.base))
             .send()
             .await
-            .ok()?;
+            .ok()
+    }
+
+    /// `GET base+path` as JSON; `None` on any failure or non-success status.
+    pub async fn get_json(&self, path: &str) -> Option<Value> {
+        let response = self.send(path).await?;
         if !response.status().is_success() {
             return None;
         }
         response.json().await.ok()
+    }
+
+    /// The status code of `GET base+path`; `None` when no answer came.
+    pub async fn status(&self, path: &str) -> Option<u16> {
+        Some(self.send(path).await?.status().as_u16())
     }
 
     /// The `/metrics` text.

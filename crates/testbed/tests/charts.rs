@@ -14,30 +14,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use serde_json::{Value, json};
+use testbed::controllers::{self, helm_python, kubectl};
 use testbed::kube_apiserver::{KubeApiServer, NON_ADMIN_USER};
 
 const REFLECTOR: &str = "image-reflector-controller";
 const AUTOMATION: &str = "image-automation-controller";
-
-fn helm_python() -> PathBuf {
-    let path = match std::env::var_os("HELM_PYTHON").filter(|p| !p.is_empty()) {
-        Some(path) => PathBuf::from(path),
-        None => testbed::tools::cache_dir().join("helm-venv/bin/python"),
-    };
-    assert!(
-        path.is_file(),
-        "no Python with helm-sdkpy at {} ($HELM_PYTHON or $IMAGE_AUTOMATION_CACHE/helm-venv): \
-         run `bash e2e/setup.sh` (it creates the venv), then \
-         `eval \"$(bash e2e/setup.sh --print-env)\"`",
-        path.display()
-    );
-    path
-}
 
 /// Runs `e2e/helm/render.py ARGS`; panics with its stderr when it fails.
 fn render(python: &Path, args: &[&str]) -> String {
@@ -55,20 +41,10 @@ fn render(python: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn kubectl_ok(server: &KubeApiServer, args: &[&str]) -> String {
-    let output = server.kubectl().unwrap().args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 /// The objects of a rendered manifest as the API server returns them from a server-side
 /// dry-run apply (defaults filled in, admission and schema validation passed).
 fn dry_run_server(server: &KubeApiServer, file: &str) -> Vec<Value> {
-    let out = kubectl_ok(
+    let out = kubectl(
         server,
         &["apply", "--dry-run=server", "-o", "json", "-f", file],
     );
@@ -180,7 +156,7 @@ fn check_common(objects: &[Value], controller: &str, namespace: &str) {
 /// `kubectl auth can-i` as `who` (impersonated by the admin), or with the non-admin
 /// user's own kubeconfig when `who` is None.
 fn can_i(server: &KubeApiServer, who: Option<&str>, namespace: &str, check: &str) -> bool {
-    let mut command = match who {
+    let command = match who {
         Some(who) => {
             let mut c = server.kubectl().unwrap();
             c.arg(format!("--as={who}"));
@@ -192,17 +168,7 @@ fn can_i(server: &KubeApiServer, who: Option<&str>, namespace: &str, check: &str
             c
         }
     };
-    command.args(["auth", "can-i", "-n", namespace]);
-    command.args(check.split_whitespace());
-    let output = command.output().unwrap();
-    match String::from_utf8_lossy(&output.stdout).trim() {
-        "yes" => true,
-        "no" => false,
-        other => panic!(
-            "kubectl auth can-i {check}: {other:?} {}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    }
+    controllers::can_i(command, namespace, check)
 }
 
 const IMAGE: &str = "image.toolkit.fluxcd.io";
@@ -374,8 +340,8 @@ async fn charts_render_validate_and_grant_exactly_the_controllers_rbac() {
     // Stand-ins for the Prometheus Operator CRDs, for the optional ServiceMonitor and
     // PrometheusRule.
     let fixture = testbed::repo_root().join("crates/testbed/tests/fixtures/monitoring-crds.yaml");
-    kubectl_ok(&server, &["apply", "-f", fixture.to_str().unwrap()]);
-    kubectl_ok(
+    kubectl(&server, &["apply", "-f", fixture.to_str().unwrap()]);
+    kubectl(
         &server,
         &[
             "wait",
@@ -576,7 +542,7 @@ async fn charts_render_validate_and_grant_exactly_the_controllers_rbac() {
             other => panic!("unexpected value set {other}"),
         }
     }
-    kubectl_ok(
+    kubectl(
         &server,
         &["-n", "flux-system", "get", "deploy", REFLECTOR, AUTOMATION],
     );

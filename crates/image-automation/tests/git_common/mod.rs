@@ -189,3 +189,24 @@ pub async fn push_tag_on(
     );
     pushed
 }
+
+/// Runs the 1.2.3 -> 1.2.4 update of `repo` on `main` with a fresh cache, where the
+/// credentials are wrong: asserts the failure is retried (not a stall) and that `name`'s
+/// `main` is still `head`, and returns the error for the transport's own checks.
+pub async fn wrong_credentials_push_nothing(
+    repo: RepoSpec,
+    (repos, name): (&BareRepos, &str),
+    head: &str,
+) -> GitError {
+    let (_storage, cache) = new_cache();
+    let req = request(repo, GitRef::branch("main"), PushSpec::default());
+    let err = run(&cache, &req, |d| set_tag(d, "1.2.3", "1.2.4"))
+        .await
+        .unwrap_err();
+    assert!(!err.is_stall(), "{err:?}");
+    assert_eq!(
+        repos.head_commit(name, "main").unwrap(),
+        Some(head.to_string())
+    );
+    err
+}
