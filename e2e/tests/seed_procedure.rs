@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use testbed::controllers::{
-    Controller, condition, get, helm_install, kubectl, request_reconcile, start_kube_testbed,
+    self, Controller, condition, get, helm_install, kubectl, request_reconcile, start_kube_testbed,
 };
 use testbed::git::BareRepos;
 use testbed::kube_apiserver::KubeApiServer;
@@ -184,21 +184,9 @@ fn service_account_kubeconfig(server: &KubeApiServer, name: &str) -> PathBuf {
 
 /// `kubectl auth can-i` with `kubeconfig`'s own identity.
 fn can_i(kubeconfig: &Path, check: &str) -> bool {
-    let output = Command::new(testbed::tools::kubectl().unwrap())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["auth", "can-i", "-n", seed::NAMESPACE])
-        .args(check.split_whitespace())
-        .output()
-        .unwrap();
-    match String::from_utf8_lossy(&output.stdout).trim() {
-        "yes" => true,
-        "no" => false,
-        other => panic!(
-            "kubectl auth can-i {check}: {other:?} {}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    }
+    let mut kubectl = Command::new(testbed::tools::kubectl().unwrap());
+    kubectl.arg("--kubeconfig").arg(kubeconfig);
+    controllers::can_i(kubectl, seed::NAMESPACE, check)
 }
 
 /// The chart Deployment's container arguments, with `--flag=value` replaced for each

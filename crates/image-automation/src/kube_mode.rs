@@ -35,15 +35,16 @@ use api_types::{GitRepository, ImageUpdateAutomation, ImageUpdateAutomationStatu
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::events::EventType as KubeEventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource};
+use kube_support::events::{self, EventPublisher};
 use kube_support::leader;
+use kube_support::objects::{watcher_config, write_status};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -62,8 +63,6 @@ pub const RECONCILE_REQUEST_ANNOTATION: &str = api_types::meta::RECONCILE_REQUES
 pub const LEASE_NAME: &str = "image-automation-controller-leader-election";
 /// The default Lease duration (controller-runtime's).
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(35);
-/// The longest note the events API accepts.
-const EVENT_NOTE_MAX: usize = 1024;
 
 /// Kubernetes-mode settings (from the `serve` flags).
 #[derive(Debug, Clone)]
@@ -309,19 +308,12 @@ impl Schedule {
     }
 }
 
-/// (object, event type, reason) → the note last published and the recorder that did.
-type Recorders = HashMap<(Key, &'static str, String), (String, Recorder)>;
-
 struct Ctx {
     client: Client,
     reconciler: Arc<Reconciler<ReflectorClient>>,
     metrics: Metrics,
-    reporter: Reporter,
-    /// kube-runtime's Recorder folds every event with the same type and reason into one
-    /// series, keeping the first note: a push after "repository up-to-date" would vanish.
-    /// One recorder per (object, type, reason), replaced when the note changes, aggregates
-    /// only identical events (as client-go's recorder does).
-    recorders: Mutex<Recorders>,
+    /// Folds only identical events: a push after "repository up-to-date" stays visible.
+    events: EventPublisher,
     backoff: RetryBackoff,
     no_cross_namespace_refs: bool,
     schedule: Mutex<Schedule>,
@@ -396,74 +388,38 @@ impl Ctx {
         delay
     }
 
-    fn forget(&self, key: &Key) {
+    fn forget(&self, obj: &ImageUpdateAutomation) {
+        let key = key_of(obj);
         let mut schedule = self.schedule();
-        schedule.handled.remove(key);
-        schedule.failures.remove(key);
-        schedule.forced.remove(key);
-        schedule.written.remove(key);
+        schedule.handled.remove(&key);
+        schedule.failures.remove(&key);
+        schedule.forced.remove(&key);
+        schedule.written.remove(&key);
         drop(schedule);
-        self.recorders
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|(k, _, _), _| k != key);
-    }
-
-    /// The recorder for an event with `note` (see [`Ctx::recorders`]).
-    fn recorder(&self, key: Key, type_: &'static str, reason: &str, note: &str) -> Recorder {
-        let mut recorders = self
-            .recorders
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let slot = recorders
-            .entry((key, type_, reason.to_owned()))
-            .or_insert_with(|| {
-                (
-                    note.to_owned(),
-                    Recorder::new(self.client.clone(), self.reporter.clone()),
-                )
-            });
-        if slot.0 != note {
-            *slot = (
-                note.to_owned(),
-                Recorder::new(self.client.clone(), self.reporter.clone()),
-            );
-        }
-        slot.1.clone()
+        self.events.forget(&obj.object_ref(&()));
     }
 
     async fn publish(&self, obj: &ImageUpdateAutomation, event: &crate::controller::Event) {
-        let (type_, type_name) = match event.type_ {
-            EventType::Normal => (KubeEventType::Normal, "Normal"),
-            EventType::Warning => (KubeEventType::Warning, "Warning"),
+        let type_ = match event.type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
             // Flux's Trace events (a no-op success) are logged only.
             EventType::Trace => return,
         };
-        let note = truncate(&event.message, EVENT_NOTE_MAX);
-        let recorder = self.recorder(key_of(obj), type_name, &event.reason, &note);
-        let kube_event = KubeEvent {
-            type_,
-            reason: event.reason.clone(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(error) = recorder.publish(&kube_event, &obj.object_ref(&())).await {
+        if let Err(error) = self
+            .events
+            .publish(
+                &obj.object_ref(&()),
+                type_,
+                &event.reason,
+                &event.message,
+                "Reconcile",
+            )
+            .await
+        {
             tracing::warn!(%error, name = obj.metadata.name, "cannot record an event");
         }
     }
-}
-
-/// `text` cut to at most `max` bytes on a character boundary.
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }
 
 /// The status a run starts from: the object's, unless the status we wrote last is newer
@@ -531,30 +487,6 @@ fn progress_status(obj: &ImageUpdateAutomation, now: &Time) -> Option<ImageUpdat
     Some(status)
 }
 
-/// Writes `status` with server-side apply when it differs from `current`.
-async fn write_status(
-    api: &Api<ImageUpdateAutomation>,
-    name: &str,
-    current: Option<&ImageUpdateAutomationStatus>,
-    status: &ImageUpdateAutomationStatus,
-) -> Result<bool, kube::Error> {
-    if current == Some(status) {
-        return Ok(false);
-    }
-    let patch = serde_json::json!({
-        "apiVersion": ImageUpdateAutomation::api_version(&()),
-        "kind": ImageUpdateAutomation::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(true)
-}
-
 // ---------------------------------------------------------------------------------------
 // The reconciler
 
@@ -570,7 +502,7 @@ async fn reconcile_object(
             FinalizerEvent::Cleanup(obj) => {
                 let key = key_of(obj.as_ref());
                 ctx.metrics.delete_object(&key.0, &key.1);
-                ctx.forget(&key);
+                ctx.forget(obj.as_ref());
                 tracing::info!(
                     namespace = key.0,
                     name = key.1,
@@ -609,7 +541,7 @@ async fn apply(
 
     let started_at = now();
     if let Some(progress) = progress_status(&obj, &started_at) {
-        write_status(api, &key.1, obj.status.as_ref(), &progress)
+        write_status(api, FIELD_MANAGER, &key.1, obj.status.as_ref(), &progress)
             .await
             .map_err(ApplyError::Status)?;
         obj.status = Some(progress);
@@ -617,9 +549,15 @@ async fn apply(
     let objects = Fetched::read(&ctx.client, &obj, ctx.no_cross_namespace_refs).await?;
     let report = ctx.reconciler.reconcile(&obj, &objects, started_at).await;
     let elapsed = started.elapsed();
-    write_status(api, &key.1, obj.status.as_ref(), &report.status)
-        .await
-        .map_err(ApplyError::Status)?;
+    write_status(
+        api,
+        FIELD_MANAGER,
+        &key.1,
+        obj.status.as_ref(),
+        &report.status,
+    )
+    .await
+    .map_err(ApplyError::Status)?;
     ctx.schedule()
         .written
         .insert(key.clone(), report.status.clone());
@@ -653,14 +591,6 @@ fn error_policy(obj: Arc<ImageUpdateAutomation>, error: &ReconcileError, ctx: Ar
     };
     tracing::warn!(namespace = key.0, name = key.1, %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-fn watcher_config(label_selector: &str) -> watcher::Config {
-    let config = watcher::Config::default();
-    match label_selector.trim() {
-        "" => config,
-        selector => config.labels(selector),
-    }
 }
 
 /// Follows the reflector's change feed: marks the automations of a namespace with a changed
@@ -842,18 +772,11 @@ pub async fn run(
 ) -> Result<(), KubeModeError> {
     let config = kube::Config::infer().await?;
     let client = Client::try_from(config).map_err(KubeModeError::Client)?;
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.into(),
-        instance: std::env::var("POD_NAME")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok()),
-    };
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         reconciler,
         metrics,
-        reporter,
-        recorders: Mutex::new(HashMap::new()),
+        events: EventPublisher::new(client.clone(), events::reporter(FIELD_MANAGER)),
         backoff: settings.backoff,
         no_cross_namespace_refs: settings.no_cross_namespace_refs,
         schedule: Mutex::new(Schedule::default()),
@@ -870,19 +793,11 @@ pub async fn run(
     let mut stop = shutdown.clone();
     let mut result = Ok(());
     loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            led = leading.wait_for(|l| *l) => if led.is_err() { break },
+        if !leader::wait_to_lead(&mut leading, &mut stop).await {
+            break;
         }
         tracing::info!("leading: starting the controller");
-        let mut lost = leading.clone();
-        let mut stopping = shutdown.clone();
-        let until = async move {
-            tokio::select! {
-                _ = lost.wait_for(|l| !*l) => {},
-                _ = stopping.wait_for(|s| *s) => {},
-            }
-        };
+        let until = leader::until_lost_or_stopped(&leading, &shutdown);
         if let Err(e) = run_controller(ctx.clone(), &settings, until).await {
             result = Err(e);
             break;
@@ -912,16 +827,6 @@ mod tests {
         let sharded = lease_name("shard=a");
         assert!(sharded.starts_with("image-automation-controller-leader-election-"));
         assert_ne!(sharded, lease_name("shard=b"));
-    }
-
-    #[test]
-    fn truncates_on_a_char_boundary() {
-        assert_eq!(truncate("abc", 5), "abc");
-        assert_eq!(truncate("aé", 2), "a");
-        assert_eq!(
-            truncate(&"x".repeat(2000), EVENT_NOTE_MAX).len(),
-            EVENT_NOTE_MAX
-        );
     }
 
     #[test]

@@ -7,46 +7,27 @@
 //! - ours: `image_automation_pushes_total`, `image_automation_push_failures_total` (by the
 //!   failed run's Ready reason) and `image_automation_policy_to_push_seconds`.
 //!
-//! Everything is registered on a private [`prometheus::Registry`] that `/metrics` encodes.
+//! Everything is registered on a private [`prometheus::Registry`] that `/metrics` encodes;
+//! the `gotk_*` series are `kube_support::gotk`'s, shared with image-reflector.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use api_types::meta::{condition_type, find_condition};
-use prometheus::core::Collector;
-use prometheus::{Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use kube_support::gotk::{GotkMetrics, exponential_buckets_range, remove_matching};
+use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
 use crate::controller::RunReport;
 
 /// The kind label of every `gotk_*` series this process exports.
 pub const KIND: &str = "ImageUpdateAutomation";
 
-/// Flux's condition statuses; `gotk_reconcile_condition` has one series per status.
-pub const CONDITION_STATUSES: [&str; 4] = ["True", "False", "Unknown", "Deleted"];
-
-const OBJECT_LABELS: [&str; 3] = ["kind", "name", "namespace"];
 const AUTOMATION_LABELS: [&str; 2] = ["namespace", "name"];
-
-/// `ExponentialBucketsRange(min, max, count)` as in client_golang: `count` buckets from
-/// `min` to `max`, each a constant factor above the previous.
-pub fn exponential_buckets_range(min: f64, max: f64, count: usize) -> Vec<f64> {
-    if count < 2 || min <= 0.0 || max <= min {
-        return vec![min];
-    }
-    let factor = (max / min).powf(1.0 / (count - 1) as f64);
-    (0..count)
-        .map(|i| min * factor.powi(i32::try_from(i).unwrap_or(i32::MAX)))
-        .collect()
-}
 
 /// The metrics of one process. Clones share the series.
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: prometheus::Registry,
-    reconcile_duration: HistogramVec,
-    reconcile_condition: GaugeVec,
-    suspend_status: GaugeVec,
+    gotk: GotkMetrics,
     pushes: IntCounterVec,
     push_failures: IntCounterVec,
     policy_to_push: HistogramVec,
@@ -63,28 +44,7 @@ impl fmt::Debug for Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = prometheus::Registry::new();
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "gotk_reconcile_duration_seconds",
-                "The duration in seconds of a GitOps Toolkit resource reconciliation.",
-            )
-            .buckets(exponential_buckets_range(0.01, 1800.0, 10)),
-            &OBJECT_LABELS,
-        )?;
-        let reconcile_condition = GaugeVec::new(
-            Opts::new(
-                "gotk_reconcile_condition",
-                "The current condition status of a GitOps Toolkit resource reconciliation.",
-            ),
-            &["kind", "name", "namespace", "type", "status"],
-        )?;
-        let suspend_status = GaugeVec::new(
-            Opts::new(
-                "gotk_suspend_status",
-                "The current suspend status of a GitOps Toolkit resource.",
-            ),
-            &OBJECT_LABELS,
-        )?;
+        let gotk = GotkMetrics::register(&registry)?;
         let pushes = IntCounterVec::new(
             Opts::new(
                 "image_automation_pushes_total",
@@ -125,17 +85,12 @@ impl Metrics {
         )?;
         registry.register(Box::new(git_fetch_duration.clone()))?;
         registry.register(Box::new(git_fetch_bytes.clone()))?;
-        registry.register(Box::new(reconcile_duration.clone()))?;
-        registry.register(Box::new(reconcile_condition.clone()))?;
-        registry.register(Box::new(suspend_status.clone()))?;
         registry.register(Box::new(pushes.clone()))?;
         registry.register(Box::new(push_failures.clone()))?;
         registry.register(Box::new(policy_to_push.clone()))?;
         Ok(Self {
             registry,
-            reconcile_duration,
-            reconcile_condition,
-            suspend_status,
+            gotk,
             pushes,
             push_failures,
             policy_to_push,
@@ -156,9 +111,8 @@ impl Metrics {
         elapsed: Duration,
         since_change: Option<Duration>,
     ) {
-        self.reconcile_duration
-            .with_label_values(&[KIND, name, namespace])
-            .observe(elapsed.as_secs_f64());
+        self.gotk
+            .observe_reconcile(KIND, namespace, name, elapsed.as_secs_f64());
         self.set_suspended(namespace, name, false);
         self.set_conditions(namespace, name, &report.status.conditions);
         if report.pushed.is_some() {
@@ -188,9 +142,8 @@ impl Metrics {
     /// A pass over a suspended automation: its duration and `gotk_suspend_status` 1 (its
     /// conditions stay what the last run left).
     pub fn record_suspended(&self, namespace: &str, name: &str, elapsed: Duration) {
-        self.reconcile_duration
-            .with_label_values(&[KIND, name, namespace])
-            .observe(elapsed.as_secs_f64());
+        self.gotk
+            .observe_reconcile(KIND, namespace, name, elapsed.as_secs_f64());
         self.set_suspended(namespace, name, true);
     }
 
@@ -201,45 +154,23 @@ impl Metrics {
         name: &str,
         conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     ) {
-        for type_ in [
-            condition_type::READY,
-            condition_type::STALLED,
-            condition_type::RECONCILING,
-        ] {
-            let status = find_condition(conditions, type_).map_or("Deleted", |c| c.status.as_str());
-            self.set_condition(namespace, name, type_, status);
-        }
+        self.gotk.set_conditions(KIND, namespace, name, conditions);
     }
 
     /// `gotk_reconcile_condition`: 1 for `status`, 0 for Flux's other statuses.
     pub fn set_condition(&self, namespace: &str, name: &str, type_: &str, status: &str) {
-        for candidate in CONDITION_STATUSES {
-            let value = if candidate == status { 1.0 } else { 0.0 };
-            self.reconcile_condition
-                .with_label_values(&[KIND, name, namespace, type_, candidate])
-                .set(value);
-        }
-        // A status outside Flux's four still shows (as 1), rather than nothing.
-        if !CONDITION_STATUSES.contains(&status) {
-            self.reconcile_condition
-                .with_label_values(&[KIND, name, namespace, type_, status])
-                .set(1.0);
-        }
+        self.gotk
+            .set_condition(KIND, namespace, name, type_, status);
     }
 
     /// `gotk_suspend_status`: 1 when suspended.
     pub fn set_suspended(&self, namespace: &str, name: &str, suspended: bool) {
-        self.suspend_status
-            .with_label_values(&[KIND, name, namespace])
-            .set(if suspended { 1.0 } else { 0.0 });
+        self.gotk.set_suspended(KIND, namespace, name, suspended);
     }
 
     /// Drops every series of a deleted automation.
     pub fn delete_object(&self, namespace: &str, name: &str) {
-        let object = [("kind", KIND), ("namespace", namespace), ("name", name)];
-        remove_matching(&self.reconcile_duration, &object);
-        remove_matching(&self.reconcile_condition, &object);
-        remove_matching(&self.suspend_status, &object);
+        self.gotk.delete_object(KIND, namespace, name);
         let named = [("namespace", namespace), ("name", name)];
         remove_matching(&self.pushes, &named);
         remove_matching(&self.push_failures, &named);
@@ -256,29 +187,6 @@ impl Metrics {
     /// [`Metrics::encode_text`], empty on an (unexpected) encoding error, for `/metrics`.
     pub fn render(&self) -> String {
         self.encode_text().unwrap_or_default()
-    }
-}
-
-/// Removes the series of `vec` whose labels include all of `wanted` (the prometheus
-/// crate only removes by the full label set, so the sets are found by collecting).
-fn remove_matching<T>(vec: &prometheus::core::MetricVec<T>, wanted: &[(&str, &str)])
-where
-    T: prometheus::core::MetricVecBuilder,
-{
-    for family in vec.collect() {
-        for metric in family.get_metric() {
-            let labels: HashMap<&str, &str> = metric
-                .get_label()
-                .iter()
-                .map(|pair| (pair.name(), pair.value()))
-                .collect();
-            if wanted
-                .iter()
-                .all(|(name, value)| labels.get(name) == Some(value))
-            {
-                let _ = vec.remove(&labels);
-            }
-        }
     }
 }
 

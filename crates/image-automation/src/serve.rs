@@ -134,7 +134,7 @@ pub enum ServeError {
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
     #[error("logging: {0}")]
-    Logging(String),
+    Logging(#[from] kube_support::process::LoggingError),
     #[error(transparent)]
     Kubernetes(#[from] crate::kube_mode::KubeModeError),
     #[error("HTTP server: {0}")]
@@ -143,40 +143,19 @@ pub enum ServeError {
 
 /// Installs the stderr logger. `RUST_LOG`, when set, overrides the level.
 pub fn init_logging(level: LogLevel, encoding: LogEncoding) -> Result<(), ServeError> {
-    use tracing_subscriber::EnvFilter;
     let level = match level {
         LogLevel::Trace => "trace",
         LogLevel::Debug => "debug",
         LogLevel::Info => "info",
         LogLevel::Error => "error",
     };
-    // Dependencies' debug output is noise for operators (and could echo request details).
-    let default = format!("{level},hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,rustls=warn");
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(default))
-        .map_err(|e| ServeError::Logging(e.to_string()))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match encoding {
-        LogEncoding::Json => builder.json().with_current_span(false).try_init(),
-        LogEncoding::Console => builder.with_ansi(false).try_init(),
-    };
-    result.map_err(|e| ServeError::Logging(e.to_string()))
+    Ok(kube_support::process::init_logging(
+        level,
+        encoding == LogEncoding::Json,
+    )?)
 }
 
-/// Whether a kubeconfig or the in-cluster configuration exists.
-pub fn kubernetes_config_exists() -> bool {
-    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
-        && std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists();
-    let kubeconfig = std::env::var_os("KUBECONFIG")
-        .map(|paths| std::env::split_paths(&paths).any(|p| p.is_file()))
-        .unwrap_or(false);
-    let home = std::env::var_os("HOME")
-        .map(|home| std::path::Path::new(&home).join(".kube/config").is_file())
-        .unwrap_or(false);
-    in_cluster || kubeconfig || home
-}
+pub use kube_support::process::kubernetes_config_exists;
 
 /// One automation in the `--once` summary.
 #[derive(Debug, Serialize)]
@@ -366,29 +345,6 @@ pub(crate) fn interval_of(obj: &ImageUpdateAutomation) -> Duration {
         .unwrap_or(DEFAULT_INTERVAL)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
 /// The long-running standalone controller.
 pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let mut manifests = Arc::new(Manifests::load(&opts.manifests)?);
@@ -452,7 +408,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
 
     let mut entries: BTreeMap<Key, Entry> = BTreeMap::new();
     let mut tasks: JoinSet<(Key, RunReport, Duration, Option<Instant>)> = JoinSet::new();
-    let shutdown = shutdown_signal();
+    let shutdown = kube_support::process::termination();
     tokio::pin!(shutdown);
     let mut reload_at = Instant::now();
     loop {
@@ -570,7 +526,7 @@ pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
-        shutdown_signal().await;
+        kube_support::process::termination().await;
         tracing::info!("termination signal received; shutting down");
         let _ = stop_tx.send(true);
     });

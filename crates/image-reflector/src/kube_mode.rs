@@ -12,7 +12,8 @@
 //! - Status is written with server-side apply under the field manager
 //!   `image-reflector-controller`, only when it differs from the object's status, and once
 //!   more before a scan that runs (Reconciling "scanning: <reason>", as Flux does); events
-//!   (events.k8s.io/v1) only when the core returns one.
+//!   (events.k8s.io/v1) only when the core returns one; only identical events are folded
+//!   into one series (`kube_support::events`).
 //! - A reconcile runs when the object's generation or `reconcile.fluxcd.io/requestedAt`
 //!   changes, when its time comes (the core's `next()`, with per-object backoff from
 //!   `--min-retry-delay` (750 ms) to `--max-retry-delay` (15 min)), and, for policies, when
@@ -26,21 +27,20 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use api_types::meta::{condition_type, find_condition};
 use api_types::{ImagePolicy, ImageRepository, ImageRepositoryStatus};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::events::EventType as KubeEventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource};
+use kube_support::events::{self, EventPublisher};
 use kube_support::leader;
-use serde::Serialize;
+use kube_support::objects::{watcher_config, write_status};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -285,7 +285,8 @@ struct Ctx {
     deps: Deps,
     state: ApiState,
     metrics: Metrics,
-    recorder: Recorder,
+    /// Folds only identical events: a later scan with another message stays visible.
+    events: EventPublisher,
     schedule: Mutex<Schedule>,
 }
 
@@ -391,14 +392,7 @@ impl Ctx {
         self.metrics
             .observe_reconcile(kind, ns, name, elapsed.as_secs_f64());
         self.metrics.set_suspended(kind, ns, name, suspended);
-        for type_ in [
-            condition_type::READY,
-            condition_type::STALLED,
-            condition_type::RECONCILING,
-        ] {
-            let status = find_condition(conditions, type_).map_or("Deleted", |c| c.status.as_str());
-            self.metrics.set_condition(kind, ns, name, type_, status);
-        }
+        self.metrics.set_conditions(kind, ns, name, conditions);
     }
 
     async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, event: Option<&Event>) {
@@ -407,16 +401,15 @@ impl Ctx {
             EventType::Normal => KubeEventType::Normal,
             EventType::Warning => KubeEventType::Warning,
         };
-        let kube_event = KubeEvent {
-            type_,
-            reason: event.reason.clone(),
-            note: Some(event.message.clone()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
         if let Err(error) = self
-            .recorder
-            .publish(&kube_event, &obj.object_ref(&()))
+            .events
+            .publish(
+                &obj.object_ref(&()),
+                type_,
+                &event.reason,
+                &event.message,
+                "Reconcile",
+            )
             .await
         {
             tracing::warn!(%error, name = obj.meta().name, "cannot record an event");
@@ -429,34 +422,6 @@ fn key_of<K: Resource>(obj: &K) -> Key {
         namespace_of(obj.meta()).to_string(),
         name_of(obj.meta()).to_string(),
     )
-}
-
-/// Writes `status` with server-side apply when it differs from `current`.
-async fn write_status<K, S>(
-    api: &Api<K>,
-    name: &str,
-    current: Option<&S>,
-    status: &S,
-) -> Result<bool, kube::Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
-    S: Serialize + PartialEq,
-{
-    if current == Some(status) {
-        return Ok(false);
-    }
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(true)
 }
 
 async fn reconcile_repository_object(
@@ -480,6 +445,7 @@ async fn reconcile_repository_object(
                 ctx.state.remove_repository(&key.0, &key.1);
                 ctx.metrics.delete_object(REPOSITORY, &key.0, &key.1);
                 ctx.forget(Kind::Repository, &key);
+                ctx.events.forget(&repo.object_ref(&()));
                 tracing::info!(namespace = key.0, name = key.1, "ImageRepository deleted; stored tags removed");
                 Ok(Action::await_change())
             }
@@ -510,7 +476,15 @@ impl ScanProgress for StatusProgress<'_> {
     fn scanning<'a>(&'a self, status: &'a ImageRepositoryStatus) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let name = name_of(&self.repo.metadata);
-            match write_status(self.api, name, self.repo.status.as_ref(), status).await {
+            match write_status(
+                self.api,
+                FIELD_MANAGER,
+                name,
+                self.repo.status.as_ref(),
+                status,
+            )
+            .await
+            {
                 Ok(_) => {
                     *self.written.lock().unwrap_or_else(PoisonError::into_inner) =
                         Some(status.clone());
@@ -555,9 +529,15 @@ async fn apply_repository(
             scan.ok,
         );
     }
-    write_status(api, &key.1, progress.current().as_ref(), &outcome.status)
-        .await
-        .map_err(ApplyError::Status)?;
+    write_status(
+        api,
+        FIELD_MANAGER,
+        &key.1,
+        progress.current().as_ref(),
+        &outcome.status,
+    )
+    .await
+    .map_err(ApplyError::Status)?;
     ctx.record(
         Kind::Repository,
         &key,
@@ -588,6 +568,7 @@ async fn reconcile_policy_object(
                 ctx.state.remove_policy(&key.0, &key.1);
                 ctx.metrics.delete_object(POLICY, &key.0, &key.1);
                 ctx.forget(Kind::Policy, &key);
+                ctx.events.forget(&policy.object_ref(&()));
                 tracing::info!(namespace = key.0, name = key.1, "ImagePolicy deleted");
                 Ok(Action::await_change())
             }
@@ -609,9 +590,15 @@ async fn apply_policy(
     }
     let started = std::time::Instant::now();
     let outcome = reconcile_policy(&policy, &ctx.deps, SystemTime::now()).await;
-    write_status(api, &key.1, policy.status.as_ref(), &outcome.status)
-        .await
-        .map_err(ApplyError::Status)?;
+    write_status(
+        api,
+        FIELD_MANAGER,
+        &key.1,
+        policy.status.as_ref(),
+        &outcome.status,
+    )
+    .await
+    .map_err(ApplyError::Status)?;
     ctx.record(
         Kind::Policy,
         &key,
@@ -665,14 +652,6 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     // The next attempt must run even though the object did not change.
     ctx.schedule().handled.remove(&(kind, key));
     Action::requeue(delay)
-}
-
-fn watcher_config(label_selector: &str) -> watcher::Config {
-    let config = watcher::Config::default();
-    match label_selector.trim() {
-        "" => config,
-        selector => config.labels(selector),
-    }
 }
 
 /// Runs both controllers until `stop` completes.
@@ -897,19 +876,13 @@ pub async fn run(
         store,
         options,
     };
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.into(),
-        instance: std::env::var("POD_NAME")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok()),
-    };
     let schedule = Schedule::new(&deps.options);
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         deps,
         state: state.clone(),
         metrics,
-        recorder: Recorder::new(client.clone(), reporter),
+        events: EventPublisher::new(client.clone(), events::reporter(FIELD_MANAGER)),
         schedule: Mutex::new(schedule),
     });
 
@@ -949,19 +922,11 @@ pub async fn run(
         leadership(client.clone(), &settings, state.clone(), shutdown.clone()).await?;
     let mut stop = shutdown.clone();
     loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            led = leading.wait_for(|l| *l) => if led.is_err() { break },
+        if !leader::wait_to_lead(&mut leading, &mut stop).await {
+            break;
         }
         tracing::info!("leading: starting the controllers");
-        let mut lost = leading.clone();
-        let mut stopping = shutdown.clone();
-        let until = async move {
-            tokio::select! {
-                _ = lost.wait_for(|l| !*l) => {},
-                _ = stopping.wait_for(|s| *s) => {},
-            }
-        };
+        let until = leader::until_lost_or_stopped(&leading, &shutdown);
         run_controllers(ctx.clone(), &settings, until).await;
         if *stop.borrow() {
             break;

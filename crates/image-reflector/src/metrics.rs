@@ -3,17 +3,16 @@
 //! `image_reflector_*` series for what Flux lacks (scans, tags, registry requests,
 //! the selected version and how long ago it changed).
 //!
-//! Everything is registered on a private [`prometheus::Registry`] that `/metrics` encodes.
+//! Everything is registered on a private [`prometheus::Registry`] that `/metrics` encodes;
+//! the `gotk_*` series are `kube_support::gotk`'s, shared with image-automation.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use prometheus::core::Collector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube_support::gotk::{GotkMetrics, exponential_buckets_range, remove_matching};
 use prometheus::{Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts};
-
-/// Flux's condition statuses; `gotk_reconcile_condition` has one series per status.
-pub const CONDITION_STATUSES: [&str; 4] = ["True", "False", "Unknown", "Deleted"];
 
 /// What the registry client calls after every HTTP response: `(host, status code)`.
 pub use crate::registry::RequestObserver;
@@ -21,25 +20,11 @@ pub use crate::registry::RequestObserver;
 /// (namespace, name) → the (image, tag) labels exported for that policy.
 type LatestLabels = HashMap<(String, String), (String, String)>;
 
-/// `ExponentialBucketsRange(min, max, count)` as in client_golang: `count` buckets from
-/// `min` to `max`, each a constant factor above the previous.
-pub fn exponential_buckets_range(min: f64, max: f64, count: usize) -> Vec<f64> {
-    if count < 2 || min <= 0.0 || max <= min {
-        return vec![min];
-    }
-    let factor = (max / min).powf(1.0 / (count - 1) as f64);
-    (0..count)
-        .map(|i| min * factor.powi(i32::try_from(i).unwrap_or(i32::MAX)))
-        .collect()
-}
-
 /// The metrics of one process. Clones share the series.
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: prometheus::Registry,
-    reconcile_duration: HistogramVec,
-    reconcile_condition: GaugeVec,
-    suspend_status: GaugeVec,
+    gotk: GotkMetrics,
     scans_total: IntCounterVec,
     scan_duration: HistogramVec,
     repository_tags: GaugeVec,
@@ -58,34 +43,12 @@ impl fmt::Debug for Metrics {
     }
 }
 
-const OBJECT_LABELS: [&str; 3] = ["kind", "name", "namespace"];
 const REPO_LABELS: [&str; 2] = ["namespace", "name"];
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = prometheus::Registry::new();
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "gotk_reconcile_duration_seconds",
-                "The duration in seconds of a GitOps Toolkit resource reconciliation.",
-            )
-            .buckets(exponential_buckets_range(0.01, 1800.0, 10)),
-            &OBJECT_LABELS,
-        )?;
-        let reconcile_condition = GaugeVec::new(
-            Opts::new(
-                "gotk_reconcile_condition",
-                "The current condition status of a GitOps Toolkit resource reconciliation.",
-            ),
-            &["kind", "name", "namespace", "type", "status"],
-        )?;
-        let suspend_status = GaugeVec::new(
-            Opts::new(
-                "gotk_suspend_status",
-                "The current suspend status of a GitOps Toolkit resource.",
-            ),
-            &OBJECT_LABELS,
-        )?;
+        let gotk = GotkMetrics::register(&registry)?;
         let scans_total = IntCounterVec::new(
             Opts::new(
                 "image_reflector_scans_total",
@@ -136,9 +99,6 @@ impl Metrics {
             ),
             &REPO_LABELS,
         )?;
-        registry.register(Box::new(reconcile_duration.clone()))?;
-        registry.register(Box::new(reconcile_condition.clone()))?;
-        registry.register(Box::new(suspend_status.clone()))?;
         registry.register(Box::new(scans_total.clone()))?;
         registry.register(Box::new(scan_duration.clone()))?;
         registry.register(Box::new(repository_tags.clone()))?;
@@ -148,9 +108,7 @@ impl Metrics {
         registry.register(Box::new(policy_latest_change.clone()))?;
         Ok(Self {
             registry,
-            reconcile_duration,
-            reconcile_condition,
-            suspend_status,
+            gotk,
             scans_total,
             scan_duration,
             repository_tags,
@@ -164,9 +122,7 @@ impl Metrics {
 
     /// `gotk_reconcile_duration_seconds`, after every reconcile of either kind.
     pub fn observe_reconcile(&self, kind: &str, namespace: &str, name: &str, seconds: f64) {
-        self.reconcile_duration
-            .with_label_values(&[kind, name, namespace])
-            .observe(seconds);
+        self.gotk.observe_reconcile(kind, namespace, name, seconds);
     }
 
     /// `gotk_reconcile_condition`: 1 for `status`, 0 for Flux's other statuses.
@@ -178,34 +134,30 @@ impl Metrics {
         type_: &str,
         status: &str,
     ) {
-        for candidate in CONDITION_STATUSES {
-            let value = if candidate == status { 1.0 } else { 0.0 };
-            self.reconcile_condition
-                .with_label_values(&[kind, name, namespace, type_, candidate])
-                .set(value);
-        }
-        // A status outside Flux's four still shows (as 1), rather than nothing.
-        if !CONDITION_STATUSES.contains(&status) {
-            self.reconcile_condition
-                .with_label_values(&[kind, name, namespace, type_, status])
-                .set(1.0);
-        }
+        self.gotk
+            .set_condition(kind, namespace, name, type_, status);
+    }
+
+    /// `gotk_reconcile_condition` for Ready, Stalled and Reconciling (absent: `Deleted`).
+    pub fn set_conditions(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        conditions: &[Condition],
+    ) {
+        self.gotk.set_conditions(kind, namespace, name, conditions);
     }
 
     /// `gotk_suspend_status`: 1 when suspended.
     pub fn set_suspended(&self, kind: &str, namespace: &str, name: &str, suspended: bool) {
-        self.suspend_status
-            .with_label_values(&[kind, name, namespace])
-            .set(if suspended { 1.0 } else { 0.0 });
+        self.gotk.set_suspended(kind, namespace, name, suspended);
     }
 
     /// Drops every series of a deleted object (the `gotk_*` ones for `kind`, and the
     /// repository or policy series of that name).
     pub fn delete_object(&self, kind: &str, namespace: &str, name: &str) {
-        let object = [("kind", kind), ("namespace", namespace), ("name", name)];
-        remove_matching(&self.reconcile_duration, &object);
-        remove_matching(&self.reconcile_condition, &object);
-        remove_matching(&self.suspend_status, &object);
+        self.gotk.delete_object(kind, namespace, name);
         let named = [("namespace", namespace), ("name", name)];
         match kind {
             "ImageRepository" => {
@@ -228,9 +180,7 @@ impl Metrics {
     /// stops its controllers on losing leadership, so a follower exports no stale
     /// condition (that could fire an alert) for objects the new leader now reconciles.
     pub fn clear_objects(&self) {
-        self.reconcile_duration.reset();
-        self.reconcile_condition.reset();
-        self.suspend_status.reset();
+        self.gotk.clear();
         self.scans_total.reset();
         self.scan_duration.reset();
         self.repository_tags.reset();
@@ -321,42 +271,9 @@ impl Metrics {
     }
 }
 
-/// Removes the series of `vec` whose labels include all of `wanted` (the prometheus
-/// crate only removes by the full label set, so the sets are found by collecting).
-fn remove_matching<T>(vec: &prometheus::core::MetricVec<T>, wanted: &[(&str, &str)])
-where
-    T: prometheus::core::MetricVecBuilder,
-{
-    for family in vec.collect() {
-        for metric in family.get_metric() {
-            let labels: HashMap<&str, &str> = metric
-                .get_label()
-                .iter()
-                .map(|pair| (pair.name(), pair.value()))
-                .collect();
-            if wanted
-                .iter()
-                .all(|(name, value)| labels.get(name) == Some(value))
-            {
-                let _ = vec.remove(&labels);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_match_client_golang_range() {
-        let b = exponential_buckets_range(0.01, 1800.0, 10);
-        assert_eq!(b.len(), 10);
-        assert!((b[0] - 0.01).abs() < 1e-12);
-        assert!((b[9] - 1800.0).abs() < 1e-6);
-        // factor = (1800/0.01)^(1/9) ≈ 3.8366
-        assert!((b[1] / b[0] - 3.8366).abs() < 1e-3);
-    }
 
     #[test]
     fn condition_sets_one_status_and_delete_removes_the_object() {

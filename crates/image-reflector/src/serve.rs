@@ -126,7 +126,7 @@ pub enum ServeError {
     #[error(transparent)]
     Standalone(#[from] standalone::StandaloneError),
     #[error("logging: {0}")]
-    Logging(String),
+    Logging(#[from] kube_support::process::LoggingError),
     #[error(
         "no --manifests directory and no Kubernetes configuration ($KUBECONFIG, ~/.kube/config or in-cluster)"
     )]
@@ -161,40 +161,19 @@ impl std::fmt::Debug for ServeContext {
 
 /// Installs the global `tracing` subscriber. `RUST_LOG`, when set, overrides the level.
 pub fn init_logging(level: LogLevel, encoding: LogEncoding) -> Result<(), ServeError> {
-    use tracing_subscriber::EnvFilter;
     let level = match level {
         LogLevel::Trace => "trace",
         LogLevel::Debug => "debug",
         LogLevel::Info => "info",
         LogLevel::Error => "error",
     };
-    // Dependencies' debug output is noise for operators (and could echo request details).
-    let default = format!("{level},hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,rustls=warn");
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(default))
-        .map_err(|e| ServeError::Logging(e.to_string()))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match encoding {
-        LogEncoding::Json => builder.json().with_current_span(false).try_init(),
-        LogEncoding::Console => builder.with_ansi(false).try_init(),
-    };
-    result.map_err(|e| ServeError::Logging(e.to_string()))
+    Ok(kube_support::process::init_logging(
+        level,
+        encoding == LogEncoding::Json,
+    )?)
 }
 
-/// Whether a kubeconfig or the in-cluster configuration exists.
-pub fn kubernetes_config_exists() -> bool {
-    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
-        && Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists();
-    let kubeconfig = std::env::var_os("KUBECONFIG")
-        .map(|paths| std::env::split_paths(&paths).any(|p| p.is_file()))
-        .unwrap_or(false);
-    let home = std::env::var_os("HOME")
-        .map(|home| Path::new(&home).join(".kube/config").is_file())
-        .unwrap_or(false);
-    in_cluster || kubeconfig || home
-}
+pub use kube_support::process::kubernetes_config_exists;
 
 /// The Kubernetes mode ([`crate::kube_mode`]).
 pub async fn run_kubernetes(
@@ -256,34 +235,6 @@ fn open_store(path: &Path) -> Result<Arc<dyn TagStore>, ServeError> {
     Ok(Arc::new(RedbTagStore::open(path.join(STORE_FILE))?))
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-async fn termination() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
 async fn changed_to_true(mut rx: watch::Receiver<bool>) {
     // An error means the sender is gone: stop too.
     let _ = rx.wait_for(|stop| *stop).await;
@@ -330,7 +281,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     ));
     let signal_tx = stop_tx.clone();
     let signals = tokio::spawn(async move {
-        termination().await;
+        kube_support::process::termination().await;
         tracing::info!("termination signal received; shutting down");
         let _ = signal_tx.send(true);
     });

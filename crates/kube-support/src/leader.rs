@@ -72,6 +72,33 @@ pub fn always_leading(stop: watch::Receiver<bool>) -> Leadership {
     }
 }
 
+/// Waits until `leading` turns true: `true` then, `false` when `shutdown` turned true (or
+/// either sender is gone) first.
+pub async fn wait_to_lead(
+    leading: &mut watch::Receiver<bool>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = shutdown.wait_for(|s| *s) => false,
+        led = leading.wait_for(|l| *l) => led.is_ok(),
+    }
+}
+
+/// Completes when this replica stops leading or `shutdown` turns true: the stop signal of a
+/// leader's controllers.
+pub fn until_lost_or_stopped(
+    leading: &watch::Receiver<bool>,
+    shutdown: &watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + Sync + 'static {
+    let (mut lost, mut stopping) = (leading.clone(), shutdown.clone());
+    async move {
+        tokio::select! {
+            _ = lost.wait_for(|l| !*l) => {},
+            _ = stopping.wait_for(|s| *s) => {},
+        }
+    }
+}
+
 /// The Lease name: `base`, or `base-<8 hex digits>` of the label selector when sharding, so
 /// each shard elects its own leader.
 pub fn lease_name(base: &str, label_selector: &str) -> String {
@@ -448,5 +475,33 @@ mod tests {
         let taken = our_spec(Some(&mine), "other", Duration::from_secs(15));
         assert_eq!(taken.lease_transitions, Some(1));
         assert_eq!(taken.holder_identity.as_deref(), Some("other"));
+    }
+
+    #[tokio::test]
+    async fn waits_to_lead_and_stops_on_loss_or_shutdown() {
+        let (lead_tx, mut leading) = watch::channel(false);
+        let (stop_tx, mut shutdown) = watch::channel(false);
+        let waiting = tokio::spawn(async move {
+            let led = wait_to_lead(&mut leading, &mut shutdown).await;
+            (led, leading, shutdown)
+        });
+        lead_tx.send_replace(true);
+        let (led, leading, shutdown) = waiting.await.unwrap();
+        assert!(led);
+
+        // Losing the lead ends the controllers' run...
+        let until = tokio::spawn(until_lost_or_stopped(&leading, &shutdown));
+        tokio::task::yield_now().await;
+        assert!(!until.is_finished());
+        lead_tx.send_replace(false);
+        until.await.unwrap();
+        // ...and so does a shutdown, which also ends the wait for the next lead.
+        lead_tx.send_replace(true);
+        let until = tokio::spawn(until_lost_or_stopped(&leading, &shutdown));
+        stop_tx.send_replace(true);
+        until.await.unwrap();
+        let (mut leading, mut shutdown) = (leading, shutdown);
+        lead_tx.send_replace(false);
+        assert!(!wait_to_lead(&mut leading, &mut shutdown).await);
     }
 }

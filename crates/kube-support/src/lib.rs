@@ -2,5 +2,14 @@
 //!
 //! - [`leader`]: leader election on a `coordination.k8s.io/v1` Lease with compare-and-swap
 //!   writes, so two replicas never lead at once, even when they start in the same instant.
+//! - [`events`]: events.k8s.io/v1 events that fold only identical events (working around
+//!   kube-runtime's `Recorder`, which folds every event with the same reason).
+//! - [`gotk`]: Flux's `gotk_*` reconcile metrics on a `prometheus::Registry`.
+//! - [`objects`]: the label-selector watcher config and the server-side-apply status write.
+//! - [`process`]: the stderr logger, the termination signal, whether a kubeconfig exists.
 
+pub mod events;
+pub mod gotk;
 pub mod leader;
+pub mod objects;
+pub mod process;
