@@ -44,7 +44,7 @@ use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource};
 use kube_support::events::{self, EventPublisher};
 use kube_support::leader;
-use kube_support::objects::{watcher_config, write_status};
+use kube_support::objects::{Fingerprint, Handled, fingerprint, watcher_config, write_status};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -254,33 +254,6 @@ impl Fetched {
 
 // ---------------------------------------------------------------------------------------
 // The schedule
-
-/// What last triggered a run of an object: a new one runs when this changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Fingerprint {
-    uid: Option<String>,
-    generation: Option<i64>,
-    requested_at: Option<String>,
-}
-
-fn fingerprint(obj: &ImageUpdateAutomation) -> Fingerprint {
-    let meta = &obj.metadata;
-    Fingerprint {
-        uid: meta.uid.clone(),
-        generation: meta.generation,
-        requested_at: meta
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(RECONCILE_REQUEST_ANNOTATION).cloned()),
-    }
-}
-
-/// The last handled trigger and when the next run is due (`None`: only on change).
-#[derive(Debug, Clone)]
-struct Handled {
-    fingerprint: Fingerprint,
-    due: Option<Instant>,
-}
 
 #[derive(Debug, Default)]
 struct Schedule {

@@ -40,7 +40,7 @@ use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource};
 use kube_support::events::{self, EventPublisher};
 use kube_support::leader;
-use kube_support::objects::{watcher_config, write_status};
+use kube_support::objects::{Fingerprint, Handled, fingerprint, watcher_config, write_status};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -59,7 +59,7 @@ pub const FIELD_MANAGER: &str = "image-reflector-controller";
 /// Flux's finalizer.
 pub const FINALIZER: &str = "finalizers.fluxcd.io";
 /// The annotation that requests a reconcile.
-pub const RECONCILE_REQUEST_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
+pub const RECONCILE_REQUEST_ANNOTATION: &str = api_types::meta::RECONCILE_REQUEST_ANNOTATION;
 /// The Lease name (suffixed with a hash of the label selector when one is set).
 pub const LEASE_NAME: &str = "image-reflector-controller-leader-election";
 /// The default Lease duration (controller-runtime's).
@@ -240,33 +240,6 @@ impl Kind {
             Self::Policy => POLICY,
         }
     }
-}
-
-/// What last triggered a reconcile of an object: a new one runs when this changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Fingerprint {
-    uid: Option<String>,
-    generation: Option<i64>,
-    requested_at: Option<String>,
-}
-
-fn fingerprint<K: Resource>(obj: &K) -> Fingerprint {
-    let meta = obj.meta();
-    Fingerprint {
-        uid: meta.uid.clone(),
-        generation: meta.generation,
-        requested_at: meta
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(RECONCILE_REQUEST_ANNOTATION).cloned()),
-    }
-}
-
-/// The last handled trigger and when the next run is due (`None`: only on change).
-#[derive(Debug, Clone)]
-struct Handled {
-    fingerprint: Fingerprint,
-    due: Option<Instant>,
 }
 
 struct Schedule {

@@ -47,3 +47,34 @@ where
     .await?;
     Ok(true)
 }
+
+/// What last triggered a reconcile of an object (its identity, generation and
+/// `reconcile.fluxcd.io/requestedAt`): a new reconcile runs when this changes, so the
+/// controllers' own status writes never trigger one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+    pub requested_at: Option<String>,
+}
+
+/// The object's current [`Fingerprint`].
+pub fn fingerprint<K: Resource>(obj: &K) -> Fingerprint {
+    let meta = obj.meta();
+    Fingerprint {
+        uid: meta.uid.clone(),
+        generation: meta.generation,
+        requested_at: meta.annotations.as_ref().and_then(|a| {
+            a.get(api_types::meta::RECONCILE_REQUEST_ANNOTATION)
+                .cloned()
+        }),
+    }
+}
+
+/// The last handled trigger of an object and when its next reconcile is due (`None`: only
+/// on change).
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub fingerprint: Fingerprint,
+    pub due: Option<tokio::time::Instant>,
+}
