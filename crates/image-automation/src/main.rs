@@ -73,23 +73,9 @@ struct ServeArgs {
     #[arg(long, default_value = "5m", value_parser = go_duration)]
     max_retry_delay: Duration,
     #[arg(long, value_enum, default_value = "info")]
-    log_level: LogLevelArg,
+    log_level: LogLevel,
     #[arg(long, value_enum, default_value = "console")]
-    log_encoding: LogEncodingArg,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogLevelArg {
-    Trace,
-    Debug,
-    Info,
-    Error,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogEncodingArg {
-    Json,
-    Console,
+    log_encoding: LogEncoding,
 }
 
 fn go_duration(text: &str) -> Result<Duration, String> {
@@ -114,17 +100,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let level = match args.log_level {
-        LogLevelArg::Trace => LogLevel::Trace,
-        LogLevelArg::Debug => LogLevel::Debug,
-        LogLevelArg::Info => LogLevel::Info,
-        LogLevelArg::Error => LogLevel::Error,
-    };
-    let encoding = match args.log_encoding {
-        LogEncodingArg::Json => LogEncoding::Json,
-        LogEncodingArg::Console => LogEncoding::Console,
-    };
-    if let Err(e) = serve::init_logging(level, encoding) {
+    if let Err(e) = serve::init_logging(args.log_level, args.log_encoding) {
         eprintln!("image-automation: error: {e}");
         return ExitCode::FAILURE;
     }

@@ -68,21 +68,7 @@ impl RetryBackoff {
     }
 }
 
-/// The log level flag (`RUST_LOG` overrides it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Error,
-}
-
-/// The log format flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogEncoding {
-    Json,
-    Console,
-}
+pub use kube_support::process::{LogEncoding, LogLevel, init_logging};
 
 /// The options of `serve`.
 #[derive(Debug, Clone)]
@@ -139,20 +125,6 @@ pub enum ServeError {
     Kubernetes(#[from] crate::kube_mode::KubeModeError),
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
-}
-
-/// Installs the stderr logger. `RUST_LOG`, when set, overrides the level.
-pub fn init_logging(level: LogLevel, encoding: LogEncoding) -> Result<(), ServeError> {
-    let level = match level {
-        LogLevel::Trace => "trace",
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Error => "error",
-    };
-    Ok(kube_support::process::init_logging(
-        level,
-        encoding == LogEncoding::Json,
-    )?)
 }
 
 pub use kube_support::process::kubernetes_config_exists;

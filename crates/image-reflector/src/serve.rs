@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_types::duration::parse_duration;
-use clap::{ArgAction, Args, ValueEnum};
+use clap::{ArgAction, Args};
 use tokio::sync::watch;
 
 use crate::api::selector::LabelSelector;
@@ -26,19 +26,7 @@ use crate::store::{RedbTagStore, StoreError, TagStore};
 /// The tag database's file name under `--storage-path`.
 pub const STORE_FILE: &str = "tags.redb";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Error,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogEncoding {
-    Json,
-    Console,
-}
+pub use kube_support::process::{LogEncoding, LogLevel, init_logging};
 
 /// Flags of `image-reflector serve` (Flux's names where Flux has the flag).
 #[derive(Debug, Clone, Args)]
@@ -157,20 +145,6 @@ impl std::fmt::Debug for ServeContext {
             .field("selector", &self.selector)
             .finish_non_exhaustive()
     }
-}
-
-/// Installs the global `tracing` subscriber. `RUST_LOG`, when set, overrides the level.
-pub fn init_logging(level: LogLevel, encoding: LogEncoding) -> Result<(), ServeError> {
-    let level = match level {
-        LogLevel::Trace => "trace",
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Error => "error",
-    };
-    Ok(kube_support::process::init_logging(
-        level,
-        encoding == LogEncoding::Json,
-    )?)
 }
 
 pub use kube_support::process::kubernetes_config_exists;

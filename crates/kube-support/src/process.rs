@@ -8,9 +8,32 @@ use std::path::Path;
 #[error("{0}")]
 pub struct LoggingError(String);
 
-/// Installs the global stderr `tracing` subscriber at `level` (`trace`, `debug`, `info`,
-/// `error`), as JSON lines or plain console text. `RUST_LOG`, when set, overrides the level.
-pub fn init_logging(level: &str, json: bool) -> Result<(), LoggingError> {
+/// `--log-level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Error,
+}
+
+/// `--log-encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogEncoding {
+    Json,
+    Console,
+}
+
+/// Installs the global stderr `tracing` subscriber at `level`, as JSON lines or plain
+/// console text. `RUST_LOG`, when set, overrides the level.
+pub fn init_logging(level: LogLevel, encoding: LogEncoding) -> Result<(), LoggingError> {
+    let level = match level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Error => "error",
+    };
+    let json = encoding == LogEncoding::Json;
     use tracing_subscriber::EnvFilter;
     // Dependencies' debug output is noise for operators (and could echo request details).
     let default = format!("{level},hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,rustls=warn");
