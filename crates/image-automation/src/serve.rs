@@ -252,6 +252,25 @@ struct HttpState {
     metrics: Metrics,
 }
 
+/// Binds `addr` and serves `/healthz`, `/readyz` and `/metrics` in the background until the
+/// returned `Notify` is notified.
+async fn start_http(
+    addr: std::net::SocketAddr,
+    ready: Arc<AtomicBool>,
+    metrics: Metrics,
+) -> Result<(tokio::task::JoinHandle<std::io::Result<()>>, Arc<Notify>), ServeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let shutdown = Arc::new(Notify::new());
+    let http = tokio::spawn(serve_http(
+        listener,
+        HttpState { ready, metrics },
+        shutdown.clone(),
+    ));
+    Ok((http, shutdown))
+}
+
 async fn serve_http(
     listener: tokio::net::TcpListener,
     state: HttpState,
@@ -327,23 +346,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     )?);
     let metrics = Metrics::new()?;
     let ready = Arc::new(AtomicBool::new(false));
-    let listener = tokio::net::TcpListener::bind(opts.http_addr)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: opts.http_addr,
-            source,
-        })?;
+    let (http, http_shutdown) = start_http(opts.http_addr, ready.clone(), metrics.clone()).await?;
     tracing::info!(addr = %opts.http_addr, manifests = %opts.manifests.display(),
         reflector = %opts.reflector_url, "serving");
-    let http_shutdown = Arc::new(Notify::new());
-    let http = tokio::spawn(serve_http(
-        listener,
-        HttpState {
-            ready: ready.clone(),
-            metrics: metrics.clone(),
-        },
-        http_shutdown.clone(),
-    ));
 
     // The change feed: namespaces with changed policies and when the first change was seen
     // (`""` meaning all, after a resync).
@@ -479,23 +484,9 @@ pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
     )?);
     let metrics = Metrics::new()?;
     let ready = Arc::new(AtomicBool::new(false));
-    let listener = tokio::net::TcpListener::bind(opts.http_addr)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: opts.http_addr,
-            source,
-        })?;
+    let (http, http_shutdown) = start_http(opts.http_addr, ready.clone(), metrics.clone()).await?;
     tracing::info!(addr = %opts.http_addr, reflector = %opts.reflector_url,
         "serving (Kubernetes mode)");
-    let http_shutdown = Arc::new(Notify::new());
-    let http = tokio::spawn(serve_http(
-        listener,
-        HttpState {
-            ready: ready.clone(),
-            metrics: metrics.clone(),
-        },
-        http_shutdown.clone(),
-    ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
         kube_support::process::termination().await;
