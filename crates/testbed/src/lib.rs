@@ -10,12 +10,15 @@
 //! - [`registry::Registry`]: `docker-registry` anonymous, htpasswd, or Bearer-token auth,
 //!   optionally over TLS, with helpers to push and delete tags.
 //! - [`git::GitHttpServer`] and [`git::GitSshServer`]: smart HTTP and SSH git remotes.
+//! - [`fault_proxy::FaultProxy`]: a loopback HTTP proxy with switchable faults (delay, hang,
+//!   reset, truncate, 429/5xx, echoed headers, huge bodies) for the registry or git server.
 //! - [`prometheus::Prometheus`]: a Prometheus server scraping given targets.
 //! - [`controllers`] and [`wait`]: test helpers that start our controllers against these
 //!   and poll until a condition holds.
 
 pub mod controllers;
 pub mod error;
+pub mod fault_proxy;
 pub mod git;
 pub mod kube_apiserver;
 pub mod process;
