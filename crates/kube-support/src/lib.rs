@@ -6,6 +6,7 @@
 //!   kube-runtime's `Recorder`, which folds every event with the same reason).
 //! - [`gotk`]: Flux's `gotk_*` reconcile metrics on a `prometheus::Registry`.
 //! - [`objects`]: the label-selector watcher config and the server-side-apply status write.
+//! - [`redact`]: scrubs the credentials sent to a remote out of text the remote sent back.
 //! - [`process`]: the stderr logger, the termination signal, whether a kubeconfig exists.
 
 pub mod events;
@@ -13,3 +14,4 @@ pub mod gotk;
 pub mod leader;
 pub mod objects;
 pub mod process;
+pub mod redact;
