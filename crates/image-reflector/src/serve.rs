@@ -71,6 +71,16 @@ pub struct ServeArgs {
     /// is unspecified).
     #[arg(long, value_name = "URL")]
     pub advertise_url: Option<String>,
+    /// Scans of repositories listing more tags fail (tags are counted before
+    /// exclusionList applies).
+    #[arg(long, default_value_t = ClientSettings::default().max_tags as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tags_per_repository: u64,
+    /// Scans needing more tags/list pages fail.
+    #[arg(long, default_value_t = ClientSettings::default().max_pages as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tag_pages: u64,
+    /// The largest tags/list page read, in bytes; reading stops there and the scan fails.
+    #[arg(long, default_value_t = ClientSettings::default().max_tag_page_bytes as u64, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_tag_page_bytes: u64,
     #[arg(long, value_enum, default_value = "info")]
     pub log_level: LogLevel,
     #[arg(long, value_enum, default_value = "json")]
@@ -84,6 +94,17 @@ pub fn options(args: &ServeArgs) -> Options {
         requeue_dependency: args.requeue_dependency,
         min_retry_delay: args.min_retry_delay,
         max_retry_delay: args.max_retry_delay,
+    }
+}
+
+/// The registry client's settings: the tag budget and body cap from the flags.
+pub fn client_settings(args: &ServeArgs) -> ClientSettings {
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    ClientSettings {
+        max_tags: size(args.max_tags_per_repository),
+        max_pages: size(args.max_tag_pages),
+        max_tag_page_bytes: size(args.max_tag_page_bytes),
+        ..ClientSettings::default()
     }
 }
 
@@ -162,7 +183,7 @@ pub async fn run_kubernetes(
         lease_duration: args.leader_election_lease_duration,
         advertise_url: advertise_url(args.advertise_url.as_deref(), context.http_addr),
         lease_namespace: crate::kube_mode::lease_namespace(),
-        registry: ClientSettings::default(),
+        registry: client_settings(args),
     };
     crate::kube_mode::run(
         settings,
@@ -268,7 +289,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                 options: context.options,
                 selector: context.selector.clone(),
                 poll_interval: standalone::POLL_INTERVAL,
-                registry: ClientSettings::default(),
+                registry: client_settings(&args),
             };
             standalone::run(
                 config,
@@ -327,5 +348,66 @@ mod tests {
         let error = parse(&["--min-retry-delay=soon"]).unwrap_err();
         assert!(error.to_string().contains("--min-retry-delay"), "{error}");
         assert!(parse(&["--max-retry-delay=-1s"]).is_err());
+    }
+
+    #[test]
+    fn tag_budget_flags_reach_the_client_settings() {
+        assert_eq!(
+            format!("{:?}", client_settings(&parse(&[]).unwrap())),
+            format!("{:?}", ClientSettings::default())
+        );
+        let args = parse(&[
+            "--max-tags-per-repository=250000",
+            "--max-tag-pages",
+            "3000",
+            "--max-tag-page-bytes=1048576",
+        ])
+        .unwrap();
+        let settings = client_settings(&args);
+        assert_eq!(settings.max_tags, 250_000);
+        assert_eq!(settings.max_pages, 3000);
+        assert_eq!(settings.max_tag_page_bytes, 1 << 20);
+        assert!(parse(&["--max-tags-per-repository=0"]).is_err());
+    }
+
+    /// Every flag a registry error tells the user to raise is a flag of `serve`.
+    #[test]
+    fn limit_errors_name_existing_flags() {
+        use crate::registry::RegistryError;
+        use crate::registry::error::BodyKind;
+        use clap::CommandFactory;
+        let flags: Vec<String> = Cli::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        let errors = [
+            RegistryError::TooManyTags {
+                image: "r/app".into(),
+                limit: 1,
+            },
+            RegistryError::TooManyPages {
+                image: "r/app".into(),
+                limit: 1,
+            },
+            RegistryError::BodyTooLarge {
+                registry: "r".into(),
+                kind: BodyKind::TagPage,
+                limit: 1024,
+            },
+        ];
+        for error in errors {
+            let message = error.to_string();
+            let named: Vec<&str> = message
+                .split_whitespace()
+                .filter(|w| w.starts_with("--"))
+                .collect();
+            assert!(!named.is_empty(), "names no flag: {message}");
+            for flag in named {
+                assert!(
+                    flags.iter().any(|f| f == flag),
+                    "{flag} is not a serve flag: {message}"
+                );
+            }
+        }
     }
 }

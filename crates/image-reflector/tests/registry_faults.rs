@@ -520,3 +520,226 @@ async fn every_response_is_counted_by_host_and_status_code() {
         "{text}"
     );
 }
+
+/// Answers with `status` and a body quoting every request header, as registries that
+/// echo the request in 401/500 errors do (`json`: inside the registry's error JSON).
+struct EchoHeaders {
+    status: u16,
+    json: bool,
+}
+
+impl wiremock::Respond for EchoHeaders {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let headers: Vec<String> = request
+            .headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap_or("?")))
+            .collect();
+        let response = ResponseTemplate::new(self.status);
+        if self.json {
+            response.set_body_json(json!({"errors": [{
+                "code": "UNAUTHORIZED",
+                "message": format!("request headers: {}", headers.join(", ")),
+            }]}))
+        } else {
+            response.set_body_string(format!("bad request\n{}", headers.join("\n")))
+        }
+    }
+}
+
+/// Every form a credential can take in an echoed header: the secret, `user:secret`, and
+/// the base64 of either in both alphabets, padded or not.
+fn secret_forms(username: &str, secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let pair = format!("{username}:{secret}");
+    let mut forms = vec![secret.to_string(), pair.clone()];
+    for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(&pair));
+        forms.push(engine.encode(secret));
+    }
+    forms
+}
+
+#[track_caller]
+fn assert_scrubbed(error: &RegistryError, forms: &[String]) {
+    let texts = [error.to_string(), format!("{error:?}")];
+    for text in &texts {
+        for form in forms {
+            assert!(!text.contains(form.as_str()), "{form:?} leaked in: {text}");
+        }
+    }
+    assert!(
+        texts[0].contains("[redacted]"),
+        "the echo should reach the message, scrubbed: {}",
+        texts[0]
+    );
+}
+
+/// A password whose base64 differs between the standard and URL-safe alphabets.
+const ECHO_PASSWORD: &str = "s3cr3t>>??~pass";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_credentials_echoed_in_error_bodies_are_scrubbed() {
+    for (status, json) in [(401, true), (401, false), (500, true), (500, false)] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v2/"))
+            .respond_with(ResponseTemplate::new(401).insert_header("WWW-Authenticate", "Basic"))
+            .mount(&server)
+            .await;
+        tags_list()
+            .respond_with(EchoHeaders { status, json })
+            .mount(&server)
+            .await;
+        let credentials = Credentials::new("echo-user", ECHO_PASSWORD);
+        let e = client(settings())
+            .list_tags(&image(&server), Some(&credentials), TIMEOUT)
+            .await
+            .unwrap_err();
+        assert_scrubbed(&e, &secret_forms("echo-user", ECHO_PASSWORD));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_service_and_bearer_echoes_are_scrubbed() {
+    let token = "tok-SECRET-1234567890";
+    for echo_at in ["/token", TAGS_PATH] {
+        let server = MockServer::start().await;
+        let challenge = format!(r#"Bearer realm="{}/token",service="mock""#, server.uri());
+        Mock::given(method("GET"))
+            .and(path("/v2/"))
+            .respond_with(ResponseTemplate::new(401).insert_header("WWW-Authenticate", challenge))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(echo_at))
+            .respond_with(EchoHeaders {
+                status: if echo_at == "/token" { 401 } else { 500 },
+                json: echo_at == "/token",
+            })
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"token": token})))
+            .mount(&server)
+            .await;
+        let credentials = Credentials::new("echo-user", ECHO_PASSWORD);
+        let e = client(settings())
+            .list_tags(&image(&server), Some(&credentials), TIMEOUT)
+            .await
+            .unwrap_err();
+        let mut forms = secret_forms("echo-user", ECHO_PASSWORD);
+        forms.extend(secret_forms("", token));
+        assert_scrubbed(&e, &forms);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_body_is_read_up_to_a_cap() {
+    use image_reflector::registry::error::BodyKind;
+    // A tags/list page over the cap: refused from its Content-Length.
+    let server = registry().await;
+    tags_list()
+        .respond_with(page(&names(0..50_000)))
+        .mount(&server)
+        .await;
+    let e = list(
+        &server,
+        ClientSettings {
+            max_tag_page_bytes: 64 * 1024,
+            ..settings()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RegistryError::BodyTooLarge {
+                kind: BodyKind::TagPage,
+                limit: 65_536,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let message = e.to_string();
+    assert!(
+        message.contains("tags/list page larger than 64 KiB")
+            && message.contains("--max-tag-page-bytes"),
+        "{message}"
+    );
+
+    // A page of millions of tiny tags within the byte cap stops at the tag budget while
+    // parsing, instead of building every string first.
+    let server = registry().await;
+    let tiny: String = std::iter::repeat_n("\"a\",", 2_000_000).collect();
+    tags_list()
+        .respond_with(
+            ResponseTemplate::new(200).set_body_string(format!("{{\"tags\":[{tiny}\"a\"]}}")),
+        )
+        .mount(&server)
+        .await;
+    let e = list(
+        &server,
+        ClientSettings {
+            max_tags: 1000,
+            ..settings()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, RegistryError::TooManyTags { limit: 1000, .. }),
+        "{e:?}"
+    );
+
+    // A token answer over 1 MiB.
+    let server = MockServer::start().await;
+    let challenge = format!(r#"Bearer realm="{}/token""#, server.uri());
+    Mock::given(method("GET"))
+        .and(path("/v2/"))
+        .respond_with(ResponseTemplate::new(401).insert_header("WWW-Authenticate", challenge))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(2 << 20)))
+        .mount(&server)
+        .await;
+    let e = list(&server, settings()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RegistryError::BodyTooLarge {
+                kind: BodyKind::TokenResponse,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+
+    // A manifest hashed for its digest (no Docker-Content-Digest) over 4 MiB.
+    let server = registry().await;
+    Mock::given(path("/v2/team/app/manifests/v1"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(5 << 20)))
+        .mount(&server)
+        .await;
+    let e = client(settings())
+        .manifest_digest(&image(&server), "v1", None, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RegistryError::BodyTooLarge {
+                kind: BodyKind::Manifest,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}

@@ -6,14 +6,20 @@
 //! before they expire. Any 401 re-reads the challenge from that response and retries once,
 //! which covers expired tokens and registries whose `/v2/` is open but repositories are not.
 //!
+//! Whatever the registry says (error bodies, token-service errors, URLs it sent us to, parse
+//! errors quoting its answers) reaches an error message only through [`Op::quote`], which
+//! scrubs every credential sent for the operation (see [`kube_support::redact`]). Every body
+//! is read through [`Op::read_capped`] (or [`read_error`]), which stops at a size cap.
+//!
 //! Every HTTP response (pings, 401 challenges, token requests, each tag-list page, manifest
 //! requests, each retry, redirects) is reported to the client's [`RequestObserver`], if
 //! any, with the host it came from and its status code.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use kube_support::redact::Secrets;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
@@ -21,7 +27,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::challenge::{Challenge, parse_challenges, preferred};
 use super::credentials::Credentials;
-use super::error::RegistryError;
+use super::error::{BodyKind, RegistryError};
 use super::link::{LinkError, next_link, resolve_next};
 use super::retry::{RetryPolicy, is_retryable_status, parse_retry_after};
 use super::transport::TransportConfig;
@@ -43,8 +49,17 @@ const HOST_TTL: Duration = Duration::from_secs(600);
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Longer `expires_in` values are capped (and cannot overflow an `Instant`).
 const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
-/// How much of an error body we read for the message.
+/// How much of an error body we read for the message (the rest is not read).
 const ERROR_BODY_LIMIT: usize = 2048;
+/// How many characters of an error body's text a message quotes.
+const ERROR_DETAIL_CHARS: usize = 300;
+/// Default cap on one `tags/list` page: a registry ignoring `n` and sending 100,000 tags
+/// of 128 characters in one page stays under it.
+pub const DEFAULT_MAX_TAG_PAGE_BYTES: usize = 32 * 1024 * 1024;
+/// Cap on a token-service answer (JWTs are a few KiB).
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Cap on a manifest hashed for its digest: distribution refuses manifests over 4 MiB.
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// Told of every HTTP response: the `host[:port]` that answered and the status code.
 pub type RequestObserver = Arc<dyn Fn(&str, u16) + Send + Sync>;
@@ -56,10 +71,15 @@ pub struct ClientSettings {
     pub default_page_size: u32,
     /// `n` per registry host (`host[:port]`). Defaults to `quay.io` → 100.
     pub page_sizes: BTreeMap<String, u32>,
-    /// Scans of repositories with more tags fail with [`RegistryError::TooManyTags`].
+    /// Scans of repositories with more tags fail with [`RegistryError::TooManyTags`]
+    /// (`serve --max-tags-per-repository`).
     pub max_tags: usize,
-    /// Scans needing more pages fail with [`RegistryError::TooManyPages`].
+    /// Scans needing more pages fail with [`RegistryError::TooManyPages`]
+    /// (`serve --max-tag-pages`).
     pub max_pages: usize,
+    /// A larger `tags/list` page fails with [`RegistryError::BodyTooLarge`]
+    /// (`serve --max-tag-page-bytes`).
+    pub max_tag_page_bytes: usize,
     pub retry: RetryPolicy,
     pub connect_timeout: Duration,
     pub user_agent: String,
@@ -72,6 +92,7 @@ impl Default for ClientSettings {
             page_sizes: BTreeMap::from([("quay.io".to_string(), QUAY_PAGE_CAP)]),
             max_tags: 100_000,
             max_pages: 1_000,
+            max_tag_page_bytes: DEFAULT_MAX_TAG_PAGE_BYTES,
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             user_agent: concat!("image-reflector/", env!("CARGO_PKG_VERSION")).to_string(),
@@ -156,17 +177,228 @@ struct CachedToken {
     refresh_at: Instant,
 }
 
-/// One operation: whose repository, with which credentials, until when.
+/// One operation: whose repository, with which credentials, until when, and every
+/// credential sent for it so far (to scrub from whatever the registry answers).
 struct Op<'a> {
     image: &'a ImageReference,
     credentials: Option<&'a Credentials>,
     deadline: Instant,
+    sent: Mutex<Secrets>,
 }
 
-#[derive(Deserialize)]
-struct TagsPage {
-    #[serde(default)]
-    tags: Option<Vec<String>>,
+impl<'a> Op<'a> {
+    fn new(
+        image: &'a ImageReference,
+        credentials: Option<&'a Credentials>,
+        timeout: Duration,
+    ) -> Self {
+        let sent = credentials.map_or_else(Secrets::new, |c| {
+            Secrets::new().with_basic(&c.username, &c.password)
+        });
+        Self {
+            image,
+            credentials,
+            deadline: Instant::now() + timeout,
+            sent: Mutex::new(sent),
+        }
+    }
+
+    fn registry(&self) -> String {
+        self.image.registry().to_string()
+    }
+
+    /// Remembers a token sent (in a `Bearer` header) for this operation.
+    fn sent_token(&self, token: &str) {
+        let mut sent = self.secrets();
+        *sent = std::mem::take(&mut *sent).with_token(token);
+    }
+
+    /// The one way registry-provided text enters a message: every credential sent for this
+    /// operation, in any form, is replaced by `[redacted]`.
+    fn quote(&self, remote_text: &str) -> String {
+        self.secrets().scrub(remote_text)
+    }
+
+    /// [`Op::quote`] for text cut at a length limit (it may end in part of a credential).
+    fn quote_cut(&self, remote_text: &str) -> String {
+        self.secrets().scrub_cut(remote_text)
+    }
+
+    fn secrets(&self) -> std::sync::MutexGuard<'_, Secrets> {
+        self.sent.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A transport error, without its URL when the URL (which may come from the registry:
+    /// a `Link` or a redirect) holds a credential.
+    fn transport_error(&self, source: reqwest::Error) -> RegistryError {
+        let leaks = source
+            .url()
+            .is_some_and(|url| self.secrets().leaks_in(url.as_str()));
+        RegistryError::Transport {
+            registry: self.registry(),
+            source: if leaks { source.without_url() } else { source },
+        }
+    }
+
+    fn invalid_response(&self, remote_text: &str) -> RegistryError {
+        RegistryError::InvalidResponse {
+            registry: self.registry(),
+            detail: self.quote(remote_text),
+        }
+    }
+
+    /// The body of a successful response, read chunk by chunk and given up on as soon as it
+    /// passes `limit` bytes (before reading at all when `Content-Length` says so).
+    async fn read_capped(
+        &self,
+        mut response: Response,
+        kind: BodyKind,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let too_large = || RegistryError::BodyTooLarge {
+            registry: self.registry(),
+            kind,
+            limit,
+        };
+        let announced = response.content_length();
+        if announced.is_some_and(|len| len > limit as u64) {
+            return Err(too_large());
+        }
+        let initial = announced.map_or(8 * 1024, |len| usize::try_from(len).unwrap_or(limit));
+        let mut body = Vec::with_capacity(initial.min(limit));
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|source| self.transport_error(source))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+/// Why a `tags/list` page was not taken.
+#[derive(Debug)]
+enum PageError {
+    /// More tags than the budget left for the scan.
+    OverBudget,
+    Json(serde_json::Error),
+}
+
+/// Reads `{"tags": [..]}` (other keys ignored, `null` or no `tags` meaning none) into
+/// `tags`, failing as soon as more than `budget` tags were read.
+struct TagsPageSeed<'t> {
+    tags: &'t mut Vec<String>,
+    budget: usize,
+}
+
+impl TagsPageSeed<'_> {
+    fn parse(self, body: &[u8]) -> Result<(), PageError> {
+        let over = std::cell::Cell::new(false);
+        let mut json = serde_json::Deserializer::from_slice(body);
+        let seed = PageVisitor {
+            tags: self.tags,
+            budget: self.budget,
+            over: &over,
+        };
+        let parsed =
+            serde::de::DeserializeSeed::deserialize(seed, &mut json).and_then(|()| json.end());
+        match parsed {
+            Ok(()) => Ok(()),
+            Err(_) if over.get() => Err(PageError::OverBudget),
+            Err(e) => Err(PageError::Json(e)),
+        }
+    }
+}
+
+struct PageVisitor<'t, 'o> {
+    tags: &'t mut Vec<String>,
+    budget: usize,
+    over: &'o std::cell::Cell<bool>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for PageVisitor<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PageVisitor<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object with a tags array")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut list = Some(TagListSeed {
+            tags: self.tags,
+            budget: self.budget,
+            over: self.over,
+        });
+        while let Some(key) = map.next_key::<String>()? {
+            match (key.as_str(), list.take()) {
+                ("tags", Some(seed)) => map.next_value_seed(seed)?,
+                (_, unused) => {
+                    list = unused;
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct TagListSeed<'t, 'o> {
+    tags: &'t mut Vec<String>,
+    budget: usize,
+    over: &'o std::cell::Cell<bool>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TagListSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TagListSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of tags or null")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut read = 0usize;
+        while let Some(tag) = seq.next_element::<String>()? {
+            if read >= self.budget {
+                self.over.set(true);
+                return Err(serde::de::Error::custom("more tags than the scan's budget"));
+            }
+            self.tags.push(tag);
+            read += 1;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Deserialize)]
@@ -236,11 +468,7 @@ impl RegistryClient {
         credentials: Option<&Credentials>,
         timeout: Duration,
     ) -> Result<Vec<String>, RegistryError> {
-        let op = Op {
-            image,
-            credentials,
-            deadline: Instant::now() + timeout,
-        };
+        let op = Op::new(image, credentials, timeout);
         with_timeout(image, timeout, self.list_tags_op(&op)).await
     }
 
@@ -264,11 +492,7 @@ impl RegistryClient {
                 tag: tag.to_string(),
             });
         }
-        let op = Op {
-            image,
-            credentials,
-            deadline: Instant::now() + timeout,
-        };
+        let op = Op::new(image, credentials, timeout);
         with_timeout(image, timeout, self.digest_op(&op, tag)).await
     }
 
@@ -296,7 +520,7 @@ impl RegistryClient {
             let response = self.send(op, Method::GET, &url, None).await?;
             let status = response.status();
             if !status.is_success() {
-                let (status, detail) = read_error(response).await;
+                let (status, detail) = read_error(op, response).await;
                 // Quay-like caps: retry the listing with the cap rather than fail.
                 if status == StatusCode::BAD_REQUEST
                     && detail.contains("TOO_MANY_TAGS_REQUESTED")
@@ -316,19 +540,29 @@ impl RegistryClient {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .find_map(next_link);
-            let body = read_body(response, registry).await?;
-            let page: TagsPage =
-                serde_json::from_slice(&body).map_err(|e| RegistryError::InvalidResponse {
-                    registry: registry.to_string(),
-                    detail: format!("tags/list is not a tag list: {e}"),
-                })?;
+            let body = op
+                .read_capped(response, BodyKind::TagPage, settings.max_tag_page_bytes)
+                .await?;
+            // Parsing stops at the first tag over the budget, so a page of millions of tiny
+            // tags never becomes millions of strings.
+            let budget = settings.max_tags.saturating_sub(tags.len());
+            let parsed = TagsPageSeed {
+                tags: &mut tags,
+                budget,
+            }
+            .parse(&body);
             drop(body);
-            tags.extend(page.tags.unwrap_or_default());
-            if tags.len() > settings.max_tags {
-                return Err(RegistryError::TooManyTags {
-                    image: op.image.canonical_name(),
-                    limit: settings.max_tags,
-                });
+            match parsed {
+                Ok(()) => {}
+                Err(PageError::OverBudget) => {
+                    return Err(RegistryError::TooManyTags {
+                        image: op.image.canonical_name(),
+                        limit: settings.max_tags,
+                    });
+                }
+                Err(PageError::Json(e)) => {
+                    return Err(op.invalid_response(&format!("tags/list is not a tag list: {e}")));
+                }
             }
             match next {
                 None => return Ok(tags),
@@ -336,7 +570,7 @@ impl RegistryClient {
                     url = resolve_next(&url, &link).map_err(|e| match e {
                         LinkError::ForeignOrigin(origin) => RegistryError::ForeignNextLink {
                             registry: registry.to_string(),
-                            link_origin: origin,
+                            link_origin: op.quote(&origin),
                         },
                         LinkError::Invalid => RegistryError::InvalidResponse {
                             registry: registry.to_string(),
@@ -373,13 +607,15 @@ impl RegistryClient {
             .send(op, Method::GET, &url, Some(MANIFEST_ACCEPT))
             .await?;
         if !response.status().is_success() {
-            let (status, detail) = read_error(response).await;
+            let (status, detail) = read_error(op, response).await;
             return Err(self.status_error(op, &Method::GET, &url, status, detail, Some(what())));
         }
         if let Some(digest) = content_digest(response.headers()) {
             return Ok(digest);
         }
-        let body = read_body(response, op.image.registry()).await?;
+        let body = op
+            .read_capped(response, BodyKind::Manifest, MAX_MANIFEST_BYTES)
+            .await?;
         Ok(format!("sha256:{}", hex::encode(Sha256::digest(&body))))
     }
 
@@ -434,7 +670,7 @@ impl RegistryClient {
                 s if s.is_success() => HostAuth::Anonymous,
                 StatusCode::UNAUTHORIZED => auth_from_challenges(response.headers()),
                 _ => {
-                    let (status, detail) = read_error(response).await;
+                    let (status, detail) = read_error(op, response).await;
                     return Err(self.status_error(op, &Method::GET, &url, status, detail, None));
                 }
             };
@@ -483,7 +719,7 @@ impl RegistryClient {
             // Basic twice means the credentials are wrong: asking again would not help.
             let hopeless = host.auth == HostAuth::Basic && challenged == HostAuth::Basic;
             if retried_auth || hopeless || challenged == HostAuth::Anonymous {
-                let (status, detail) = read_error(response).await;
+                let (status, detail) = read_error(op, response).await;
                 return Err(self.status_error(op, &method, url, status, detail, None));
             }
             retried_auth = true;
@@ -509,6 +745,7 @@ impl RegistryClient {
             HostAuth::Basic => Ok(op.credentials.map(basic_header)),
             HostAuth::Bearer { realm, service } => {
                 let token = self.token(op, realm, service.as_deref()).await?;
+                op.sent_token(&token);
                 Ok(Some(format!("Bearer {token}")))
             }
         }
@@ -527,10 +764,8 @@ impl RegistryClient {
             return Ok(cached.token.clone());
         }
         let registry = op.image.registry();
-        let mut url = Url::parse(realm).map_err(|_| RegistryError::InvalidResponse {
-            registry: registry.to_string(),
-            detail: "the Bearer challenge's realm is not a URL".into(),
-        })?;
+        let mut url = Url::parse(realm)
+            .map_err(|_| op.invalid_response("the Bearer challenge's realm is not a URL"))?;
         {
             let mut query = url.query_pairs_mut();
             query.append_pair("scope", &key.2);
@@ -549,14 +784,14 @@ impl RegistryClient {
             .await?;
         let status = response.status();
         if !status.is_success() {
-            let (status, detail) = read_error(response).await;
+            let (status, detail) = read_error(op, response).await;
             return Err(match status {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
                     registry: registry.to_string(),
                     repository: op.image.repository().to_string(),
                     detail: format!(
                         "the token service at {} answered {status}{}{}",
-                        url.origin().ascii_serialization(),
+                        op.quote(&url.origin().ascii_serialization()),
                         detail,
                         credentials_hint(op)
                     ),
@@ -565,12 +800,12 @@ impl RegistryClient {
             });
         }
         let received = Instant::now();
-        let body = read_body(response, registry).await?;
-        let parsed: TokenResponse =
-            serde_json::from_slice(&body).map_err(|_| RegistryError::InvalidResponse {
-                registry: registry.to_string(),
-                detail: "the token service's answer is not a token response".into(),
-            })?;
+        let body = op
+            .read_capped(response, BodyKind::TokenResponse, MAX_TOKEN_RESPONSE_BYTES)
+            .await?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+            op.invalid_response("the token service's answer is not a token response")
+        })?;
         let token = parsed
             .token
             .or(parsed.access_token)
@@ -623,10 +858,7 @@ impl RegistryClient {
                     if can_retry && is_transient(&source) && fits(delay) {
                         tokio::time::sleep(delay).await;
                     } else {
-                        return Err(RegistryError::Transport {
-                            registry: registry.to_string(),
-                            source,
-                        });
+                        return Err(op.transport_error(source));
                     }
                 }
                 Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
@@ -688,7 +920,7 @@ impl RegistryClient {
             },
             _ => RegistryError::Status {
                 method: method.to_string(),
-                url: url.to_string(),
+                url: op.quote(url.as_str()),
                 status: status.as_u16(),
                 detail,
             },
@@ -782,23 +1014,11 @@ fn content_digest(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The body of a successful response; failing to read it is a transport error of `registry`.
-async fn read_body(
-    response: Response,
-    registry: &str,
-) -> Result<impl std::ops::Deref<Target = [u8]> + AsRef<[u8]> + use<>, RegistryError> {
-    response
-        .bytes()
-        .await
-        .map_err(|source| RegistryError::Transport {
-            registry: registry.to_string(),
-            source,
-        })
-}
-
 /// The status and a short description from the registry's error body
-/// (`{"errors":[{"code":..,"message":..}]}`), as `" (CODE: message)"` or `""`.
-async fn read_error(response: Response) -> (StatusCode, String) {
+/// (`{"errors":[{"code":..,"message":..}]}`), as `" (CODE: message)"` or `""`. At most
+/// [`ERROR_BODY_LIMIT`] bytes are read; the text is quoted through [`Op::quote`] before it
+/// is shortened, so a cut never leaves part of a credential behind.
+async fn read_error(op: &Op<'_>, mut response: Response) -> (StatusCode, String) {
     #[derive(Deserialize)]
     struct Errors {
         errors: Vec<ErrorEntry>,
@@ -811,23 +1031,41 @@ async fn read_error(response: Response) -> (StatusCode, String) {
         message: String,
     }
     let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
-    let body = &body[..body.len().min(ERROR_BODY_LIMIT)];
-    let detail = match serde_json::from_slice::<Errors>(body) {
+    let mut body = Vec::new();
+    // A body that fails midway still has a useful start.
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = ERROR_BODY_LIMIT - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= ERROR_BODY_LIMIT {
+            break;
+        }
+    }
+    let text = match serde_json::from_slice::<Errors>(&body) {
         Ok(errors) => errors
             .errors
             .iter()
             .map(|e| format!("{}: {}", e.code, e.message))
             .collect::<Vec<_>>()
             .join("; "),
-        Err(_) => String::from_utf8_lossy(body)
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect::<String>()
-            .trim()
-            .to_string(),
+        Err(_) => String::from_utf8_lossy(&body).into_owned(),
     };
+    // Control characters become spaces before scrubbing: removing them afterwards could
+    // join the pieces of a secret.
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let quoted = if body.len() >= ERROR_BODY_LIMIT {
+        op.quote_cut(&text)
+    } else {
+        op.quote(&text)
+    };
+    let detail = quoted
+        .chars()
+        .take(ERROR_DETAIL_CHARS)
+        .collect::<String>()
+        .trim()
+        .to_string();
     if detail.is_empty() {
         (status, String::new())
     } else {

@@ -65,10 +65,26 @@ pub enum RegistryError {
         registry: String,
         link_origin: String,
     },
-    #[error("repository {image} has more than {limit} tags; raise the tag limit or exclude tags")]
+    /// Tags are counted as listed, before `exclusionList` applies.
+    #[error(
+        "repository {image} has more than {limit} tags; raise the limit with the `image-reflector serve` flag --max-tags-per-repository"
+    )]
     TooManyTags { image: String, limit: usize },
-    #[error("listing the tags of {image} needed more than {limit} pages; raise the page limit")]
+    #[error(
+        "listing the tags of {image} needed more than {limit} pages; raise the limit with the `image-reflector serve` flag --max-tag-pages"
+    )]
     TooManyPages { image: String, limit: usize },
+    /// A response body over its cap; reading stopped there.
+    #[error(
+        "registry {registry} sent a {kind} larger than {} ({limit} bytes); reading stopped at the cap{}",
+        humanize_bytes(*limit),
+        kind.raise_hint()
+    )]
+    BodyTooLarge {
+        registry: String,
+        kind: BodyKind,
+        limit: usize,
+    },
     /// A tag that cannot be part of a manifest URL.
     #[error("invalid tag '{tag}': tags are 1 to 128 characters of A-Z a-z 0-9 _ . -")]
     InvalidTag { tag: String },
@@ -97,6 +113,50 @@ impl RegistryError {
             Self::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+}
+
+/// Which response a size cap applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// One `GET /v2/<name>/tags/list` page.
+    TagPage,
+    /// A token service's answer.
+    TokenResponse,
+    /// A manifest read to hash its digest.
+    Manifest,
+}
+
+impl BodyKind {
+    /// How to raise the cap, when a flag sets it.
+    fn raise_hint(self) -> &'static str {
+        match self {
+            Self::TagPage => {
+                "; raise the cap with the `image-reflector serve` flag --max-tag-page-bytes"
+            }
+            Self::TokenResponse | Self::Manifest => "",
+        }
+    }
+}
+
+impl std::fmt::Display for BodyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::TagPage => "tags/list page",
+            Self::TokenResponse => "token response",
+            Self::Manifest => "manifest",
+        })
+    }
+}
+
+fn humanize_bytes(bytes: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 

@@ -23,8 +23,8 @@ pub use credentials::{Credentials, CredentialsError, Keychain, SecretData};
 pub use error::RegistryError;
 pub use retry::RetryPolicy;
 pub use scan::{
-    ExclusionError, ExclusionList, LATEST_TAGS, ScanRequest, ScanResult, TagSource, revision, scan,
-    sort_descending,
+    ExclusionError, ExclusionList, LATEST_TAGS, ScanRequest, ScanResult, SkippedTags, TagSource,
+    is_valid_tag, revision, scan, sort_descending,
 };
 pub use transport::{ProxyConfig, ProxyError, TlsConfig, TlsError, TransportConfig};
 

@@ -98,32 +98,91 @@ impl ExclusionList {
     }
 }
 
+/// Whether `tag` is made of the tag grammar's characters (`A-Z a-z 0-9 _ . -`, 1 to 128 of
+/// them). A registry may list anything; a tag with other characters (spaces, `/`, control
+/// characters) cannot be pulled, looked up or written into a manifest, so scans skip it. A
+/// leading `.` or `-`, outside the OCI grammar, is kept as Flux keeps it (negative numbers
+/// for numerical policies); the automation skips a policy that selects one.
+pub fn is_valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Tags a scan skipped because they are not valid tags ([`is_valid_tag`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SkippedTags {
+    pub count: usize,
+    /// The first one, shortened, for the message.
+    pub example: Option<String>,
+}
+
+impl SkippedTags {
+    /// How many characters of an invalid tag a message quotes.
+    const EXAMPLE_CHARS: usize = 64;
+
+    fn record(&mut self, tag: &str) {
+        self.count += 1;
+        if self.example.is_none() {
+            self.example = Some(
+                tag.chars()
+                    .take(Self::EXAMPLE_CHARS)
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect(),
+            );
+        }
+    }
+}
+
+impl std::fmt::Display for SkippedTags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "skipped {} invalid tag(s)", self.count)?;
+        if let Some(example) = &self.example {
+            write!(f, " such as {example:?}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A successful scan: what the store keeps and `status.lastScanResult` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanResult {
     /// `status.canonicalImageName`, e.g. `index.docker.io/library/alpine`.
     pub canonical_image: String,
-    /// After exclusion, sorted descending bytewise; duplicates kept (as Flux).
+    /// Valid tags after exclusion, sorted descending bytewise; duplicates kept (as Flux).
     pub tags: Vec<String>,
+    /// Listed tags that are not valid tags: not stored, reported.
+    pub skipped: SkippedTags,
     /// [`revision`] of `tags`.
     pub revision: String,
     pub scan_time: SystemTime,
 }
 
 impl ScanResult {
-    /// Filters `tags`, sorts them and computes the revision.
+    /// Drops invalid and excluded tags, sorts the rest and computes the revision.
     pub fn new(
         canonical_image: impl Into<String>,
         mut tags: Vec<String>,
         exclusions: &ExclusionList,
         scan_time: SystemTime,
     ) -> Self {
-        tags.retain(|t| !exclusions.excludes(t));
+        let mut skipped = SkippedTags::default();
+        tags.retain(|t| {
+            if is_valid_tag(t) {
+                !exclusions.excludes(t)
+            } else {
+                skipped.record(t);
+                false
+            }
+        });
         sort_descending(&mut tags);
         let revision = revision(&tags);
         Self {
             canonical_image: canonical_image.into(),
             tags,
+            skipped,
             revision,
             scan_time,
         }
@@ -286,6 +345,36 @@ mod tests {
 
     fn api_types_default() -> &'static str {
         api_types::image_repository::DEFAULT_EXCLUSION_LIST
+    }
+
+    #[test]
+    fn invalid_tags_are_skipped_and_counted() {
+        let listed = strings(&[
+            "1.0.0",
+            "bad tag",
+            "-starts-with-dash",
+            ".hidden",
+            "",
+            &"x".repeat(129),
+            "ok_2",
+            "a/b",
+            "zzz\u{7}",
+        ]);
+        let scan = ScanResult::new(
+            "x",
+            listed,
+            &ExclusionList::default(),
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(scan.tags, ["ok_2", "1.0.0", ".hidden", "-starts-with-dash"]);
+        assert_eq!(scan.skipped.count, 5);
+        assert_eq!(scan.skipped.example.as_deref(), Some("bad tag"));
+        assert_eq!(
+            scan.skipped.to_string(),
+            "skipped 5 invalid tag(s) such as \"bad tag\""
+        );
+        assert!(is_valid_tag(&"x".repeat(128)));
+        assert!(is_valid_tag("_x.Y-1"));
     }
 
     #[test]

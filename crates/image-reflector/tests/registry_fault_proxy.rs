@@ -1,0 +1,362 @@
+//! The fault suite: `image-reflector serve --manifests DIR` as a real process, scanning the
+//! REAL testbed registry (htpasswd auth) through `testbed::fault_proxy::FaultProxy`. For
+//! each fault (echoed credentials, delay, hang, hang mid-body, reset, truncated body,
+//! 429, 5xx, huge bodies) the case asserts:
+//! - the failure shows in the ImageRepository's API document with a clear message;
+//! - no form of the registry password (raw, `user:password`, base64 in either alphabet,
+//!   padded or not) appears in the API documents or the process log;
+//! - the scan recovers on its own once the fault is removed (no restart);
+//! - for huge bodies, the process's peak RSS (`VmHWM`) stays bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use testbed::fault_proxy::{EchoFormat, Fault, FaultProxy};
+use testbed::process::{Process, free_port};
+use testbed::registry::{Registry, RegistryOptions};
+use testbed::wait::{http_ok, wait_for};
+
+const WAIT: Duration = Duration::from_secs(60);
+const REPO: &str = "team/app";
+/// Only tag-list requests are faulted: the ping is cached and the ImagePolicy needs no
+/// digest.
+const TAGS: &str = "/tags/list";
+/// Peak RSS allowed while a 400 MB body is sent (the body cap is 32 MiB).
+const HWM_BOUND_MIB: u64 = 150;
+
+/// A running `image-reflector serve` scanning through the proxy; killed on drop.
+struct Serve {
+    process: Process,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Serve {
+    async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
+        let port = free_port().unwrap();
+        let log = log_dir.join(format!("serve-{port}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_image-reflector"));
+        command
+            .arg("serve")
+            .arg("--manifests")
+            .arg(manifests)
+            .arg("--storage-path")
+            .arg(storage)
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--log-level", "debug", "--log-encoding", "json"])
+            // Failed scans are retried soon, so recovery shows within seconds.
+            .args(["--min-retry-delay", "200ms", "--max-retry-delay", "1s"]);
+        let mut process = Process::spawn("image-reflector serve", command, &log).unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let healthz = format!("{base}/healthz");
+        process
+            .wait_ready(WAIT, || http_ok(&healthz))
+            .await
+            .unwrap_or_else(|err| panic!("serve never answered: {err}"));
+        Self {
+            process,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
+    }
+
+    async fn get_text(&self, path: &str) -> Option<String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .ok()?;
+        response
+            .status()
+            .is_success()
+            .then_some(response.text().await.ok()?)
+    }
+
+    async fn repository(&self) -> Option<(ImageRepositoryInfo, String)> {
+        let text = self
+            .get_text("/api/v1/namespaces/flux-system/imagerepositories/app")
+            .await?;
+        Some((serde_json::from_str(&text).unwrap(), text))
+    }
+
+    async fn policy(&self) -> Option<ImagePolicyInfo> {
+        let text = self
+            .get_text("/api/v1/namespaces/flux-system/imagepolicies/app")
+            .await?;
+        Some(serde_json::from_str(&text).unwrap())
+    }
+
+    /// Polls the ImageRepository until `check` holds; returns it and its JSON text.
+    async fn wait_repository(
+        &self,
+        what: &str,
+        check: impl Fn(&ImageRepositoryInfo) -> bool,
+    ) -> (ImageRepositoryInfo, String) {
+        let last = Mutex::new(None);
+        wait_for(
+            &format!("repository: {what}"),
+            WAIT,
+            || {
+                format!(
+                    "last: {:#?}\nlog:\n{}",
+                    last.lock().unwrap(),
+                    self.log_text()
+                )
+            },
+            || async {
+                let current = self.repository().await;
+                let reached = current.as_ref().filter(|(r, _)| check(r)).cloned();
+                *last.lock().unwrap() = current.map(|(r, _)| r);
+                reached
+            },
+        )
+        .await
+    }
+
+    /// `VmHWM` (peak resident set) of the process, in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.process.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+}
+
+/// Every form the registry password can take when a registry echoes the header.
+fn secret_forms(registry: &Registry) -> Vec<String> {
+    let (user, password) = (registry.username().unwrap(), registry.password().unwrap());
+    let pair = format!("{user}:{password}");
+    let mut forms = vec![password.to_string(), pair.clone()];
+    for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(&pair));
+        forms.push(engine.encode(password));
+    }
+    forms
+}
+
+#[track_caller]
+fn assert_no_secret(forms: &[String], place: &str, text: &str) {
+    for form in forms {
+        assert!(
+            !text.contains(form.as_str()),
+            "{form:?} leaked into the {place}:\n{text}"
+        );
+    }
+}
+
+/// The ImageRepository `app` (scanning `image` through the proxy, with a short timeout so
+/// hangs fail fast), its pull Secret for the proxy's host, and a semver ImagePolicy.
+fn write_manifests(dir: &Path, registry: &Registry, proxy: &FaultProxy) {
+    let config = serde_json::json!({"auths": {proxy.host(): {
+        "username": registry.username().unwrap(),
+        "password": registry.password().unwrap(),
+    }}});
+    let config = STANDARD.encode(config.to_string());
+    std::fs::write(
+        dir.join("objects.yaml"),
+        format!(
+            "apiVersion: v1
+kind: Secret
+metadata:
+  name: registry-pull
+  namespace: flux-system
+type: kubernetes.io/dockerconfigjson
+data:
+  .dockerconfigjson: {config}
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata:
+  name: app
+  namespace: flux-system
+spec:
+  image: {}/{REPO}
+  interval: 1s
+  timeout: 4s
+  insecure: true
+  secretRef:
+    name: registry-pull
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImagePolicy
+metadata:
+  name: app
+  namespace: flux-system
+spec:
+  imageRepositoryRef: {{ name: app }}
+  policy:
+    semver:
+      range: '>=1.0.0'
+",
+            proxy.host()
+        ),
+    )
+    .unwrap();
+}
+
+struct Suite {
+    registry: Registry,
+    proxy: FaultProxy,
+    serve: Serve,
+    forms: Vec<String>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Suite {
+    async fn start() -> Self {
+        let registry = Registry::start(RegistryOptions::htpasswd()).await.unwrap();
+        registry.push_tags(REPO, &["1.0.0", "1.1.0"]).await.unwrap();
+        let proxy = FaultProxy::start(&registry.host()).await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
+        std::fs::create_dir_all(&manifests).unwrap();
+        write_manifests(&manifests, &registry, &proxy);
+        let serve = Serve::start(&manifests, &storage, tmp.path()).await;
+        let forms = secret_forms(&registry);
+        let suite = Self {
+            registry,
+            proxy,
+            serve,
+            forms,
+            _tmp: tmp,
+        };
+        suite.wait_healthy("the first scan").await;
+        suite
+    }
+
+    /// Waits for a successful scan (Ready, both tags) and the policy's result.
+    async fn wait_healthy(&self, what: &str) {
+        self.serve
+            .wait_repository(what, |r| r.readiness.ready && r.tag_count == 2)
+            .await;
+        let policy = self.serve.policy().await.unwrap();
+        assert_eq!(
+            policy.latest_ref.map(|r| r.tag).as_deref(),
+            Some("1.1.0"),
+            "{what}"
+        );
+    }
+
+    /// Applies `fault` to tag listing, waits for the failure whose message contains every
+    /// string of `expected`, checks that nothing secret shows, removes the fault and waits
+    /// for the next scan to succeed. Returns the failure's message.
+    async fn case(&self, fault: Fault, expected: &[&str]) -> String {
+        let name = format!("{fault:?}");
+        self.proxy.set_fault_on(TAGS, fault);
+        let (failed, text) = self
+            .serve
+            .wait_repository(&format!("{name} fails the scan"), |r| {
+                !r.readiness.ready && expected.iter().all(|e| r.readiness.message.contains(e))
+            })
+            .await;
+        assert_no_secret(&self.forms, &format!("API document ({name})"), &text);
+        assert!(self.proxy.faulted_requests() > 0, "{name}: never applied");
+        self.proxy.clear();
+        self.wait_healthy(&format!("recovery from {name}")).await;
+        let policies = self.serve.get_text("/api/v1/imagepolicies").await.unwrap();
+        assert_no_secret(&self.forms, &format!("policy list ({name})"), &policies);
+        assert_no_secret(
+            &self.forms,
+            &format!("log ({name})"),
+            &self.serve.log_text(),
+        );
+        failed.readiness.message
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_fails_clearly_leaks_nothing_and_recovers() {
+    let suite = Suite::start().await;
+
+    // Problem 1: the registry quotes the request's Authorization header in its errors.
+    for (status, format) in [
+        (401, EchoFormat::RegistryJson),
+        (401, EchoFormat::Text),
+        (500, EchoFormat::Text),
+        (500, EchoFormat::RegistryJson),
+    ] {
+        let message = suite
+            .case(Fault::EchoHeaders { status, format }, &["[redacted]"])
+            .await;
+        assert!(
+            message.contains("uthorization"),
+            "the echo is quoted: {message}"
+        );
+    }
+
+    // Transport faults and error statuses.
+    suite.case(Fault::Hang, &["timed out after"]).await;
+    suite
+        .case(Fault::HangMidBody { after: 10 }, &["timed out after"])
+        .await;
+    suite.case(Fault::Reset, &["request to registry"]).await;
+    suite
+        .case(Fault::Truncate { after: 5 }, &["request to registry"])
+        .await;
+    suite
+        .case(Fault::too_many_requests(1), &["rate limiting"])
+        .await;
+    suite
+        .case(Fault::status(503), &["unexpected status 503"])
+        .await;
+    suite
+        .case(Fault::status(502), &["unexpected status 502"])
+        .await;
+
+    // A delay within the timeout is only slower: scans keep succeeding through it.
+    let (before, _) = suite.serve.repository().await.unwrap();
+    suite
+        .proxy
+        .set_fault_on(TAGS, Fault::Delay(Duration::from_millis(1500)));
+    let faulted = suite.proxy.faulted_requests();
+    let (after, _) = suite
+        .serve
+        .wait_repository("a scan through the delay", |r| {
+            r.readiness.ready && r.last_scan_time > before.last_scan_time
+        })
+        .await;
+    assert!(suite.proxy.faulted_requests() > faulted);
+    assert_eq!(after.tag_count, 2);
+    suite.proxy.clear();
+    assert!(suite.registry.list_tags(REPO).await.unwrap().len() == 2);
+}
+
+/// Problem 8: a 400 MB tags/list answer, with and without `Content-Length`, fails the scan
+/// naming the cap and the flag that raises it, with the process's peak RSS bounded.
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_bodies_are_capped_with_bounded_memory() {
+    let suite = Suite::start().await;
+    for length_header in [true, false] {
+        let message = suite
+            .case(
+                Fault::HugeBody {
+                    bytes: 400_000_000,
+                    length_header,
+                },
+                &["tags/list page larger than 32 MiB", "--max-tag-page-bytes"],
+            )
+            .await;
+        assert!(message.contains(&suite.proxy.host()), "{message}");
+    }
+    let peak_mib = suite.serve.peak_rss_kib() / 1024;
+    eprintln!("peak RSS (VmHWM) of serve with 400 MB bodies: {peak_mib} MiB");
+    assert!(
+        peak_mib < HWM_BOUND_MIB,
+        "VmHWM {peak_mib} MiB >= {HWM_BOUND_MIB} MiB"
+    );
+}
