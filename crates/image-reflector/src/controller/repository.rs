@@ -95,6 +95,8 @@ pub struct ScanReport {
     /// Tags stored (after the exclusion list); 0 on failure.
     pub tags: usize,
     pub ok: bool,
+    /// Listed tags that are not valid tags (not stored; the log names one).
+    pub skipped_tags: usize,
 }
 
 /// The result of one ImageRepository reconcile.
@@ -181,7 +183,11 @@ pub async fn reconcile_repository_with(
                 .as_ref()
                 .map(|s| (s.tag_count, s.revision.clone()))
                 .unwrap_or_default();
-            let message = format!("successful scan: found {count} tags with checksum {revision}");
+            let mut message =
+                format!("successful scan: found {count} tags with checksum {revision}");
+            if let Some(skipped) = scan.map(|r| r.skipped_tags).filter(|n| *n > 0) {
+                message.push_str(&format!("; skipped {skipped} invalid tag(s)"));
+            }
             (message, (!next.is_zero()).then_some(next), None)
         }
         Err(e) => (e.to_string(), None, Some(e)),
@@ -341,8 +347,18 @@ async fn run(
                 duration: scan_started.elapsed(),
                 tags: result.as_ref().map_or(0, ScanResult::tag_count),
                 ok: result.is_ok(),
+                skipped_tags: result.as_ref().map_or(0, |r| r.skipped.count),
             });
             let result = result?;
+            if result.skipped.count > 0 {
+                tracing::warn!(
+                    namespace,
+                    name = name_of(&repo.metadata),
+                    skipped = result.skipped.count,
+                    example = result.skipped.example.as_deref().unwrap_or_default(),
+                    "the registry listed tags that are not valid tags; skipped them"
+                );
+            }
             status.last_scan_result = Some(StatusScanResult {
                 revision: result.revision.clone(),
                 tag_count: i64::try_from(result.tag_count()).unwrap_or(i64::MAX),
@@ -386,6 +402,34 @@ mod tests {
     fn ready_of(status: &ImageRepositoryStatus) -> (String, String, String) {
         let c = find_condition(&status.conditions, "Ready").expect("Ready");
         (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    /// A registry listing a tag that is no valid tag: the scan stores the others, says how
+    /// many it skipped, and a policy over the repository picks a valid tag (before, the bad
+    /// tag was stored and chosen, and every automation using the policy failed).
+    #[tokio::test]
+    async fn invalid_listed_tags_are_skipped_and_reported() {
+        let fx = Fixture::new();
+        fx.registry.set_tags(&["1.0.0", "zzz bad/tag", "2.0.0"]);
+        let repo = repository("app", "registry.local:5000/team/app");
+        let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+        assert!(out.error.is_none(), "{:?}", out.error);
+        let scan = out.status.last_scan_result.clone().unwrap();
+        assert_eq!(scan.tag_count, 2);
+        assert_eq!(scan.latest_tags, ["2.0.0", "1.0.0"]);
+        let (status, _, message) = ready_of(&out.status);
+        assert_eq!(status, "True");
+        assert!(
+            message.ends_with("; skipped 1 invalid tag(s)"),
+            "{message}"
+        );
+        let stored = fx
+            .deps()
+            .store
+            .get_tags(&RepoKey::new("flux-system", "app"))
+            .unwrap()
+            .unwrap();
+        assert!(!stored.iter().any(|t| t.contains(' ')), "{stored:?}");
     }
 
     #[tokio::test]
