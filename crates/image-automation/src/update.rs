@@ -110,7 +110,7 @@ pub fn load_policies(path: &Path) -> Result<Vec<ImagePolicyInfo>, UpdateError> {
 /// Runs the command, printing to `out`.
 pub fn run(opts: &UpdateOptions, out: &mut dyn Write) -> Result<(), UpdateError> {
     let policies = load_policies(&opts.policies)?;
-    let setters = Setters::from_policies(&opts.namespace, &policies)?;
+    let setters = Setters::from_policies(&opts.namespace, &policies);
     let template = match &opts.message_template {
         Some(path) => Some((
             path,

@@ -173,10 +173,6 @@ fn bad_input_fails_clearly_and_changes_nothing() {
             "policies file bad.json is not a policy list",
         ),
         (
-            &["--path", "tree", "--policies", "badref.json"],
-            "policy flux-system/web: invalid latest image",
-        ),
-        (
             &[
                 "--path",
                 "tree",
@@ -201,11 +197,6 @@ fn bad_input_fails_clearly_and_changes_nothing() {
         ),
     ];
     std::fs::write(tmp.path().join("bad.json"), r#"{"items": [{"name": 1}]}"#).unwrap();
-    std::fs::write(
-        tmp.path().join("badref.json"),
-        r#"{"items": [{"namespace": "flux-system", "name": "web", "latestRef": {"name": "web", "tag": "bad tag"}}]}"#,
-    )
-    .unwrap();
     for (args, expected) in cases {
         let out = run(tmp.path(), args);
         assert!(!out.status.success(), "{args:?} should fail");
@@ -217,6 +208,61 @@ fn bad_input_fails_clearly_and_changes_nothing() {
         assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
     }
     assert_eq!(deploy(tmp.path()), DEPLOY);
+}
+
+/// A policy whose latest image is not a valid reference is skipped and reported; the other
+/// policies still apply (before, the whole run failed with "invalid latest image").
+#[test]
+fn an_invalid_latest_image_skips_only_its_policy() {
+    let tmp = setup();
+    std::fs::write(
+        tmp.path().join("tree/side.yaml"),
+        "image: ghcr.io/team/side:1 # {\"$imagepolicy\": \"flux-system:side\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("badref.json"),
+        r#"{"items": [
+          {"namespace": "flux-system", "name": "web", "latestRef": {"name": "web", "tag": "bad tag"}},
+          {"namespace": "flux-system", "name": "side", "latestRef": {"name": "ghcr.io/team/side", "tag": "2"}}
+        ]}"#,
+    )
+    .unwrap();
+    let out = run(
+        tmp.path(),
+        &[
+            "--path",
+            "tree",
+            "--policies",
+            "badref.json",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let unmatched = report["unmatched"].as_array().unwrap();
+    let bad = unmatched
+        .iter()
+        .find(|u| u["setter"] == "flux-system:web")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(bad["reason"], "InvalidLatestImage");
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .contains("policy flux-system/web: invalid latest image reference"),
+        "{bad}"
+    );
+    assert_eq!(
+        deploy(tmp.path()),
+        DEPLOY,
+        "the bad policy's marker is untouched"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("tree/side.yaml")).unwrap(),
+        "image: ghcr.io/team/side:2 # {\"$imagepolicy\": \"flux-system:side\"}\n"
+    );
 }
 
 #[test]

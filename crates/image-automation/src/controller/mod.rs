@@ -473,15 +473,12 @@ impl<P: PolicySource> Reconciler<P> {
             .iter()
             .filter_map(|p| Some((p.name.clone(), p.latest_ref.clone()?)))
             .collect();
-        let setters = match Setters::from_policies(namespace, &policies) {
-            Ok(s) => s,
-            Err(e) => {
-                return RunOutcome::retry(
-                    reason::UPDATE_FAILED,
-                    format!("failed to apply policies: {e}"),
-                );
-            }
-        };
+        // A policy with an invalid latest image is skipped (its markers are reported
+        // unmatched); the others still apply.
+        let setters = Setters::from_policies(namespace, &policies);
+        for (policy, why) in setters.invalid_policies() {
+            tracing::warn!(namespace, policy, reason = %why, "skipping an ImagePolicy");
+        }
 
         let request = match source_setup(
             obj,

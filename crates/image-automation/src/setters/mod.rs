@@ -68,6 +68,9 @@ pub struct Setters {
     namespace: String,
     /// Policy name -> latest image; `None` when the policy has no result yet.
     policies: BTreeMap<String, Option<ImageRef>>,
+    /// Policies whose latest image is not a valid reference -> why. Skipped: their markers
+    /// are reported unmatched, the other policies still apply.
+    invalid: BTreeMap<String, String>,
 }
 
 impl Setters {
@@ -76,26 +79,41 @@ impl Setters {
         Self {
             namespace: namespace.into(),
             policies: BTreeMap::new(),
+            invalid: BTreeMap::new(),
         }
     }
 
     /// Setters from policies as the reflector's API lists them. Policies of other namespaces
     /// are ignored, as Flux only ever selects policies of the automation's namespace.
+    ///
+    /// A policy whose latest image is not a valid reference is skipped, not fatal (Flux fails
+    /// the whole run, so one bad tag stopped every policy): its markers are reported as
+    /// [`UnmatchedReason::InvalidLatestImage`] and [`Setters::invalid_policies`] lists it.
     pub fn from_policies<'a>(
         namespace: impl Into<String>,
         policies: impl IntoIterator<Item = &'a ImagePolicyInfo>,
-    ) -> Result<Self, SetterError> {
+    ) -> Self {
         let mut setters = Self::new(namespace);
         for policy in policies {
-            if policy.namespace == setters.namespace {
-                setters.add(&policy.name, policy.latest_ref.clone())?;
+            if policy.namespace == setters.namespace
+                && let Err(error) = setters.add(&policy.name, policy.latest_ref.clone())
+            {
+                setters.policies.remove(&policy.name);
+                setters
+                    .invalid
+                    .insert(policy.name.clone(), error.to_string());
             }
         }
-        Ok(setters)
+        setters
     }
 
-    /// Adds one policy of the automation's namespace. Like Flux, an invalid latest image fails
-    /// the whole run even if no marker uses it: writing it would produce broken manifests.
+    /// Policies skipped for an invalid latest image, with why (for logs and reports).
+    pub fn invalid_policies(&self) -> &BTreeMap<String, String> {
+        &self.invalid
+    }
+
+    /// Adds one policy of the automation's namespace; an invalid latest image is an error
+    /// (writing it would produce broken manifests) and the policy is not added.
     pub fn add(&mut self, name: &str, latest: Option<ImageRef>) -> Result<(), SetterError> {
         if let Some(image) = &latest {
             validate_image(image).map_err(|reason| SetterError::InvalidPolicy {
@@ -140,6 +158,12 @@ impl Setters {
                     "policy namespace {namespace:?} is not the automation's namespace {:?}",
                     self.namespace
                 ),
+            ));
+        }
+        if let Some(why) = self.invalid.get(policy) {
+            return Err((
+                UnmatchedReason::InvalidLatestImage,
+                format!("skipped: {why}"),
             ));
         }
         let image = match self.policies.get(policy) {
@@ -271,6 +295,8 @@ pub enum UnmatchedReason {
     UnknownPolicy,
     /// The policy has no latest image yet.
     PolicyNotReady,
+    /// The policy's latest image is not a valid image reference; the policy was skipped.
+    InvalidLatestImage,
     /// A suffix other than `:tag`, `:name`, `:digest`.
     UnknownField,
     /// The comment mentions `"$imagepolicy"` but is not a valid marker.
@@ -420,5 +446,35 @@ mod tests {
                 .is_ok()
         );
         assert!(s.add("a", Some(bad("Registry.IO/app", "v1", None))).is_ok());
+    }
+
+    /// One policy with an invalid latest image is skipped and reported; the others still
+    /// resolve (before, `from_policies` failed and no policy applied).
+    #[test]
+    fn an_invalid_latest_image_skips_only_its_policy() {
+        let info = |name: &str, image: &str, tag: &str| ImagePolicyInfo {
+            namespace: "ns".into(),
+            name: name.into(),
+            latest_ref: Some(ImageRef {
+                name: image.into(),
+                tag: tag.into(),
+                digest: None,
+            }),
+            ..ImagePolicyInfo::default()
+        };
+        let policies = [
+            info("good", "reg.io/app", "v2"),
+            info("bad", "reg.io/other", "bad tag!"),
+        ];
+        let s = Setters::from_policies("ns", &policies);
+        assert_eq!(s.resolve("ns:good:tag"), Ok("v2".to_string()));
+        let (reason, message) = s.resolve("ns:bad").unwrap_err();
+        assert_eq!(reason, UnmatchedReason::InvalidLatestImage);
+        assert!(
+            message.contains("policy ns/bad: invalid latest image reference"),
+            "{message}"
+        );
+        assert_eq!(s.invalid_policies().len(), 1);
+        assert!(s.image("bad").is_none());
     }
 }
