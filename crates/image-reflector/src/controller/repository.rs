@@ -419,10 +419,7 @@ mod tests {
         assert_eq!(scan.latest_tags, ["2.0.0", "1.0.0"]);
         let (status, _, message) = ready_of(&out.status);
         assert_eq!(status, "True");
-        assert!(
-            message.ends_with("; skipped 1 invalid tag(s)"),
-            "{message}"
-        );
+        assert!(message.ends_with("; skipped 1 invalid tag(s)"), "{message}");
         let stored = fx
             .deps()
             .store
