@@ -252,19 +252,24 @@ impl Suite {
         );
     }
 
-    /// Applies `fault` to tag listing, waits for the failure whose message contains every
-    /// string of `expected`, checks that nothing secret shows, removes the fault and waits
-    /// for the next scan to succeed. Returns the failure's message.
+    /// Applies `fault` to tag listing, waits for the scan to fail, checks that nothing
+    /// secret shows and that the message contains every string of `expected`, removes the
+    /// fault and waits for the next scan to succeed. Returns the failure's message.
     async fn case(&self, fault: Fault, expected: &[&str]) -> String {
         let name = format!("{fault:?}");
         self.proxy.set_fault_on(TAGS, fault);
         let (failed, text) = self
             .serve
-            .wait_repository(&format!("{name} fails the scan"), |r| {
-                !r.readiness.ready && expected.iter().all(|e| r.readiness.message.contains(e))
-            })
+            .wait_repository(&format!("{name} fails the scan"), |r| !r.readiness.ready)
             .await;
         assert_no_secret(&self.forms, &format!("API document ({name})"), &text);
+        let message = failed.readiness.message;
+        for expected in expected {
+            assert!(
+                message.contains(expected),
+                "{name}: {expected:?} not in {message}"
+            );
+        }
         assert!(self.proxy.faulted_requests() > 0, "{name}: never applied");
         self.proxy.clear();
         self.wait_healthy(&format!("recovery from {name}")).await;
@@ -275,7 +280,7 @@ impl Suite {
             &format!("log ({name})"),
             &self.serve.log_text(),
         );
-        failed.readiness.message
+        message
     }
 }
 
