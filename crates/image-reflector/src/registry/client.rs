@@ -163,20 +163,22 @@ struct Op<'a> {
     deadline: Instant,
 }
 
-#[derive(Deserialize)]
-struct TagsPage {
+/// A `tags/list` answer (public for the fuzz targets).
+#[derive(Debug, Deserialize)]
+pub struct TagsPage {
     #[serde(default)]
-    tags: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
+/// A token endpoint's answer (public for the fuzz targets).
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
     #[serde(default)]
-    token: Option<String>,
+    pub token: Option<String>,
     #[serde(default)]
-    access_token: Option<String>,
+    pub access_token: Option<String>,
     #[serde(default)]
-    expires_in: Option<u64>,
+    pub expires_in: Option<u64>,
 }
 
 impl RegistryClient {
