@@ -52,6 +52,9 @@ pub mod reason {
     /// Ours, not Flux's: a feature the spec asks for that this release does not implement
     /// (for example a cloud `provider`), reported instead of silently doing something else.
     pub const UNSUPPORTED: &str = "Unsupported";
+    /// Ours: the commit message template ran out of a rendering limit (output size, value
+    /// size, steps, time); it stalls until the template changes and nothing is pushed.
+    pub const TEMPLATE_LIMIT_EXCEEDED: &str = "TemplateLimitExceeded";
 }
 
 /// Condition status values.

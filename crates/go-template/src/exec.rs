@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use crate::Error;
 use crate::funcs::{self, Args, Imp, Sig, Ty};
+use crate::limits::{Budget, FnBudget, LimitExceeded, Limits, weight};
 use crate::parse::{Arg, Branch, Cmd, Node, Number, Pipe, Trees};
 use crate::value::Value;
 
@@ -29,8 +30,6 @@ enum At<'a> {
     Branch(&'a Branch, &'static str),
 }
 
-const MAX_DEPTH: usize = 10000;
-
 const MUTATORS: &[&str] = &[
     "set",
     "unset",
@@ -49,6 +48,7 @@ pub(crate) struct State<'a> {
     vars: Vec<(&'a str, Ev<'a>)>,
     at: At<'a>,
     depth: usize,
+    budget: Budget,
 }
 
 pub(crate) fn execute<'a>(
@@ -56,6 +56,7 @@ pub(crate) fn execute<'a>(
     text: &'a str,
     name: &'a str,
     data: &'a Value,
+    limits: Limits,
 ) -> Result<String, Error> {
     let dot: Ev<'a> = match data {
         Value::Nil => None,
@@ -70,6 +71,7 @@ pub(crate) fn execute<'a>(
         vars: vec![("$", dot.clone())],
         at: At::None,
         depth: 0,
+        budget: Budget::new(limits),
     };
     let Some(root) = trees.get(name) else {
         return Err(Error::Exec(format!(
@@ -97,8 +99,48 @@ fn is_true(v: &Ev<'_>) -> bool {
 
 impl<'a> State<'a> {
     fn errorf<T>(&self, msg: impl Into<String>) -> R<T> {
-        let msg = msg.into();
-        let full = match self.at {
+        Err(Flow::Err(Error::Exec(self.located(&msg.into()))))
+    }
+
+    /// A limit ran out at the current node.
+    fn limit<T>(&self, exceeded: LimitExceeded) -> R<T> {
+        Err(Flow::Err(Error::Limit {
+            exceeded,
+            message: self.located(&exceeded.to_string()),
+        }))
+    }
+
+    fn step(&mut self) -> R<()> {
+        match self.budget.steps(1) {
+            Ok(()) => Ok(()),
+            Err(e) => self.limit(e),
+        }
+    }
+
+    /// Charges a copy of an owned value (variables keep theirs until the scope ends).
+    fn charge_copy(&mut self, v: &Ev<'a>) -> R<()> {
+        let Some(Cow::Owned(v)) = v else {
+            return Ok(());
+        };
+        match self.budget.allocate_value(v) {
+            Ok(()) => Ok(()),
+            Err(e) => self.limit(e),
+        }
+    }
+
+    /// Appends to the output within `max_output_bytes`.
+    fn emit(&mut self, s: &str) -> R<()> {
+        let limit = self.budget.limits.max_output_bytes;
+        if self.out.len().saturating_add(s.len()) > limit {
+            return self.limit(LimitExceeded::Output { limit });
+        }
+        self.out.push_str(s);
+        Ok(())
+    }
+
+    /// `msg` prefixed like Go's execution errors: template, line, column, action.
+    fn located(&self, msg: &str) -> String {
+        match self.at {
             At::None => format!("template: {}: {msg}", self.name),
             at => {
                 let (pos, ctx) = match at {
@@ -125,8 +167,7 @@ impl<'a> State<'a> {
                     ctx
                 )
             }
-        };
-        Err(Flow::Err(Error::Exec(full)))
+        }
     }
 
     fn walk_list(&mut self, dot: &Ev<'a>, list: &'a [Node]) -> R<()> {
@@ -138,15 +179,22 @@ impl<'a> State<'a> {
 
     fn walk(&mut self, dot: &Ev<'a>, node: &'a Node) -> R<()> {
         self.at = At::Node(node);
+        self.step()?;
         match node {
-            Node::Text(t) => self.out.push_str(t),
+            Node::Text(t) => self.emit(t)?,
             Node::Action(pipe) => {
                 let v = self.eval_pipeline(dot, pipe)?;
                 if pipe.decl.is_empty() {
                     self.at = At::Node(node);
                     match v {
-                        None => self.out.push_str("<no value>"),
-                        Some(v) => self.out.push_str(&crate::fmt::sprint_value(&v)),
+                        None => self.emit("<no value>")?,
+                        Some(v) => {
+                            let text = match &*v {
+                                Value::String(s) => Cow::Borrowed(s.as_str()),
+                                other => Cow::Owned(crate::fmt::sprint_value(other)),
+                            };
+                            self.emit(&text)?;
+                        }
                     }
                 }
             }
@@ -160,8 +208,9 @@ impl<'a> State<'a> {
                     return self
                         .errorf(format!("template {} not defined", crate::fmt::quote(name)));
                 };
-                if self.depth >= MAX_DEPTH {
-                    return self.errorf(format!("exceeded maximum template depth ({MAX_DEPTH})"));
+                let limit = self.budget.limits.max_template_depth;
+                if self.depth >= limit {
+                    return self.limit(LimitExceeded::Depth { limit });
                 }
                 let new_dot = match pipe {
                     Some(p) => self.eval_pipeline(dot, p)?,
@@ -247,6 +296,8 @@ impl<'a> State<'a> {
         }
         let nd = b.pipe.decl.len();
         for (index, elem) in items {
+            self.at = At::Branch(b, "range");
+            self.step()?;
             if nd > 0 {
                 let top = mark - 1;
                 if nd > 1 {
@@ -299,6 +350,7 @@ impl<'a> State<'a> {
         }
         let value = value.unwrap_or(None);
         for d in &pipe.decl {
+            self.charge_copy(&value)?;
             if pipe.is_assign {
                 self.set_var(d, value.clone())?;
             } else {
@@ -541,6 +593,7 @@ impl<'a> State<'a> {
         args: Option<&'a [Arg]>,
         final_: Option<Ev<'a>>,
     ) -> R<Ev<'a>> {
+        self.step()?;
         let args: &'a [Arg] = match args {
             Some(a) if !a.is_empty() => &a[1..],
             _ => &[],
@@ -589,13 +642,44 @@ impl<'a> State<'a> {
             };
             argv.push(self.validate_type(f, ty)?);
         }
+        let limits = self.budget.limits;
+        // Variadic functions (other than Go's comparison and index builtins) copy their
+        // arguments: `list $a $a $a ...` must not multiply a large value.
+        if sig.variadic.is_some_and(|t| t != Ty::Refl) {
+            let max = limits.max_value_bytes;
+            let mut total = 0usize;
+            for v in argv.iter().flatten() {
+                total = total.saturating_add(weight(v, max));
+                if total > max {
+                    self.at = node;
+                    return self.limit(LimitExceeded::ValueSize { limit: max });
+                }
+            }
+        }
+        let fn_budget = FnBudget::new(
+            limits.max_value_bytes,
+            self.budget.remaining_steps(),
+            limits.max_steps,
+        );
         let result = match sig.imp {
-            Imp::F(f) => f(&Args(argv)),
+            Imp::F(f) => f(&Args(argv, &fn_budget)),
             Imp::Unsupported => Err(format!(
                 "function {name} is not supported by this implementation"
             )),
             Imp::AndOr(_) => Ok(Value::Nil),
         };
+        let charged = match fn_budget.exceeded.get() {
+            Some(e) => Err(e),
+            None => self.budget.steps(fn_budget.work.get()),
+        };
+        let charged = charged.and_then(|()| match &result {
+            Ok(v) => self.budget.allocate_value(v),
+            Err(_) => Ok(()),
+        });
+        if let Err(e) = charged {
+            self.at = node;
+            return self.limit(e);
+        }
         match result {
             Ok(v) => {
                 // Go maps are references: Sprig's set/unset/merge mutate their first argument.
@@ -603,7 +687,7 @@ impl<'a> State<'a> {
                 if MUTATORS.contains(&name)
                     && let Some(Arg::Variable { idents, .. }) = args.first()
                 {
-                    self.write_back(idents, &v);
+                    self.write_back(idents, &v)?;
                 }
                 Ok(Some(Cow::Owned(v)))
             }
@@ -614,15 +698,27 @@ impl<'a> State<'a> {
         }
     }
 
-    fn write_back(&mut self, idents: &[String], v: &Value) {
+    fn write_back(&mut self, idents: &[String], v: &Value) -> R<()> {
         let Some((name, path)) = idents.split_first() else {
-            return;
+            return Ok(());
         };
+        let Some(cur) = self
+            .vars
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+        else {
+            return Ok(());
+        };
+        if let Err(e) = self.budget.allocate_value(cur) {
+            return self.limit(e);
+        }
         let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) else {
-            return;
+            return Ok(());
         };
         let Some(cur) = slot.1.as_deref() else {
-            return;
+            return Ok(());
         };
         let mut root = cur.clone();
         let mut target = &mut root;
@@ -630,16 +726,17 @@ impl<'a> State<'a> {
             match target {
                 Value::Map(m) => match m.get_str_mut(key) {
                     Some(next) => target = next,
-                    None => return,
+                    None => return Ok(()),
                 },
-                _ => return,
+                _ => return Ok(()),
             }
         }
         if !matches!(target, Value::Map(_)) {
-            return;
+            return Ok(());
         }
         *target = v.clone();
         slot.1 = Some(Cow::Owned(root));
+        Ok(())
     }
 
     fn eval_arg(&mut self, dot: &Ev<'a>, ty: Ty, n: &'a Arg) -> R<Ev<'a>> {

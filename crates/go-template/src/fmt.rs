@@ -18,6 +18,14 @@ struct Flags {
 struct Printer {
     buf: String,
     f: Flags,
+    /// Bytes `buf` may grow to; past it printing stops and `over` is set.
+    max: usize,
+    over: bool,
+}
+
+/// Go's `tooLarge`: widths and precisions beyond a million are refused.
+fn too_large(n: i64) -> bool {
+    !(-1_000_000..=1_000_000).contains(&n)
 }
 
 /// Go's `fmt.Sprint`.
@@ -59,8 +67,16 @@ pub(crate) fn sprint_value(v: &Value) -> String {
 }
 
 /// Go's `fmt.Sprintf` (argument indexes `%[n]d` are not supported).
+#[cfg(test)]
 pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
+    sprintf_limited(format, args, usize::MAX).unwrap_or_default()
+}
+
+/// Go's `fmt.Sprintf`, or `None` when the text would be longer than `max` bytes (checked
+/// before padding is written, so `%9999999d` over a long list allocates nothing large).
+pub(crate) fn sprintf_limited(format: &str, args: &[Value], max: usize) -> Option<String> {
     let mut p = Printer::new();
+    p.max = max;
     let b = format.as_bytes();
     let end = b.len();
     let mut arg_num = 0usize;
@@ -96,7 +112,7 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
         if i < end && b[i] == b'*' {
             i += 1;
             match args.get(arg_num) {
-                Some(Value::Int(n)) => {
+                Some(Value::Int(n)) if !too_large(*n) => {
                     let n = *n;
                     arg_num += 1;
                     if n < 0 {
@@ -123,7 +139,7 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
             if i < end && b[i] == b'*' {
                 i += 1;
                 match args.get(arg_num) {
-                    Some(Value::Int(n)) => {
+                    Some(Value::Int(n)) if *n >= 0 && !too_large(*n) => {
                         arg_num += 1;
                         p.f.prec = usize::try_from(*n).ok();
                     }
@@ -143,6 +159,9 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
         if i >= end {
             p.buf.push_str("%!(NOVERB)");
             break 'outer;
+        }
+        if p.over || p.buf.len() > max {
+            return None;
         }
         let Some(verb) = format[i..].chars().next() else {
             break;
@@ -184,16 +203,21 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
         }
         p.buf.push(')');
     }
-    p.buf
+    if p.over || p.buf.len() > max {
+        return None;
+    }
+    Some(p.buf)
 }
 
 fn parse_num(b: &[u8], mut i: usize) -> (Option<usize>, usize) {
     let start = i;
     let mut n: usize = 0;
     while i < b.len() && b[i].is_ascii_digit() {
-        n = n
-            .saturating_mul(10)
-            .saturating_add(usize::from(b[i] - b'0'));
+        // Go gives up on a number past a million: no width, and the verb is lost.
+        if n > 1_000_000 {
+            return (None, b.len());
+        }
+        n = n * 10 + usize::from(b[i] - b'0');
         i += 1;
     }
     if i == start { (None, i) } else { (Some(n), i) }
@@ -204,7 +228,18 @@ impl Printer {
         Printer {
             buf: String::new(),
             f: Flags::default(),
+            max: usize::MAX,
+            over: false,
         }
+    }
+
+    /// Whether `n` more bytes fit; marks the printer full when not.
+    fn room(&mut self, n: usize) -> bool {
+        if self.over || self.buf.len().saturating_add(n) > self.max {
+            self.over = true;
+            return false;
+        }
+        true
     }
 
     fn print_arg(&mut self, v: &Value, verb: char) {
@@ -224,6 +259,9 @@ impl Printer {
     }
 
     fn print_value(&mut self, v: &Value, verb: char, depth: usize) {
+        if !self.room(0) {
+            return;
+        }
         match v {
             Value::Nil => {
                 if depth == 0 {
@@ -329,6 +367,9 @@ impl Printer {
     }
 
     fn write_padding(&mut self, n: usize) {
+        if !self.room(n) {
+            return;
+        }
         let c = if self.f.zero { '0' } else { ' ' };
         for _ in 0..n {
             self.buf.push(c);
@@ -492,6 +533,9 @@ impl Printer {
             out.push(d[(u % u64::from(base)) as usize]);
             u /= u64::from(base);
         }
+        if !self.room(prec) {
+            return;
+        }
         while out.len() < prec {
             out.push(b'0');
         }
@@ -539,6 +583,9 @@ impl Printer {
     }
 
     fn fmt_float(&mut self, x: f64, verb: char, prec: Option<usize>) {
+        if !self.room(prec.unwrap_or(0)) {
+            return;
+        }
         let s = format_float(x, verb, prec);
         let mut num = if s.starts_with('-') || s.starts_with('+') {
             s

@@ -9,7 +9,8 @@ use base64::Engine as _;
 use sha2::Digest as _;
 
 use crate::exec::Ev;
-use crate::fmt::{quote, sprint, sprint_value, sprintf, sprintln};
+use crate::fmt::{quote, sprint, sprint_value, sprintln};
+use crate::limits::FnBudget;
 use crate::value::{Map, Value, go_compare};
 
 /// Go parameter types, as far as argument checking needs them.
@@ -46,7 +47,7 @@ impl Ty {
     }
 }
 
-pub(crate) type F = fn(&Args<'_>) -> Result<Value, String>;
+pub(crate) type F = fn(&Args<'_, '_>) -> Result<Value, String>;
 
 #[derive(Clone, Copy)]
 pub(crate) enum Imp {
@@ -64,11 +65,12 @@ pub(crate) struct Sig {
 }
 
 /// Evaluated arguments; `None` entries are invalid values (only for `reflect.Value` params).
-pub(crate) struct Args<'a>(pub(crate) Vec<Ev<'a>>);
+/// Functions check what they build against the budget before building it.
+pub(crate) struct Args<'a, 'b>(pub(crate) Vec<Ev<'a>>, pub(crate) &'b FnBudget);
 
 static NIL: Value = Value::Nil;
 
-impl Args<'_> {
+impl Args<'_, '_> {
     fn len(&self) -> usize {
         self.0.len()
     }
@@ -96,7 +98,21 @@ impl Args<'_> {
     fn rest(&self, from: usize) -> impl Iterator<Item = &Value> {
         (from..self.len()).map(|i| self.v(i))
     }
+    /// Fails (with the limit recorded) unless a value of `bytes` may be built.
+    fn size(&self, bytes: u128) -> Result<(), String> {
+        self.1.check_size(bytes)
+    }
+    /// Fails unless `n` more steps of work fit the step budget.
+    fn work(&self, n: u128) -> Result<(), String> {
+        self.1.work(n)
+    }
+    fn max_value(&self) -> usize {
+        self.1.max_value_bytes
+    }
 }
+
+/// Bytes one value node takes, for size checks of lists built from counts.
+const NODE: u128 = size_of::<Value>() as u128;
 
 use Ty::{Any, Bool as TB, Float as TF, Int as TI, List as TL, Refl, Str as TS, StrMap as TM};
 
@@ -374,7 +390,7 @@ pub(crate) fn lookup(name: &str) -> Option<Sig> {
             Ok(Value::String(sprintln(&collect(a, 0))))
         }),
         "printf" => sig(&[TS], Some(Any), |a| {
-            Ok(Value::String(sprintf(a.s(0), &collect(a, 1))))
+            Ok(Value::String(limited_sprintf(a, a.s(0), &collect(a, 1))?))
         }),
         "html" => sig(&[], Some(Any), |a| {
             Ok(Value::String(html_escape(&eval_args(a))))
@@ -419,6 +435,7 @@ pub(crate) fn lookup(name: &str) -> Option<Sig> {
         "substr" => sig(&[TI, TI, TS], None, |a| substr(a.i(0), a.i(1), a.s(2))),
         "repeat" => sig(&[TI, TS], None, |a| {
             let n = usize::try_from(a.i(0)).map_err(|_| "strings: negative Repeat count")?;
+            a.size(n as u128 * a.s(1).len() as u128)?;
             Ok(a.s(1).repeat(n).into())
         }),
         "trunc" => sig(&[TI, TS], None, |a| Ok(trunc(a.i(0), a.s(1)).into())),
@@ -468,33 +485,60 @@ pub(crate) fn lookup(name: &str) -> Option<Sig> {
                 .cloned()
                 .collect();
             let f = vec!["%v"; v.len()].join(" ");
-            Ok(sprintf(&f, &v).into())
+            Ok(limited_sprintf(a, &f, &v)?.into())
         }),
-        "indent" => sig(&[TI, TS], None, |a| Ok(indent(a.i(0), a.s(1)).into())),
+        "indent" => sig(&[TI, TS], None, |a| {
+            a.size(indent_size(a.i(0), a.s(1)))?;
+            Ok(indent(a.i(0), a.s(1)).into())
+        }),
         "nindent" => sig(&[TI, TS], None, |a| {
+            a.size(indent_size(a.i(0), a.s(1)) + 1)?;
             Ok(format!("\n{}", indent(a.i(0), a.s(1))).into())
         }),
-        "replace" => sig(s3, None, |a| Ok(go_replace(a.s(2), a.s(0), a.s(1)).into())),
+        "replace" => sig(s3, None, |a| {
+            let (s, old, new) = (a.s(2), a.s(0), a.s(1));
+            let count = if old.is_empty() {
+                s.chars().count() + 1
+            } else {
+                s.matches(old).count()
+            };
+            a.size(s.len() as u128 + count as u128 * new.len() as u128)?;
+            Ok(go_replace(s, old, new).into())
+        }),
         "plural" => sig(&[TS, TS, TI], None, |a| {
             Ok(if a.i(2) == 1 { a.s(0) } else { a.s(1) }.into())
         }),
         "split" => sig(s2, None, |a| {
-            let mut m = Map::new().with_type_name("map[string]string");
-            for (i, p) in go_split(a.s(1), a.s(0), -1).into_iter().enumerate() {
-                m.insert(format!("_{i}"), p);
-            }
-            Ok(Value::Map(m))
+            a.size(split_count(a.s(1), a.s(0), -1) * 2 * NODE + a.s(1).len() as u128)?;
+            Ok(Value::Map(
+                go_split(a.s(1), a.s(0), -1)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, p)| (format!("_{i}"), p))
+                    .collect::<Map>()
+                    .with_type_name("map[string]string"),
+            ))
         }),
         "splitn" => sig(&[TS, TI, TS], None, |a| {
-            let mut m = Map::new().with_type_name("map[string]string");
-            for (i, p) in go_split(a.s(2), a.s(0), a.i(1)).into_iter().enumerate() {
-                m.insert(format!("_{i}"), p);
-            }
-            Ok(Value::Map(m))
+            a.size(split_count(a.s(2), a.s(0), a.i(1)) * 2 * NODE + a.s(2).len() as u128)?;
+            Ok(Value::Map(
+                go_split(a.s(2), a.s(0), a.i(1))
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, p)| (format!("_{i}"), p))
+                    .collect::<Map>()
+                    .with_type_name("map[string]string"),
+            ))
         }),
-        "splitList" => sig(s2, None, |a| Ok(Value::list(go_split(a.s(1), a.s(0), -1)))),
+        "splitList" => sig(s2, None, |a| {
+            a.size(split_count(a.s(1), a.s(0), -1) * NODE + a.s(1).len() as u128)?;
+            Ok(Value::list(go_split(a.s(1), a.s(0), -1)))
+        }),
         "join" => sig(&[TS, Any], None, |a| {
-            Ok(strslice(a.v(1)).join(a.s(0)).into())
+            let parts = strslice(a.v(1));
+            let sep = a.s(0).len() as u128 * parts.len().saturating_sub(1) as u128;
+            a.size(parts.iter().map(|p| p.len() as u128).sum::<u128>() + sep)?;
+            Ok(parts.join(a.s(0)).into())
         }),
         "sortAlpha" => sig(any1, None, |a| match a.v(0) {
             Value::List(_) => {
@@ -580,19 +624,24 @@ pub(crate) fn lookup(name: &str) -> Option<Sig> {
         }),
         "until" => sig(&[TI], None, |a| {
             let n = a.i(0);
-            Ok(Value::list(until_step(0, n, if n < 0 { -1 } else { 1 })))
+            let step = if n < 0 { -1 } else { 1 };
+            a.size(until_step_count(0, n, step) * NODE)?;
+            Ok(Value::list(until_step(0, n, step)))
         }),
         "untilStep" => sig(&[TI, TI, TI], None, |a| {
+            a.size(until_step_count(a.i(0), a.i(1), a.i(2)) * NODE)?;
             Ok(Value::list(until_step(a.i(0), a.i(1), a.i(2))))
         }),
         "seq" => sig(&[], Some(TI), |a| {
-            seq(&a
-                .rest(0)
-                .map(|v| match v {
-                    Value::Int(i) => *i,
-                    _ => 0,
-                })
-                .collect::<Vec<_>>())
+            seq(
+                a,
+                &a.rest(0)
+                    .map(|v| match v {
+                        Value::Int(i) => *i,
+                        _ => 0,
+                    })
+                    .collect::<Vec<_>>(),
+            )
         }),
         "randInt" => unsup(&[TI, TI], None),
 
@@ -663,19 +712,17 @@ pub(crate) fn lookup(name: &str) -> Option<Sig> {
         "adler32sum" => sig(s1, None, |a| {
             Ok(crate::hash::adler32(a.s(0).as_bytes()).to_string().into())
         }),
-        "toJson" | "mustToJson" => sig(any1, None, |a| {
-            Ok(crate::json::encode(a.v(0), true, false).into())
-        }),
-        "toRawJson" | "mustToRawJson" => sig(any1, None, |a| {
-            Ok(crate::json::encode(a.v(0), false, false).into())
-        }),
-        "toPrettyJson" | "mustToPrettyJson" => sig(any1, None, |a| {
-            Ok(crate::json::encode(a.v(0), true, true).into())
-        }),
+        "toJson" | "mustToJson" => sig(any1, None, |a| to_json(a, true, false)),
+        "toRawJson" | "mustToRawJson" => sig(any1, None, |a| to_json(a, false, false)),
+        "toPrettyJson" | "mustToPrettyJson" => sig(any1, None, |a| to_json(a, true, true)),
         "fromJson" => sig(s1, None, |a| {
+            a.size(json_nodes(a.s(0)) * 2 * NODE)?;
             Ok(crate::json::decode(a.s(0)).unwrap_or_else(|_| Value::Map(Map::new())))
         }),
-        "mustFromJson" => sig(s1, None, |a| crate::json::decode(a.s(0))),
+        "mustFromJson" => sig(s1, None, |a| {
+            a.size(json_nodes(a.s(0)) * 2 * NODE)?;
+            crate::json::decode(a.s(0))
+        }),
 
         // Lists.
         "list" | "tuple" => sig(&[], Some(Any), |a| {
@@ -735,6 +782,7 @@ pub(crate) fn lookup(name: &str) -> Option<Sig> {
         "uniq" | "mustUniq" => sig(any1, None, |a| {
             let mut out: Vec<Value> = Vec::new();
             for v in as_list(a.v(0), "Cannot find uniq on type")? {
+                a.work(out.len() as u128)?;
                 if !out.contains(v) {
                     out.push(v.clone());
                 }
@@ -744,6 +792,7 @@ pub(crate) fn lookup(name: &str) -> Option<Sig> {
         "without" | "mustWithout" => sig(any1, Some(Any), |a| {
             let omit: Vec<&Value> = a.rest(1).collect();
             let l = as_list(a.v(0), "Cannot find without on type")?;
+            a.work(l.len() as u128 * omit.len() as u128)?;
             Ok(Value::List(
                 l.iter().filter(|v| !omit.contains(v)).cloned().collect(),
             ))
@@ -771,8 +820,8 @@ pub(crate) fn lookup(name: &str) -> Option<Sig> {
 
         // Dicts.
         "dict" => sig(&[], Some(Any), |a| {
-            let mut m = Map::new();
             let n = a.len();
+            let mut pairs = Vec::with_capacity(n.div_ceil(2));
             let mut i = 0;
             while i < n {
                 let k = strval(a.v(i));
@@ -781,10 +830,10 @@ pub(crate) fn lookup(name: &str) -> Option<Sig> {
                 } else {
                     Value::String(String::new())
                 };
-                m.insert(k, v);
+                pairs.push((k, v));
                 i += 2;
             }
-            Ok(Value::Map(m))
+            Ok(Value::Map(pairs.into_iter().collect()))
         }),
         "get" => sig(&[TM, TS], None, |a| {
             Ok(dict(a.v(0))
@@ -828,18 +877,19 @@ pub(crate) fn lookup(name: &str) -> Option<Sig> {
         }),
         "pick" => sig(&[TM], Some(TS), |a| {
             let src = dict(a.v(0));
-            let mut m = Map::new();
+            let mut picked = Vec::new();
             for k in a.rest(1) {
                 if let Value::String(k) = k
                     && let Some(v) = src.get_str(k)
                 {
-                    m.insert(k.as_str(), v.clone());
+                    picked.push((k.as_str(), v.clone()));
                 }
             }
-            Ok(Value::Map(m))
+            Ok(Value::Map(picked.into_iter().collect()))
         }),
         "omit" => sig(&[TM], Some(TS), |a| {
             let omit: Vec<&Value> = a.rest(1).collect();
+            a.work(dict(a.v(0)).len() as u128 * omit.len() as u128)?;
             Ok(Value::Map(
                 dict(a.v(0))
                     .iter()
@@ -903,24 +953,27 @@ pub(crate) fn lookup(name: &str) -> Option<Sig> {
             if n == 0 {
                 return Ok(Value::List(Vec::new()));
             }
-            let it = r.find_iter(a.s(1)).map(|m| Value::from(m.as_str()));
-            Ok(Value::List(if n < 0 {
-                it.collect()
-            } else {
-                it.take(n as usize).collect()
-            }))
+            let take = usize::try_from(n).unwrap_or(usize::MAX);
+            let mut out = Vec::new();
+            let mut size = 0u128;
+            for m in r.find_iter(a.s(1)).take(take) {
+                size += NODE + m.len() as u128;
+                a.size(size)?;
+                out.push(Value::from(m.as_str()));
+            }
+            Ok(Value::List(out))
         }),
-        "regexReplaceAll" | "mustRegexReplaceAll" => sig(s3, None, |a| {
-            Ok(re(a.s(0))?.replace_all(a.s(1), a.s(2)).into_owned().into())
-        }),
-        "regexReplaceAllLiteral" | "mustRegexReplaceAllLiteral" => sig(s3, None, |a| {
-            Ok(re(a.s(0))?
-                .replace_all(a.s(1), regex::NoExpand(a.s(2)))
-                .into_owned()
-                .into())
-        }),
+        "regexReplaceAll" | "mustRegexReplaceAll" => sig(s3, None, |a| re_replace(a, false)),
+        "regexReplaceAllLiteral" | "mustRegexReplaceAllLiteral" => {
+            sig(s3, None, |a| re_replace(a, true))
+        }
         "regexSplit" | "mustRegexSplit" => sig(&[TS, TS, TI], None, |a| {
-            Ok(Value::list(re_split(&re(a.s(0))?, a.s(1), a.i(2))))
+            let r = re(a.s(0))?;
+            let n = a.i(2);
+            let count = r.find_iter(a.s(1)).count() as u128 + 1;
+            let count = if n > 0 { count.min(n as u128) } else { count };
+            a.size(count * NODE + a.s(1).len() as u128)?;
+            Ok(Value::list(re_split(&r, a.s(1), n)))
         }),
         "regexQuoteMeta" => sig(s1, None, |a| Ok(quote_meta(a.s(0)).into())),
 
@@ -956,7 +1009,7 @@ pub(crate) fn lookup(name: &str) -> Option<Sig> {
     })
 }
 
-fn collect(a: &Args<'_>, from: usize) -> Vec<Value> {
+fn collect(a: &Args<'_, '_>, from: usize) -> Vec<Value> {
     a.rest(from).cloned().collect()
 }
 
@@ -967,12 +1020,14 @@ fn dict(v: &Value) -> Cow<'_, Map> {
     }
 }
 
-fn merge(a: &Args<'_>, overwrite: bool) -> Result<Value, String> {
-    fn deep(dst: &mut Map, src: &Map, overwrite: bool) {
+fn merge(a: &Args<'_, '_>, overwrite: bool) -> Result<Value, String> {
+    fn deep(dst: &mut Map, src: &Map, overwrite: bool, a: &Args<'_, '_>) -> Result<(), String> {
         for (k, v) in src.iter() {
+            // An insert shifts the sorted entries after it.
+            a.work(1 + dst.len() as u128 / 8)?;
             match (dst.get(k).cloned(), v) {
                 (Some(Value::Map(mut d)), Value::Map(s)) => {
-                    deep(&mut d, s, overwrite);
+                    deep(&mut d, s, overwrite, a)?;
                     dst.insert(k.clone(), Value::Map(d));
                 }
                 (Some(existing), _) => {
@@ -983,12 +1038,105 @@ fn merge(a: &Args<'_>, overwrite: bool) -> Result<Value, String> {
                 (None, _) => dst.insert(k.clone(), v.clone()),
             }
         }
+        Ok(())
     }
     let mut dst = dict(a.v(0)).into_owned();
     for s in a.rest(1) {
-        deep(&mut dst, &dict(s), overwrite);
+        deep(&mut dst, &dict(s), overwrite, a)?;
     }
     Ok(Value::Map(dst))
+}
+
+fn to_json(a: &Args<'_, '_>, html: bool, pretty: bool) -> Result<Value, String> {
+    match crate::json::encode(a.v(0), html, pretty, a.max_value()) {
+        Some(s) => Ok(s.into()),
+        None => a.size(u128::MAX).map(|()| Value::Nil),
+    }
+}
+
+/// An upper bound of the values a JSON text decodes to.
+fn json_nodes(s: &str) -> u128 {
+    1 + s.bytes().filter(|b| b",:[{".contains(b)).count() as u128
+}
+
+/// Go's `fmt.Sprintf` within the value size limit.
+fn limited_sprintf(a: &Args<'_, '_>, format: &str, args: &[Value]) -> Result<String, String> {
+    match crate::fmt::sprintf_limited(format, args, a.max_value()) {
+        Some(s) => Ok(s),
+        None => a.size(u128::MAX).map(|()| String::new()),
+    }
+}
+
+/// Go's `Regexp.ReplaceAllString` (`$1` expansion) or `ReplaceAllLiteralString`, checking
+/// the size before each replacement.
+fn re_replace(a: &Args<'_, '_>, literal: bool) -> Result<Value, String> {
+    let r = re(a.s(0))?;
+    let (s, repl) = (a.s(1), a.s(2));
+    // Each `$` reference expands to at most the whole match.
+    let refs = if literal {
+        0
+    } else {
+        repl.matches('$').count() as u128
+    };
+    let mut out = String::new();
+    let mut last = 0;
+    for caps in r.captures_iter(s) {
+        let Some(m) = caps.get(0) else {
+            continue;
+        };
+        a.size(
+            (out.len() + m.start() - last) as u128 + repl.len() as u128 + refs * m.len() as u128,
+        )?;
+        out.push_str(&s[last..m.start()]);
+        if literal {
+            out.push_str(repl);
+        } else {
+            caps.expand(repl, &mut out);
+        }
+        last = m.end();
+    }
+    out.push_str(&s[last..]);
+    a.size(out.len() as u128)?;
+    Ok(out.into())
+}
+
+/// Bytes `indent n s` builds.
+fn indent_size(n: i64, s: &str) -> u128 {
+    let lines = s.bytes().filter(|b| *b == b'\n').count() as u128 + 1;
+    s.len() as u128 + lines * u128::try_from(n).unwrap_or(0)
+}
+
+/// How many parts `go_split(s, sep, n)` returns.
+fn split_count(s: &str, sep: &str, n: i64) -> u128 {
+    if n == 0 {
+        return 0;
+    }
+    let all = if sep.is_empty() {
+        s.chars().count() as u128
+    } else {
+        s.matches(sep).count() as u128 + 1
+    };
+    match u128::try_from(n) {
+        Ok(n) => all.min(n),
+        Err(_) => all,
+    }
+}
+
+/// How many numbers `until_step(start, stop, step)` returns.
+fn until_step_count(start: i64, stop: i64, step: i64) -> u128 {
+    let (start, stop, step) = (i128::from(start), i128::from(stop), i128::from(step));
+    let count = if stop < start {
+        if step >= 0 {
+            return 0;
+        }
+        (start - stop + (-step) - 1) / -step
+    } else {
+        if step <= 0 {
+            return 0;
+        }
+        (stop - start + step - 1) / step
+    };
+    u128::try_from(count).unwrap_or(0)
 }
 
 /// Sprig's `strval`: strings as is, `String()` results, otherwise `fmt.Sprintf("%v")`.
@@ -1089,7 +1237,11 @@ fn until_step(start: i64, stop: i64, step: i64) -> Vec<i64> {
         let mut i = start;
         while i > stop {
             v.push(i);
-            i += step;
+            // Go wraps around (and loops until memory runs out); stop instead.
+            let Some(next) = i.checked_add(step) else {
+                break;
+            };
+            i = next;
         }
         return v;
     }
@@ -1099,12 +1251,19 @@ fn until_step(start: i64, stop: i64, step: i64) -> Vec<i64> {
     let mut i = start;
     while i < stop {
         v.push(i);
-        i += step;
+        let Some(next) = i.checked_add(step) else {
+            break;
+        };
+        i = next;
     }
     v
 }
 
-fn seq(p: &[i64]) -> Result<Value, String> {
+fn seq(a: &Args<'_, '_>, p: &[i64]) -> Result<Value, String> {
+    let counted = |start: i64, stop: i64, step: i64| -> Result<Vec<i64>, String> {
+        a.size(until_step_count(start, stop, step) * NODE)?;
+        Ok(until_step(start, stop, step))
+    };
     let join = |v: Vec<i64>| -> Value {
         v.iter()
             .map(|i| i.to_string())
@@ -1116,11 +1275,11 @@ fn seq(p: &[i64]) -> Result<Value, String> {
         [] => "".into(),
         [end] => {
             let inc = if *end < 1 { -1 } else { 1 };
-            join(until_step(1, end + inc, inc))
+            join(counted(1, end.wrapping_add(inc), inc)?)
         }
         [start, end] => {
             let inc = if end < start { -1 } else { 1 };
-            join(until_step(*start, end + inc, inc))
+            join(counted(*start, end.wrapping_add(inc), inc)?)
         }
         [start, step, end] => {
             if end < start {
@@ -1131,7 +1290,7 @@ fn seq(p: &[i64]) -> Result<Value, String> {
                 return Ok("".into());
             }
             let sign = if end < start { -1 } else { 1 };
-            join(until_step(*start, end + sign, *step))
+            join(counted(*start, end.wrapping_add(sign), *step)?)
         }
         _ => "".into(),
     })
@@ -1519,7 +1678,7 @@ fn path_ext(p: &str) -> String {
     String::new()
 }
 
-fn eval_args(a: &Args<'_>) -> String {
+fn eval_args(a: &Args<'_, '_>) -> String {
     if a.len() == 1
         && let Value::String(s) = a.v(0)
     {
@@ -1580,7 +1739,7 @@ fn query_escape(s: &str) -> String {
     out
 }
 
-fn b_len(a: &Args<'_>) -> Result<Value, String> {
+fn b_len(a: &Args<'_, '_>) -> Result<Value, String> {
     match a.valid(0) {
         None => Err("reflect: call of reflect.Value.Type on zero Value".into()),
         Some(Value::Nil) => Err("len of nil pointer".into()),
@@ -1607,7 +1766,7 @@ fn index_arg(idx: Option<&Value>, cap: usize) -> Result<usize, String> {
     }
 }
 
-fn b_index(a: &Args<'_>) -> Result<Value, String> {
+fn b_index(a: &Args<'_, '_>) -> Result<Value, String> {
     let mut item = match a.valid(0) {
         None | Some(Value::Nil) => return Err("index of untyped nil".into()),
         Some(v) => v.clone(),
@@ -1663,7 +1822,7 @@ fn b_index(a: &Args<'_>) -> Result<Value, String> {
     Ok(item)
 }
 
-fn sprig_slice(a: &Args<'_>) -> Result<Value, String> {
+fn sprig_slice(a: &Args<'_, '_>) -> Result<Value, String> {
     let l = match a.v(0) {
         Value::List(l) => l,
         Value::Nil => {
@@ -1716,7 +1875,7 @@ fn ind(v: Option<&Value>) -> Option<&Value> {
     v.filter(|x| !matches!(x, Value::Nil))
 }
 
-fn b_eq(a: &Args<'_>) -> Result<Value, String> {
+fn b_eq(a: &Args<'_, '_>) -> Result<Value, String> {
     let a1 = ind(a.valid(0));
     if a.len() < 2 {
         return Err("missing argument for comparison".into());

@@ -2,85 +2,137 @@
 
 use crate::value::{Map, Value};
 
+/// Why encoding stopped.
+enum Stop {
+    /// A value Go cannot encode (NaN, non-string map keys).
+    Unsupported,
+    /// The text would pass the size limit.
+    TooLarge,
+}
+
 /// Encodes like Go's `json.Marshal` (`html`: escape `<>&`; `pretty`: `MarshalIndent("", "  ")`).
-/// Values Go cannot encode (NaN, non-string map keys) give "" as Sprig does.
-pub(crate) fn encode(v: &Value, html: bool, pretty: bool) -> String {
+/// Values Go cannot encode (NaN, non-string map keys) give "" as Sprig does; `None` when the
+/// text would be longer than `max` bytes.
+pub(crate) fn encode(v: &Value, html: bool, pretty: bool, max: usize) -> Option<String> {
     let mut out = String::new();
-    if enc(v, html, pretty, 0, &mut out).is_err() {
-        return String::new();
-    }
-    out
-}
-
-fn newline(out: &mut String, pretty: bool, depth: usize) {
-    if pretty {
-        out.push('\n');
-        for _ in 0..depth {
-            out.push_str("  ");
-        }
+    let mut e = Enc { html, pretty, max };
+    match e.enc(v, 0, &mut out) {
+        Ok(()) if out.len() <= max => Some(out),
+        Ok(()) | Err(Stop::TooLarge) => None,
+        Err(Stop::Unsupported) => Some(String::new()),
     }
 }
 
-fn enc(v: &Value, html: bool, pretty: bool, depth: usize, out: &mut String) -> Result<(), ()> {
-    match v {
-        Value::Nil => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => out.push_str(&i.to_string()),
-        Value::Float(f) => {
-            if !f.is_finite() {
-                return Err(());
-            }
-            let a = f.abs();
-            let e = a != 0.0 && !(1e-6..1e21).contains(&a);
-            let mut s = if e {
-                crate::fmt::format_float(*f, 'e', None)
-            } else {
-                shortest_fixed(*f)
-            };
-            // Go trims "e-09" to "e-9" (negative exponents only).
-            let n = s.len();
-            if e && n >= 4 && s.as_bytes()[n - 4] == b'e' && &s[n - 3..n - 1] == "-0" {
-                s.remove(n - 2);
-            }
-            out.push_str(&s);
+struct Enc {
+    html: bool,
+    pretty: bool,
+    max: usize,
+}
+
+impl Enc {
+    fn newline(&self, out: &mut String, depth: usize) -> Result<(), Stop> {
+        if out.len() > self.max {
+            return Err(Stop::TooLarge);
         }
-        Value::String(s) => string(s, html, out),
-        Value::List(l) => {
-            if l.is_empty() {
-                out.push_str("[]");
-                return Ok(());
+        if self.pretty {
+            out.push('\n');
+            for _ in 0..depth {
+                out.push_str("  ");
             }
-            out.push('[');
-            for (i, x) in l.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+        }
+        Ok(())
+    }
+
+    fn enc(&mut self, v: &Value, depth: usize, out: &mut String) -> Result<(), Stop> {
+        let html = self.html;
+        match v {
+            Value::Nil => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => out.push_str(&i.to_string()),
+            Value::Float(f) => {
+                if !f.is_finite() {
+                    return Err(Stop::Unsupported);
                 }
-                newline(out, pretty, depth + 1);
-                enc(x, html, pretty, depth + 1, out)?;
-            }
-            newline(out, pretty, depth);
-            out.push(']');
-        }
-        Value::Map(m) => {
-            let mut entries: Vec<(String, &Value)> = Vec::new();
-            for (k, x) in m.iter() {
-                let key = match k {
-                    Value::String(s) => s.clone(),
-                    Value::Int(i) => i.to_string(),
-                    _ => return Err(()),
+                let a = f.abs();
+                let e = a != 0.0 && !(1e-6..1e21).contains(&a);
+                let mut s = if e {
+                    crate::fmt::format_float(*f, 'e', None)
+                } else {
+                    shortest_fixed(*f)
                 };
-                entries.push((key, x));
+                // Go trims "e-09" to "e-9" (negative exponents only).
+                let n = s.len();
+                if e && n >= 4 && s.as_bytes()[n - 4] == b'e' && &s[n - 3..n - 1] == "-0" {
+                    s.remove(n - 2);
+                }
+                out.push_str(&s);
             }
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            object(entries, html, pretty, depth, out)?;
+            Value::String(s) => string(s, html, out),
+            Value::List(l) => {
+                if l.is_empty() {
+                    out.push_str("[]");
+                    return Ok(());
+                }
+                out.push('[');
+                for (i, x) in l.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    self.newline(out, depth + 1)?;
+                    self.enc(x, depth + 1, out)?;
+                }
+                self.newline(out, depth)?;
+                out.push(']');
+            }
+            Value::Map(m) => {
+                let mut entries: Vec<(String, &Value)> = Vec::new();
+                for (k, x) in m.iter() {
+                    let key = match k {
+                        Value::String(s) => s.clone(),
+                        Value::Int(i) => i.to_string(),
+                        _ => return Err(Stop::Unsupported),
+                    };
+                    entries.push((key, x));
+                }
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                self.object(entries, depth, out)?;
+            }
+            Value::Object(o) => {
+                let mut entries: Vec<(String, &Value)> = Vec::new();
+                flatten(o, &mut entries);
+                self.object(entries, depth, out)?;
+            }
         }
-        Value::Object(o) => {
-            let mut entries: Vec<(String, &Value)> = Vec::new();
-            flatten(o, &mut entries);
-            object(entries, html, pretty, depth, out)?;
-        }
+        Ok(())
     }
-    Ok(())
+
+    fn object(
+        &mut self,
+        entries: Vec<(String, &Value)>,
+        depth: usize,
+        out: &mut String,
+    ) -> Result<(), Stop> {
+        if entries.is_empty() {
+            out.push_str("{}");
+            return Ok(());
+        }
+        out.push('{');
+        for (i, (k, x)) in entries.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            self.newline(out, depth + 1)?;
+            string(&k, self.html, out);
+            out.push(':');
+            if self.pretty {
+                out.push(' ');
+            }
+            self.enc(x, depth + 1, out)?;
+        }
+        self.newline(out, depth)?;
+        out.push('}');
+        Ok(())
+    }
 }
 
 fn flatten<'v>(o: &'v crate::Object, entries: &mut Vec<(String, &'v Value)>) {
@@ -90,35 +142,6 @@ fn flatten<'v>(o: &'v crate::Object, entries: &mut Vec<(String, &'v Value)>) {
             (v, _) => entries.push((f.name.clone(), v)),
         }
     }
-}
-
-fn object(
-    entries: Vec<(String, &Value)>,
-    html: bool,
-    pretty: bool,
-    depth: usize,
-    out: &mut String,
-) -> Result<(), ()> {
-    if entries.is_empty() {
-        out.push_str("{}");
-        return Ok(());
-    }
-    out.push('{');
-    for (i, (k, x)) in entries.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        newline(out, pretty, depth + 1);
-        string(&k, html, out);
-        out.push(':');
-        if pretty {
-            out.push(' ');
-        }
-        enc(x, html, pretty, depth + 1, out)?;
-    }
-    newline(out, pretty, depth);
-    out.push('}');
-    Ok(())
 }
 
 fn shortest_fixed(f: f64) -> String {
@@ -158,12 +181,10 @@ fn from_json(v: serde_json::Value) -> Value {
         serde_json::Value::Number(n) => Value::Float(n.as_f64().unwrap_or(0.0)),
         serde_json::Value::String(s) => Value::String(s),
         serde_json::Value::Array(a) => Value::List(a.into_iter().map(from_json).collect()),
-        serde_json::Value::Object(o) => {
-            let mut m = Map::new();
-            for (k, v) in o {
-                m.insert(k, from_json(v));
-            }
-            Value::Map(m)
-        }
+        serde_json::Value::Object(o) => Value::Map(
+            o.into_iter()
+                .map(|(k, v)| (k, from_json(v)))
+                .collect::<Map>(),
+        ),
     }
 }

@@ -75,6 +75,20 @@
 //! `error calling NAME: function NAME is not supported by this implementation`; see
 //! [`unsupported_functions`].
 //!
+//! # Limits
+//!
+//! Templates are written by anyone who may create an automation, so one execution runs within
+//! [`Limits`] ([`Template::execute`] uses [`Limits::DEFAULT`], [`Template::execute_with`] takes
+//! others): 1 MiB of output, 8 MiB for any one value a function builds (checked *before*
+//! `repeat`, `until`, `seq`, `printf` padding, `join`, `indent`, `replace`, `regexReplaceAll`,
+//! `split*`, `fromJson`, `toJson` or a variadic call such as `list $a $a ...` allocate), 64 MiB
+//! of values built or copied in total, 2,000,000 steps (actions, range iterations, function
+//! calls and the comparisons of `uniq`/`without`/`merge`), 5 s of wall-clock time (checked in
+//! the step counter), 100 nested `template` calls and values nested 200 deep. A limit that runs
+//! out fails with [`Error::Limit`], worded like an execution error and naming the limit:
+//! `template: commit message:1:3: executing "commit message" at <repeat 2000000000 "x">: value
+//! size limit exceeded: a value would be larger than 8388608 bytes`.
+//!
 //! # Known differences from Go
 //!
 //! - Integers are all Go `int` (`typeOf (add 1 2)` says `int`, not `int64`); passing Sprig's
@@ -85,6 +99,10 @@
 //!   `set $d.inner ...`); other aliases of the same Go map do not see the change.
 //! - Regular expression compile errors are worded by the `regex` crate, not Go's `regexp`.
 //! - `keys`/`values` return sorted order (Go: random).
+//! - Where Go's integer ranges wrap around (`untilStep 1 9223372036854775807 …`) and loop until
+//!   memory runs out, the range stops at the end of `int`; Go's own `fmt` limits apply
+//!   (`%!(BADWIDTH)` past a width of a million).
+//! - Go allows 100000 nested `template` calls; here 100 (see [`Limits`]).
 
 #![forbid(unsafe_code)]
 
@@ -96,10 +114,12 @@ mod funcs;
 mod hash;
 mod json;
 mod lexer;
+mod limits;
 mod parse;
 mod value;
 
 pub use error::Error;
+pub use limits::{LimitExceeded, Limits, MAX_VALUE_DEPTH};
 pub use value::{Map, Object, Value};
 
 /// A parsed template (plus the templates it `define`s).
@@ -130,8 +150,16 @@ impl Template {
     /// Renders the template with `data` as dot. Fails like Go's `Execute`, e.g.
     /// `template: commit message:1:2: executing "commit message" at <.Updated>: can't evaluate
     /// field Updated in type source.TemplateData`.
+    ///
+    /// Runs within [`Limits::DEFAULT`]; see [`Template::execute_with`].
     pub fn execute(&self, data: &Value) -> Result<String, Error> {
-        exec::execute(&self.trees, &self.text, &self.name, data)
+        self.execute_with(data, &Limits::DEFAULT)
+    }
+
+    /// Renders within `limits`: output size, value sizes, steps, time and template depth. A
+    /// limit that runs out fails with [`Error::Limit`], naming the limit and the action.
+    pub fn execute_with(&self, data: &Value, limits: &Limits) -> Result<String, Error> {
+        exec::execute(&self.trees, &self.text, &self.name, data, *limits)
     }
 
     /// The template's name.

@@ -184,12 +184,26 @@ fn map_elem_type(t: &str) -> Option<&str> {
 }
 
 impl<K: Into<Value>, V: Into<Value>> FromIterator<(K, V)> for Map {
+    /// Like inserting each pair in turn (a later key wins), but sorting once: inserting
+    /// into the sorted entries one by one is quadratic.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut m = Map::new();
-        for (k, v) in iter {
-            m.insert(k, v);
+        let mut entries: Vec<(Value, Value)> = iter
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        // Stable: equal keys stay in insertion order, and the last one is kept.
+        entries.sort_by(|a, b| go_compare(&a.0, &b.0));
+        let mut out: Vec<(Value, Value)> = Vec::with_capacity(entries.len());
+        for e in entries {
+            match out.last_mut() {
+                Some(last) if go_compare(&last.0, &e.0) == Ordering::Equal => *last = e,
+                _ => out.push(e),
+            }
         }
-        m
+        Map {
+            entries: out,
+            type_name: None,
+        }
     }
 }
 
@@ -252,6 +266,10 @@ impl Object {
     /// Field values in declaration order.
     pub fn fields(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.fields.iter().map(|f| (f.name.as_str(), &f.value))
+    }
+
+    pub(crate) fn raw_methods(&self) -> &[(String, Value)] {
+        &self.methods
     }
 
     pub(crate) fn raw_fields(&self) -> &[Field] {

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use api_types::ImageRef;
 use api_types::image_update_automation::DEFAULT_MESSAGE_TEMPLATE;
 use go_template::flux::{self, ChangeOrder, LegacyImage};
-use go_template::{Template, Value};
+use go_template::{LimitExceeded, Limits, Template, Value};
 
 use crate::setters::{ObjectId, Setters, UpdateResult};
 
@@ -46,12 +46,25 @@ pub struct TemplateInput<'a> {
 
 /// A template that could not be parsed or rendered; the message is Go's, naming the template
 /// line (e.g. `template: commit message:3: function "nosuchfn" not defined`).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MessageError {
     #[error("{0}")]
     Parse(go_template::Error),
     #[error("{0}")]
     Execute(go_template::Error),
+    /// Rendering ran out of one of [`Limits`]; the message names the limit and the action.
+    #[error("{0}")]
+    Limit(go_template::Error),
+}
+
+impl MessageError {
+    /// The rendering limit that stopped the template, if one did.
+    pub fn limit_exceeded(&self) -> Option<LimitExceeded> {
+        match self {
+            MessageError::Limit(e) => e.limit_exceeded(),
+            MessageError::Parse(_) | MessageError::Execute(_) => None,
+        }
+    }
 }
 
 /// Checks that a template parses (for validating a spec before any work is done).
@@ -59,14 +72,27 @@ pub fn validate(template: &str) -> Result<(), MessageError> {
     Template::validate(TEMPLATE_NAME, effective(template)).map_err(MessageError::Parse)
 }
 
-/// Renders `template` over the data of `input`. An empty template means Flux's default
-/// (`Update from image update automation`).
+/// Renders `template` over the data of `input` within [`Limits::DEFAULT`] (templates come
+/// from anyone who may write an automation; one must not exhaust the controller). An empty
+/// template means Flux's default (`Update from image update automation`).
 pub fn render(template: &str, input: &TemplateInput<'_>) -> Result<String, MessageError> {
+    render_with(template, input, &Limits::DEFAULT)
+}
+
+/// [`render`] within `limits`.
+pub fn render_with(
+    template: &str,
+    input: &TemplateInput<'_>,
+    limits: &Limits,
+) -> Result<String, MessageError> {
     let parsed =
         Template::parse(TEMPLATE_NAME, effective(template)).map_err(MessageError::Parse)?;
     parsed
-        .execute(&template_data(input))
-        .map_err(MessageError::Execute)
+        .execute_with(&template_data(input), limits)
+        .map_err(|e| match e.limit_exceeded() {
+            Some(_) => MessageError::Limit(e),
+            None => MessageError::Execute(e),
+        })
 }
 
 fn effective(template: &str) -> &str {

@@ -147,6 +147,25 @@ pub struct RunReport {
     pub events: Vec<Event>,
 }
 
+/// A template that failed to render stalls: it fails the same way until the spec changes.
+/// One that ran out of a rendering limit says which, and that nothing was committed.
+fn template_stall(error: &message::MessageError) -> RunOutcome {
+    match error.limit_exceeded() {
+        Some(limit) => RunOutcome::stalled(
+            reason::TEMPLATE_LIMIT_EXCEEDED,
+            format!(
+                "spec.git.commit.messageTemplate exceeded the rendering limit {} (nothing was \
+                 committed or pushed): {error}",
+                limit.limit_name()
+            ),
+        ),
+        None => RunOutcome::stalled(
+            reason::GIT_OPERATION_FAILED,
+            format!("failed to update source: {error}"),
+        ),
+    }
+}
+
 /// Settings shared by all runs.
 #[derive(Debug, Clone)]
 pub struct ReconcilerOptions {
@@ -206,7 +225,7 @@ pub fn describe_unmatched(u: &Unmatched) -> String {
 #[derive(Debug, Default)]
 struct Applied {
     result: UpdateResult,
-    template_error: Option<String>,
+    template_error: Option<message::MessageError>,
 }
 
 /// Everything the blocking git part needs, owned.
@@ -243,7 +262,7 @@ fn apply_in(
     let message = match message {
         Ok(m) => m,
         Err(e) => {
-            found.template_error = Some(e.to_string());
+            found.template_error = Some(e.clone());
             return Err(Box::new(e));
         }
     };
@@ -561,10 +580,7 @@ impl<P: PolicySource> Reconciler<P> {
                 RunOutcome::Ready
             }
             Err(GitError::Apply(source)) => match found.template_error {
-                Some(template) => RunOutcome::stalled(
-                    reason::GIT_OPERATION_FAILED,
-                    format!("failed to update source: {template}"),
-                ),
+                Some(template) => template_stall(&template),
                 None => RunOutcome::retry(
                     reason::UPDATE_FAILED,
                     format!("failed to apply policies: {source}"),

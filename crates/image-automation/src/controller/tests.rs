@@ -236,3 +236,39 @@ async fn missing_repository_is_source_manager_failed() {
     assert_eq!(report.outcome.reason_and_message().0, "SourceManagerFailed");
     assert!(matches!(report.outcome, RunOutcome::Retry { .. }));
 }
+
+#[tokio::test]
+async fn a_template_past_a_rendering_limit_stalls_naming_the_limit_and_pushes_nothing() {
+    let git = Arc::new(FakeGit::default());
+    let r = reconciler(FakePolicies(Ok(vec![policy("1.1.0")])), git.clone());
+    let mut obj = automation(true);
+    if let Some(g) = obj.spec.git.as_mut() {
+        g.commit.message_template = Some("{{ repeat 2000000000 \"x\" }}".into());
+    }
+    let report = r.reconcile(&obj, &FakeObjects, now()).await;
+    let RunOutcome::Stalled { reason, message } = &report.outcome else {
+        panic!("{:?}", report.outcome);
+    };
+    assert_eq!(reason, "TemplateLimitExceeded");
+    assert!(
+        message.starts_with(
+            "spec.git.commit.messageTemplate exceeded the rendering limit max_value_bytes"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("at <repeat 2000000000 \"x\">: value size limit exceeded"),
+        "{message}"
+    );
+    assert!(report.pushed.is_none());
+    assert!(report.status.last_push_commit.is_none());
+    assert!(meta::is_condition_true(
+        &report.status.conditions,
+        condition_type::STALLED
+    ));
+    assert!(!meta::is_condition_true(
+        &report.status.conditions,
+        condition_type::READY
+    ));
+    assert_eq!(git.updates.load(Ordering::SeqCst), 1);
+}

@@ -401,14 +401,28 @@ impl<'de> serde::de::Visitor<'de> for TagListSeed<'_, '_> {
     }
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
+/// Parses one `tags/list` answer as a scan does, reading at most `budget` tags; `None` when
+/// the answer is not a tag list or holds more tags than that (public for the fuzz targets).
+pub fn parse_tags_page(body: &[u8], budget: usize) -> Option<Vec<String>> {
+    let mut tags = Vec::new();
+    TagsPageSeed {
+        tags: &mut tags,
+        budget,
+    }
+    .parse(body)
+    .ok()
+    .map(|()| tags)
+}
+
+/// A token endpoint's answer (public for the fuzz targets).
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
     #[serde(default)]
-    token: Option<String>,
+    pub token: Option<String>,
     #[serde(default)]
-    access_token: Option<String>,
+    pub access_token: Option<String>,
     #[serde(default)]
-    expires_in: Option<u64>,
+    pub expires_in: Option<u64>,
 }
 
 impl RegistryClient {

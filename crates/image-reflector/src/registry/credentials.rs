@@ -188,11 +188,18 @@ impl Keychain {
 }
 
 fn invalid_json(secret: &SecretData, key: &'static str, e: &serde_json::Error) -> CredentialsError {
-    // serde_json's message gives a position and the expected type, not the content.
+    // serde_json's message can quote the offending value (`invalid type: string "hunter2",
+    // expected struct ...`), which may be a password: keep only the kind and the position.
+    let kind = match e.classify() {
+        serde_json::error::Category::Syntax => "malformed JSON",
+        serde_json::error::Category::Eof => "unexpected end of the document",
+        serde_json::error::Category::Data => "a value of the wrong type or shape",
+        serde_json::error::Category::Io => "unreadable data",
+    };
     CredentialsError::InvalidJson {
         secret: secret.name.clone(),
         key,
-        reason: e.to_string(),
+        reason: format!("{kind} at line {} column {}", e.line(), e.column()),
     }
 }
 
@@ -441,6 +448,17 @@ mod tests {
         let e = Keychain::from_pull_secrets(&[SecretData::docker_config_json("s", "{not json")])
             .unwrap_err();
         assert!(matches!(e, CredentialsError::InvalidJson { .. }), "{e}");
+        // Found by the dockerconfigjson fuzz target: serde_json quoted the misplaced value.
+        let e = Keychain::from_pull_secrets(&[SecretData::docker_config_json(
+            "s",
+            r#"{"auths":{"ghcr.io":"plain-string-secret-value"}}"#,
+        )])
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "secret 's': .dockerconfigjson is not valid docker config JSON: a value of the wrong \
+             type or shape at line 1 column 47"
+        );
     }
 
     #[test]

@@ -1,0 +1,1 @@
+image: app:1.0 # {"$imagepolicy": "default:app"}
