@@ -545,7 +545,10 @@ impl LockedRepo<'_> {
     /// when it is damaged, quarantines it and reopens an empty one. True when it did
     /// (the operation is worth one more try).
     fn recover_from(&mut self, err: &GitError) -> Result<bool, GitError> {
-        if !matches!(err, GitError::Git(_) | GitError::CacheDamaged(_)) {
+        if !matches!(
+            err,
+            GitError::Git(_) | GitError::CacheDamaged(_) | GitError::PushFailed(_)
+        ) {
             return Ok(false);
         }
         let damage = match self.session()?.damage() {
@@ -560,19 +563,6 @@ impl LockedRepo<'_> {
         self.quarantine(&format!("{err}; git fsck: {damage}"))?;
         self.reopen()?;
         Ok(true)
-    }
-
-    /// [`checkout`](Self::checkout), with one more try from a fresh clone when the cache
-    /// turns out to be damaged.
-    pub fn checkout_recovering(
-        &mut self,
-        checkout: &GitRef,
-        also_branch: Option<&str>,
-    ) -> Result<CheckedOut, GitError> {
-        match self.checkout(checkout, also_branch) {
-            Err(e) if self.recover_from(&e)? => self.checkout(checkout, also_branch),
-            other => other,
-        }
     }
 
     /// Fetches the checkout ref (and `also_branch` when given and present) and brings the
@@ -802,11 +792,20 @@ impl GitCache {
     ) -> Result<UpdateOutcome, GitError> {
         let max = request.max_attempts.max(1);
         let mut attempt = 0;
+        let mut recovered = false;
         let mut fetches = Vec::new();
         loop {
             attempt += 1;
-            let mut co =
-                locked.checkout_recovering(&request.checkout, switch.then_some(push_branch))?;
+            // A failure that fsck blames on the cache: quarantine, clone again and start
+            // the attempt over, once per run.
+            let mut co = match locked.checkout(&request.checkout, switch.then_some(push_branch)) {
+                Err(e) if !recovered && locked.recover_from(&e)? => {
+                    recovered = true;
+                    attempt -= 1;
+                    continue;
+                }
+                other => other?,
+            };
             fetches.append(&mut co.fetches);
             let outcome = |pushed| UpdateOutcome {
                 checkout_label: co.label.clone(),
@@ -820,13 +819,20 @@ impl GitCache {
             let Some(written) = apply(co.worktree.path()).map_err(GitError::Apply)? else {
                 return Ok(outcome(None));
             };
-            let Some(commit) = locked.commit_written(
+            let committed = locked.commit_written(
                 &mut co.worktree,
                 &request.author,
                 &written,
                 request.signing.as_ref(),
-            )?
-            else {
+            );
+            let Some(commit) = (match committed {
+                Err(e) if !recovered && locked.recover_from(&e)? => {
+                    recovered = true;
+                    attempt -= 1;
+                    continue;
+                }
+                other => other?,
+            }) else {
                 return Ok(outcome(None));
             };
             if self.cancel.load(Ordering::SeqCst) {
@@ -856,6 +862,11 @@ impl GitCache {
                     })));
                 }
                 Err(GitError::PushRejected { .. }) if attempt < max => continue,
+                // pack-objects reads the cache: a damaged object fails the push.
+                Err(e) if !recovered && locked.recover_from(&e)? => {
+                    recovered = true;
+                    attempt -= 1;
+                }
                 Err(e) => return Err(e),
             }
         }
