@@ -475,7 +475,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     }
     tracing::info!("shutting down");
     feed.abort();
-    finish_runs_at_shutdown(&reconciler, &mut tasks, &metrics).await;
+    let running: Vec<Key> = entries
+        .iter()
+        .filter(|(_, e)| e.running)
+        .map(|(k, _)| k.clone())
+        .collect();
+    finish_runs_at_shutdown(&reconciler, &mut tasks, running, &metrics).await;
     http_shutdown.notify_waiters();
     let _ = http.await;
     Ok(())
@@ -493,6 +498,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 async fn finish_runs_at_shutdown(
     reconciler: &Reconciler<ReflectorClient>,
     tasks: &mut JoinSet<(Key, RunReport, Duration, Option<Instant>)>,
+    mut running: Vec<Key>,
     metrics: &Metrics,
 ) {
     reconciler.git.cancel();
@@ -500,6 +506,7 @@ async fn finish_runs_at_shutdown(
     while !tasks.is_empty() {
         match tokio::time::timeout_at(deadline, tasks.join_next()).await {
             Ok(Some(Ok((key, report, elapsed, change_seen)))) => {
+                running.retain(|k| *k != key);
                 log_report(&key, &report, elapsed);
                 let since_change = change_seen.map(|t| t.elapsed());
                 metrics.record_run(&key.0, &key.1, &report, elapsed, since_change);
@@ -507,11 +514,12 @@ async fn finish_runs_at_shutdown(
             Ok(Some(Err(e))) => tracing::error!("reconcile task failed: {e}"),
             Ok(None) => break,
             Err(_) => {
-                tracing::warn!(
-                    runs = tasks.len(),
-                    grace = ?SHUTDOWN_GRACE,
-                    "shutdown: runs still waiting on network I/O were abandoned; no push was in progress (pushes are killed at once and logged)"
-                );
+                for (namespace, name) in &running {
+                    tracing::warn!(
+                        namespace = %namespace, name = %name, grace = ?SHUTDOWN_GRACE,
+                        "shutdown: run abandoned while still waiting on network I/O; no push was in progress (pushes are killed at once and logged)"
+                    );
+                }
                 tasks.abort_all();
                 break;
             }

@@ -168,6 +168,7 @@ async fn kill_9_at_chosen_points_then_a_restart_converges() {
     .await;
     assert!(flowing, "{}", serve.log_tail());
     let peak = vm_hwm_kib(serve.pid()).unwrap();
+    eprintln!("VmHWM mid-clone: {peak} KiB");
     kill9(&serve);
     serve.stop();
     assert!(peak < 256 * 1024, "VmHWM {peak} KiB during a 3 MB clone");
@@ -276,6 +277,10 @@ async fn sigterm_with_a_hanging_server_ends_within_seconds() {
         status.is_some(),
         "still running {took:?} after SIGTERM with a hanging git server:\n{log}"
     );
+    eprintln!("exit {took:?} after SIGTERM with a hanging git server");
+    for line in log.lines().filter(|l| l.contains("shutdown")) {
+        eprintln!("  {line}");
+    }
     assert!(
         log.contains("abandoned") || log.contains("cancelled"),
         "the log does not say what was stopped:\n{log}"
@@ -303,6 +308,10 @@ async fn sigterm_during_a_push_kills_it_and_logs_the_outcome() {
         status.is_some(),
         "still running {took:?} after SIGTERM:\n{log}"
     );
+    eprintln!("exit {took:?} after SIGTERM mid-push");
+    for line in log.lines().filter(|l| l.contains("shutdown")) {
+        eprintln!("  {line}");
+    }
     // Give a push that the server had fully received a moment to land, then check.
     tokio::time::sleep(Duration::from_millis(500)).await;
     if assert_old_or_new(&s.git, &old, &s.image, ("1.2.3", "1.3.0"), "SIGTERM") {
