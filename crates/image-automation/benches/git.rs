@@ -16,7 +16,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use image_automation::git::{
-    Author, GitAuth, GitCache, GitClient, GitRef, PushSpec, RepoSpec, UpdateRequest,
+    Author, GitAuth, GitCache, GitClient, GitRef, PushSpec, RepoSpec, UpdateRequest, Written,
 };
 use testbed::git::{GitHttpServer, GitHttpServerOptions, git_cli};
 
@@ -169,7 +169,10 @@ fn main() -> ExitCode {
     cache
         .update_and_push(&request, &mut |d| {
             std::fs::write(d.join(file), "warm-up\n")?;
-            Ok(Some("warm up".into()))
+            Ok(Some(Written {
+                message: "warm up".into(),
+                files: vec![file.into()],
+            }))
         })
         .unwrap();
     let (mut ours, mut cli) = (Vec::new(), Vec::new());
@@ -178,7 +181,10 @@ fn main() -> ExitCode {
         let out = cache
             .update_and_push(&request, &mut |d| {
                 std::fs::write(d.join(file), format!("ours {i}\n"))?;
-                Ok(Some(format!("ours {i}")))
+                Ok(Some(Written {
+                    message: format!("ours {i}"),
+                    files: vec![file.into()],
+                }))
             })
             .unwrap();
         assert!(out.pushed.is_some());

@@ -121,7 +121,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             leader_election_lease_duration: args.leader_election_lease_duration,
         };
         return match runtime() {
-            Ok(runtime) => exit(runtime.block_on(serve::run_kubernetes(opts)).map(|()| true)),
+            Ok(runtime) => {
+                let result = runtime.block_on(serve::run_kubernetes(opts)).map(|()| true);
+                // Never wait on a blocking git call that shutdown abandoned.
+                runtime.shutdown_timeout(Duration::from_millis(100));
+                exit(result)
+            }
             Err(code) => code,
         };
     };
@@ -145,6 +150,8 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             serve::run(opts).await.map(|()| true)
         }
     });
+    // Never wait on a blocking git call that shutdown abandoned.
+    runtime.shutdown_timeout(Duration::from_millis(100));
     exit(result)
 }
 

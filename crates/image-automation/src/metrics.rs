@@ -33,6 +33,7 @@ pub struct Metrics {
     policy_to_push: HistogramVec,
     git_fetch_duration: HistogramVec,
     git_fetch_bytes: IntCounterVec,
+    git_cache_recoveries: IntCounterVec,
 }
 
 impl fmt::Debug for Metrics {
@@ -83,6 +84,15 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        // Damaged caches moved aside and stale locks removed, by kind.
+        let git_cache_recoveries = IntCounterVec::new(
+            Opts::new(
+                "image_automation_git_cache_recoveries_total",
+                "Repairs of the git cache without a human, by kind (quarantined: a damaged repository moved aside and cloned again; stale_locks: lock files of a killed process removed).",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(git_cache_recoveries.clone()))?;
         registry.register(Box::new(git_fetch_duration.clone()))?;
         registry.register(Box::new(git_fetch_bytes.clone()))?;
         registry.register(Box::new(pushes.clone()))?;
@@ -96,6 +106,7 @@ impl Metrics {
             policy_to_push,
             git_fetch_duration,
             git_fetch_bytes,
+            git_cache_recoveries,
         })
     }
 
@@ -130,6 +141,11 @@ impl Metrics {
             self.git_fetch_bytes
                 .with_label_values(&kind)
                 .inc_by(fetch.bytes);
+        }
+        for recovery in &report.cache_recoveries {
+            self.git_cache_recoveries
+                .with_label_values(&[recovery.kind.as_str()])
+                .inc();
         }
         if !report.outcome.is_ready() {
             let reason = report.outcome.reason_and_message().0;
@@ -198,6 +214,7 @@ mod tests {
 
     fn report(outcome: RunOutcome, pushed: bool) -> RunReport {
         RunReport {
+            cache_recoveries: Vec::new(),
             status: Default::default(),
             outcome,
             result: Default::default(),

@@ -159,6 +159,13 @@ pub struct Summary {
 impl AutomationSummary {
     fn new(key: &Key, report: &RunReport) -> Self {
         let (reason, message) = report.outcome.reason_and_message();
+        // The Ready condition's message says more than the outcome (unparseable files).
+        let message = report
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map_or(message, |c| c.message.as_str());
         Self {
             namespace: key.0.clone(),
             name: key.1.clone(),
@@ -468,10 +475,56 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     }
     tracing::info!("shutting down");
     feed.abort();
-    while tasks.join_next().await.is_some() {}
+    let running: Vec<Key> = entries
+        .iter()
+        .filter(|(_, e)| e.running)
+        .map(|(k, _)| k.clone())
+        .collect();
+    finish_runs_at_shutdown(&reconciler, &mut tasks, running, &metrics).await;
     http_shutdown.notify_waiters();
     let _ = http.await;
     Ok(())
+}
+
+/// How long shutdown waits for runs in flight once git I/O is cancelled: a fetch stops at
+/// its next read and a push is killed at once, so only a connection that hangs before its
+/// first byte (which gix cannot interrupt) takes this long. Well below the charts' 10 s
+/// `terminationGracePeriodSeconds`.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Shutdown: cancels git I/O, then logs every run that still ends (a push that completed
+/// is logged with its commit, a cancelled one as cancelled) and names those that did not
+/// end within [`SHUTDOWN_GRACE`] (stuck before any push could start).
+async fn finish_runs_at_shutdown(
+    reconciler: &Reconciler<ReflectorClient>,
+    tasks: &mut JoinSet<(Key, RunReport, Duration, Option<Instant>)>,
+    mut running: Vec<Key>,
+    metrics: &Metrics,
+) {
+    reconciler.git.cancel();
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while !tasks.is_empty() {
+        match tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            Ok(Some(Ok((key, report, elapsed, change_seen)))) => {
+                running.retain(|k| *k != key);
+                log_report(&key, &report, elapsed);
+                let since_change = change_seen.map(|t| t.elapsed());
+                metrics.record_run(&key.0, &key.1, &report, elapsed, since_change);
+            }
+            Ok(Some(Err(e))) => tracing::error!("reconcile task failed: {e}"),
+            Ok(None) => break,
+            Err(_) => {
+                for (namespace, name) in &running {
+                    tracing::warn!(
+                        namespace = %namespace, name = %name, grace = ?SHUTDOWN_GRACE,
+                        "shutdown: run abandoned while still waiting on network I/O; no push was in progress (pushes are killed at once and logged)"
+                    );
+                }
+                tasks.abort_all();
+                break;
+            }
+        }
+    }
 }
 
 /// The Kubernetes mode: `/healthz`, `/readyz` (after the first sync of the watch) and
@@ -488,9 +541,13 @@ pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
     tracing::info!(addr = %opts.http_addr, reflector = %opts.reflector_url,
         "serving (Kubernetes mode)");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let git = reconciler.git.clone();
     let signals = tokio::spawn(async move {
         kube_support::process::termination().await;
         tracing::info!("termination signal received; shutting down");
+        // Runs in flight end quickly (fetches interrupted, pushes killed) and report
+        // what they did through their status and events.
+        git.cancel();
         let _ = stop_tx.send(true);
     });
     let settings = crate::kube_mode::KubeSettings {
@@ -503,7 +560,20 @@ pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
         no_cross_namespace_refs: opts.no_cross_namespace_refs,
         backoff: opts.backoff,
     };
-    let result = crate::kube_mode::run(settings, reconciler, metrics, ready, stop_rx).await;
+    let mut stopping = stop_rx.clone();
+    let run = crate::kube_mode::run(settings, reconciler, metrics, ready, stop_rx);
+    tokio::pin!(run);
+    let result = tokio::select! {
+        result = &mut run => result,
+        () = async {
+            let _ = stopping.wait_for(|stop| *stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE,
+                "shutdown: reconciles still waiting on network I/O were abandoned; no push was in progress (pushes are killed at once and reported)");
+            Ok(())
+        }
+    };
     signals.abort();
     // Wakes the server whether or not it is already waiting.
     http_shutdown.notify_one();

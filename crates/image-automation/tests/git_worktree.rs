@@ -160,11 +160,15 @@ async fn second_run_reuses_the_worktree_and_pushes_exact_bytes() {
     assert_eq!(co.worktree.path(), root);
     assert_eq!(co.worktree.base().to_string(), pushed.commit);
     assert!(!co.prepared.full);
-    assert!(
-        !co.prepared.scanned,
-        "a pushed run leaves the tree marked clean"
+    assert!(co.prepared.scanned, "every run verifies the tree");
+    assert_eq!(
+        (
+            co.prepared.written,
+            co.prepared.removed,
+            co.prepared.drifted
+        ),
+        (0, 0, 0)
     );
-    assert_eq!((co.prepared.written, co.prepared.removed), (0, 0));
     assert_eq!(
         std::fs::metadata(root.join("README.md")).unwrap().ino(),
         readme_ino
@@ -338,7 +342,7 @@ async fn an_aborted_run_leaves_nothing_for_the_next() {
     let out = run(&cache, &req, |d| {
         let text = std::fs::read_to_string(d.join(FILE))?;
         std::fs::write(d.join(FILE), text.replace("1.2.5", "1.2.6"))?;
-        Ok(Some("same size".into()))
+        wrote("same size", &[FILE])
     })
     .await
     .unwrap();

@@ -574,3 +574,104 @@ async fn unreachable_reflector_is_dependency_not_ready_and_pushes_nothing() {
         Some(seeded)
     );
 }
+
+/// Issue 12, problem 4 in Kubernetes mode: a damaged git cache (garbled refs and packs) is
+/// quarantined and cloned again in the same run, with a Warning event on the automation
+/// and the recovery counted in `/metrics`; the push is exactly the update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn damaged_git_cache_is_quarantined_with_a_warning_event() {
+    let (server, registry, git) = start_kube_testbed().await;
+    install_chart_rbac(&server, "image-reflector-controller");
+    install_chart_rbac(&server, "image-automation-controller");
+    registry
+        .push_tags("team/checkout", &["1.2.3"])
+        .await
+        .unwrap();
+    let repos = git.repos();
+    let seeded = repos
+        .create("fleet", &seed_manifests(&registry.host()))
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    apply_reflector_objects(&server, &registry);
+    let reflector = start_reflector(&server, &tmp.path().join("tags"), tmp.path()).await;
+    wait_policy_tag(&server, &reflector, "1.2.3").await;
+    apply_automation(&server, &git, "fleet");
+    let storage = tmp.path().join("data");
+    let serve = start_automation(&server, &storage, reflector.base(), tmp.path()).await;
+    wait_automation(&server, &serve, "the first run Ready=True", |a| {
+        condition(a, "Ready").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+
+    // Damage the cache behind the controller's back: every ref and every pack.
+    let cache = std::fs::read_dir(storage.join("git"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("objects").is_dir())
+        .expect("a cached repository");
+    let mut damaged = 0;
+    let mut dirs = vec![cache.join("refs"), cache.join("objects/pack")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let len = std::fs::metadata(&path).unwrap().len() as usize;
+                std::fs::write(&path, vec![b'#'; len.max(1)]).unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert!(damaged > 1, "nothing damaged in {}", cache.display());
+
+    registry
+        .push_tags("team/checkout", &["1.3.0"])
+        .await
+        .unwrap();
+    request_reconcile(&server, "imagerepository", "checkout");
+    wait_policy_tag(&server, &reflector, "1.3.0").await;
+    let head = wait_for(
+        "a commit on main",
+        WAIT,
+        || serve.log_text(),
+        || async {
+            repos
+                .head_commit("fleet", "main")
+                .unwrap()
+                .filter(|h| *h != seeded)
+        },
+    )
+    .await;
+    seed::assert_one_tag_update(
+        repos,
+        "fleet",
+        &seeded,
+        &head,
+        CHECKOUT,
+        &registry.image("team/checkout"),
+        ("1.2.3", "1.3.0"),
+    );
+    let warning = wait_for(
+        "the GitCacheRecovered event",
+        WAIT,
+        || format!("{:#?}\nlog:\n{}", events(&server), serve.log_text()),
+        || async {
+            events(&server)
+                .into_iter()
+                .find(|e| e["type"] == "Warning" && e["reason"] == "GitCacheRecovered")
+        },
+    )
+    .await;
+    let message = warning["message"].as_str().unwrap();
+    assert!(
+        message.contains("damaged") && message.contains("cloning again"),
+        "{message}"
+    );
+    assert!(!message.contains(git.password()), "{message}");
+    let metrics = serve.metrics().await;
+    assert!(
+        metrics.contains(r#"image_automation_git_cache_recoveries_total{kind="quarantined"} 1"#),
+        "{metrics}"
+    );
+}

@@ -29,12 +29,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
 use crate::git::{
-    self, ApplyError, Author, GitAuth, GitClient, GitError, GitRef, PushedCommit, RepoSpec,
+    self, ApplyResult, Author, GitAuth, GitClient, GitError, GitRef, PushedCommit, RepoSpec,
     SigningKey, UpdateRequest,
 };
 use crate::message::{self, TemplateInput};
 use crate::reflector_client::{ReflectorClient, ReflectorError};
-use crate::setters::{self, Setters, Unmatched, UpdateResult};
+use crate::setters::{self, Setters, Unmatched, UnmatchedReason, UpdateResult};
 
 /// Flux's Ready message on success.
 pub const READY_MESSAGE: &str = "repository up-to-date";
@@ -143,8 +143,11 @@ pub struct RunReport {
     pub short_circuited: bool,
     /// The git fetches of the run (clone or incremental fetch, duration, bytes).
     pub fetches: Vec<git::FetchStats>,
-    /// Flux's one event per run, then ours (markers that were not applied).
+    /// Flux's one event per run, then ours (markers that were not applied, git cache
+    /// repairs).
     pub events: Vec<Event>,
+    /// What the git layer repaired in its cache for this run (quarantine, stale locks).
+    pub cache_recoveries: Vec<git::CacheRecovery>,
 }
 
 /// A template that failed to render stalls: it fails the same way until the spec changes.
@@ -238,11 +241,7 @@ struct ApplyInput {
     values: Option<BTreeMap<String, String>>,
 }
 
-fn apply_in(
-    root: &Path,
-    input: &ApplyInput,
-    found: &Mutex<Applied>,
-) -> Result<Option<String>, ApplyError> {
+fn apply_in(root: &Path, input: &ApplyInput, found: &Mutex<Applied>) -> ApplyResult {
     let applied = setters::apply(root, input.update_path.as_deref(), &input.setters, false)?;
     let mut found = found.lock().unwrap_or_else(PoisonError::into_inner);
     found.result = applied.result.clone();
@@ -267,7 +266,10 @@ fn apply_in(
         }
     };
     setters::write_edits(&applied.edits)?;
-    Ok(Some(message))
+    Ok(Some(git::Written {
+        message,
+        files: applied.edits.into_iter().map(|e| e.target).collect(),
+    }))
 }
 
 /// The source setup: what `update_and_push` needs, or how the run ends.
@@ -423,6 +425,7 @@ impl<P: PolicySource> Reconciler<P> {
             short_circuited: false,
             events: Vec::new(),
             fetches: Vec::new(),
+            cache_recoveries: Vec::new(),
         };
         report.outcome = self
             .run(obj, &namespace, &name, objects, &now, &mut report)
@@ -570,6 +573,7 @@ impl<P: PolicySource> Reconciler<P> {
         match outcome {
             Ok(outcome) => {
                 report.fetches = outcome.fetches.clone();
+                report.cache_recoveries = outcome.recoveries.clone();
                 report.status.observed_policies = Some(observed);
                 report.status.observed_source_revision = Some(outcome.observed_revision());
                 if let Some(pushed) = &outcome.pushed {
@@ -599,9 +603,14 @@ impl<P: PolicySource> Reconciler<P> {
         report: &mut RunReport,
     ) {
         let generation = obj.metadata.generation;
+        let unparseable = unparseable_files(&report.result);
+        let ready_message = match &unparseable {
+            Some(files) => format!("{READY_MESSAGE}; {files}"),
+            None => READY_MESSAGE.to_owned(),
+        };
         let outcome = match &report.outcome {
             RunOutcome::Ready => Outcome::Ready {
-                message: READY_MESSAGE,
+                message: &ready_message,
             },
             RunOutcome::Retry { reason, message } => Outcome::Retrying { reason, message },
             RunOutcome::Stalled { reason, message } => Outcome::Stalled { reason, message },
@@ -652,8 +661,14 @@ impl<P: PolicySource> Reconciler<P> {
                 .iter()
                 .map(describe_unmatched)
                 .collect();
+            // A file that could not be parsed hides every marker in it: a Warning, not
+            // the silent skip Flux does.
             report.events.push(Event {
-                type_: EventType::Normal,
+                type_: if unparseable.is_some() {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
                 reason: "MarkersNotApplied".into(),
                 message: format!(
                     "{} marker(s) not applied:\n{}",
@@ -662,6 +677,47 @@ impl<P: PolicySource> Reconciler<P> {
                 ),
             });
         }
+        recovery_events(report);
+    }
+}
+
+/// The files whose markers were skipped because they are not valid YAML (or UTF-8),
+/// for the Ready message: the first few, then a count.
+fn unparseable_files(result: &UpdateResult) -> Option<String> {
+    const LISTED: usize = 3;
+    let bad: Vec<&Unmatched> = result
+        .unmatched
+        .iter()
+        .filter(|u| u.reason == UnmatchedReason::UnparseableFile)
+        .collect();
+    if bad.is_empty() {
+        return None;
+    }
+    let mut text = format!(
+        "{} file(s) with markers could not be parsed, their markers were not applied: ",
+        bad.len()
+    );
+    let listed: Vec<String> = bad
+        .iter()
+        .take(LISTED)
+        .map(|u| describe_unmatched(u))
+        .collect();
+    text.push_str(&listed.join("; "));
+    if bad.len() > LISTED {
+        text.push_str(&format!("; and {} more", bad.len() - LISTED));
+    }
+    Some(text)
+}
+
+/// A Warning event per git cache repair: the cache was damaged or a process was killed
+/// mid-operation, which someone may want to look into even though the run recovered.
+fn recovery_events(report: &mut RunReport) {
+    for recovery in &report.cache_recoveries {
+        report.events.push(Event {
+            type_: EventType::Warning,
+            reason: "GitCacheRecovered".into(),
+            message: recovery.detail.clone(),
+        });
     }
 }
 

@@ -40,7 +40,7 @@ impl GitClient for FakeGit {
     fn update_and_push(
         &self,
         _request: &UpdateRequest,
-        apply: &mut dyn FnMut(&Path) -> Result<Option<String>, ApplyError>,
+        apply: &mut dyn FnMut(&Path) -> crate::git::ApplyResult,
     ) -> Result<UpdateOutcome, GitError> {
         self.updates.fetch_add(1, Ordering::SeqCst);
         let dir = tempfile::tempdir().map_err(|e| GitError::Git(e.to_string()))?;
@@ -54,15 +54,16 @@ impl GitClient for FakeGit {
         Ok(UpdateOutcome {
             checkout_label: "main".into(),
             checked_out: "c0".into(),
-            pushed: message.map(|message| PushedCommit {
+            pushed: message.map(|w| PushedCommit {
                 commit: "c1c1c1c1c1".into(),
                 branch: "main".into(),
                 refspec: None,
-                message,
+                message: w.message,
             }),
             attempts: 1,
             switched_branch: false,
             fetches: Vec::new(),
+            recoveries: Vec::new(),
         })
     }
 }

@@ -42,6 +42,14 @@ pub enum GitError {
     /// The update closure failed; the controller downcasts the source.
     #[error("failed to apply update: {0}")]
     Apply(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The cached repository is damaged (unreadable refs, objects, packs, HEAD or
+    /// config); it is quarantined and cloned again.
+    #[error("the git cache is damaged: {0}")]
+    CacheDamaged(String),
+    /// The controller is shutting down: the operation was stopped. `detail` says what
+    /// was in flight (a push names its commit).
+    #[error("cancelled by shutdown: {0}")]
+    Cancelled(String),
     /// Local repository or file-system trouble, or an unclassified git failure.
     #[error("git operation failed: {0}")]
     Git(String),

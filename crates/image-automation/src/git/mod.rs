@@ -8,7 +8,8 @@
 //!   branch > `master`) is brought into a persistent [`Worktree`] per URL and base ref
 //!   (`<storage>/git/worktrees/<url hash>/<ref hash>`), rewriting only the paths that
 //!   differ from what it held and restoring whatever an aborted run left behind.
-//! - **Commit**: [`Worktree::commit_all`] writes blobs, tree and commit with gix; OpenPGP
+//! - **Commit**: [`Worktree::commit_written`] writes the blobs of exactly the files the
+//!   update wrote, the tree (the base tree plus those) and the commit with gix; OpenPGP
 //!   signatures come from rPGP, SSH signatures from `ssh-keygen -Y sign`. The worktree's
 //!   recorded base moves to the new commit only once it is pushed.
 //! - **Push**: the `git` CLI (gix cannot push), credentials in the environment only.
@@ -21,13 +22,15 @@
 mod auth;
 mod cli;
 mod error;
+mod recovery;
 mod repo;
 mod sign;
 mod worktree;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use gix::ObjectId;
@@ -35,6 +38,7 @@ use sha2::Digest as _;
 
 pub use auth::{GitAuth, Secret};
 pub use error::GitError;
+pub use recovery::{CacheRecovery, RecoveryKind};
 pub use sign::SigningKey;
 pub use worktree::{Author, PrepareStats, Worktree};
 
@@ -178,6 +182,9 @@ pub struct UpdateOutcome {
     pub switched_branch: bool,
     /// The fetches of every attempt, in order.
     pub fetches: Vec<FetchStats>,
+    /// What was done to the cache to make this run possible (quarantine of a damaged
+    /// repository, stale locks removed), including by earlier failed runs on the URL.
+    pub recoveries: Vec<CacheRecovery>,
 }
 
 impl UpdateOutcome {
@@ -254,6 +261,18 @@ impl RemoteHead {
 /// Errors from the update closure.
 pub type ApplyError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What an update wrote: the commit message and every file it wrote. Only these files
+/// are committed, whatever else the worktree holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub message: String,
+    /// Absolute paths under the worktree, or paths relative to it.
+    pub files: Vec<PathBuf>,
+}
+
+/// What the update closure returns: `None` for "nothing to do".
+pub type ApplyResult = Result<Option<Written>, ApplyError>;
+
 /// The git operations the controller needs; [`GitCache`] is the real one, tests of the
 /// controller can use a fake. Methods block: call them in `spawn_blocking`.
 pub trait GitClient: Send + Sync {
@@ -265,14 +284,18 @@ pub trait GitClient: Send + Sync {
         checkout: &GitRef,
     ) -> Result<Option<RemoteHead>, GitError>;
 
-    /// Fetch, check out, `apply` (returns the commit message, or `None` for "nothing
-    /// to do"), commit, push; on a rejected push fetch again and re-apply on the new
+    /// Fetch, check out, `apply` (returns the commit message and the files it wrote, or
+    /// `None` for "nothing to do"), commit exactly those files, push; on a rejected push fetch again and re-apply on the new
     /// head, up to `max_attempts` times.
     fn update_and_push(
         &self,
         request: &UpdateRequest,
-        apply: &mut dyn FnMut(&Path) -> Result<Option<String>, ApplyError>,
+        apply: &mut dyn FnMut(&Path) -> ApplyResult,
     ) -> Result<UpdateOutcome, GitError>;
+
+    /// Shutdown: stop running and future operations as soon as possible (fetches are
+    /// interrupted, `git` children killed); they fail with [`GitError::Cancelled`].
+    fn cancel(&self) {}
 }
 
 /// The persistent cache of bare repositories, one per URL.
@@ -280,6 +303,11 @@ pub trait GitClient: Send + Sync {
 pub struct GitCache {
     root: PathBuf,
     locks: Arc<Locks>,
+    /// Set by [`GitClient::cancel`].
+    cancel: Arc<AtomicBool>,
+    /// Recoveries not reported yet, by repository directory: the next successful update
+    /// of that URL reports them.
+    recoveries: Mutex<HashMap<PathBuf, Vec<CacheRecovery>>>,
 }
 
 /// Repositories in use; a per-URL mutex whose guard owns its share of the table.
@@ -336,6 +364,8 @@ impl GitCache {
         Self {
             root: storage_path.as_ref().join("git"),
             locks: Arc::default(),
+            cancel: Arc::default(),
+            recoveries: Mutex::default(),
         }
     }
 
@@ -345,33 +375,76 @@ impl GitCache {
         self.root.join(&hex::encode(digest)[..32])
     }
 
-    /// Locks the URL's repository (waiting for other operations on it) and opens it,
-    /// creating it when needed.
-    pub fn open(&self, repo: &RepoSpec) -> Result<LockedRepo, GitError> {
+    /// Locks the URL's repository (waiting for other operations on it, in this process
+    /// and others), clears the lock files a killed process left in it, and opens it,
+    /// creating it when needed and quarantining it when it cannot be opened.
+    pub fn open(&self, repo: &RepoSpec) -> Result<LockedRepo<'_>, GitError> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(GitError::Cancelled(
+                "no new git operation at shutdown".into(),
+            ));
+        }
         let dir = self.repo_dir(&repo.url);
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let guard = UrlGuard::acquire(&self.locks, &dir);
-        let session = Session::open(&dir, &repo.url, &repo.auth, repo.timeout)?;
-        let work_root = match dir.file_name() {
-            Some(hash) => self.root.join("worktrees").join(hash),
-            None => self.root.join("worktrees"),
-        };
-        Ok(LockedRepo {
-            session,
+        let owner = recovery::OwnerLock::acquire(&self.root, &name)?;
+        let work_root = self.root.join("worktrees").join(&name);
+        let mut locked = LockedRepo {
+            session: None,
+            spec: repo.clone(),
+            cache: self,
+            name,
+            dir,
             work_root,
+            _owner: owner,
             _guard: guard,
-        })
+        };
+        locked.clear_stale_locks()?;
+        locked.reopen()?;
+        Ok(locked)
+    }
+
+    fn note(&self, dir: &Path, recovery: CacheRecovery) {
+        self.recoveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(dir.to_path_buf())
+            .or_default()
+            .push(recovery);
+    }
+
+    fn take_recoveries(&self, dir: &Path) -> Vec<CacheRecovery> {
+        self.recoveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(dir)
+            .unwrap_or_default()
     }
 }
 
+/// The URL for messages: without credentials.
+fn scrubbed_url(spec: &RepoSpec) -> String {
+    spec.auth.redactor().scrub(&spec.url)
+}
+
 /// A cached repository, exclusively held for one operation.
-pub struct LockedRepo {
-    // Field order: the session is closed before the lock is released.
-    session: Session,
+pub struct LockedRepo<'a> {
+    // Field order: the session is closed before the locks are released.
+    session: Option<Session>,
+    spec: RepoSpec,
+    cache: &'a GitCache,
+    /// The URL hash: the repository's and its worktrees' directory name.
+    name: String,
+    dir: PathBuf,
     work_root: PathBuf,
+    _owner: recovery::OwnerLock,
     _guard: UrlGuard,
 }
 
-impl std::fmt::Debug for LockedRepo {
+impl std::fmt::Debug for LockedRepo<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockedRepo")
             .field("session", &self.session)
@@ -393,7 +466,105 @@ pub struct CheckedOut {
     pub label: String,
 }
 
-impl LockedRepo {
+impl LockedRepo<'_> {
+    fn session(&self) -> Result<&Session, GitError> {
+        self.session
+            .as_ref()
+            .ok_or_else(|| GitError::Git("the cache is not open".into()))
+    }
+
+    /// Opens the repository; one that cannot be opened is quarantined and created anew.
+    fn reopen(&mut self) -> Result<(), GitError> {
+        self.session = None;
+        let open = |this: &Self| {
+            Session::open(
+                &this.dir,
+                &this.spec.url,
+                &this.spec.auth,
+                this.spec.timeout,
+                this.cache.cancel.clone(),
+            )
+        };
+        let session = match open(self) {
+            Err(GitError::CacheDamaged(detail)) => {
+                self.quarantine(&detail)?;
+                open(self)?
+            }
+            other => other?,
+        };
+        self.session = Some(session);
+        Ok(())
+    }
+
+    /// Removes the `*.lock` files of a process that died in the repository or its
+    /// worktrees: this process owns both now (see the `recovery` module).
+    fn clear_stale_locks(&self) -> Result<(), GitError> {
+        let mut removed = recovery::clear_stale_locks(&self.dir)?;
+        removed.extend(recovery::clear_stale_locks(&self.work_root)?);
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let detail = format!(
+            "removed {} stale lock file(s) left by a stopped process in the git cache of {}: {}",
+            removed.len(),
+            scrubbed_url(&self.spec),
+            removed.join(", ")
+        );
+        tracing::warn!(cache = %self.dir.display(), "{detail}");
+        self.cache.note(
+            &self.dir,
+            CacheRecovery {
+                kind: RecoveryKind::StaleLocks,
+                detail,
+            },
+        );
+        Ok(())
+    }
+
+    /// Moves the damaged repository aside (with its worktrees) and records why.
+    fn quarantine(&mut self, why: &str) -> Result<(), GitError> {
+        self.session = None;
+        let aside = recovery::quarantine(&self.cache.root, &self.dir, &self.name)?;
+        let detail = format!(
+            "the git cache of {} was damaged ({why}); moved it to {} and cloning again",
+            scrubbed_url(&self.spec),
+            aside.display()
+        );
+        tracing::warn!(cache = %self.dir.display(), "{detail}");
+        self.cache.note(
+            &self.dir,
+            CacheRecovery {
+                kind: RecoveryKind::Quarantined,
+                detail,
+            },
+        );
+        Ok(())
+    }
+
+    /// After a failure that may come from the cache itself: checks the repository and,
+    /// when it is damaged, quarantines it and reopens an empty one. True when it did
+    /// (the operation is worth one more try).
+    fn recover_from(&mut self, err: &GitError) -> Result<bool, GitError> {
+        if !matches!(
+            err,
+            GitError::Git(_) | GitError::CacheDamaged(_) | GitError::PushFailed(_)
+        ) {
+            return Ok(false);
+        }
+        let damage = match self.session()?.damage() {
+            Ok(Some(said)) => said,
+            Ok(None) => match err {
+                GitError::CacheDamaged(detail) => detail.clone(),
+                _ => return Ok(false),
+            },
+            // fsck itself could not run: the failure stands.
+            Err(_) => return Ok(false),
+        };
+        self.quarantine(&format!("{err}; git fsck: {damage}"))?;
+        self.reopen()?;
+        Ok(true)
+    }
+
     /// Fetches the checkout ref (and `also_branch` when given and present) and brings the
     /// persistent worktree of (checkout ref, `also_branch`) to `also_branch`'s head when it
     /// exists remotely, else to the checkout commit.
@@ -402,7 +573,7 @@ impl LockedRepo {
         checkout: &GitRef,
         also_branch: Option<&str>,
     ) -> Result<CheckedOut, GitError> {
-        let s = &self.session;
+        let s = self.session()?;
         let target = checkout.checkout();
         let (remote_ref, label) = target.remote_ref()?;
         let mut refs = vec![remote_ref.clone()];
@@ -469,20 +640,22 @@ impl LockedRepo {
         })
     }
 
-    /// See [`Worktree::commit_all`].
-    pub fn commit_all(
+    /// See [`Worktree::commit_written`].
+    pub fn commit_written(
         &self,
         worktree: &mut Worktree,
         author: &Author,
-        message: &str,
+        written: &Written,
         signing: Option<&SigningKey>,
     ) -> Result<Option<ObjectId>, GitError> {
-        worktree.commit_all(
-            &self.session.repo,
+        let session = self.session()?;
+        worktree.commit_written(
+            &session.repo,
             author,
-            message,
+            &written.message,
+            &written.files,
             signing,
-            self.session.timeout,
+            session.timeout,
         )
     }
 
@@ -496,7 +669,7 @@ impl LockedRepo {
         refspec: Option<&str>,
         options: &BTreeMap<String, String>,
     ) -> Result<(), GitError> {
-        let s = &self.session;
+        let s = self.session()?;
         check_ref_part("push branch", branch)?;
         let options: Vec<String> = options
             .iter()
@@ -552,7 +725,7 @@ impl LockedRepo {
         }
         let (remote_ref, label) = target.remote_ref()?;
         match self
-            .session
+            .session()?
             .ls_remote(std::slice::from_ref(&remote_ref))?
             .first()
         {
@@ -579,7 +752,7 @@ impl GitClient for GitCache {
     fn update_and_push(
         &self,
         request: &UpdateRequest,
-        apply: &mut dyn FnMut(&Path) -> Result<Option<String>, ApplyError>,
+        apply: &mut dyn FnMut(&Path) -> ApplyResult,
     ) -> Result<UpdateOutcome, GitError> {
         let checkout_branch = request.checkout.checkout_branch();
         let push_branch = match (&request.push.branch, &checkout_branch) {
@@ -595,14 +768,44 @@ impl GitClient for GitCache {
         // Flux's GitForcePushBranch gate: force only when pushing elsewhere than the
         // checkout branch; the checkout branch itself is never overwritten.
         let switch = checkout_branch.as_deref() != Some(push_branch.as_str());
-        let locked = self.open(&request.repo)?;
+        let mut locked = self.open(&request.repo)?;
+        let dir = locked.dir.clone();
+        let mut outcome = self.attempts(&mut locked, request, apply, &push_branch, switch)?;
+        outcome.recoveries = self.take_recoveries(&dir);
+        Ok(outcome)
+    }
+
+    fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+impl GitCache {
+    /// The fetch, apply, commit and push attempts of [`GitClient::update_and_push`].
+    fn attempts(
+        &self,
+        locked: &mut LockedRepo<'_>,
+        request: &UpdateRequest,
+        apply: &mut dyn FnMut(&Path) -> ApplyResult,
+        push_branch: &str,
+        switch: bool,
+    ) -> Result<UpdateOutcome, GitError> {
         let max = request.max_attempts.max(1);
         let mut attempt = 0;
+        let mut recovered = false;
         let mut fetches = Vec::new();
         loop {
             attempt += 1;
-            let mut co =
-                locked.checkout(&request.checkout, switch.then_some(push_branch.as_str()))?;
+            // A failure that fsck blames on the cache: quarantine, clone again and start
+            // the attempt over, once per run.
+            let mut co = match locked.checkout(&request.checkout, switch.then_some(push_branch)) {
+                Err(e) if !recovered && locked.recover_from(&e)? => {
+                    recovered = true;
+                    attempt -= 1;
+                    continue;
+                }
+                other => other?,
+            };
             fetches.append(&mut co.fetches);
             let outcome = |pushed| UpdateOutcome {
                 checkout_label: co.label.clone(),
@@ -611,22 +814,35 @@ impl GitClient for GitCache {
                 attempts: attempt,
                 switched_branch: switch,
                 fetches: fetches.clone(),
+                recoveries: Vec::new(),
             };
-            let Some(message) = apply(co.worktree.path()).map_err(GitError::Apply)? else {
+            let Some(written) = apply(co.worktree.path()).map_err(GitError::Apply)? else {
                 return Ok(outcome(None));
             };
-            let Some(commit) = locked.commit_all(
+            let committed = locked.commit_written(
                 &mut co.worktree,
                 &request.author,
-                &message,
+                &written,
                 request.signing.as_ref(),
-            )?
-            else {
+            );
+            let Some(commit) = (match committed {
+                Err(e) if !recovered && locked.recover_from(&e)? => {
+                    recovered = true;
+                    attempt -= 1;
+                    continue;
+                }
+                other => other?,
+            }) else {
                 return Ok(outcome(None));
             };
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(GitError::Cancelled(format!(
+                    "commit {commit} for {push_branch} was not pushed"
+                )));
+            }
             match locked.push(
                 commit,
-                &push_branch,
+                push_branch,
                 switch,
                 request.push.refspec.as_deref(),
                 &request.push.options,
@@ -640,12 +856,17 @@ impl GitClient for GitCache {
                     }
                     return Ok(outcome(Some(PushedCommit {
                         commit: commit.to_string(),
-                        branch: push_branch.clone(),
+                        branch: push_branch.to_string(),
                         refspec: request.push.refspec.clone(),
-                        message,
+                        message: written.message,
                     })));
                 }
                 Err(GitError::PushRejected { .. }) if attempt < max => continue,
+                // pack-objects reads the cache: a damaged object fails the push.
+                Err(e) if !recovered && locked.recover_from(&e)? => {
+                    recovered = true;
+                    attempt -= 1;
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -13,6 +13,13 @@ use super::auth::{CredFiles, GitAuth, Redactor, is_ssh_url};
 use super::cli::{self, RunError};
 use super::error::{Class, GitError, classify};
 
+/// How often a blocked operation looks at the shutdown flag.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
+
 /// How the cache fetches a ref.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Depth {
@@ -32,6 +39,8 @@ pub(crate) struct Session {
     pub(crate) creds: CredFiles,
     pub(crate) redactor: Redactor,
     pub(crate) timeout: Duration,
+    /// Set at shutdown: fetches stop, git children are killed.
+    pub(crate) cancel: Arc<AtomicBool>,
     ssh: bool,
 }
 
@@ -74,11 +83,15 @@ fn remote_ref_parts(r: &gix::protocol::handshake::Ref) -> (&[u8], Option<ObjectI
 }
 
 impl Session {
+    /// Opens the cache in `dir`, creating it when missing. A directory that exists but
+    /// is no repository gix can open (broken HEAD, config, refs layout) is
+    /// [`GitError::CacheDamaged`]: the caller quarantines it and calls again.
     pub(crate) fn open(
         dir: &Path,
         url: &str,
         auth: &GitAuth,
         timeout: Duration,
+        cancel: Arc<AtomicBool>,
     ) -> Result<Self, GitError> {
         let creds = CredFiles::new(auth, timeout)?;
         let ssh = is_ssh_url(url);
@@ -99,13 +112,12 @@ impl Session {
         };
         let repo = match open(dir) {
             Ok(repo) => repo,
+            Err(e) if dir.exists() && !is_empty_dir(dir) => {
+                return Err(GitError::CacheDamaged(format!(
+                    "opening the repository: {e}"
+                )));
+            }
             Err(_) => {
-                // Missing or damaged: start afresh; the next fetch refills it.
-                if dir.exists() {
-                    std::fs::remove_dir_all(dir).map_err(|e| {
-                        GitError::Git(format!("removing damaged cache {}: {e}", dir.display()))
-                    })?;
-                }
                 std::fs::create_dir_all(dir)
                     .map_err(|e| GitError::Git(format!("creating cache {}: {e}", dir.display())))?;
                 gix::init_bare(dir)
@@ -120,17 +132,34 @@ impl Session {
             url: url.to_string(),
             creds,
             timeout,
+            cancel,
             ssh,
         })
+    }
+
+    /// Whether the cached repository is damaged: `git fsck` over everything it holds
+    /// (refs, HEAD, config, loose objects and packs). Run only after a local failure, to
+    /// tell a damaged cache from a remote's fault. `Some(what fsck said)` when damaged.
+    pub(crate) fn damage(&self) -> Result<Option<String>, GitError> {
+        let out = self.git(&["fsck", "--no-dangling", "--no-progress", "--no-reflogs"])?;
+        if out.success {
+            return Ok(None);
+        }
+        let said: String = out
+            .stderr
+            .lines()
+            .chain(out.stdout.lines())
+            .filter(|l| !l.trim().is_empty())
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Ok(Some(self.redactor.scrub(&said)))
     }
 
     /// Turns a gix failure into a typed error, consulting ssh's stderr.
     fn gix_error(&self, err: &gix::Error, interrupted: bool) -> GitError {
         if interrupted {
-            return GitError::Timeout {
-                url: self.url.clone(),
-                timeout: self.timeout,
-            };
+            return self.interrupted();
         }
         let mut text = String::new();
         for e in err.iter_errors() {
@@ -347,10 +376,21 @@ impl Session {
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let watchdog = {
             let interrupt = interrupt.clone();
-            let timeout = self.timeout;
+            let cancel = self.cancel.clone();
+            let deadline = Instant::now() + self.timeout;
             std::thread::spawn(move || {
-                if done_rx.recv_timeout(timeout).is_err() {
-                    interrupt.store(true, Ordering::SeqCst);
+                // gix checks the flag while it reads the pack: set it at the deadline or
+                // as soon as shutdown begins.
+                loop {
+                    let now = Instant::now();
+                    if cancel.load(Ordering::SeqCst) || now >= deadline {
+                        interrupt.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    let step = (deadline - now).min(CANCEL_POLL);
+                    if done_rx.recv_timeout(step).is_ok() {
+                        return;
+                    }
                 }
             })
         };
@@ -360,10 +400,7 @@ impl Session {
         let _ = done_tx.send(());
         let _ = watchdog.join();
         match result {
-            Ok(_) if interrupt.load(Ordering::SeqCst) => Err(GitError::Timeout {
-                url: self.redactor.scrub(&self.url),
-                timeout: self.timeout,
-            }),
+            Ok(_) if interrupt.load(Ordering::SeqCst) => Err(self.interrupted()),
             Ok(outcome) => {
                 let bytes = match &outcome.status {
                     gix::remote::fetch::Status::Change {
@@ -384,6 +421,21 @@ impl Session {
                 Ok((present, started.elapsed(), bytes))
             }
             Err(e) => Err(self.gix_error(&e, interrupt.load(Ordering::SeqCst))),
+        }
+    }
+
+    /// Why an interrupted operation stopped: shutdown or the timeout.
+    fn interrupted(&self) -> GitError {
+        if self.cancel.load(Ordering::SeqCst) {
+            GitError::Cancelled(format!(
+                "fetch from {} stopped; nothing was changed on the remote",
+                self.redactor.scrub(&self.url)
+            ))
+        } else {
+            GitError::Timeout {
+                url: self.redactor.scrub(&self.url),
+                timeout: self.timeout,
+            }
         }
     }
 
@@ -444,12 +496,16 @@ impl Session {
             .arg(&self.dir)
             .args(args);
         let started = Instant::now();
-        match cli::run(&mut command, None, self.timeout) {
+        match cli::run(&mut command, None, self.timeout, Some(&self.cancel)) {
             Ok(out) => Ok(out),
             Err(RunError::TimedOut) => Err(GitError::Timeout {
                 url: self.redactor.scrub(&self.url),
                 timeout: started.elapsed(),
             }),
+            Err(RunError::Cancelled) => Err(GitError::Cancelled(format!(
+                "git {} stopped",
+                args.first().copied().unwrap_or_default()
+            ))),
             Err(RunError::Spawn(e)) => Err(GitError::Git(format!("running git: {e}"))),
         }
     }
@@ -473,7 +529,18 @@ impl Session {
         args.push(self.url.clone());
         args.push(refspec.into());
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = self.git(&argv)?;
+        let out = match self.git(&argv) {
+            Err(GitError::Cancelled(_)) => {
+                // git, its remote helper and pack-objects were killed together: the server
+                // updates the ref only after the whole pack arrived, so the branch is
+                // either untouched or (if the server had it all) at the new commit.
+                return Err(GitError::Cancelled(format!(
+                    "push of {refspec} to {} killed mid-way; the remote branch is unchanged unless the server had already received the whole push",
+                    self.redactor.scrub(&self.url)
+                )));
+            }
+            other => other?,
+        };
         if out.success {
             return Ok(());
         }

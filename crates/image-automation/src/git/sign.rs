@@ -157,7 +157,7 @@ impl SigningKey {
                     .args(["-Y", "sign", "-n", "git", "-f"])
                     .arg(&key)
                     .env("LC_ALL", "C");
-                let out = cli::run(&mut command, Some(payload), timeout)
+                let out = cli::run(&mut command, Some(payload), timeout, None)
                     .map_err(|e| GitError::Signing(format!("running ssh-keygen -Y sign: {e:?}")))?;
                 if !out.success || !out.stdout.contains("BEGIN SSH SIGNATURE") {
                     return Err(GitError::Signing(format!(

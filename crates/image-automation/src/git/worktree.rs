@@ -1,21 +1,23 @@
 //! A persistent worktree per cached repository and base ref, brought to each run's base
-//! commit by rewriting only what differs, and the commit of whatever the update wrote.
+//! commit by rewriting only what differs, and the commit of exactly what the update wrote.
 //!
 //! Layout: `<dir>/tree` holds the files, `<dir>/state` what they are: the base commit and,
 //! for every tracked path, its mode, blob id and the stat data seen right after it was
 //! written or verified. `state` is replaced atomically (write + rename) and only when the
-//! files were just written or verified to match it, so an aborted run (a crash mid-write, a half-applied update, a
-//! commit whose push failed) leaves a tree whose differences from `state` are found by
-//! the next [`Worktree::prepare`]: a path is trusted only when its stat data is unchanged
-//! and it is not "racy" (modified in the same file-system clock tick as `state` was
-//! written); anything else is re-hashed, and dirty paths are restored from the object
-//! database before the run starts. Untracked files are removed. A missing or unreadable
-//! `state` means a full checkout.
+//! files were just written or verified to match it.
 //!
-//! `<dir>/clean` spares that directory walk: it is created only right after a walk found
-//! the files equal to `state` (a pushed commit, or an update that changed nothing), and
-//! removed before the worktree is handed to an update, so it never outlives a run that
-//! may have written something.
+//! The tree is never trusted: anything may have changed it since the last run (an aborted
+//! run, a crash mid-write, a commit whose push failed, another process, a bad disk). Every
+//! [`Worktree::prepare`] walks it against `state`: a path is trusted only when its stat
+//! data is unchanged and it is not "racy" (modified in the same file-system clock tick as
+//! `state` was written); anything else is re-hashed, dirty paths are restored from the
+//! object database and untracked files removed before the update reads anything. A
+//! missing or unreadable `state` means a full checkout.
+//!
+//! The commit never looks at the tree as a whole: [`Worktree::commit_written`] builds it
+//! from the base commit's tree plus the blobs of exactly the files the update says it
+//! wrote, each of which must be a regular file the base tracks. Whatever else differs on
+//! disk is not committed (and is restored by the next run).
 //!
 //! Blobs are written verbatim (no attribute filters): what is committed back is exactly
 //! the repository's bytes plus the update's edits.
@@ -134,16 +136,14 @@ struct Entry {
 #[derive(Debug)]
 struct Change {
     path: String,
-    /// Kind, bytes and stat data now; `None` when the path is gone.
-    now: Option<(Kind, Vec<u8>, Stat)>,
     /// Whether the base tree has the path.
     tracked: bool,
 }
 
-/// A path's new kind, blob and stat data; `None` when the commit removes it.
-type Update = (String, Option<(Kind, ObjectId, Stat)>);
+/// A written path, its kind, new blob and the stat data it had when it was read.
+type Update = (String, Kind, ObjectId, Stat);
 
-/// A commit written by [`Worktree::commit_all`] and not pushed yet.
+/// A commit written by [`Worktree::commit_written`] and not pushed yet.
 #[derive(Debug)]
 struct Pending {
     commit: ObjectId,
@@ -174,9 +174,11 @@ pub struct PrepareStats {
     pub written: usize,
     /// Tracked paths removed, and untracked files deleted.
     pub removed: usize,
-    /// True when the files were walked to find what an earlier run left behind (no
-    /// clean marker).
+    /// True when the files were walked to find what changed since the state was recorded
+    /// (every run that has a state).
     pub scanned: bool,
+    /// Tracked paths found changed, missing or retyped on disk and restored.
+    pub drifted: usize,
 }
 
 impl Worktree {
@@ -195,33 +197,25 @@ impl Worktree {
             .map_err(git_err("reading the checkout tree"))?
             .detach();
         let mut stats = PrepareStats::default();
-        let clean_marker = dir.join("clean");
-        let was_clean = clean_marker.exists();
-        // From here on the update may write: the tree is not trusted without a walk again
-        // until one has verified it.
-        match std::fs::remove_file(&clean_marker) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("removing the clean marker".into())(e)),
-        }
+        // Earlier versions left a `clean` marker to skip the walk; nothing is trusted now.
+        let _ = std::fs::remove_file(dir.join("clean"));
         let Some(mut wt) = Self::load(repo, dir) else {
             stats.full = true;
             let wt = Self::full(repo, dir, commit, tree, &mut stats)?;
             return Ok((wt, stats));
         };
         let mut dirty = HashSet::new();
-        if !was_clean {
-            stats.scanned = true;
-            for change in wt.scan()? {
-                if change.tracked {
-                    dirty.insert(change.path);
-                } else {
-                    remove_path(&wt.root.join(&change.path))?;
-                    prune_parents(&wt.root, &change.path);
-                    stats.removed += 1;
-                }
+        stats.scanned = true;
+        for change in wt.scan()? {
+            if change.tracked {
+                dirty.insert(change.path);
+            } else {
+                remove_path(&wt.root.join(&change.path))?;
+                prune_parents(&wt.root, &change.path);
+                stats.removed += 1;
             }
         }
+        stats.drifted = dirty.len();
         if wt.base == commit && dirty.is_empty() {
             return Ok((wt, stats));
         }
@@ -308,14 +302,6 @@ impl Worktree {
             std::fs::metadata(&state).map_err(io_err("reading the worktree state".into()))?;
         self.stamp = (meta.mtime(), meta.mtime_nsec());
         Ok(())
-    }
-
-    /// Persists the state and marks the tree clean: only right after a walk verified that
-    /// the files match the entries.
-    fn persist_clean(&mut self) -> Result<(), GitError> {
-        self.persist()?;
-        std::fs::write(self.dir.join("clean"), b"")
-            .map_err(io_err("writing the clean marker".into()))
     }
 
     /// A fresh checkout of `commit` into `dir`.
@@ -451,7 +437,6 @@ impl Worktree {
             let Some(meta) = files.remove(&entry.path) else {
                 changes.push(Change {
                     path: entry.path.clone(),
-                    now: None,
                     tracked: true,
                 });
                 continue;
@@ -462,69 +447,87 @@ impl Worktree {
             if kind == entry.kind && stat == entry.stat && !racy {
                 continue;
             }
-            let bytes = read(&self.root, &entry.path, kind)?;
-            if kind != entry.kind || blob_id(&entry.path, &bytes)? != entry.id {
+            if kind != entry.kind
+                || blob_id(&entry.path, &read(&self.root, &entry.path, kind)?)? != entry.id
+            {
                 changes.push(Change {
                     path: entry.path.clone(),
-                    now: Some((kind, bytes, stat)),
                     tracked: true,
                 });
             }
         }
-        for (path, meta) in files {
-            let kind = Kind::of(&meta);
-            let bytes = read(&self.root, &path, kind)?;
-            changes.push(Change {
-                path,
-                now: Some((kind, bytes, Stat::of(&meta))),
-                tracked: false,
-            });
-        }
+        changes.extend(files.into_keys().map(|path| Change {
+            path,
+            tracked: false,
+        }));
         Ok(changes)
     }
 
-    /// Commits every change under [`path`](Self::path) on top of the base commit, with
-    /// `author` as author and committer and `message` verbatim. `None` when nothing
-    /// changed: no change, no commit. The worktree's state moves to the new commit only
-    /// with [`settle`](Self::settle), once it is pushed.
-    pub fn commit_all(
+    /// Commits the files the update wrote (`written`: paths under [`path`](Self::path),
+    /// absolute or relative to it) on top of the base commit, with `author` as author and
+    /// committer and `message` verbatim. The tree is the base tree plus exactly those
+    /// blobs: nothing else on disk is looked at. Each must be a regular file the base
+    /// tracks (the update rewrites files, it never adds, removes or retypes them); its
+    /// mode stays the base's. `None` when no written file differs from the base: no
+    /// change, no commit. The worktree's state moves to the new commit only with
+    /// [`settle`](Self::settle), once it is pushed.
+    pub fn commit_written(
         &mut self,
         repo: &gix::Repository,
         author: &Author,
         message: &str,
+        written: &[PathBuf],
         signing: Option<&SigningKey>,
         timeout: Duration,
     ) -> Result<Option<ObjectId>, GitError> {
         self.pending = None;
-        let changes = self.scan()?;
-        if changes.is_empty() {
-            // Verified clean just now: the next run can skip its walk.
-            self.persist_clean()?;
-            return Ok(None);
+        let canonical_root = self
+            .root
+            .canonicalize()
+            .map_err(io_err("resolving the worktree".into()))?;
+        let mut paths = std::collections::BTreeSet::new();
+        for file in written {
+            paths.insert(self.tracked_rel(&canonical_root, file)?);
         }
+        let by_path: HashMap<&str, &Entry> =
+            self.entries.iter().map(|e| (e.path.as_str(), e)).collect();
         let mut editor = repo
             .edit_tree(self.base_tree)
             .map_err(git_err("editing the tree"))?;
-        let mut updates = Vec::with_capacity(changes.len());
-        for change in changes {
-            match change.now {
-                Some((kind, bytes, stat)) => {
-                    let blob = repo
-                        .write_blob(&bytes)
-                        .map_err(git_err("writing a blob"))?
-                        .detach();
-                    editor
-                        .upsert(change.path.as_str(), kind.entry_kind(), blob)
-                        .map_err(git_err("updating the tree"))?;
-                    updates.push((change.path, Some((kind, blob, stat))));
-                }
-                None => {
-                    editor
-                        .remove(change.path.as_str())
-                        .map_err(git_err("updating the tree"))?;
-                    updates.push((change.path, None));
-                }
+        let mut updates = Vec::with_capacity(paths.len());
+        for rel in paths {
+            let refused = |why: &str| {
+                GitError::Git(format!(
+                    "the update wrote {rel:?}, {why}; refusing to commit it"
+                ))
+            };
+            let Some(entry) = by_path.get(rel.as_str()) else {
+                return Err(refused("which the base commit does not track"));
+            };
+            if !matches!(entry.kind, Kind::Blob | Kind::Exec) {
+                return Err(refused("which the base commit does not track as a file"));
             }
+            let full = self.root.join(&rel);
+            let meta =
+                std::fs::symlink_metadata(&full).map_err(io_err(format!("reading {rel}")))?;
+            if !meta.is_file() {
+                return Err(refused("which is no longer a regular file"));
+            }
+            let bytes = std::fs::read(&full).map_err(io_err(format!("reading {rel}")))?;
+            let blob = repo
+                .write_blob(&bytes)
+                .map_err(git_err("writing a blob"))?
+                .detach();
+            if blob == entry.id {
+                continue;
+            }
+            editor
+                .upsert(rel.as_str(), entry.kind.entry_kind(), blob)
+                .map_err(git_err("updating the tree"))?;
+            updates.push((rel, entry.kind, blob, Stat::of(&meta)));
+        }
+        if updates.is_empty() {
+            return Ok(None);
         }
         let tree = editor
             .write()
@@ -570,7 +573,7 @@ impl Worktree {
         Ok(Some(id))
     }
 
-    /// Records the commit of the last [`commit_all`](Self::commit_all) (now pushed) as
+    /// Records the commit of the last [`commit_written`](Self::commit_written) (now pushed) as
     /// the base, so the next run starts from it without rewriting anything.
     pub(crate) fn settle(&mut self) -> Result<(), GitError> {
         let Some(pending) = self.pending.take() else {
@@ -580,31 +583,62 @@ impl Worktree {
             .into_iter()
             .map(|e| (e.path.clone(), e))
             .collect();
-        for (path, update) in pending.updates {
-            match update {
-                Some((kind, id, stat)) => {
-                    by_path.insert(
-                        path.clone(),
-                        Entry {
-                            path,
-                            kind,
-                            id,
-                            stat,
-                        },
-                    );
-                }
-                None => {
-                    by_path.remove(&path);
-                }
-            }
+        for (path, kind, id, stat) in pending.updates {
+            by_path.insert(
+                path.clone(),
+                Entry {
+                    path,
+                    kind,
+                    id,
+                    stat,
+                },
+            );
         }
         // BTreeMap order over UTF-8 strings is git's byte order.
         self.entries = by_path.into_values().collect();
         self.base = pending.commit;
         self.base_tree = pending.tree;
-        // The walk of `commit_all` verified every other path; the updated ones are
-        // recorded with the stat data it saw.
-        self.persist_clean()
+        // The written paths are recorded with the stat data seen when they were read;
+        // the next run's walk verifies everything anyway.
+        self.persist()
+    }
+
+    /// `file` (absolute under the worktree, or relative to it) as a `/`-separated path
+    /// relative to the root, refusing anything that leaves the worktree or passes
+    /// through a symlink.
+    fn tracked_rel(&self, canonical_root: &Path, file: &Path) -> Result<String, GitError> {
+        let outside = || {
+            GitError::Git(format!(
+                "the update wrote {}, outside the worktree; refusing to commit it",
+                file.display()
+            ))
+        };
+        let rel = if file.is_absolute() {
+            file.strip_prefix(canonical_root)
+                .or_else(|_| file.strip_prefix(&self.root))
+                .map_err(|_| outside())?
+        } else {
+            file
+        };
+        let mut parts = Vec::new();
+        for component in rel.components() {
+            match component {
+                std::path::Component::Normal(p) => parts.push(p.to_str().ok_or_else(outside)?),
+                std::path::Component::CurDir => {}
+                _ => return Err(outside()),
+            }
+        }
+        if parts.is_empty() {
+            return Err(outside());
+        }
+        // No symlinked directory on the way: the parent must resolve to itself.
+        let parent = parts[..parts.len() - 1]
+            .iter()
+            .fold(canonical_root.to_path_buf(), |acc, p| acc.join(p));
+        match parent.canonicalize() {
+            Ok(resolved) if resolved == parent => Ok(parts.join("/")),
+            _ => Err(outside()),
+        }
     }
 }
 

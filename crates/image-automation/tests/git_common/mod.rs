@@ -7,8 +7,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use image_automation::git::{
-    ApplyError, Author, GitAuth, GitCache, GitClient, GitError, GitRef, PushSpec, PushedCommit,
-    RepoSpec, SigningKey, UpdateOutcome, UpdateRequest,
+    ApplyResult, Author, GitAuth, GitCache, GitClient, GitError, GitRef, PushSpec, PushedCommit,
+    RepoSpec, SigningKey, UpdateOutcome, UpdateRequest, Written,
 };
 use testbed::git::{BareRepos, GitHttpServer, GitHttpServerOptions, git_cli, seed_manifests};
 
@@ -46,21 +46,30 @@ pub fn with_signing(mut r: UpdateRequest, key: SigningKey) -> UpdateRequest {
     r
 }
 
-/// An update that replaces `from` by `to` in [`FILE`]; `None` (nothing to do) when
-/// `from` is absent, like the setters finding nothing.
-pub fn set_tag(dir: &Path, from: &str, to: &str) -> Result<Option<String>, ApplyError> {
+/// What an update that wrote `files` (relative to the worktree) returns.
+pub fn wrote(message: &str, files: &[&str]) -> ApplyResult {
+    Ok(Some(Written {
+        message: message.to_string(),
+        files: files.iter().map(Into::into).collect(),
+    }))
+}
+
+/// An update that replaces `from` by `to` in [`FILE`]; writes nothing (and so commits
+/// nothing) when `from` is absent, like the setters finding nothing.
+pub fn set_tag(dir: &Path, from: &str, to: &str) -> ApplyResult {
     let path = dir.join(FILE);
     let text = std::fs::read_to_string(&path)?;
     if !text.contains(&checkout_line(from)) {
-        return Ok(Some(format!("Update checkout to {to}")));
+        return wrote(&format!("Update checkout to {to}"), &[]);
     }
     std::fs::write(
         &path,
         text.replace(&checkout_line(from), &checkout_line(to)),
     )?;
-    Ok(Some(format!(
-        "Update checkout to {to}\n\nAutomated by image-automation."
-    )))
+    wrote(
+        &format!("Update checkout to {to}\n\nAutomated by image-automation."),
+        &[FILE],
+    )
 }
 
 /// Runs `update_and_push` on a blocking thread, as the controller does.
@@ -70,7 +79,7 @@ pub async fn run<F>(
     mut apply: F,
 ) -> Result<UpdateOutcome, GitError>
 where
-    F: FnMut(&Path) -> Result<Option<String>, ApplyError> + Send + 'static,
+    F: FnMut(&Path) -> ApplyResult + Send + 'static,
 {
     let cache = cache.clone();
     let request = request.clone();

@@ -1,0 +1,332 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+//! Issue 12, problems 5 and 7: `kill -9` of `image-automation serve --manifests` at chosen
+//! points (first clone, fetch, push, and a sweep of moments in between) and SIGTERM with
+//! hung git I/O. After each kill the remote branch is the old head or exactly the update
+//! (never anything else, no other path) and a restart converges with no human. SIGTERM
+//! ends the process within a few seconds and the log says what was cancelled. Against the
+//! REAL testbed registry, reflector and git server, behind a slowing TCP proxy.
+
+mod serve_common;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serve_common::*;
+use testbed::git::GitHttpServer;
+use testbed::process::Process;
+use testbed::seed;
+
+/// About `bytes` of text that compresses poorly (hex of an LCG stream).
+fn noise(bytes: usize, seed: u64) -> String {
+    let mut x = seed;
+    let mut out = String::with_capacity(bytes + 16);
+    while out.len() < bytes {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        out.push_str(&format!("{:016x}", x));
+        if out.len().is_multiple_of(64) {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The remote head is `old`, or one exact tag update on top of it (`from` -> `to`).
+fn assert_old_or_new(
+    git: &GitHttpServer,
+    old: &str,
+    image: &str,
+    (from, to): (&str, &str),
+    context: &str,
+) -> bool {
+    let head = git.repos().head_commit("fleet", "main").unwrap().unwrap();
+    if head == old {
+        return false;
+    }
+    assert_eq!(
+        changed_paths(git, "fleet", old, &head),
+        [CHECKOUT],
+        "{context}: the remote moved to something else than the update"
+    );
+    seed::assert_one_tag_update(
+        git.repos(),
+        "fleet",
+        old,
+        &head,
+        CHECKOUT,
+        image,
+        (from, to),
+    );
+    true
+}
+
+struct Setup {
+    registry: testbed::registry::Registry,
+    git: GitHttpServer,
+    proxy: SlowProxy,
+    reflector: Reflector,
+    manifests: std::path::PathBuf,
+    storage: std::path::PathBuf,
+    tmp: tempfile::TempDir,
+    image: String,
+}
+
+async fn setup(extra: &[(&str, &str)], timeout: Option<&str>) -> Setup {
+    let (registry, git, _) = seeded_fleet(extra).await;
+    let proxy = SlowProxy::start(git.port()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
+    let manifests = tmp.path().join("automation");
+    write_automation_manifests(
+        &manifests,
+        &proxy.url(&git, "fleet"),
+        (git.username(), git.password()),
+        timeout,
+    );
+    let storage = tmp.path().join("data");
+    let image = registry.image("team/checkout");
+    Setup {
+        registry,
+        git,
+        proxy,
+        reflector,
+        manifests,
+        storage,
+        tmp,
+        image,
+    }
+}
+
+impl Setup {
+    fn serve(&self, log: &str) -> Process {
+        spawn_serve(
+            &self.manifests,
+            &self.storage,
+            &self.reflector.base,
+            &self.tmp.path().join(log),
+        )
+    }
+
+    fn head(&self) -> String {
+        self.git
+            .repos()
+            .head_commit("fleet", "main")
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Restarts at full speed and waits for the push of `from` -> `to` on top of `old`.
+    async fn restart_and_converge(&self, old: &str, (from, to): (&str, &str), log: &str) {
+        self.proxy.set(FAST);
+        let mut serve = self.serve(log);
+        let moved = eventually(Duration::from_secs(60), || self.head() != old).await;
+        let text = std::fs::read_to_string(serve.log_path()).unwrap_or_default();
+        assert!(moved, "no push after the restart ({log}):\n{text}");
+        assert!(assert_old_or_new(
+            &self.git,
+            old,
+            &self.image,
+            (from, to),
+            log
+        ));
+        assert!(!text.contains(self.git.password()), "password logged");
+        serve.stop();
+    }
+}
+
+fn lock_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(lock_files(&p));
+        } else if p.extension().is_some_and(|x| x == "lock") {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_chosen_points_then_a_restart_converges() {
+    let big = noise(3 << 20, 7);
+    let s = setup(&[("assets/big.txt", big.as_str())], None).await;
+
+    // 1. During the first clone (answers trickle): kill once pack data is flowing.
+    let old = s.head();
+    s.reflector.publish(&s.registry, "1.3.0").await;
+    s.proxy.set(SLOW_DOWNLOADS);
+    let mut serve = s.serve("clone.log");
+    let flowing = eventually(Duration::from_secs(60), || {
+        s.proxy.down.load(Ordering::SeqCst) > 300_000
+    })
+    .await;
+    assert!(flowing, "{}", serve.log_tail());
+    let peak = vm_hwm_kib(serve.pid()).unwrap();
+    eprintln!("VmHWM mid-clone: {peak} KiB");
+    kill9(&serve);
+    serve.stop();
+    assert!(peak < 256 * 1024, "VmHWM {peak} KiB during a 3 MB clone");
+    assert!(!assert_old_or_new(
+        &s.git,
+        &old,
+        &s.image,
+        ("1.2.3", "1.3.0"),
+        "clone"
+    ));
+    eprintln!(
+        "locks after the kill mid-clone: {:?}",
+        lock_files(&s.storage.join("git"))
+    );
+    s.restart_and_converge(&old, ("1.2.3", "1.3.0"), "after-clone.log")
+        .await;
+
+    // 2. During an incremental fetch of a big commit someone else pushed.
+    let theirs = s
+        .git
+        .repos()
+        .commit_files(
+            "fleet",
+            "main",
+            &[("assets/big2.txt", noise(3 << 20, 11))],
+            "Human change\n",
+        )
+        .unwrap();
+    s.reflector.publish(&s.registry, "1.4.0").await;
+    s.proxy.set(SLOW_DOWNLOADS);
+    let start = s.proxy.down.load(Ordering::SeqCst);
+    let mut serve = s.serve("fetch.log");
+    let flowing = eventually(Duration::from_secs(60), || {
+        s.proxy.down.load(Ordering::SeqCst) > start + 300_000
+    })
+    .await;
+    assert!(flowing, "{}", serve.log_tail());
+    kill9(&serve);
+    serve.stop();
+    assert!(!assert_old_or_new(
+        &s.git,
+        &theirs,
+        &s.image,
+        ("1.3.0", "1.4.0"),
+        "fetch"
+    ));
+    s.restart_and_converge(&theirs, ("1.3.0", "1.4.0"), "after-fetch.log")
+        .await;
+
+    // 3. During the push (its upload trickles): the server never got the whole pack.
+    let old = s.head();
+    s.reflector.publish(&s.registry, "1.5.0").await;
+    s.proxy.set(SLOW_PUSHES);
+    let start = s.proxy.up_pushes.load(Ordering::SeqCst);
+    let mut serve = s.serve("push.log");
+    let pushing = eventually(Duration::from_secs(60), || {
+        s.proxy.up_pushes.load(Ordering::SeqCst) > start
+    })
+    .await;
+    assert!(pushing, "{}", serve.log_tail());
+    kill9(&serve);
+    serve.stop();
+    // The kill may race the end of the upload: old or exactly new, nothing else.
+    let pushed = assert_old_or_new(&s.git, &old, &s.image, ("1.4.0", "1.5.0"), "push");
+    if !pushed {
+        s.restart_and_converge(&old, ("1.4.0", "1.5.0"), "after-push.log")
+            .await;
+    }
+
+    // 4. A sweep of moments from start-up to the commit and push at full speed.
+    s.proxy.set(FAST);
+    for (minor, delay_ms) in (5..).zip([30u64, 80, 150, 250, 400, 700]) {
+        let old = s.head();
+        let (from, to) = (format!("1.{minor}.0"), format!("1.{}.0", minor + 1));
+        s.reflector.publish(&s.registry, &to).await;
+        let mut serve = s.serve(&format!("sweep-{delay_ms}.log"));
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        kill9(&serve);
+        serve.stop();
+        let context = format!("kill after {delay_ms} ms");
+        if !assert_old_or_new(&s.git, &old, &s.image, (&from, &to), &context) {
+            s.restart_and_converge(&old, (&from, &to), &format!("after-sweep-{delay_ms}.log"))
+                .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_a_hanging_server_ends_within_seconds() {
+    // The GitRepository timeout is Flux's default minute: shutdown must not wait it out.
+    let s = setup(&[], Some("60s")).await;
+    s.reflector.publish(&s.registry, "1.3.0").await;
+    s.proxy.set(HANG);
+    let mut serve = s.serve("hang.log");
+    let connected = eventually(Duration::from_secs(30), || {
+        s.proxy.accepted.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    assert!(connected, "{}", serve.log_tail());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = Instant::now();
+    let status = serve.terminate(Duration::from_secs(5));
+    let took = sent.elapsed();
+    let log = std::fs::read_to_string(serve.log_path()).unwrap();
+    assert!(
+        status.is_some(),
+        "still running {took:?} after SIGTERM with a hanging git server:\n{log}"
+    );
+    eprintln!("exit {took:?} after SIGTERM with a hanging git server");
+    for line in log.lines().filter(|l| l.contains("shutdown")) {
+        eprintln!("  {line}");
+    }
+    assert!(
+        log.contains("abandoned") || log.contains("cancelled"),
+        "the log does not say what was stopped:\n{log}"
+    );
+    assert!(!log.contains(s.git.password()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_push_kills_it_and_logs_the_outcome() {
+    let s = setup(&[], Some("60s")).await;
+    let old = s.head();
+    s.reflector.publish(&s.registry, "1.3.0").await;
+    s.proxy.set(SLOW_PUSHES);
+    let mut serve = s.serve("push-term.log");
+    let pushing = eventually(Duration::from_secs(60), || {
+        s.proxy.up_pushes.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    assert!(pushing, "{}", serve.log_tail());
+    let sent = Instant::now();
+    let status = serve.terminate(Duration::from_secs(5));
+    let took = sent.elapsed();
+    let log = std::fs::read_to_string(serve.log_path()).unwrap();
+    assert!(
+        status.is_some(),
+        "still running {took:?} after SIGTERM:\n{log}"
+    );
+    eprintln!("exit {took:?} after SIGTERM mid-push");
+    for line in log.lines().filter(|l| l.contains("shutdown")) {
+        eprintln!("  {line}");
+    }
+    // Give a push that the server had fully received a moment to land, then check.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if assert_old_or_new(&s.git, &old, &s.image, ("1.2.3", "1.3.0"), "SIGTERM") {
+        let head = s.head();
+        assert!(
+            log.contains(&format!("pushed commit '{}'", &head[..7])),
+            "a push that landed is not logged:\n{log}"
+        );
+    } else {
+        assert!(
+            log.contains("cancelled by shutdown") && log.contains("push of"),
+            "the cancelled push is not logged:\n{log}"
+        );
+    }
+    // The next start pushes.
+    s.restart_and_converge(&old, ("1.2.3", "1.3.0"), "after-term.log")
+        .await;
+}

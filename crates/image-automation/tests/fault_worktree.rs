@@ -1,0 +1,144 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+//! Issue 12, problem 2: the persistent worktree is never trusted. Files changed behind the
+//! controller's back (tracked outside and inside `update.path`, valid and invalid YAML,
+//! untracked files) never reach the remote, and a file the update cannot parse is reported
+//! rather than skipped silently. Runs `image-automation serve --manifests --once` against
+//! the REAL testbed registry, reflector and smart-HTTP git server.
+
+mod serve_common;
+
+use serve_common::*;
+use testbed::seed;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_worktree_never_reaches_the_remote() {
+    let (registry, git, seeded) = seeded_fleet(&[]).await;
+    let repos = git.repos();
+    let tmp = tempfile::tempdir().unwrap();
+    let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
+    let manifests = tmp.path().join("automation");
+    write_automation_manifests(
+        &manifests,
+        &git.url("fleet"),
+        (git.username(), git.password()),
+        None,
+    );
+    let storage = tmp.path().join("data");
+    let image = registry.image("team/checkout");
+
+    // A first pushed update: the worktree is now at the pushed commit.
+    reflector.publish(&registry, "1.3.0").await;
+    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    assert!(ok && a["pushed"] == true, "{a:#}\n{log}");
+    let first = repos.head_commit("fleet", "main").unwrap().unwrap();
+    seed::assert_one_tag_update(
+        repos,
+        "fleet",
+        &seeded,
+        &first,
+        CHECKOUT,
+        &image,
+        ("1.2.3", "1.3.0"),
+    );
+
+    // Behind the controller's back: a tracked file outside update.path, a tracked file
+    // inside it (valid YAML, with a marker of its own), the very file the update edits
+    // (valid YAML, another field), an untracked file with a marker, and one outside.
+    let tree = worktree_dir(&storage);
+    let tamper = |rel: &str, edit: &dyn Fn(String) -> String| {
+        let path = tree.join(rel);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, edit(text)).unwrap();
+    };
+    tamper("README.md", &|t| t + "garbage outside update.path\n");
+    tamper("clusters/prod/payments.yaml", &|t| {
+        t.replace("0.4.1", "6.6.6")
+    });
+    tamper(CHECKOUT, &|t| {
+        t.replace("replicas: 2", "replicas: 99") + "# tampered\n"
+    });
+    tamper("clusters/prod/untracked.yaml", &|_| {
+        format!("image: {image}:1.0.0 # {{\"$imagepolicy\": \"flux-system:checkout\"}}\n")
+    });
+    tamper("untracked-root.txt", &|_| "junk\n".into());
+
+    reflector.publish(&registry, "1.4.0").await;
+    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    assert!(ok && a["pushed"] == true, "{a:#}\n{log}");
+    let second = repos.head_commit("fleet", "main").unwrap().unwrap();
+    // Exactly the marker rewrite on top of the old head: nothing tampered, nothing new.
+    seed::assert_one_tag_update(
+        repos,
+        "fleet",
+        &first,
+        &second,
+        CHECKOUT,
+        &image,
+        ("1.3.0", "1.4.0"),
+    );
+
+    // The edited file itself damaged into invalid YAML: restored from the base before the
+    // update reads it, so the update happens (it is not skipped) and is exact.
+    tamper(CHECKOUT, &|t| t + "  bad: [unclosed\n\t- : :\n");
+    reflector.publish(&registry, "1.5.0").await;
+    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    assert!(ok && a["pushed"] == true, "{a:#}\n{log}");
+    let third = repos.head_commit("fleet", "main").unwrap().unwrap();
+    seed::assert_one_tag_update(
+        repos,
+        "fleet",
+        &second,
+        &third,
+        CHECKOUT,
+        &image,
+        ("1.4.0", "1.5.0"),
+    );
+    assert!(!log.contains(git.password()), "git password logged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unparseable_file_is_reported_not_silently_skipped() {
+    const BROKEN: &str = "clusters/prod/broken.yaml";
+    let broken = "apiVersion: v1\nkind: ConfigMap\ndata:\n  image: \"reg/app:1.0.0 # {\"$imagepolicy\": \"flux-system:checkout\"}\n  [unclosed\n";
+    let (registry, git, seeded) = seeded_fleet(&[(BROKEN, broken)]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
+    let manifests = tmp.path().join("automation");
+    write_automation_manifests(
+        &manifests,
+        &git.url("fleet"),
+        (git.username(), git.password()),
+        None,
+    );
+    let storage = tmp.path().join("data");
+    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    assert!(ok, "{a:#}\n{log}");
+    assert_eq!(a["pushed"], false);
+    assert_eq!(
+        git.repos().head_commit("fleet", "main").unwrap(),
+        Some(seeded)
+    );
+    assert!(
+        a["unmatched"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["path"] == "broken.yaml" && u["reason"] == "UnparseableFile"),
+        "{a:#}"
+    );
+    // Not a plain "repository up-to-date": the Ready message names the file.
+    let message = a["message"].as_str().unwrap();
+    assert!(
+        message.contains("broken.yaml") && message.contains("could not be parsed"),
+        "{message}"
+    );
+    // And the log says so as a warning (Flux skips such files with a trace log only).
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines.windows(2).any(|w| w[0].contains("WARN")
+            && w[0].contains("marker(s) not applied")
+            && w[1].starts_with("broken.yaml:")
+            && w[1].contains("not valid YAML")),
+        "{log}"
+    );
+}
