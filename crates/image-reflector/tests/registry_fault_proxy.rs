@@ -302,6 +302,10 @@ async fn every_fault_fails_clearly_leaks_nothing_and_recovers() {
             message.contains("uthorization"),
             "the echo is quoted: {message}"
         );
+        assert!(
+            suite.serve.log_text().contains("[redacted]"),
+            "the log has the scrubbed message"
+        );
     }
 
     // Transport faults and error statuses.
