@@ -161,7 +161,7 @@ fn assert_no_secret(forms: &[String], place: &str, text: &str) {
 
 /// The ImageRepository `app` (scanning `image` through the proxy, with a short timeout so
 /// hangs fail fast), its pull Secret for the proxy's host, and a semver ImagePolicy.
-fn write_manifests(dir: &Path, registry: &Registry, proxy: &FaultProxy) {
+fn write_manifests(dir: &Path, registry: &Registry, proxy: &FaultProxy, timeout: &str) {
     let config = serde_json::json!({"auths": {proxy.host(): {
         "username": registry.username().unwrap(),
         "password": registry.password().unwrap(),
@@ -187,7 +187,7 @@ metadata:
 spec:
   image: {}/{REPO}
   interval: 1s
-  timeout: 4s
+  timeout: {timeout}
   insecure: true
   secretRef:
     name: registry-pull
@@ -219,13 +219,18 @@ struct Suite {
 
 impl Suite {
     async fn start() -> Self {
+        Self::start_with_timeout("4s").await
+    }
+
+    /// With `timeout` as the ImageRepository's scan timeout.
+    async fn start_with_timeout(timeout: &str) -> Self {
         let registry = Registry::start(RegistryOptions::htpasswd()).await.unwrap();
         registry.push_tags(REPO, &["1.0.0", "1.1.0"]).await.unwrap();
         let proxy = FaultProxy::start(&registry.host()).await.unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
         std::fs::create_dir_all(&manifests).unwrap();
-        write_manifests(&manifests, &registry, &proxy);
+        write_manifests(&manifests, &registry, &proxy, timeout);
         let serve = Serve::start(&manifests, &storage, tmp.path()).await;
         let forms = secret_forms(&registry);
         let suite = Self {
@@ -302,6 +307,10 @@ async fn every_fault_fails_clearly_leaks_nothing_and_recovers() {
             message.contains("uthorization"),
             "the echo is quoted: {message}"
         );
+        assert!(
+            suite.serve.log_text().contains("[redacted]"),
+            "the log has the scrubbed message"
+        );
     }
 
     // Transport faults and error statuses.
@@ -376,4 +385,30 @@ async fn huge_bodies_are_capped_with_bounded_memory() {
         suite.wait_healthy(&format!("recovery from {name}")).await;
     }
     assert_no_secret(&suite.forms, "log", &suite.serve.log_text());
+}
+
+/// SIGTERM while a scan hangs on the registry (a 5-minute scan timeout): the process stops
+/// within a few seconds, well inside the charts' 10 s grace period.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_a_hung_registry_exits_promptly() {
+    let mut suite = Suite::start_with_timeout("5m").await;
+    suite.proxy.set_fault_on(TAGS, Fault::Hang);
+    let faulted = suite.proxy.faulted_requests();
+    wait_for(
+        "a scan hanging on the registry",
+        WAIT,
+        || suite.serve.log_text(),
+        || async { (suite.proxy.faulted_requests() > faulted).then_some(()) },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let status =
+        tokio::task::block_in_place(|| suite.serve.process.terminate(Duration::from_secs(5)));
+    let took = started.elapsed();
+    assert!(
+        status.is_some(),
+        "no exit within 5 s of SIGTERM:\n{}",
+        suite.serve.log_text()
+    );
+    eprintln!("exit {took:?} after SIGTERM with a hung scan");
 }

@@ -415,6 +415,33 @@ async fn requests_go_through_the_proxy_from_the_proxy_secret() {
     assert!(matches!(e, RegistryError::Transport { .. }), "{e:?}");
 }
 
+/// A proxy (or a registry behind it) quoting the request's `Proxy-Authorization` in an
+/// error: the proxy password is scrubbed like the registry's.
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_credentials_echoed_back_are_scrubbed() {
+    use image_reflector::registry::{ProxyConfig, SecretData};
+    let proxy = registry().await;
+    tags_list()
+        .respond_with(EchoHeaders {
+            status: 502,
+            json: false,
+        })
+        .mount(&proxy)
+        .await;
+    let secret = SecretData::new("proxy", "Opaque")
+        .with("address", proxy.uri())
+        .with("username", "proxy-user")
+        .with("password", ECHO_PASSWORD);
+    let transport = TransportConfig {
+        tls: None,
+        proxy: Some(ProxyConfig::from_secret(&secret).unwrap()),
+    };
+    let c = RegistryClient::new(&transport, settings()).unwrap();
+    let image = ImageReference::parse("registry.invalid:5000/team/app", true).unwrap();
+    let e = c.list_tags(&image, None, TIMEOUT).await.unwrap_err();
+    assert_scrubbed(&e, &secret_forms("proxy-user", ECHO_PASSWORD));
+}
+
 /// Every HTTP response is counted by host and status code: the ping's 401 challenge, the
 /// token, a 429 and a 503 that are retried, each tag-list page, a redirect and the page it
 /// leads to, and a digest request.

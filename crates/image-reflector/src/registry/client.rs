@@ -110,6 +110,8 @@ pub struct RegistryClient {
 struct Inner {
     http: reqwest::Client,
     settings: ClientSettings,
+    /// The proxy's credentials (sent with every request through it).
+    proxy_secrets: Secrets,
     state: Mutex<State>,
     observer: Observer,
 }
@@ -191,10 +193,13 @@ impl<'a> Op<'a> {
         image: &'a ImageReference,
         credentials: Option<&'a Credentials>,
         timeout: Duration,
+        proxy_secrets: &Secrets,
     ) -> Self {
-        let sent = credentials.map_or_else(Secrets::new, |c| {
-            Secrets::new().with_basic(&c.username, &c.password)
-        });
+        let sent = credentials
+            .map_or_else(Secrets::new, |c| {
+                Secrets::new().with_basic(&c.username, &c.password)
+            })
+            .merge(proxy_secrets);
         Self {
             image,
             credentials,
@@ -455,6 +460,11 @@ impl RegistryClient {
             inner: Arc::new(Inner {
                 http,
                 settings,
+                proxy_secrets: transport
+                    .proxy
+                    .as_ref()
+                    .map(super::transport::ProxyConfig::secrets)
+                    .unwrap_or_default(),
                 state: Mutex::default(),
                 observer,
             }),
@@ -482,7 +492,7 @@ impl RegistryClient {
         credentials: Option<&Credentials>,
         timeout: Duration,
     ) -> Result<Vec<String>, RegistryError> {
-        let op = Op::new(image, credentials, timeout);
+        let op = Op::new(image, credentials, timeout, &self.inner.proxy_secrets);
         with_timeout(image, timeout, self.list_tags_op(&op)).await
     }
 
@@ -506,7 +516,7 @@ impl RegistryClient {
                 tag: tag.to_string(),
             });
         }
-        let op = Op::new(image, credentials, timeout);
+        let op = Op::new(image, credentials, timeout, &self.inner.proxy_secrets);
         with_timeout(image, timeout, self.digest_op(&op, tag)).await
     }
 

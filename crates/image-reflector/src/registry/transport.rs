@@ -179,6 +179,9 @@ pub struct ProxyConfig {
     /// With the credentials in its user info (reqwest reads them from there for every
     /// scheme).
     url: Url,
+    /// The username and password as given (the URL holds them percent-encoded), to scrub
+    /// from what a remote answers.
+    credentials: Option<(String, String)>,
 }
 
 impl ProxyConfig {
@@ -214,14 +217,25 @@ impl ProxyConfig {
         if url.host_str().is_none() {
             return Err(ProxyError::InvalidAddress { secret: name() });
         }
+        let mut credentials = None;
         if let Some(username) = text("username")?.filter(|u| !u.is_empty()) {
             url.set_username(username)
                 .map_err(|()| ProxyError::InvalidAddress { secret: name() })?;
             let password = text("password")?.unwrap_or("");
             url.set_password(Some(password))
                 .map_err(|()| ProxyError::InvalidAddress { secret: name() })?;
+            credentials = Some((username.to_string(), password.to_string()));
         }
-        Ok(Self { url })
+        Ok(Self { url, credentials })
+    }
+
+    /// The proxy's credentials, to scrub from whatever a remote answers.
+    pub(crate) fn secrets(&self) -> kube_support::redact::Secrets {
+        let secrets = kube_support::redact::Secrets::new();
+        match &self.credentials {
+            Some((username, password)) => secrets.with_basic(username, password),
+            None => secrets,
+        }
     }
 
     /// `scheme://host:port`, without credentials: safe to show.
