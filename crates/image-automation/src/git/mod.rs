@@ -505,7 +505,7 @@ impl LockedRepo<'_> {
             return Ok(());
         }
         let detail = format!(
-            "removed {} stale lock file(s) left by a stopped process in the git cache of {}: {}",
+            "removed {} stale lock or temporary file(s) left by a stopped process in the git cache of {}: {}",
             removed.len(),
             scrubbed_url(&self.spec),
             removed.join(", ")
