@@ -172,6 +172,7 @@ fn main() -> ExitCode {
             Ok(Some(Written {
                 message: "warm up".into(),
                 files: vec![file.into()],
+                originals: Vec::new(),
             }))
         })
         .unwrap();
@@ -184,6 +185,7 @@ fn main() -> ExitCode {
                 Ok(Some(Written {
                     message: format!("ours {i}"),
                     files: vec![file.into()],
+                    originals: Vec::new(),
                 }))
             })
             .unwrap();

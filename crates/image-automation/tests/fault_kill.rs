@@ -133,6 +133,8 @@ impl Setup {
         ));
         assert!(!text.contains(self.git.password()), "password logged");
         serve.stop();
+        let left = lock_files(&self.storage.join("git"));
+        assert!(left.is_empty(), "{log}: stale locks survived: {left:?}");
     }
 }
 
@@ -182,6 +184,24 @@ async fn kill_9_at_chosen_points_then_a_restart_converges() {
     eprintln!(
         "locks after the kill mid-clone: {:?}",
         lock_files(&s.storage.join("git"))
+    );
+    let packs = s.storage.join("git").join(
+        cache_dir(&s.storage)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+            + "/objects/pack",
+    );
+    eprintln!(
+        "objects/pack after the kill mid-clone: {:?}",
+        std::fs::read_dir(&packs)
+            .map(|d| d
+                .flatten()
+                .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+                .collect::<Vec<_>>())
+            .unwrap_or_default()
     );
     s.restart_and_converge(&old, ("1.2.3", "1.3.0"), "after-clone.log")
         .await;

@@ -142,3 +142,85 @@ async fn an_unparseable_file_is_reported_not_silently_skipped() {
         "{log}"
     );
 }
+
+/// A bad disk: a file's content changes while its stat data, as recorded, still matches
+/// (simulated by recording the new stat data in the worktree's state file). The walk
+/// cannot see it; the update's own reading does: the file is restored from the base and
+/// the update applied again, so the push is still exactly the marker rewrite.
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_the_stat_data_does_not_show_is_caught_by_what_the_update_read() {
+    use std::os::unix::fs::MetadataExt as _;
+    let (registry, git, _) = seeded_fleet(&[]).await;
+    let repos = git.repos();
+    let tmp = tempfile::tempdir().unwrap();
+    let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
+    let manifests = tmp.path().join("automation");
+    write_automation_manifests(
+        &manifests,
+        &git.url("fleet"),
+        (git.username(), git.password()),
+        None,
+    );
+    let storage = tmp.path().join("data");
+    let image = registry.image("team/checkout");
+    reflector.publish(&registry, "1.3.0").await;
+    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    assert!(ok && a["pushed"] == true, "{a:#}\n{log}");
+    let first = repos.head_commit("fleet", "main").unwrap().unwrap();
+
+    // Same length, new content; then the state is made to vouch for it.
+    let tree = worktree_dir(&storage);
+    let file = tree.join(CHECKOUT);
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("replicas: 2", "replicas: 7")).unwrap();
+    let meta = std::fs::metadata(&file).unwrap();
+    let state_path = tree.parent().unwrap().join("state");
+    let state = std::fs::read_to_string(&state_path).unwrap();
+    let mut vouched = false;
+    let state: Vec<String> = state
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.splitn(9, ' ').collect();
+            if fields.len() == 9 && fields[8] == CHECKOUT {
+                vouched = true;
+                format!(
+                    "{} {} {} {} {} {} {} {} {}",
+                    fields[0],
+                    fields[1],
+                    meta.size(),
+                    meta.mtime(),
+                    meta.mtime_nsec(),
+                    meta.ctime(),
+                    meta.ctime_nsec(),
+                    meta.ino(),
+                    fields[8]
+                )
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    assert!(vouched, "no state line for {CHECKOUT}");
+    // Written later than the file: not "racy", so the walk trusts the stat data.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&state_path, state.join("\n") + "\n").unwrap();
+
+    reflector.publish(&registry, "1.4.0").await;
+    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    assert!(ok && a["pushed"] == true, "{a:#}\n{log}");
+    let second = repos.head_commit("fleet", "main").unwrap().unwrap();
+    testbed::seed::assert_one_tag_update(
+        repos,
+        "fleet",
+        &first,
+        &second,
+        CHECKOUT,
+        &image,
+        ("1.3.0", "1.4.0"),
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("differ from the base commit")),
+        "{log}"
+    );
+}

@@ -373,3 +373,52 @@ async fn an_aborted_run_leaves_nothing_for_the_next() {
         tree_in_git(repos, "fleet", &third.commit)
     );
 }
+
+/// Only the files the update names are committed, each a file the base tracks: what else
+/// differs on disk stays out, and a named path that is untracked, outside the worktree or
+/// behind a symlink is refused (nothing pushed).
+#[tokio::test]
+async fn only_the_written_files_are_committed() {
+    let (server, seeded) = http_fleet().await;
+    let repos = server.repos();
+    let (_storage, cache) = new_cache();
+    let spec = http_spec(&server, "fleet");
+    let req = request(spec, GitRef::branch("main"), PushSpec::default());
+
+    // Other edits in the same run (not named) are not committed.
+    let out = run(&cache, &req, |d| {
+        std::fs::write(d.join("README.md"), "scribbled by someone else\n")?;
+        std::fs::write(d.join("clusters/prod/new.yaml"), "kind: Junk\n")?;
+        set_tag(d, "1.2.3", "1.2.4")
+    })
+    .await
+    .unwrap();
+    let pushed = out.pushed.unwrap();
+    assert_only_tag_changed(repos, "fleet", &seeded, &pushed.commit, "1.2.3", "1.2.4");
+
+    // Named paths the update may not commit.
+    for (what, bad) in [
+        ("untracked", "clusters/prod/new.yaml"),
+        ("outside", "../outside.yaml"),
+        ("absolute elsewhere", "/etc/hostname"),
+        ("through a symlinked directory", "linked/checkout.yaml"),
+    ] {
+        let err = run(&cache, &req, move |d| {
+            std::fs::write(d.join("clusters/prod/new.yaml"), "kind: Junk\n")?;
+            let _ = std::os::unix::fs::symlink(d.join("clusters/prod"), d.join("linked"));
+            set_tag(d, "1.2.4", "1.2.5")?;
+            wrote("bad", &[FILE, bad])
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("refusing to commit"),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            repos.head_commit("fleet", "main").unwrap().as_deref(),
+            Some(pushed.commit.as_str()),
+            "{what}: something was pushed"
+        );
+    }
+}

@@ -11,6 +11,8 @@
 //! The image-reflector binary comes from the shared target directory (built into a separate
 //! target directory when missing): `testbed::controllers::reflector_binary`.
 
+mod serve_common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -673,5 +675,71 @@ async fn damaged_git_cache_is_quarantined_with_a_warning_event() {
     assert!(
         metrics.contains(r#"image_automation_git_cache_recoveries_total{kind="quarantined"} 1"#),
         "{metrics}"
+    );
+}
+
+/// Issue 12, problem 7 in Kubernetes mode: SIGTERM while the git server hangs (accepts,
+/// never answers; the GitRepository timeout is Flux's default minute) ends the process well
+/// within the chart's 10 s grace period, and the log says what was stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_with_a_hanging_git_server_ends_within_seconds() {
+    let (server, registry, git) = start_kube_testbed().await;
+    install_chart_rbac(&server, "image-reflector-controller");
+    install_chart_rbac(&server, "image-automation-controller");
+    registry
+        .push_tags("team/checkout", &["1.2.3"])
+        .await
+        .unwrap();
+    git.repos()
+        .create("fleet", &seed_manifests(&registry.host()))
+        .unwrap();
+    let proxy = serve_common::SlowProxy::start(git.port()).await;
+    proxy.set(serve_common::HANG);
+    let tmp = tempfile::tempdir().unwrap();
+    apply_reflector_objects(&server, &registry);
+    let reflector = start_reflector(&server, &tmp.path().join("tags"), tmp.path()).await;
+    wait_policy_tag(&server, &reflector, "1.2.3").await;
+    server
+        .apply(&seed::git_credentials_secret(
+            "flux-system",
+            git.username(),
+            git.password(),
+        ))
+        .unwrap();
+    let source = seed::git_repository("flux-system", &proxy.url(&git, "fleet"), "flux-system")
+        .replacen("  interval: 1m\n", "  interval: 1m\n  timeout: 60s\n", 1);
+    server.apply(&source).unwrap();
+    server
+        .apply(&seed::image_update_automation(
+            AUTOMATION,
+            "flux-system",
+            "main",
+        ))
+        .unwrap();
+    let mut serve = start_automation(
+        &server,
+        &tmp.path().join("data"),
+        reflector.base(),
+        tmp.path(),
+    )
+    .await;
+    let connected = serve_common::eventually(Duration::from_secs(30), || {
+        proxy.accepted.load(std::sync::atomic::Ordering::SeqCst) > 0
+    })
+    .await;
+    assert!(connected, "{}", serve.log_text());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = Instant::now();
+    let status = serve.process_mut().terminate(Duration::from_secs(5));
+    let took = sent.elapsed();
+    let log = serve.log_text();
+    assert!(
+        status.is_some(),
+        "still running {took:?} after SIGTERM with a hanging git server:\n{log}"
+    );
+    eprintln!("Kubernetes mode: exit {took:?} after SIGTERM with a hanging git server");
+    assert!(
+        log.contains("abandoned") || log.contains("cancelled"),
+        "the log does not say what was stopped:\n{log}"
     );
 }

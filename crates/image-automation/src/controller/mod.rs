@@ -266,9 +266,15 @@ fn apply_in(root: &Path, input: &ApplyInput, found: &Mutex<Applied>) -> ApplyRes
         }
     };
     setters::write_edits(&applied.edits)?;
+    let (files, originals) = applied
+        .edits
+        .into_iter()
+        .map(|e| (e.target.clone(), (e.target, e.before.into_bytes())))
+        .unzip();
     Ok(Some(git::Written {
         message,
-        files: applied.edits.into_iter().map(|e| e.target).collect(),
+        files,
+        originals,
     }))
 }
 

@@ -46,6 +46,10 @@ pub enum GitError {
     /// config); it is quarantined and cloned again.
     #[error("the git cache is damaged: {0}")]
     CacheDamaged(String),
+    /// Files the update read differed from the base commit although their stat data did
+    /// not show it; they were restored from the base.
+    #[error("worktree files differed from the base commit and were restored: {0}")]
+    WorktreeDrift(String),
     /// The controller is shutting down: the operation was stopped. `detail` says what
     /// was in flight (a push names its commit).
     #[error("cancelled by shutdown: {0}")]

@@ -268,6 +268,11 @@ pub struct Written {
     pub message: String,
     /// Absolute paths under the worktree, or paths relative to it.
     pub files: Vec<PathBuf>,
+    /// What written files held when the update read them (path as in `files`), when the
+    /// update knows. Content that is not the base commit's means the worktree had
+    /// drifted in a way its stat data did not show (a bad disk): the file is restored and
+    /// the attempt made again.
+    pub originals: Vec<(PathBuf, Vec<u8>)>,
 }
 
 /// What the update closure returns: `None` for "nothing to do".
@@ -505,7 +510,7 @@ impl LockedRepo<'_> {
             return Ok(());
         }
         let detail = format!(
-            "removed {} stale lock file(s) left by a stopped process in the git cache of {}: {}",
+            "removed {} stale lock or temporary file(s) left by a stopped process in the git cache of {}: {}",
             removed.len(),
             scrubbed_url(&self.spec),
             removed.join(", ")
@@ -649,14 +654,7 @@ impl LockedRepo<'_> {
         signing: Option<&SigningKey>,
     ) -> Result<Option<ObjectId>, GitError> {
         let session = self.session()?;
-        worktree.commit_written(
-            &session.repo,
-            author,
-            &written.message,
-            &written.files,
-            signing,
-            session.timeout,
-        )
+        worktree.commit_written(&session.repo, author, written, signing, session.timeout)
     }
 
     /// Pushes `commit` to `branch` (forced when `force`), then `refspec` if given, with
@@ -793,6 +791,7 @@ impl GitCache {
         let max = request.max_attempts.max(1);
         let mut attempt = 0;
         let mut recovered = false;
+        let mut restored = false;
         let mut fetches = Vec::new();
         loop {
             attempt += 1;
@@ -826,6 +825,12 @@ impl GitCache {
                 request.signing.as_ref(),
             );
             let Some(commit) = (match committed {
+                Err(GitError::WorktreeDrift(paths)) if !restored => {
+                    tracing::warn!(%paths, "the update read worktree files that differ from the base commit; restored them, applying again");
+                    restored = true;
+                    attempt -= 1;
+                    continue;
+                }
                 Err(e) if !recovered && locked.recover_from(&e)? => {
                     recovered = true;
                     attempt -= 1;

@@ -66,8 +66,9 @@ impl OwnerLock {
     }
 }
 
-/// Removes every `*.lock` file under `dir` (a repository this process owns): each was left
-/// by a process that died holding it. Returns the removed paths, relative to `dir`.
+/// Removes every `*.lock` file under `dir` (a repository this process owns) and the
+/// temporary files of packs being received: each was left by a process that died
+/// holding it. Returns the removed paths, relative to `dir`.
 pub(crate) fn clear_stale_locks(dir: &Path) -> Result<Vec<String>, GitError> {
     let mut removed = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -88,8 +89,13 @@ pub(crate) fn clear_stale_locks(dir: &Path) -> Result<Vec<String>, GitError> {
             };
             let path = entry.path();
             if file_type.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|x| x == "lock") {
+                // Loose objects are written through temporary files and renamed, never
+                // locked: their (possibly thousands of) fan-out directories are skipped.
+                if !is_loose_fanout(dir, &path) {
+                    pending.push(path);
+                }
+            } else if path.extension().is_some_and(|x| x == "lock") || is_pack_temporary(dir, &path)
+            {
                 std::fs::remove_file(&path).map_err(|e| {
                     GitError::Git(format!("removing stale lock {}: {e}", path.display()))
                 })?;
@@ -100,6 +106,25 @@ pub(crate) fn clear_stale_locks(dir: &Path) -> Result<Vec<String>, GitError> {
     }
     removed.sort();
     Ok(removed)
+}
+
+/// A temporary file of a pack being received (`objects/pack/.tmp*`, `tmp_*`): left by a
+/// killed fetch, never used again.
+fn is_pack_temporary(dir: &Path, path: &Path) -> bool {
+    path.parent() == Some(dir.join("objects/pack").as_path())
+        && path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(".tmp") || n.starts_with("tmp_"))
+}
+
+/// `<dir>/objects/xx`, a loose-object fan-out directory.
+fn is_loose_fanout(dir: &Path, path: &Path) -> bool {
+    path.parent() == Some(dir.join("objects").as_path())
+        && path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Moves the damaged repository `dir` to `<root>/quarantine/<name>` (replacing an older
@@ -139,6 +164,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir_all(d.join("refs/iua/heads")).unwrap();
+        std::fs::create_dir_all(d.join("objects/ab")).unwrap();
+        std::fs::write(d.join("objects/ab/not-a-lock.lock"), "x").unwrap();
+        std::fs::create_dir_all(d.join("objects/pack")).unwrap();
+        std::fs::write(d.join("objects/pack/.tmpN0VN5B"), "").unwrap();
+        std::fs::write(d.join("objects/pack/pack-1.pack"), "").unwrap();
         for f in [
             "shallow.lock",
             "HEAD.lock",
@@ -150,9 +180,19 @@ mod tests {
         let removed = clear_stale_locks(d).unwrap();
         assert_eq!(
             removed,
-            ["HEAD.lock", "refs/iua/heads/main.lock", "shallow.lock"]
+            [
+                "HEAD.lock",
+                "objects/pack/.tmpN0VN5B",
+                "refs/iua/heads/main.lock",
+                "shallow.lock"
+            ]
         );
         assert!(d.join("config").exists());
+        assert!(d.join("objects/pack/pack-1.pack").exists());
+        assert!(
+            d.join("objects/ab/not-a-lock.lock").exists(),
+            "fan-out skipped"
+        );
         assert!(!d.join("shallow.lock").exists());
     }
 

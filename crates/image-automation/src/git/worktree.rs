@@ -33,6 +33,7 @@ use gix::ObjectId;
 use gix::objs::WriteTo as _;
 use gix::objs::tree::EntryKind;
 
+use super::Written;
 use super::error::GitError;
 use super::sign::SigningKey;
 
@@ -463,20 +464,21 @@ impl Worktree {
         Ok(changes)
     }
 
-    /// Commits the files the update wrote (`written`: paths under [`path`](Self::path),
-    /// absolute or relative to it) on top of the base commit, with `author` as author and
-    /// committer and `message` verbatim. The tree is the base tree plus exactly those
-    /// blobs: nothing else on disk is looked at. Each must be a regular file the base
-    /// tracks (the update rewrites files, it never adds, removes or retypes them); its
-    /// mode stays the base's. `None` when no written file differs from the base: no
-    /// change, no commit. The worktree's state moves to the new commit only with
+    /// Commits the files the update wrote (`written.files`: paths under
+    /// [`path`](Self::path), absolute or relative to it) on top of the base commit, with
+    /// `author` as author and committer and the message verbatim. The tree is the base
+    /// tree plus exactly those blobs: nothing else on disk is looked at. Each must be a
+    /// regular file the base tracks (the update rewrites files, it never adds, removes or
+    /// retypes them); its mode stays the base's. When `written.originals` shows that the
+    /// update read content other than the base's, those files are restored and the
+    /// result is [`GitError::WorktreeDrift`]. `None` when no written file differs from the
+    /// base: no change, no commit. The worktree's state moves to the new commit only with
     /// [`settle`](Self::settle), once it is pushed.
     pub fn commit_written(
         &mut self,
         repo: &gix::Repository,
         author: &Author,
-        message: &str,
-        written: &[PathBuf],
+        written: &Written,
         signing: Option<&SigningKey>,
         timeout: Duration,
     ) -> Result<Option<ObjectId>, GitError> {
@@ -486,11 +488,31 @@ impl Worktree {
             .canonicalize()
             .map_err(io_err("resolving the worktree".into()))?;
         let mut paths = std::collections::BTreeSet::new();
-        for file in written {
+        for file in &written.files {
             paths.insert(self.tracked_rel(&canonical_root, file)?);
         }
         let by_path: HashMap<&str, &Entry> =
             self.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+        // What the update read must be the base: restore what was not, and say so.
+        let mut drifted = Vec::new();
+        for (file, bytes) in &written.originals {
+            let rel = self.tracked_rel(&canonical_root, file)?;
+            if let Some(entry) = by_path.get(rel.as_str())
+                && blob_id(&rel, bytes)? != entry.id
+            {
+                drifted.push((rel, entry.kind, entry.id));
+            }
+        }
+        if !drifted.is_empty() {
+            let mut made = HashSet::new();
+            for (rel, kind, id) in &drifted {
+                // The new stat data differs from the recorded one: the next walk
+                // re-hashes the file and finds it clean.
+                write_entry(repo, &self.root, rel, *kind, *id, &mut made, false)?;
+            }
+            let paths: Vec<&str> = drifted.iter().map(|(rel, _, _)| rel.as_str()).collect();
+            return Err(GitError::WorktreeDrift(paths.join(", ")));
+        }
         let mut editor = repo
             .edit_tree(self.base_tree)
             .map_err(git_err("editing the tree"))?;
@@ -547,7 +569,7 @@ impl Worktree {
             author: signature.clone(),
             committer: signature,
             encoding: None,
-            message: message.into(),
+            message: written.message.as_str().into(),
             extra_headers: Vec::new(),
         };
         if let Some(key) = signing {

@@ -51,6 +51,7 @@ pub fn wrote(message: &str, files: &[&str]) -> ApplyResult {
     Ok(Some(Written {
         message: message.to_string(),
         files: files.iter().map(Into::into).collect(),
+        originals: Vec::new(),
     }))
 }
 
