@@ -208,19 +208,14 @@ impl<'a> State<'a> {
                     return self
                         .errorf(format!("template {} not defined", crate::fmt::quote(name)));
                 };
-                let limit = self.budget.limits.max_template_depth;
-                if self.depth >= limit {
-                    return self.limit(LimitExceeded::Depth { limit });
-                }
                 let new_dot = match pipe {
                     Some(p) => self.eval_pipeline(dot, p)?,
                     None => None,
                 };
+                self.charge_copy(&new_dot)?;
                 let saved_vars = std::mem::replace(&mut self.vars, vec![("$", new_dot.clone())]);
                 let saved_name = std::mem::replace(&mut self.name, name.as_str());
-                self.depth += 1;
-                let r = self.walk_list(&new_dot, tree);
-                self.depth -= 1;
+                let r = self.nested(|s| s.walk_list(&new_dot, tree));
                 self.name = saved_name;
                 self.vars = saved_vars;
                 r?;
@@ -229,7 +224,24 @@ impl<'a> State<'a> {
         Ok(())
     }
 
+    /// Runs `f` one level deeper: template calls, controls and parenthesized pipelines all
+    /// recurse, and together they are bounded so that the stack is.
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> R<T>) -> R<T> {
+        let limit = self.budget.limits.max_template_depth;
+        if self.depth >= limit {
+            return self.limit(LimitExceeded::Depth { limit });
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
     fn walk_if_or_with(&mut self, dot: &Ev<'a>, b: &'a Branch, with: bool) -> R<()> {
+        self.nested(|s| s.walk_if_or_with_inner(dot, b, with))
+    }
+
+    fn walk_if_or_with_inner(&mut self, dot: &Ev<'a>, b: &'a Branch, with: bool) -> R<()> {
         let mark = self.vars.len();
         let r = (|| {
             let v = self.eval_pipeline(dot, &b.pipe)?;
@@ -252,7 +264,7 @@ impl<'a> State<'a> {
     fn walk_range(&mut self, dot: &Ev<'a>, b: &'a Branch) -> R<()> {
         self.at = At::Branch(b, "range");
         let outer = self.vars.len();
-        let r = self.walk_range_inner(dot, b);
+        let r = self.nested(|s| s.walk_range_inner(dot, b));
         self.vars.truncate(outer);
         r
     }
@@ -386,7 +398,7 @@ impl<'a> State<'a> {
             }
             Arg::Pipe(p) => {
                 self.not_a_function(&cmd.args, &final_)?;
-                return self.eval_pipeline(dot, p);
+                return self.nested(|s| s.eval_pipeline(dot, p));
             }
             Arg::Variable { idents, .. } => {
                 return self.eval_variable(dot, first, idents, Some(&cmd.args), final_);
@@ -761,7 +773,7 @@ impl<'a> State<'a> {
                 return self.validate_type(v, ty);
             }
             Arg::Pipe(p) => {
-                let v = self.eval_pipeline(dot, p)?;
+                let v = self.nested(|s| s.eval_pipeline(dot, p))?;
                 return self.validate_type(v, ty);
             }
             Arg::Ident { name, .. } => {

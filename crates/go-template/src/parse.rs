@@ -212,12 +212,20 @@ struct Parser<'f> {
     name: String,
     vars: Vec<String>,
     range_depth: usize,
+    /// Nesting of control structures, blocks and parenthesized pipelines.
+    depth: usize,
     action_line: usize,
     has_func: &'f dyn Fn(&str) -> bool,
     trees: Trees,
 }
 
 type PResult<T> = Result<T, String>;
+
+/// Nesting the parser accepts: controls (`if`/`range`/`with`/`block`, and each `else if`)
+/// and parenthesized pipelines together. Go caps parentheses at 10000 and leaves controls
+/// to its growable stacks; a Rust thread has a fixed stack (2 MiB for tokio's), which 10000
+/// levels overflow, so one limit far above real templates covers both.
+pub(crate) const MAX_PARSE_DEPTH: usize = 100;
 
 /// Parses `text` as template `name`; every identifier must satisfy `has_func`.
 pub(crate) fn parse(name: &str, text: &str, has_func: &dyn Fn(&str) -> bool) -> PResult<Trees> {
@@ -228,6 +236,7 @@ pub(crate) fn parse(name: &str, text: &str, has_func: &dyn Fn(&str) -> bool) -> 
         name: name.to_string(),
         vars: vec!["$".into()],
         range_depth: 0,
+        depth: 0,
         action_line: 0,
         has_func,
         trees: HashMap::new(),
@@ -453,9 +462,20 @@ impl Parser<'_> {
         Ok(())
     }
 
+    /// Runs `f` one nesting level deeper, within [`MAX_PARSE_DEPTH`] (Go's wording).
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        if self.depth >= MAX_PARSE_DEPTH {
+            return self.err("max expression depth exceeded");
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
     fn control(&mut self, context: &str) -> PResult<Branch> {
         let nvars = self.vars.len();
-        let r = self.control_inner(context);
+        let r = self.nested(|p| p.control_inner(context));
         self.vars.truncate(nvars);
         r
     }
@@ -520,7 +540,7 @@ impl Parser<'_> {
         let name = self.parse_template_name(&it, context)?;
         let pipe = self.pipeline(context, &Tok::RightDelim)?;
         let saved_vars = std::mem::replace(&mut self.vars, vec!["$".into()]);
-        let r = self.item_list();
+        let r = self.nested(Self::item_list);
         self.vars = saved_vars;
         let (list, end) = r?;
         if !matches!(end, Ctl::End) {
@@ -714,7 +734,7 @@ impl Parser<'_> {
                 }
             }
             Tok::LeftParen => {
-                let p = self.pipeline("parenthesized pipeline", &Tok::RightParen)?;
+                let p = self.nested(|p| p.pipeline("parenthesized pipeline", &Tok::RightParen))?;
                 Arg::Pipe(Box::new(p))
             }
             Tok::Str(q) | Tok::RawStr(q) => match unquote(&q) {

@@ -226,3 +226,47 @@ fn ordinary_templates_are_unaffected() {
         "[9223372036854775806]"
     );
 }
+
+/// Found by fuzzing: 10,000 nested parentheses or `if`s (a 20 KB template) overflowed the stack
+/// and aborted the process. Nesting is now bounded when parsing and when executing, and the
+/// deepest template that parses still runs on a stack half the size of tokio's threads.
+#[test]
+fn deep_nesting_fails_cleanly_on_a_small_stack() {
+    let run = || {
+        for n in [1usize, 50, 100, 101, 10_000, 100_000] {
+            let parens = format!("{{{{ {}1{} }}}}", "(".repeat(n), ")".repeat(n));
+            let ifs = format!("{}x{}", "{{ if 1 }}".repeat(n), "{{ end }}".repeat(n));
+            let else_ifs = format!(
+                "{{{{ if 0 }}}}{}x{{{{ end }}}}",
+                "{{ else if 0 }}".repeat(n - 1)
+            );
+            let ranges = format!(
+                "{}x{}",
+                "{{ range list 1 }}".repeat(n),
+                "{{ end }}".repeat(n)
+            );
+            for (t, want) in [(parens, "1"), (ifs, "x"), (else_ifs, ""), (ranges, "x")] {
+                let parsed = Template::parse("commit message", &t);
+                if n <= 100 {
+                    let out = parsed.unwrap().execute(&data()).unwrap();
+                    assert_eq!(out, want, "{n}");
+                } else {
+                    let e = parsed.unwrap_err().to_string();
+                    assert!(e.ends_with("max expression depth exceeded"), "{n}: {e}");
+                }
+            }
+        }
+        // Template calls and the controls in their bodies share the execution depth.
+        let (e, msg) = stopped_by(
+            "{{ define \"a\" }}{{ if 1 }}{{ with . }}{{ template \"a\" (print .) }}{{ end }}{{ end }}{{ end }}{{ template \"a\" 1 }}",
+            &Limits::DEFAULT,
+        );
+        assert_eq!(e, LimitExceeded::Depth { limit: 100 }, "{msg}");
+    };
+    std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(run)
+        .unwrap()
+        .join()
+        .unwrap();
+}
