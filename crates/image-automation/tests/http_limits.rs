@@ -35,8 +35,12 @@ async fn half_sent_and_idle_connections_are_closed_while_probes_answer() {
         .arg("--storage-path")
         .arg(tmp.path().join("data"))
         .args(["--http-addr", &addr.to_string()]);
-    let mut process =
-        Process::spawn("image-automation serve", command, &tmp.path().join("serve.log")).unwrap();
+    let mut process = Process::spawn(
+        "image-automation serve",
+        command,
+        &tmp.path().join("serve.log"),
+    )
+    .unwrap();
     let healthz = format!("http://{addr}/healthz");
     process
         .wait_ready(Duration::from_secs(60), || http_ok(&healthz))

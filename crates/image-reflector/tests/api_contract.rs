@@ -81,7 +81,8 @@ fn generated_requests_get_documented_answers() {
                 ..Config::default()
             });
             let result = runner.run(&strategy, |generated| {
-                let status = runtime.block_on(check(&http, &base, &document, path, operation, &generated))?;
+                let status = runtime
+                    .block_on(check(&http, &base, &document, path, operation, &generated))?;
                 *checked
                     .borrow_mut()
                     .entry(path.clone())
@@ -91,7 +92,10 @@ fn generated_requests_get_documented_answers() {
                 Ok(())
             });
             if let Err(e) = result {
-                panic!("{path} ({}): {e}", if invalid_side { "invalid" } else { "valid" });
+                panic!(
+                    "{path} ({}): {e}",
+                    if invalid_side { "invalid" } else { "valid" }
+                );
             }
         }
     }
@@ -108,7 +112,10 @@ fn generated_requests_get_documented_answers() {
         ("/api/v1/namespaces/{namespace}/imagepolicies/{name}", 200),
         ("/api/v1/namespaces/{namespace}/imagepolicies/{name}", 404),
     ] {
-        assert!(seen(path, status), "{path}: never answered {status}: {checked:?}");
+        assert!(
+            seen(path, status),
+            "{path}: never answered {status}: {checked:?}"
+        );
     }
 }
 
@@ -119,9 +126,18 @@ async fn out_of_range_values_are_refused_with_the_documented_message() {
     let http = reqwest::Client::new();
     let tags = format!("{base}/api/v1/namespaces/{NAMESPACE}/imagerepositories/{REPOSITORY}/tags");
     for (url, needle) in [
-        (format!("{tags}?limit=0"), "limit must be an integer from 1 to 1000, got '0'"),
-        (format!("{tags}?limit=1001"), "limit must be an integer from 1 to 1000, got '1001'"),
-        (format!("{tags}?limit=ten"), "limit must be an integer from 1 to 1000, got 'ten'"),
+        (
+            format!("{tags}?limit=0"),
+            "limit must be an integer from 1 to 1000, got '0'",
+        ),
+        (
+            format!("{tags}?limit=1001"),
+            "limit must be an integer from 1 to 1000, got '1001'",
+        ),
+        (
+            format!("{tags}?limit=ten"),
+            "limit must be an integer from 1 to 1000, got 'ten'",
+        ),
         (
             format!("{base}/api/v1/imagepolicies?watch=yes"),
             "watch must be true or false, got 'yes'",
@@ -144,7 +160,11 @@ async fn out_of_range_values_are_refused_with_the_documented_message() {
         assert!(message.contains(needle), "{url}: {message}");
     }
     for limit in ["1", "1000"] {
-        let response = http.get(format!("{tags}?limit={limit}")).send().await.unwrap();
+        let response = http
+            .get(format!("{tags}?limit={limit}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "limit={limit}");
     }
 }
@@ -158,10 +178,17 @@ async fn start_server() -> String {
         &ExclusionList::default(),
         SystemTime::now(),
     );
-    store.put(&RepoKey::new(NAMESPACE, REPOSITORY), &scan).unwrap();
+    store
+        .put(&RepoKey::new(NAMESPACE, REPOSITORY), &scan)
+        .unwrap();
     let state = ApiState::new(store);
     state.upsert_repository(repository(NAMESPACE, REPOSITORY));
-    state.upsert_policy(policy(NAMESPACE, POLICY, "1.2.3", &[("team", "a"), ("env", "prod")]));
+    state.upsert_policy(policy(
+        NAMESPACE,
+        POLICY,
+        "1.2.3",
+        &[("team", "a"), ("env", "prod")],
+    ));
     state.upsert_policy(policy("team-b", "web", "2.0.0", &[("team", "b")]));
     state.set_ready(true);
     api_common::start(state, Metrics::new().unwrap()).await
@@ -416,14 +443,20 @@ async fn check(
         _ => prop_assert!(schema["type"] == "string", "{context}"),
     }
     match &generated.invalid {
-        None => prop_assert!(status != 400, "{context}: a schema-valid request was refused: {body}"),
+        None => prop_assert!(
+            status != 400,
+            "{context}: a schema-valid request was refused: {body}"
+        ),
         Some((name, _)) => {
             prop_assert!(
                 (400..500).contains(&status),
                 "{context}: a schema-invalid {name} was accepted"
             );
             if status == 400 {
-                prop_assert!(body.contains(name.as_str()), "{context}: the error does not name {name}: {body}");
+                prop_assert!(
+                    body.contains(name.as_str()),
+                    "{context}: the error does not name {name}: {body}"
+                );
             }
         }
     }
@@ -462,7 +495,11 @@ fn validate(document: &Value, schema: &Value, value: &Value, at: &str, errors: &
                     e.is_empty()
                 })
                 .count();
-            let ok = if key == "oneOf" { matching == 1 } else { matching >= 1 };
+            let ok = if key == "oneOf" {
+                matching == 1
+            } else {
+                matching >= 1
+            };
             if !ok {
                 errors.push(format!("{at}: {matching} of the {key} alternatives match"));
             }
@@ -489,7 +526,9 @@ fn validate(document: &Value, schema: &Value, value: &Value, at: &str, errors: &
         if schema["maximum"].as_f64().is_some_and(|max| n > max) {
             errors.push(format!("{at}: {n} is above the maximum"));
         }
-        let unsigned = schema["format"].as_str().is_some_and(|f| f.starts_with("uint"));
+        let unsigned = schema["format"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("uint"));
         if unsigned && value.as_u64().is_none() {
             errors.push(format!("{at}: {value} is not an unsigned integer"));
         }

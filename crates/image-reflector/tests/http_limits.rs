@@ -32,8 +32,12 @@ async fn half_sent_and_idle_connections_are_closed_while_requests_and_feeds_go_o
         .arg("--storage-path")
         .arg(tmp.path().join("data"))
         .args(["--http-addr", &addr.to_string()]);
-    let mut process =
-        Process::spawn("image-reflector serve", command, &tmp.path().join("serve.log")).unwrap();
+    let mut process = Process::spawn(
+        "image-reflector serve",
+        command,
+        &tmp.path().join("serve.log"),
+    )
+    .unwrap();
     let base = format!("http://{addr}");
     let healthz = format!("{base}/healthz");
     process

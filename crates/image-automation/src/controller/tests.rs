@@ -51,7 +51,7 @@ impl GitClient for FakeGit {
              other: reg/x:1 # {\"$imagepolicy\": \"ns:missing\"}\n",
         );
         std::fs::write(dir.path().join("app.yaml"), manifest)
-        .map_err(|e| GitError::Git(e.to_string()))?;
+            .map_err(|e| GitError::Git(e.to_string()))?;
         let message = apply(dir.path()).map_err(GitError::Apply)?;
         Ok(UpdateOutcome {
             checkout_label: "main".into(),
