@@ -309,9 +309,14 @@ async fn serve_http(
                 async move { text }
             }),
         );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.notified().await })
-        .await
+    // Header-read and idle timeouts, connection cap: slow clients cannot pin the probes.
+    kube_support::http::serve(
+        listener,
+        app,
+        kube_support::http::ServerLimits::default(),
+        async move { shutdown.notified().await },
+    )
+    .await
 }
 
 /// Namespaces with changed policies and when the first change was seen (`""`: all).

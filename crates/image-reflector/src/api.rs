@@ -35,7 +35,7 @@ use selector::LabelSelector;
 
 /// Tags per page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
-/// The largest page; larger `limit`s are clamped.
+/// The largest page; a larger `limit` is a 400, as the OpenAPI document declares.
 pub const MAX_LIMIT: usize = 1000;
 /// Requests with a larger body are refused (the API takes no bodies).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -147,7 +147,8 @@ pub fn router(state: ApiState, metrics: Metrics) -> Router {
 }
 
 /// Serves [`router`] on `listener` until `shutdown` completes, then ends open feeds
-/// and drains the other requests.
+/// and drains the other requests. Header-read (and idle keep-alive) timeout, connection
+/// cap and drain bound: [`kube_support::http::ServerLimits::default`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
@@ -155,12 +156,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let closer = state.clone();
-    axum::serve(listener, router(state, metrics))
-        .with_graceful_shutdown(async move {
+    kube_support::http::serve(
+        listener,
+        router(state, metrics),
+        kube_support::http::ServerLimits::default(),
+        async move {
             shutdown.await;
             closer.close_feeds();
-        })
-        .await
+        },
+    )
+    .await
 }
 
 /// Request size and handler time limits.
@@ -280,10 +285,11 @@ fn parse_limit(raw: Option<&str>) -> Result<usize, HttpError> {
     match raw {
         None => Ok(DEFAULT_LIMIT),
         Some(raw) => match raw.parse::<usize>() {
-            Ok(0) | Err(_) => Err(HttpError::bad_request(format!(
-                "limit must be an integer from 1 to {MAX_LIMIT}, got '{raw}'"
+            Ok(n @ 1..=MAX_LIMIT) => Ok(n),
+            _ => Err(HttpError::bad_request(format!(
+                "limit must be an integer from 1 to {MAX_LIMIT}, got '{}'",
+                quote(raw)
             ))),
-            Ok(n) => Ok(n.min(MAX_LIMIT)),
         },
     }
 }
@@ -423,7 +429,9 @@ async fn list_policies(
     let selector: LabelSelector = non_empty(&q, "labelSelector")
         .unwrap_or_default()
         .parse()
-        .map_err(|e: selector::SelectorError| HttpError::bad_request(e.to_string()))?;
+        .map_err(|e: selector::SelectorError| {
+            HttpError::bad_request(format!("labelSelector: {e}"))
+        })?;
     let namespace = non_empty(&q, "namespace").map(str::to_string);
     let filter = move |p: &ImagePolicyInfo| {
         namespace.as_ref().is_none_or(|ns| &p.namespace == ns) && selector.matches(&p.labels)
@@ -433,28 +441,57 @@ async fn list_policies(
         Some("true" | "1") => true,
         Some(other) => {
             return Err(HttpError::bad_request(format!(
-                "watch must be true or false, got '{other}'"
+                "watch must be true or false, got '{}'",
+                quote(other)
             )));
         }
     };
+    // Both checked with or without watch, so a request is refused exactly when the
+    // OpenAPI document says a value is invalid.
+    let resource_version = parse_version("resourceVersion", non_empty(&q, "resourceVersion"))?;
+    let last_event_id = parse_version(
+        "Last-Event-ID",
+        headers
+            .get("last-event-id")
+            .map(|v| v.to_str().unwrap_or("(not text)"))
+            .filter(|v| !v.is_empty()),
+    )?;
     if !watch {
         return Ok(Json(app.state.policies(filter)).into_response());
     }
     // `resourceVersion`, or `Last-Event-ID` when an EventSource reconnects by itself.
-    let from = non_empty(&q, "resourceVersion").or_else(|| {
-        headers
-            .get("last-event-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-    });
-    let from = match from {
-        // "0" means "from any point", as in Kubernetes: start with the current state.
-        None | Some("0") => None,
-        Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
-            HttpError::bad_request(format!("resourceVersion must be a number, got '{raw}'"))
-        })?),
-    };
+    // "0" means "from any point", as in Kubernetes: start with the current state.
+    let from = resource_version.or(last_event_id).filter(|v| *v != 0);
     Ok(feed(&app.state, from, filter)?.into_response())
+}
+
+/// The digits of a resource version: at most [`openapi::MAX_VERSION_DIGITS`], so every
+/// value the document allows fits in a `u64`.
+fn parse_version(name: &str, raw: Option<&str>) -> Result<Option<u64>, HttpError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let valid = !raw.is_empty()
+        && raw.len() <= openapi::MAX_VERSION_DIGITS
+        && raw.bytes().all(|b| b.is_ascii_digit());
+    match raw.parse::<u64>() {
+        Ok(version) if valid => Ok(Some(version)),
+        _ => Err(HttpError::bad_request(format!(
+            "{name} must be a decimal number of 1 to {} digits, got '{}'",
+            openapi::MAX_VERSION_DIGITS,
+            quote(raw)
+        ))),
+    }
+}
+
+/// A client's value for an error message: at most 100 characters, control characters
+/// escaped.
+fn quote(raw: &str) -> String {
+    let mut out: String = raw.chars().take(100).flat_map(char::escape_debug).collect();
+    if raw.chars().nth(100).is_some() {
+        out.push_str("...");
+    }
+    out
 }
 
 fn sse_event(event: &PolicyEvent) -> Event {
@@ -535,7 +572,9 @@ mod tests {
     fn limit_defaults_clamps_and_rejects() {
         assert_eq!(parse_limit(None).unwrap(), DEFAULT_LIMIT);
         assert_eq!(parse_limit(Some("5")).unwrap(), 5);
-        assert_eq!(parse_limit(Some("5000")).unwrap(), MAX_LIMIT);
+        assert_eq!(parse_limit(Some("1000")).unwrap(), MAX_LIMIT);
+        assert!(parse_limit(Some("1001")).is_err());
+        assert!(parse_limit(Some("5000")).is_err());
         assert!(parse_limit(Some("0")).is_err());
         assert!(parse_limit(Some("-1")).is_err());
         assert!(parse_limit(Some("ten")).is_err());

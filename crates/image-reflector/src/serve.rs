@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::registry::ClientSettings;
 use crate::standalone::{self, StandaloneConfig};
 use crate::state::ApiState;
-use crate::store::{RedbTagStore, StoreError, TagStore};
+use crate::store::{QuarantineObserver, Quarantined, RedbTagStore, StoreError, TagStore};
 
 /// The tag database's file name under `--storage-path`.
 pub const STORE_FILE: &str = "tags.redb";
@@ -222,12 +222,40 @@ fn advertise_url(flag: Option<&str>, http_addr: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, port))
 }
 
-fn open_store(path: &Path) -> Result<Arc<dyn TagStore>, ServeError> {
+/// Counts damaged store files set aside (see [`crate::store`]).
+pub const STORE_QUARANTINED_METRIC: &str = "image_reflector_store_quarantined_total";
+
+/// Opens the tag store under `path`. A damaged store file is set aside and replaced by an
+/// empty one (the scans refill it): logged at error level and counted in
+/// [`STORE_QUARANTINED_METRIC`]. No Kubernetes event: the store belongs to no object
+/// (events are recorded on ImageRepositories and ImagePolicies).
+fn open_store(path: &Path, metrics: &Metrics) -> Result<Arc<dyn TagStore>, ServeError> {
     std::fs::create_dir_all(path).map_err(|source| ServeError::StorageDir {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(Arc::new(RedbTagStore::open(path.join(STORE_FILE))?))
+    let quarantined = prometheus::IntCounter::new(
+        STORE_QUARANTINED_METRIC,
+        "Damaged tag store files moved aside (or deleted) and replaced by an empty store.",
+    )?;
+    metrics.registry.register(Box::new(quarantined.clone()))?;
+    let observer: QuarantineObserver = Arc::new(move |q: &Quarantined| {
+        quarantined.inc();
+        let moved_to = q.moved_to.as_ref().map_or_else(
+            || "deleted (it could not be moved)".to_string(),
+            |p| p.display().to_string(),
+        );
+        tracing::error!(
+            store = %q.path.display(),
+            moved_to = %moved_to,
+            damage = %q.damage,
+            "tag store damaged: quarantined it and started an empty store; repositories will be rescanned"
+        );
+    });
+    Ok(Arc::new(RedbTagStore::open_with(
+        path.join(STORE_FILE),
+        Some(observer),
+    )?))
 }
 
 async fn changed_to_true(mut rx: watch::Receiver<bool>) {
@@ -244,9 +272,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                 .map_err(|e| ServeError::Selector(e.to_string()))?,
         ),
     };
-    let store = open_store(&args.storage_path)?;
-    let state = ApiState::new(store.clone());
     let metrics = Metrics::new()?;
+    let store = open_store(&args.storage_path, &metrics)?;
+    let state = ApiState::new(store.clone());
     let mut context = ServeContext {
         store,
         state: state.clone(),

@@ -13,11 +13,23 @@
 //!   repository reads only its chunks; a page reads only the chunks it spans.
 //!
 //! Nothing is cached in memory beyond redb's bounded page cache.
+//!
+//! The store is a cache: everything in it comes back with the next scan. So a damaged file
+//! never stops the process. When redb reports damage (at open or on any later operation:
+//! a corrupted page, a file that is not redb, a truncated file, an incompatible layout, or
+//! a panic inside redb), the file is moved aside as `<file>.corrupt-<unix seconds>` (the
+//! newest [`KEEP_QUARANTINED`] are kept; if it cannot be moved it is deleted), an empty
+//! store is created in its place, and the [`QuarantineObserver`] is told (the caller logs
+//! and counts it). Reads in the damaged operation answer "not stored", so repositories are
+//! rescanned. Errors that moving the file cannot fix are returned as before: permission
+//! denied, a full disk, another process holding the file, other I/O errors. An entry whose
+//! own bytes do not decode is dropped and reads as "not stored" (redb itself is intact).
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
-use std::sync::Mutex;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
@@ -29,6 +41,10 @@ pub const CHUNK_TAGS: usize = 512;
 /// redb's page cache bound (its default is 1 GiB).
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 const META_FORMAT: u8 = 1;
+/// Quarantined store files kept beside the store; older ones are deleted.
+pub const KEEP_QUARANTINED: usize = 3;
+/// The suffix of a quarantined file's name, before the Unix time.
+pub const QUARANTINE_SUFFIX: &str = ".corrupt-";
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CHUNKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("tag_chunks");
@@ -133,30 +149,146 @@ pub trait TagStore: Send + Sync {
     fn keys(&self) -> Result<Vec<RepoKey>, StoreError>;
 }
 
-/// The persistent store: one redb file.
+/// A damaged store file that was set aside and replaced by an empty store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The store file.
+    pub path: PathBuf,
+    /// Where the damaged file was moved; `None` if it had to be deleted.
+    pub moved_to: Option<PathBuf>,
+    /// redb's description of the damage.
+    pub damage: String,
+}
+
+/// Told about each quarantine (to log it and count it in a metric).
+pub type QuarantineObserver = Arc<dyn Fn(&Quarantined) + Send + Sync>;
+
+/// The persistent store: one redb file, replaced by an empty one if it is damaged.
 pub struct RedbTagStore {
-    db: redb::Database,
+    path: PathBuf,
+    db: RwLock<Arc<redb::Database>>,
+    observer: Option<QuarantineObserver>,
 }
 
 impl fmt::Debug for RedbTagStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedbTagStore").finish_non_exhaustive()
+        f.debug_struct("RedbTagStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
+/// What an operation on one database did: its result, or damage (a redb error that
+/// means the file is damaged, or a panic inside redb).
+enum Outcome<T> {
+    Done(Result<T, StoreError>),
+    Damaged(String),
+}
+
 impl RedbTagStore {
-    /// Opens (or creates) the store file at `path`.
+    /// Opens (or creates) the store file at `path`; a damaged file is quarantined
+    /// (see the module documentation) without an observer.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(db_err)?;
-        // Create the tables up front so readers never meet a missing table.
-        let txn = db.begin_write().map_err(db_err)?;
-        txn.open_table(META).map_err(db_err)?;
-        txn.open_table(CHUNKS).map_err(db_err)?;
-        txn.commit().map_err(db_err)?;
-        Ok(Self { db })
+        Self::open_with(path, None)
+    }
+
+    /// Opens (or creates) the store file at `path`, quarantining a damaged file and
+    /// telling `observer`.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        observer: Option<QuarantineObserver>,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = match open_database(&path) {
+            Outcome::Done(db) => db?,
+            Outcome::Damaged(damage) => {
+                let quarantined = quarantine_file(&path, damage)?;
+                if let Some(observer) = &observer {
+                    observer(&quarantined);
+                }
+                match open_database(&path) {
+                    Outcome::Done(db) => db?,
+                    Outcome::Damaged(damage) => {
+                        return Err(StoreError::Db(redb::Error::Corrupted(format!(
+                            "a new store at {} is damaged at once: {damage}",
+                            path.display()
+                        ))));
+                    }
+                }
+            }
+        };
+        Ok(Self {
+            path,
+            db: RwLock::new(Arc::new(db)),
+            observer,
+        })
+    }
+
+    fn current(&self) -> Arc<redb::Database> {
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs `op` on the current database. On damage, the file is quarantined and replaced
+    /// (once, however many operations meet the damage), then `on_damage` gives the answer.
+    fn with_db<T>(
+        &self,
+        op: impl Fn(&redb::Database) -> Result<T, StoreError>,
+        on_damage: impl FnOnce(&Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db = self.current();
+        match guarded(|| op(&db)) {
+            Outcome::Done(result) => result,
+            Outcome::Damaged(damage) => {
+                self.replace_damaged(&db, damage)?;
+                on_damage(self)
+            }
+        }
+    }
+
+    /// Quarantines the file of `damaged` and opens an empty store, unless another
+    /// operation already replaced it.
+    fn replace_damaged(
+        &self,
+        damaged: &Arc<redb::Database>,
+        damage: String,
+    ) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if !Arc::ptr_eq(&slot, damaged) {
+            return Ok(());
+        }
+        let quarantined = quarantine_file(&self.path, damage)?;
+        // The old handle keeps the moved file's inode; the new store is a new file.
+        let fresh = match open_database(&self.path) {
+            Outcome::Done(db) => db?,
+            Outcome::Damaged(damage) => {
+                return Err(StoreError::Db(redb::Error::Corrupted(format!(
+                    "a new store at {} is damaged at once: {damage}",
+                    self.path.display()
+                ))));
+            }
+        };
+        *slot = Arc::new(fresh);
+        drop(slot);
+        if let Some(observer) = &self.observer {
+            observer(&quarantined);
+        }
+        Ok(())
+    }
+
+    /// Drops an entry whose bytes do not decode, so it reads as "not stored" and is
+    /// rescanned. Best effort: if the delete fails too, the read still answers `None`.
+    fn drop_undecodable(&self, key: &str, detail: &str) {
+        tracing::warn!(
+            key,
+            detail,
+            "tag store: dropping an unreadable entry; it will be rescanned"
+        );
+        if let Some(repo) = RepoKey::decode(key) {
+            let _ = self.delete(&repo);
+        }
     }
 
     fn read_meta(
@@ -175,14 +307,11 @@ impl RedbTagStore {
             None => Ok(None),
         }
     }
-}
 
-impl TagStore for RedbTagStore {
-    fn put(&self, key: &RepoKey, scan: &ScanResult) -> Result<(), StoreError> {
-        let key = key.encode()?;
+    fn put_in(db: &redb::Database, key: &str, scan: &ScanResult) -> Result<(), StoreError> {
         let chunks: Vec<&[String]> = scan.tags.chunks(CHUNK_TAGS).collect();
         let chunk_count = u32::try_from(chunks.len()).map_err(|_| StoreError::Corrupt {
-            key: key.clone(),
+            key: key.to_string(),
             detail: "too many tags",
         })?;
         let meta = StoredMeta {
@@ -192,70 +321,73 @@ impl TagStore for RedbTagStore {
             revision: scan.revision.clone(),
             canonical_image: scan.canonical_image.clone(),
         };
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = db.begin_write().map_err(db_err)?;
         {
             let mut metas = txn.open_table(META).map_err(db_err)?;
             let mut table = txn.open_table(CHUNKS).map_err(db_err)?;
-            let old_chunks = Self::read_meta(&metas, &key)?.map_or(0, |m| m.chunks);
+            // An undecodable old entry is overwritten; its extra chunks are left (unread).
+            let old_chunks = match Self::read_meta(&metas, key) {
+                Ok(meta) => meta.map_or(0, |m| m.chunks),
+                Err(StoreError::Corrupt { .. }) => 0,
+                Err(e) => return Err(e),
+            };
             let mut buffer = Vec::new();
             for (i, chunk) in (0u32..).zip(&chunks) {
                 encode_chunk(chunk, &mut buffer);
-                table
-                    .insert((key.as_str(), i), buffer.as_slice())
-                    .map_err(db_err)?;
+                table.insert((key, i), buffer.as_slice()).map_err(db_err)?;
             }
             for i in chunk_count..old_chunks {
-                table.remove((key.as_str(), i)).map_err(db_err)?;
+                table.remove((key, i)).map_err(db_err)?;
             }
             metas
-                .insert(key.as_str(), meta.encode().as_slice())
+                .insert(key, meta.encode().as_slice())
                 .map_err(db_err)?;
         }
         txn.commit().map_err(db_err)
     }
 
-    fn get_tags(&self, key: &RepoKey) -> Result<Option<Vec<String>>, StoreError> {
-        let key = key.encode()?;
-        let txn = self.db.begin_read().map_err(db_err)?;
+    fn get_tags_in(db: &redb::Database, key: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let txn = db.begin_read().map_err(db_err)?;
         let metas = txn.open_table(META).map_err(db_err)?;
-        let Some(meta) = Self::read_meta(&metas, &key)? else {
+        let Some(meta) = Self::read_meta(&metas, key)? else {
             return Ok(None);
         };
         let table = txn.open_table(CHUNKS).map_err(db_err)?;
-        let mut tags = Vec::with_capacity(usize::try_from(meta.tag_count).unwrap_or(0));
+        // The count is only a hint: a damaged count must not allocate without bound.
+        let hint = usize::try_from(meta.tag_count).unwrap_or(0).min(1 << 20);
+        let mut tags = Vec::with_capacity(hint);
         for i in 0..meta.chunks {
-            read_chunk(&table, &key, i, 0, usize::MAX, &mut tags)?;
+            read_chunk(&table, key, i, 0, usize::MAX, &mut tags)?;
         }
         Ok(Some(tags))
     }
 
-    fn get_page(
-        &self,
-        key: &RepoKey,
+    fn get_page_in(
+        db: &redb::Database,
+        key: &str,
         continue_token: Option<&str>,
         limit: usize,
     ) -> Result<Option<TagPage>, StoreError> {
-        let key = key.encode()?;
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = db.begin_read().map_err(db_err)?;
         let metas = txn.open_table(META).map_err(db_err)?;
-        let Some(meta) = Self::read_meta(&metas, &key)? else {
+        let Some(meta) = Self::read_meta(&metas, key)? else {
             return Ok(None);
         };
         let offset = parse_continue(continue_token, &meta.revision)?;
         let table = txn.open_table(CHUNKS).map_err(db_err)?;
         let total = usize::try_from(meta.tag_count).unwrap_or(usize::MAX);
         let end = offset.saturating_add(limit).min(total);
-        let mut tags = Vec::with_capacity(end.saturating_sub(offset));
+        let mut tags = Vec::with_capacity(end.saturating_sub(offset).min(1 << 16));
         let mut position = offset;
         while position < end {
             let chunk = position / CHUNK_TAGS;
             let skip = position % CHUNK_TAGS;
             let index = u32::try_from(chunk).map_err(|_| StoreError::InvalidContinue)?;
             let before = tags.len();
-            read_chunk(&table, &key, index, skip, end - position, &mut tags)?;
+            read_chunk(&table, key, index, skip, end - position, &mut tags)?;
             if tags.len() == before {
                 return Err(StoreError::Corrupt {
-                    key,
+                    key: key.to_string(),
                     detail: "fewer tags than counted",
                 });
             }
@@ -264,25 +396,35 @@ impl TagStore for RedbTagStore {
         Ok(Some(page(meta.revision, meta.tag_count, tags, end, total)))
     }
 
-    fn meta(&self, key: &RepoKey) -> Result<Option<TagMeta>, StoreError> {
-        let key = key.encode()?;
-        let txn = self.db.begin_read().map_err(db_err)?;
+    fn meta_in(db: &redb::Database, key: &str) -> Result<Option<TagMeta>, StoreError> {
+        let txn = db.begin_read().map_err(db_err)?;
         let metas = txn.open_table(META).map_err(db_err)?;
-        Ok(Self::read_meta(&metas, &key)?.map(StoredMeta::into_public))
+        Ok(Self::read_meta(&metas, key)?.map(StoredMeta::into_public))
     }
 
-    fn delete(&self, key: &RepoKey) -> Result<bool, StoreError> {
-        let key = key.encode()?;
-        let txn = self.db.begin_write().map_err(db_err)?;
+    fn delete_in(db: &redb::Database, key: &str) -> Result<bool, StoreError> {
+        let txn = db.begin_write().map_err(db_err)?;
         let existed = {
             let mut metas = txn.open_table(META).map_err(db_err)?;
             let mut table = txn.open_table(CHUNKS).map_err(db_err)?;
-            match Self::read_meta(&metas, &key)? {
-                Some(meta) => {
-                    for i in 0..meta.chunks {
-                        table.remove((key.as_str(), i)).map_err(db_err)?;
+            let chunks = match Self::read_meta(&metas, key) {
+                Ok(Some(meta)) => Some(meta.chunks),
+                Ok(None) => None,
+                // Undecodable metadata: remove it and whatever chunks follow it.
+                Err(StoreError::Corrupt { .. }) => Some(0),
+                Err(e) => return Err(e),
+            };
+            match chunks {
+                Some(chunks) => {
+                    let mut i = 0u32;
+                    while i < chunks || table.get((key, i)).map_err(db_err)?.is_some() {
+                        table.remove((key, i)).map_err(db_err)?;
+                        i = i.saturating_add(1);
+                        if i == u32::MAX {
+                            break;
+                        }
                     }
-                    metas.remove(key.as_str()).map_err(db_err)?;
+                    metas.remove(key).map_err(db_err)?;
                     true
                 }
                 None => false,
@@ -292,8 +434,8 @@ impl TagStore for RedbTagStore {
         Ok(existed)
     }
 
-    fn keys(&self) -> Result<Vec<RepoKey>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+    fn keys_in(db: &redb::Database) -> Result<Vec<RepoKey>, StoreError> {
+        let txn = db.begin_read().map_err(db_err)?;
         let metas = txn.open_table(META).map_err(db_err)?;
         let mut keys = Vec::new();
         for entry in metas.iter().map_err(db_err)? {
@@ -303,6 +445,187 @@ impl TagStore for RedbTagStore {
             }
         }
         Ok(keys)
+    }
+
+    /// A read's answer for an entry that does not decode: "not stored".
+    fn missing_if_undecodable<T>(
+        &self,
+        key: &str,
+        result: Result<Option<T>, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        match result {
+            Err(StoreError::Corrupt { detail, .. }) => {
+                self.drop_undecodable(key, detail);
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Opens (or creates) the database and its tables; damage is reported, not returned.
+fn open_database(path: &Path) -> Outcome<redb::Database> {
+    guarded(|| {
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(db_err)?;
+        // Create the tables up front so readers never meet a missing table.
+        let txn = db.begin_write().map_err(db_err)?;
+        txn.open_table(META).map_err(db_err)?;
+        txn.open_table(CHUNKS).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+        Ok(db)
+    })
+}
+
+/// Runs `op`, turning redb errors that mean damage, and panics inside redb, into
+/// [`Outcome::Damaged`].
+fn guarded<T>(op: impl FnOnce() -> Result<T, StoreError>) -> Outcome<T> {
+    match catch_unwind(AssertUnwindSafe(op)) {
+        Ok(Err(StoreError::Db(e))) if is_damage(&e) => Outcome::Damaged(e.to_string()),
+        Ok(result) => Outcome::Done(result),
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Outcome::Damaged(format!("redb panicked: {text}"))
+        }
+    }
+}
+
+/// Whether a redb error means the file is damaged (so setting it aside fixes it), as
+/// opposed to a condition that would fail a new file too or that is not ours to fix.
+fn is_damage(e: &redb::Error) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        redb::Error::Corrupted(_)
+        | redb::Error::UpgradeRequired(_)
+        | redb::Error::RepairAborted
+        | redb::Error::TableTypeMismatch { .. }
+        | redb::Error::TypeDefinitionChanged { .. }
+        | redb::Error::TableIsMultimap(_)
+        | redb::Error::TableIsNotMultimap(_) => true,
+        // "Not a redb database" and reads past the end of a truncated file.
+        redb::Error::Io(io) => {
+            matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof)
+        }
+        _ => false,
+    }
+}
+
+/// Moves `path` aside as `<path>.corrupt-<unix seconds>`, keeping the newest
+/// [`KEEP_QUARANTINED`] such files; deletes it if it cannot be moved (no room, say).
+fn quarantine_file(path: &Path, damage: String) -> Result<Quarantined, StoreError> {
+    let io = |source: std::io::Error| {
+        StoreError::Db(redb::Error::Io(std::io::Error::new(
+            source.kind(),
+            format!(
+                "quarantining the damaged store {}: {source}",
+                path.display()
+            ),
+        )))
+    };
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!("{QUARANTINE_SUFFIX}{seconds}"));
+    let mut aside = PathBuf::from(name);
+    let mut n = 1;
+    while aside.exists() {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!("{QUARANTINE_SUFFIX}{seconds}-{n}"));
+        aside = PathBuf::from(name);
+        n += 1;
+    }
+    let moved_to = match std::fs::rename(path, &aside) {
+        Ok(()) => Some(aside),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => {
+            std::fs::remove_file(path).map_err(io)?;
+            None
+        }
+    };
+    prune_quarantined(path);
+    Ok(Quarantined {
+        path: path.to_path_buf(),
+        moved_to,
+        damage,
+    })
+}
+
+/// Deletes all but the newest [`KEEP_QUARANTINED`] quarantined copies of `path`.
+fn prune_quarantined(path: &Path) {
+    let (Some(dir), Some(file)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let prefix = format!("{file}{QUARANTINE_SUFFIX}");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    // Ordered by the quarantine time in the name (a rename keeps the file's mtime).
+    let mut copies: Vec<((u64, u64), PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name();
+            let stamp = name.to_str()?.strip_prefix(&prefix)?;
+            let (seconds, n) = stamp.split_once('-').unwrap_or((stamp, "0"));
+            Some(((seconds.parse().ok()?, n.parse().ok()?), e.path()))
+        })
+        .collect();
+    copies.sort();
+    let excess = copies.len().saturating_sub(KEEP_QUARANTINED);
+    for (_, old) in copies.into_iter().take(excess) {
+        let _ = std::fs::remove_file(old);
+    }
+}
+
+impl TagStore for RedbTagStore {
+    fn put(&self, key: &RepoKey, scan: &ScanResult) -> Result<(), StoreError> {
+        let key = key.encode()?;
+        // On damage the write goes to the new, empty store.
+        self.with_db(
+            |db| Self::put_in(db, &key, scan),
+            |store| Self::put_in(&store.current(), &key, scan),
+        )
+    }
+
+    fn get_tags(&self, key: &RepoKey) -> Result<Option<Vec<String>>, StoreError> {
+        let key = key.encode()?;
+        let result = self.with_db(|db| Self::get_tags_in(db, &key), |_| Ok(None));
+        self.missing_if_undecodable(&key, result)
+    }
+
+    fn get_page(
+        &self,
+        key: &RepoKey,
+        continue_token: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<TagPage>, StoreError> {
+        let key = key.encode()?;
+        let result = self.with_db(
+            |db| Self::get_page_in(db, &key, continue_token, limit),
+            |_| Ok(None),
+        );
+        self.missing_if_undecodable(&key, result)
+    }
+
+    fn meta(&self, key: &RepoKey) -> Result<Option<TagMeta>, StoreError> {
+        let key = key.encode()?;
+        let result = self.with_db(|db| Self::meta_in(db, &key), |_| Ok(None));
+        self.missing_if_undecodable(&key, result)
+    }
+
+    fn delete(&self, key: &RepoKey) -> Result<bool, StoreError> {
+        let key = key.encode()?;
+        self.with_db(|db| Self::delete_in(db, &key), |_| Ok(false))
+    }
+
+    fn keys(&self) -> Result<Vec<RepoKey>, StoreError> {
+        self.with_db(Self::keys_in, |_| Ok(Vec::new()))
     }
 }
 
@@ -540,5 +863,106 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Option<String> {
         let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?) as usize;
         String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn scan(tags: &[&str]) -> ScanResult {
+        ScanResult::new(
+            "ghcr.io/a/b",
+            tags.iter().map(|t| (*t).to_string()).collect(),
+            &crate::registry::ExclusionList::default(),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        )
+    }
+
+    /// Damage met after open (a redb "corrupted" error, or a panic inside redb): the file is
+    /// set aside once, the observer hears of it, the read answers "not stored", and the
+    /// store goes on working on a new, empty file.
+    #[test]
+    fn damage_after_open_quarantines_once_and_reads_as_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tags.redb");
+        let heard = Arc::new(AtomicUsize::new(0));
+        let observer: QuarantineObserver = {
+            let heard = heard.clone();
+            Arc::new(move |q: &Quarantined| {
+                assert!(q.moved_to.as_ref().is_some_and(|p| p.exists()), "{q:?}");
+                heard.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        let store = RedbTagStore::open_with(&path, Some(observer)).unwrap();
+        let key = RepoKey::new("apps", "web");
+        store.put(&key, &scan(&["2.0.0", "1.0.0"])).unwrap();
+
+        let corrupted = store.with_db(
+            |_| -> Result<Option<u8>, StoreError> {
+                Err(StoreError::Db(redb::Error::Corrupted("test damage".into())))
+            },
+            |_| Ok(None),
+        );
+        assert_eq!(corrupted.unwrap(), None);
+        assert_eq!(heard.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            store.get_tags(&key).unwrap(),
+            None,
+            "the new store is empty"
+        );
+
+        let panicked = store.with_db(
+            |_| -> Result<Option<u8>, StoreError> { panic!("Invalid page type byte 7") },
+            |_| Ok(None),
+        );
+        assert_eq!(panicked.unwrap(), None);
+        assert_eq!(heard.load(Ordering::SeqCst), 2);
+
+        store.put(&key, &scan(&["3.0.0"])).unwrap();
+        assert_eq!(
+            store.get_tags(&key).unwrap(),
+            Some(vec!["3.0.0".to_string()])
+        );
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(QUARANTINE_SUFFIX))
+            .collect();
+        assert_eq!(aside.len(), 2);
+    }
+
+    /// Conditions a new file would not fix are errors, not damage.
+    #[test]
+    fn only_damage_is_quarantined() {
+        assert!(is_damage(&redb::Error::Corrupted("x".into())));
+        assert!(is_damage(&redb::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "Not a redb database: magic number mismatch"
+        ))));
+        assert!(!is_damage(&redb::Error::DatabaseAlreadyOpen));
+        for kind in [
+            std::io::ErrorKind::PermissionDenied,
+            std::io::ErrorKind::StorageFull,
+            std::io::ErrorKind::Other,
+        ] {
+            assert!(!is_damage(&redb::Error::Io(kind.into())), "{kind:?}");
+        }
+    }
+
+    /// Only the newest copies are kept.
+    #[test]
+    fn quarantine_keeps_the_newest_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tags.redb");
+        for i in 0..(KEEP_QUARANTINED + 2) {
+            std::fs::write(&path, format!("damage {i}")).unwrap();
+            let q = quarantine_file(&path, "test".into()).unwrap();
+            assert!(q.moved_to.is_some());
+            assert!(!path.exists());
+        }
+        let count = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(count, KEEP_QUARANTINED);
     }
 }

@@ -204,12 +204,15 @@ async fn tags_paginate_with_continue_tokens() {
     expected.sort_by(|a, b| b.cmp(a));
     assert_eq!(seen, expected, "every tag once, descending");
 
-    // Default limit (100) covers everything; an over-large limit is clamped, not refused.
+    // Default limit (100) covers everything; 1 to 1000 as documented, beyond is a 400.
     let (_, page): (_, TagPage) = get_json(&url).await;
     assert_eq!(page.tags.len(), 25);
     assert!(page.continue_token.is_none());
-    let (status, _): (_, TagPage) = get_json(&format!("{url}?limit=100000")).await;
+    let (status, _): (_, TagPage) = get_json(&format!("{url}?limit=1000")).await;
     assert_eq!(status, 200);
+    let err = error(&format!("{url}?limit=1001")).await;
+    assert_eq!(err.code, 400);
+    assert!(err.message.contains("from 1 to 1000"), "{}", err.message);
 
     let err = error(&format!("{url}?limit=0")).await;
     assert_eq!(err.code, 400);

@@ -241,3 +241,103 @@ fn a_second_open_of_the_same_file_is_an_error_not_corruption() {
     let second = RedbTagStore::open(&path);
     assert!(matches!(second, Err(StoreError::Db(_))), "{second:?}");
 }
+
+/// Garbage written over a region of a store file, before it is opened or while it is open
+/// (a bad disk): whether redb notices at open, on a later read or write, or not at all, no
+/// operation fails. Damage redb reports (or a panic inside redb) sets the file aside (the
+/// observer hears of it) and the store goes on empty; reads answer either the stored tags
+/// or "not stored"; a write after the damage is read back.
+#[test]
+fn damage_anywhere_in_the_file_never_fails_an_operation() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pristine = dir.path().join("pristine.redb");
+    let keys: Vec<RepoKey> = (0..12)
+        .map(|i| RepoKey::new("apps", format!("r{i}")))
+        .collect();
+    let stored = scan("ghcr.io/a/b", &tags(2_000), &[]);
+    {
+        let store = RedbTagStore::open(&pristine).unwrap();
+        for key in &keys {
+            store.put(key, &stored).unwrap();
+        }
+    }
+    let good = std::fs::read(&pristine).unwrap();
+    let damage = |case: u64| {
+        let mut bytes = good.clone();
+        // Regions across the whole file, one to three pages long.
+        let start = (bytes.len() as u64 * (case % 40) / 40) as usize;
+        let len = 4096 * (1 + (case % 3) as usize);
+        let mut state = 0x9e37_79b9_7f4a_7c15 ^ case;
+        for b in bytes.iter_mut().skip(start).take(len) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = (state >> 24) as u8;
+        }
+        bytes
+    };
+    let (mut at_open, mut later) = (0, 0);
+    for case in 0..80u64 {
+        let path = dir.path().join(format!("case-{case}.redb"));
+        let while_open = case >= 40;
+        let initial = if while_open {
+            good.clone()
+        } else {
+            damage(case)
+        };
+        std::fs::write(&path, initial).unwrap();
+        let heard = Arc::new(AtomicUsize::new(0));
+        let observer = {
+            let heard = heard.clone();
+            Arc::new(move |_: &image_reflector::store::Quarantined| {
+                heard.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        let store = RedbTagStore::open_with(&path, Some(observer))
+            .unwrap_or_else(|e| panic!("case {case}: open failed: {e}"));
+        let heard_at_open = heard.load(Ordering::SeqCst);
+        if while_open {
+            // The same inode, as a failing disk would change it under the open store.
+            use std::io::{Seek, SeekFrom, Write};
+            let damaged = damage(case);
+            let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.seek(SeekFrom::Start(0)).unwrap();
+            file.write_all(&damaged).unwrap();
+        }
+        for key in &keys {
+            let read = store.get_tags(key);
+            let read = read.unwrap_or_else(|e| panic!("case {case}: get_tags {key}: {e}"));
+            if let Some(tags) = read {
+                assert_eq!(tags.len(), stored.tags.len(), "case {case}: {key}");
+            }
+            store
+                .meta(key)
+                .unwrap_or_else(|e| panic!("case {case}: meta {key}: {e}"));
+            store
+                .get_page(key, None, 100)
+                .unwrap_or_else(|e| panic!("case {case}: get_page {key}: {e}"));
+        }
+        store
+            .keys()
+            .unwrap_or_else(|e| panic!("case {case}: keys: {e}"));
+        let fresh = scan("ghcr.io/a/b", &tags(700), &[]);
+        store
+            .put(&keys[0], &fresh)
+            .unwrap_or_else(|e| panic!("case {case}: put: {e}"));
+        assert_eq!(
+            store.get_tags(&keys[0]).unwrap(),
+            Some(fresh.tags.clone()),
+            "case {case}"
+        );
+        at_open += usize::from(heard_at_open > 0);
+        later += usize::from(heard.load(Ordering::SeqCst) > heard_at_open);
+    }
+    // Damage written under an open store is mostly served from redb's page cache (the good
+    // bytes) at this size; the counts are printed for the record.
+    eprintln!("80 damaged files: {at_open} set aside at open, {later} on a later operation");
+    // The quarantine path ran (fixed damage, so the count is deterministic).
+    assert!(at_open > 0, "{at_open} at open, {later} later");
+}

@@ -7,10 +7,12 @@
 //! - [`gotk`]: Flux's `gotk_*` reconcile metrics on a `prometheus::Registry`.
 //! - [`objects`]: the label-selector watcher config and the server-side-apply status write.
 //! - [`redact`]: scrubs the credentials sent to a remote out of text the remote sent back.
+//! - [`http`]: the HTTP/1.1 server with header-read, idle and connection limits.
 //! - [`process`]: the stderr logger, the termination signal, whether a kubeconfig exists.
 
 pub mod events;
 pub mod gotk;
+pub mod http;
 pub mod leader;
 pub mod objects;
 pub mod process;

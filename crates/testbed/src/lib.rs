@@ -25,6 +25,7 @@ pub mod process;
 pub mod prometheus;
 pub mod registry;
 pub mod seed;
+pub mod slow_client;
 pub mod tls;
 pub mod tools;
 pub mod wait;

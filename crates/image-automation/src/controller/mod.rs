@@ -493,9 +493,12 @@ impl<P: PolicySource> Reconciler<P> {
                 );
             }
         };
+        // Policies without a result yet stay in: a marker naming one is reported as
+        // PolicyNotReady with the reflector's reason, not as an unknown policy. Only those
+        // with a result are observed.
         let policies: Vec<ImagePolicyInfo> = policies
             .into_iter()
-            .filter(|p| p.namespace == namespace && p.latest_ref.is_some())
+            .filter(|p| p.namespace == namespace)
             .collect();
         let observed: BTreeMap<String, ImageRef> = policies
             .iter()

@@ -26,6 +26,8 @@ impl PolicySource for FakePolicies {
 struct FakeGit {
     heads: AtomicU32,
     updates: AtomicU32,
+    /// `app.yaml`'s content; `None`: a marker for `ns:app` and one for `ns:missing`.
+    manifest: Option<&'static str>,
 }
 
 impl GitClient for FakeGit {
@@ -44,12 +46,12 @@ impl GitClient for FakeGit {
     ) -> Result<UpdateOutcome, GitError> {
         self.updates.fetch_add(1, Ordering::SeqCst);
         let dir = tempfile::tempdir().map_err(|e| GitError::Git(e.to_string()))?;
-        std::fs::write(
-            dir.path().join("app.yaml"),
+        let manifest = self.manifest.unwrap_or(
             "image: reg/app:1.0.0 # {\"$imagepolicy\": \"ns:app\"}\n\
              other: reg/x:1 # {\"$imagepolicy\": \"ns:missing\"}\n",
-        )
-        .map_err(|e| GitError::Git(e.to_string()))?;
+        );
+        std::fs::write(dir.path().join("app.yaml"), manifest)
+            .map_err(|e| GitError::Git(e.to_string()))?;
         let message = apply(dir.path()).map_err(GitError::Apply)?;
         Ok(UpdateOutcome {
             checkout_label: "main".into(),
@@ -272,4 +274,65 @@ async fn a_template_past_a_rendering_limit_stalls_naming_the_limit_and_pushes_no
         condition_type::READY
     ));
     assert_eq!(git.updates.load(Ordering::SeqCst), 1);
+}
+
+/// A policy the reflector lists without a result yet (its repository was never scanned) is
+/// not a typo: the marker says so, with the reflector's own reason and message.
+#[tokio::test]
+async fn a_policy_without_a_result_is_not_ready_not_unknown() {
+    let git = Arc::new(FakeGit {
+        manifest: Some(
+            "image: reg/app:1.0.0 # {\"$imagepolicy\": \"ns:app\"}\n\
+             pending: reg/p:1 # {\"$imagepolicy\": \"ns:pending\"}\n\
+             typo: reg/t:1 # {\"$imagepolicy\": \"ns:typo\"}\n",
+        ),
+        ..FakeGit::default()
+    });
+    let mut pending = policy("unused");
+    pending.name = "pending".into();
+    pending.latest_ref = None;
+    pending.readiness = Readiness {
+        ready: false,
+        reason: "DependencyNotReady".into(),
+        message: "ImageRepository ns/p has not been scanned yet".into(),
+        observed_generation: Some(1),
+    };
+    let r = reconciler(
+        FakePolicies(Ok(vec![policy("1.1.0"), pending])),
+        git.clone(),
+    );
+    let report = r.reconcile(&automation(true), &FakeObjects, now()).await;
+    assert!(report.outcome.is_ready(), "{:?}", report.outcome);
+    let by_setter = |setter: &str| {
+        report
+            .result
+            .unmatched
+            .iter()
+            .find(|u| u.setter.as_deref() == Some(setter))
+            .unwrap_or_else(|| panic!("no unmatched {setter}: {:?}", report.result.unmatched))
+            .clone()
+    };
+    let pending = by_setter("ns:pending");
+    assert_eq!(
+        pending.reason,
+        setters::UnmatchedReason::PolicyNotReady,
+        "{pending:?}"
+    );
+    assert!(
+        pending.message.contains("DependencyNotReady")
+            && pending.message.contains("has not been scanned yet"),
+        "{pending:?}"
+    );
+    assert!(!pending.message.contains("typo"), "{pending:?}");
+    let typo = by_setter("ns:typo");
+    assert_eq!(typo.reason, setters::UnmatchedReason::UnknownPolicy);
+    // Only policies with a result are observed: a pending policy getting one triggers a run.
+    assert_eq!(
+        report
+            .status
+            .observed_policies
+            .as_ref()
+            .map(|p| p.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["app".to_string()])
+    );
 }

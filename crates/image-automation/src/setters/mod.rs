@@ -66,12 +66,27 @@ pub enum SetterError {
 #[derive(Debug, Clone, Default)]
 pub struct Setters {
     namespace: String,
-    /// Policy name -> latest image; `None` when the policy has no result yet.
-    policies: BTreeMap<String, Option<ImageRef>>,
+    /// Policy name -> its latest image, or why it has none yet.
+    policies: BTreeMap<String, PolicyResult>,
     /// Policies whose latest image is not a valid reference -> why. Skipped: their markers
     /// are reported unmatched, the other policies still apply.
     invalid: BTreeMap<String, String>,
 }
+
+/// A selected policy's result as the reflector reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PolicyResult {
+    Latest(ImageRef),
+    /// The policy exists but has no latest image yet; the reflector's Ready reason and
+    /// message say why (empty when unknown).
+    Pending {
+        reason: String,
+        message: String,
+    },
+}
+
+/// The longest reflector message quoted in an unmatched marker's message.
+const MAX_QUOTED_MESSAGE: usize = 300;
 
 impl Setters {
     /// Setters for an automation in `namespace`, without policies yet.
@@ -95,13 +110,23 @@ impl Setters {
     ) -> Self {
         let mut setters = Self::new(namespace);
         for policy in policies {
-            if policy.namespace == setters.namespace
-                && let Err(error) = setters.add(&policy.name, policy.latest_ref.clone())
-            {
-                setters.policies.remove(&policy.name);
-                setters
-                    .invalid
-                    .insert(policy.name.clone(), error.to_string());
+            if policy.namespace != setters.namespace {
+                continue;
+            }
+            match &policy.latest_ref {
+                Some(latest) => {
+                    if let Err(error) = setters.add(&policy.name, Some(latest.clone())) {
+                        setters.policies.remove(&policy.name);
+                        setters
+                            .invalid
+                            .insert(policy.name.clone(), error.to_string());
+                    }
+                }
+                None => setters.add_pending(
+                    &policy.name,
+                    &policy.readiness.reason,
+                    &policy.readiness.message,
+                ),
             }
         }
         setters
@@ -123,8 +148,31 @@ impl Setters {
                 reason,
             })?;
         }
-        self.policies.insert(name.to_owned(), latest);
+        let result = match latest {
+            Some(image) => PolicyResult::Latest(image),
+            None => PolicyResult::Pending {
+                reason: String::new(),
+                message: String::new(),
+            },
+        };
+        self.policies.insert(name.to_owned(), result);
         Ok(())
+    }
+
+    /// Adds a policy that exists but has no latest image yet, with the reflector's Ready
+    /// `reason` and `message` for it.
+    pub fn add_pending(&mut self, name: &str, reason: &str, message: &str) {
+        let message = match message.char_indices().nth(MAX_QUOTED_MESSAGE) {
+            Some((cut, _)) => format!("{}...", &message[..cut]),
+            None => message.to_owned(),
+        };
+        self.policies.insert(
+            name.to_owned(),
+            PolicyResult::Pending {
+                reason: reason.to_owned(),
+                message,
+            },
+        );
     }
 
     /// The automation's namespace.
@@ -134,7 +182,10 @@ impl Setters {
 
     /// The latest image of a policy of the automation's namespace.
     pub fn image(&self, policy: &str) -> Option<&ImageRef> {
-        self.policies.get(policy).and_then(Option::as_ref)
+        match self.policies.get(policy) {
+            Some(PolicyResult::Latest(image)) => Some(image),
+            _ => None,
+        }
     }
 
     /// The value a setter writes, or why the marker is not applied.
@@ -176,13 +227,21 @@ impl Setters {
                     ),
                 ));
             }
-            Some(None) => {
+            Some(PolicyResult::Pending { reason, message }) => {
+                let why = match (reason.is_empty(), message.is_empty()) {
+                    (true, true) => String::new(),
+                    (false, true) => format!(" (reflector: {reason})"),
+                    (true, false) => format!(" (reflector: {message})"),
+                    (false, false) => format!(" (reflector: {reason}: {message})"),
+                };
                 return Err((
                     UnmatchedReason::PolicyNotReady,
-                    format!("ImagePolicy {namespace}/{policy} has no latest image yet"),
+                    format!(
+                        "ImagePolicy {namespace}/{policy} exists but has no latest image yet{why}"
+                    ),
                 ));
             }
-            Some(Some(image)) => image,
+            Some(PolicyResult::Latest(image)) => image,
         };
         match field {
             Some(Field::Image) => Ok(image.to_string()),

@@ -42,6 +42,12 @@ impl Requirement {
     }
 }
 
+/// White space between a selector's tokens, as Kubernetes' selector lexer has it (space,
+/// tab, CR, LF); the OpenAPI document's pattern uses the same set.
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
 fn number(labels: &BTreeMap<String, String>, key: &str) -> Option<i64> {
     labels.get(key).and_then(|v| v.parse().ok())
 }
@@ -72,9 +78,9 @@ impl FromStr for LabelSelector {
         };
         let mut requirements = Vec::new();
         for part in split_top_level(selector).map_err(fail)? {
-            let part = part.trim();
+            let part = part.trim_matches(is_space);
             if part.is_empty() {
-                if selector.trim().is_empty() {
+                if selector.trim_matches(is_space).is_empty() {
                     continue;
                 }
                 return Err(fail("empty requirement".into()));
@@ -134,24 +140,24 @@ fn split_top_level(s: &str) -> Result<Vec<&str>, String> {
 
 fn parse_requirement(part: &str) -> Result<Requirement, String> {
     if let Some(key) = part.strip_prefix('!') {
-        let key = key.trim();
+        let key = key.trim_matches(is_space);
         validate_key(key)?;
         return Ok(Requirement::DoesNotExist(key.to_string()));
     }
     if let Some(open) = part.find('(') {
-        let head = part[..open].trim();
-        let rest = part[open + 1..].trim_end();
+        let head = part[..open].trim_matches(is_space);
+        let rest = part[open + 1..].trim_end_matches(is_space);
         let values = rest
             .strip_suffix(')')
             .ok_or_else(|| format!("'{part}': text after ')'"))?;
         let (key, op) = head
-            .rsplit_once(char::is_whitespace)
+            .rsplit_once(is_space)
             .ok_or_else(|| format!("'{part}': expected 'key in (...)' or 'key notin (...)'"))?;
-        let key = key.trim();
+        let key = key.trim_matches(is_space);
         validate_key(key)?;
         let mut set = BTreeSet::new();
         for value in values.split(',') {
-            let value = value.trim();
+            let value = value.trim_matches(is_space);
             validate_value(value)?;
             set.insert(value.to_string());
         }
@@ -172,7 +178,7 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
         ("=", Requirement::Equals),
     ] {
         if let Some((key, value)) = part.split_once(op) {
-            let (key, value) = (key.trim(), value.trim());
+            let (key, value) = (key.trim_matches(is_space), value.trim_matches(is_space));
             validate_key(key)?;
             validate_value(value)?;
             return Ok(build(key.to_string(), value.to_string()));
@@ -180,10 +186,10 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
     }
     for (op, greater) in [('>', true), ('<', false)] {
         if let Some((key, value)) = part.split_once(op) {
-            let key = key.trim();
+            let key = key.trim_matches(is_space);
             validate_key(key)?;
             let n: i64 = value
-                .trim()
+                .trim_matches(is_space)
                 .parse()
                 .map_err(|_| format!("'{part}': '{op}' needs an integer"))?;
             return Ok(if greater {
