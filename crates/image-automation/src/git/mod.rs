@@ -13,6 +13,14 @@
 //!   signatures come from rPGP, SSH signatures from `ssh-keygen -Y sign`. The worktree's
 //!   recorded base moves to the new commit only once it is pushed.
 //! - **Push**: the `git` CLI (gix cannot push), credentials in the environment only.
+//! - **Recovery** (see `recovery`): an owner `flock` per repository lets each open remove
+//!   the lock and temporary files a killed process left; a repository gix cannot open, or
+//!   one `git fsck` finds damaged after a local failure, is moved to
+//!   `<storage>/git/quarantine/` and cloned again in the same run. Each repair is
+//!   reported in [`UpdateOutcome::recoveries`] (a Warning event and a metric).
+//! - **Shutdown**: [`GitClient::cancel`] interrupts fetches (gix's interrupt flag) and
+//!   kills `git` children with their process group; they end with
+//!   [`GitError::Cancelled`], naming the commit of a killed push.
 //!
 //! Everything here is blocking (gix's HTTP transport is blocking). The controller calls
 //! [`GitClient`] methods inside `tokio::task::spawn_blocking`.
