@@ -351,13 +351,26 @@ async fn every_fault_fails_clearly_leaks_nothing_and_recovers() {
 }
 
 /// Problem 8: a 400 MB tags/list answer, with and without `Content-Length`, fails the scan
-/// naming the cap and the flag that raises it, with the process's peak RSS bounded.
+/// naming the cap and the flag that raises it; a 30 MB answer under the cap holding five
+/// million tiny tags fails at the tag budget while parsing. The process's peak RSS stays
+/// bounded throughout.
 #[tokio::test(flavor = "multi_thread")]
 async fn huge_bodies_are_capped_with_bounded_memory() {
     let suite = Suite::start().await;
-    for length_header in [true, false] {
+    let host = suite.proxy.host();
+    let cap: &[&str] = &[
+        "tags/list page larger than 32 MiB",
+        "--max-tag-page-bytes",
+        &host,
+    ];
+    let budget: &[&str] = &["more than 100000 tags", "--max-tags-per-repository"];
+    for (bytes, length_header, expected) in [
+        (400_000_000, true, cap),
+        (400_000_000, false, cap),
+        (30_000_000, true, budget),
+    ] {
         let fault = Fault::HugeBody {
-            bytes: 400_000_000,
+            bytes,
             length_header,
         };
         let name = format!("{fault:?}");
@@ -373,12 +386,11 @@ async fn huge_bodies_are_capped_with_bounded_memory() {
             "{name}: VmHWM {peak_mib} MiB >= {HWM_BOUND_MIB} MiB"
         );
         let message = &failed.readiness.message;
-        for expected in [
-            "tags/list page larger than 32 MiB",
-            "--max-tag-page-bytes",
-            &suite.proxy.host(),
-        ] {
-            assert!(message.contains(expected), "{name}: {message}");
+        for expected in expected {
+            assert!(
+                message.contains(expected),
+                "{name}: {expected:?} not in {message}"
+            );
         }
         assert_no_secret(&suite.forms, "API document", &text);
         suite.proxy.clear();

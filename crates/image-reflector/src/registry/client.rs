@@ -1114,3 +1114,59 @@ fn is_transient(error: &reqwest::Error) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(body: &str, budget: usize) -> Result<Vec<String>, PageError> {
+        let mut tags = vec!["earlier".to_string()];
+        TagsPageSeed {
+            tags: &mut tags,
+            budget,
+        }
+        .parse(body.as_bytes())?;
+        Ok(tags)
+    }
+
+    #[test]
+    fn page_shapes() {
+        assert_eq!(parse(r#"{"tags":null}"#, 5).unwrap(), ["earlier"]);
+        assert_eq!(parse(r#"{"name":"x"}"#, 5).unwrap(), ["earlier"]);
+        assert_eq!(
+            parse(r#"{"name":"x","tags":["a","b"],"extra":{"k":[1]}}"#, 5).unwrap(),
+            ["earlier", "a", "b"]
+        );
+        assert!(matches!(
+            parse(r#"{"tags":["a","b","c"]}"#, 2),
+            Err(PageError::OverBudget)
+        ));
+        for bad in [r#"{"tags":[1]}"#, r#"["a"]"#, r#"{"tags":["a"]} x"#, "{"] {
+            assert!(matches!(parse(bad, 5), Err(PageError::Json(_))), "{bad}");
+        }
+    }
+
+    proptest! {
+        /// Within the budget, the streaming parser reads what `serde_json` reads; over it,
+        /// it stops with `OverBudget`.
+        #[test]
+        fn agrees_with_serde(
+            name in "[a-z/]{0,10}",
+            tags in proptest::collection::vec("[ -~]{0,12}", 0..40),
+            budget in 0usize..50,
+        ) {
+            let body = serde_json::json!({"name": name, "tags": tags}).to_string();
+            match parse(&body, budget) {
+                Ok(parsed) => {
+                    prop_assert!(tags.len() <= budget);
+                    prop_assert_eq!(&parsed[1..], &tags[..]);
+                }
+                Err(PageError::OverBudget) => prop_assert!(tags.len() > budget),
+                Err(PageError::Json(e)) => prop_assert!(false, "{}", e),
+            }
+        }
+    }
+}
