@@ -67,12 +67,19 @@ pub struct ReflectorClient {
     stream: reqwest::Client,
 }
 
+/// Below the server's idle keep-alive timeout ([`kube_support::http::HEADER_READ_TIMEOUT`]).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl ReflectorClient {
     /// A client for `base` (trailing slashes ignored).
     pub fn new(base: &str) -> Result<Self, ReflectorError> {
         let base = base.trim_end_matches('/').to_owned();
         let build = |timeout: Option<Duration>| {
-            let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+            // Idle connections are dropped before the reflector's server closes them
+            // (10 s, kube_support::http), so a request never races that close.
+            let mut b = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT);
             if let Some(t) = timeout {
                 b = b.timeout(t);
             }

@@ -112,6 +112,8 @@ pub fn router(state: ApiState, metrics: Metrics) -> Router {
     let http = reqwest::Client::builder()
         .timeout(FORWARD_TIMEOUT)
         .connect_timeout(Duration::from_secs(3))
+        // Below the leader's idle keep-alive timeout, so a forward never races its close.
+        .pool_idle_timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| Arc::from(format!("cannot build the HTTP client: {e}")));

@@ -627,6 +627,29 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(delay)
 }
 
+/// How often the tag store is checked for a replacement ([`store_losses`]).
+const STORE_CHECK: Duration = Duration::from_secs(2);
+
+/// Yields each time the tag store lost its contents (a damaged file replaced by an empty
+/// one), after forgetting which repositories were handled, so every ImageRepository is
+/// reconciled again and rescanned (its tags are no longer stored).
+fn store_losses(ctx: Arc<Ctx>) -> impl futures::Stream<Item = ()> + Send + Sync + 'static {
+    let seen = ctx.deps.store.generation();
+    futures::stream::unfold((ctx, seen), |(ctx, seen)| async move {
+        loop {
+            tokio::time::sleep(STORE_CHECK).await;
+            let generation = ctx.deps.store.generation();
+            if generation != seen {
+                ctx.schedule()
+                    .handled
+                    .retain(|(kind, _), _| *kind != Kind::Repository);
+                tracing::info!("the tag store was replaced; rescanning every ImageRepository");
+                return Some(((), (ctx, generation)));
+            }
+        }
+    })
+}
+
 /// Runs both controllers until `stop` completes.
 async fn run_controllers(
     ctx: Arc<Ctx>,
@@ -645,6 +668,7 @@ async fn run_controllers(
 
     let repositories = Controller::new(Api::<ImageRepository>::all(ctx.client.clone()), wc.clone())
         .with_config(config.clone())
+        .reconcile_all_on(store_losses(ctx.clone()))
         .graceful_shutdown_on(wait(&stop_tx))
         .run(reconcile_repository_object, error_policy, ctx.clone())
         .for_each(|result| async move {

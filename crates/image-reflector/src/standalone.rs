@@ -510,6 +510,9 @@ struct Engine {
     latest_changed: BTreeMap<Key, (String, f64)>,
     state: ApiState,
     metrics: Metrics,
+    /// The tag store's [`TagStore::generation`] last seen: a change means it lost its
+    /// contents, and every repository is rescanned.
+    store_generation: u64,
 }
 
 impl fmt::Debug for Engine {
@@ -862,6 +865,15 @@ impl Engine {
     }
 
     fn refresh(&mut self) {
+        let generation = self.deps.store.generation();
+        if generation != self.store_generation {
+            self.store_generation = generation;
+            tracing::info!("the tag store was replaced; rescanning every ImageRepository");
+            let now = Instant::now();
+            for entry in self.repositories.values_mut() {
+                entry.trigger(now);
+            }
+        }
         match self.manifests.refresh(&self.config.manifests) {
             Ok(true) => {
                 let snapshot = self.manifests.snapshot(self.config.selector.as_ref());
@@ -895,6 +907,7 @@ pub async fn run(
         store,
         options: config.options,
     };
+    let deps_generation = deps.store.generation();
     let mut manifests = ManifestDir::default();
     manifests
         .refresh(&config.manifests)
@@ -915,6 +928,7 @@ pub async fn run(
         latest_changed: BTreeMap::new(),
         state,
         metrics,
+        store_generation: deps_generation,
         config,
     };
     let snapshot = engine.manifests.snapshot(engine.config.selector.as_ref());
@@ -1146,6 +1160,141 @@ spec:
                 .message
                 .starts_with("successful scan: found 1 tags")
         );
+        stop.send(()).unwrap();
+        engine.await.unwrap().unwrap();
+    }
+
+    /// A store that can lose its contents, as a damaged redb file replaced at run time does.
+    #[derive(Debug, Default)]
+    struct LosableStore {
+        inner: std::sync::Mutex<crate::store::MemoryTagStore>,
+        generation: std::sync::atomic::AtomicU64,
+    }
+
+    impl LosableStore {
+        fn lose_everything(&self) {
+            *self.inner.lock().unwrap() = crate::store::MemoryTagStore::new();
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl TagStore for LosableStore {
+        fn put(
+            &self,
+            key: &crate::store::RepoKey,
+            scan: &crate::registry::ScanResult,
+        ) -> Result<(), crate::store::StoreError> {
+            self.inner.lock().unwrap().put(key, scan)
+        }
+        fn get_tags(
+            &self,
+            key: &crate::store::RepoKey,
+        ) -> Result<Option<Vec<String>>, crate::store::StoreError> {
+            self.inner.lock().unwrap().get_tags(key)
+        }
+        fn get_page(
+            &self,
+            key: &crate::store::RepoKey,
+            token: Option<&str>,
+            limit: usize,
+        ) -> Result<Option<crate::store::TagPage>, crate::store::StoreError> {
+            self.inner.lock().unwrap().get_page(key, token, limit)
+        }
+        fn meta(
+            &self,
+            key: &crate::store::RepoKey,
+        ) -> Result<Option<crate::store::TagMeta>, crate::store::StoreError> {
+            self.inner.lock().unwrap().meta(key)
+        }
+        fn delete(&self, key: &crate::store::RepoKey) -> Result<bool, crate::store::StoreError> {
+            self.inner.lock().unwrap().delete(key)
+        }
+        fn keys(&self) -> Result<Vec<crate::store::RepoKey>, crate::store::StoreError> {
+            self.inner.lock().unwrap().keys()
+        }
+        fn generation(&self) -> u64 {
+            self.generation.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    /// A store that lost its contents at run time (a damaged file replaced by an empty
+    /// one) gets every repository rescanned at once, not at the next interval (1h here).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_store_that_lost_its_contents_is_refilled_at_once() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        let registry = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v2/"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&registry)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v2/team/app/tags/list"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"name": "team/app", "tags": ["1.0.0"]})),
+            )
+            .mount(&registry)
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("repo.yaml"),
+            format!(
+                "apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata: {{name: app, namespace: apps}}
+spec: {{image: {}/team/app, insecure: true, interval: 1h}}
+",
+                registry.address()
+            ),
+        )
+        .unwrap();
+        let losable = Arc::new(LosableStore::default());
+        let store: Arc<dyn TagStore> = losable.clone();
+        let state = ApiState::new(store.clone());
+        let config = StandaloneConfig {
+            manifests: dir.path().to_path_buf(),
+            concurrent: 2,
+            options: Options::default(),
+            selector: None,
+            poll_interval: Duration::from_millis(100),
+            registry: ClientSettings::default(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let engine = tokio::spawn(run(
+            config,
+            store.clone(),
+            state.clone(),
+            Metrics::new().unwrap(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let key = crate::store::RepoKey::new("apps", "app");
+        let wait_stored = async || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while store.get_tags(&key).unwrap().is_none() {
+                assert!(Instant::now() < deadline, "never (re)scanned");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        wait_stored().await;
+        let scans = || async {
+            registry
+                .received_requests()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.url.path().ends_with("/tags/list"))
+                .count()
+        };
+        assert_eq!(scans().await, 1);
+        losable.lose_everything();
+        wait_stored().await;
+        assert_eq!(scans().await, 2);
         stop.send(()).unwrap();
         engine.await.unwrap().unwrap();
     }

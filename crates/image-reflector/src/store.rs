@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -147,6 +148,11 @@ pub trait TagStore: Send + Sync {
     fn delete(&self, key: &RepoKey) -> Result<bool, StoreError>;
     /// Every stored key, sorted (to garbage-collect deleted repositories).
     fn keys(&self) -> Result<Vec<RepoKey>, StoreError>;
+    /// How many times the store lost its contents while running (a damaged file replaced
+    /// by an empty one). When it changes, the controllers rescan every repository.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// A damaged store file that was set aside and replaced by an empty store.
@@ -168,6 +174,8 @@ pub struct RedbTagStore {
     path: PathBuf,
     db: RwLock<Arc<redb::Database>>,
     observer: Option<QuarantineObserver>,
+    /// Replacements since open ([`TagStore::generation`]).
+    generation: AtomicU64,
 }
 
 impl fmt::Debug for RedbTagStore {
@@ -221,6 +229,7 @@ impl RedbTagStore {
             path,
             db: RwLock::new(Arc::new(db)),
             observer,
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -271,6 +280,7 @@ impl RedbTagStore {
             }
         };
         *slot = Arc::new(fresh);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         drop(slot);
         if let Some(observer) = &self.observer {
             observer(&quarantined);
@@ -627,6 +637,10 @@ impl TagStore for RedbTagStore {
     fn keys(&self) -> Result<Vec<RepoKey>, StoreError> {
         self.with_db(Self::keys_in, |_| Ok(Vec::new()))
     }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
 }
 
 /// An in-memory [`TagStore`] for tests of the controller.
@@ -869,7 +883,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     fn scan(tags: &[&str]) -> ScanResult {
         ScanResult::new(

@@ -321,6 +321,11 @@ async fn sigkill_during_store_writes_recovers_without_a_human() {
     let mut serve = Serve::start(&manifests, &storage, tmp.path()).await;
     serve.wait_ready_policy("app", "2.0.0").await;
     assert!(serve.process.check_running().is_ok());
+    // redb's commits are atomic: a kill leaves the last committed state, nothing to set
+    // aside. (Were it otherwise, the quarantine would still recover; this records which.)
+    let quarantined = serve.metric(QUARANTINE_METRIC).await;
+    eprintln!("after 4 kills: {QUARANTINE_METRIC} {quarantined:?}");
+    assert_eq!(quarantined, Some(0.0), "{}", serve.log_text());
     let status = serve.process.terminate(Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
