@@ -5,8 +5,10 @@
 //! and logs only through [`Secrets::scrub`], which replaces every form of every credential
 //! sent to that remote with [`REDACTED`]: the raw secret, `user:password`, their base64 in
 //! the standard and URL-safe alphabets with and without padding, and the full header values
-//! (`Basic …`, `Bearer …`). A text cut at a length limit can end in the first part of a
-//! secret; [`Secrets::scrub_cut`] scrubs that tail too. Pure: no I/O.
+//! (`Basic …`, `Bearer …`), and the percent-encoded secret (as it sits in a URL). The
+//! password of any URL's userinfo (`scheme://user:password@host`) is scrubbed too, whether
+//! or not it is held. A text cut at a length limit can end in the first part of a secret;
+//! [`Secrets::scrub_cut`] scrubs that tail too. Pure: no I/O.
 
 use std::fmt;
 
@@ -70,6 +72,17 @@ impl Secrets {
         self
     }
 
+    /// The credentials in a URL's userinfo (`scheme://user:password@host/...`, percent
+    /// escapes decoded), as HTTP Basic credentials. A URL without them adds nothing.
+    pub fn with_url(self, url: &str) -> Self {
+        match url_userinfo(url) {
+            Some((user, Some(password))) => {
+                self.with_basic(&percent_decode(user), &percent_decode(password))
+            }
+            _ => self,
+        }
+    }
+
     /// Any other secret: itself and its base64 forms.
     pub fn with_secret(mut self, secret: &str) -> Self {
         self.add_secret(secret);
@@ -115,6 +128,7 @@ impl Secrets {
         if cut > 0 {
             ranges.push((text.len() - cut, text.len()));
         }
+        ranges.extend(url_password_ranges(text));
         if ranges.is_empty() {
             return text.to_string();
         }
@@ -180,6 +194,20 @@ impl Secrets {
         for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
             self.add_needle(engine.encode(secret.as_bytes()));
         }
+        // As it appears in a URL: every byte but the unreserved ones escaped (upper and
+        // lower hex), and the lighter userinfo escaping of WHATWG URL serialisers.
+        let strict = |b: u8| !(b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        let userinfo = |b: u8| !b.is_ascii_graphic() || b" \"#/:;<=>?@[\\]^`{|}".contains(&b);
+        for (escape, upper) in [
+            (&strict as &dyn Fn(u8) -> bool, true),
+            (&strict, false),
+            (&userinfo, true),
+        ] {
+            let encoded = percent_encode(secret, escape, upper);
+            if encoded != secret {
+                self.add_needle(encoded);
+            }
+        }
     }
 
     fn add_needle(&mut self, needle: String) {
@@ -192,6 +220,81 @@ impl Secrets {
         self.needles
             .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     }
+}
+
+/// `%XX` escapes of `text` for every byte `escape` says, with upper- or lower-case hex.
+fn percent_encode(text: &str, escape: &dyn Fn(u8) -> bool, upper: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if escape(b) {
+            if upper {
+                out.push_str(&format!("%{b:02X}"));
+            } else {
+                out.push_str(&format!("%{b:02x}"));
+            }
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out
+}
+
+/// `%XX` escapes decoded (invalid escapes stay as they are; invalid UTF-8 is replaced).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                out.push(u8::try_from(high * 16 + low).unwrap_or(b'%'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where a URL's authority ends (its path, query, fragment, or the text around it).
+fn authority_end(c: char) -> bool {
+    c.is_whitespace() || "/?#'\"<>`".contains(c)
+}
+
+/// `(user, password)` of the first URL in `url` (escapes kept).
+fn url_userinfo(url: &str) -> Option<(&str, Option<&str>)> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(authority_end).unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    Some(match userinfo.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (userinfo, None),
+    })
+}
+
+/// The byte ranges of the passwords in every `scheme://user:password@host` of `text`.
+fn url_password_ranges(text: &str) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::new();
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let start = from + found + 3;
+        let end = text[start..]
+            .find(authority_end)
+            .map_or(text.len(), |e| start + e);
+        let authority = &text[start..end];
+        if let Some(at) = authority.rfind('@')
+            && let Some(colon) = authority[..at].find(':')
+            && colon + 1 < at
+        {
+            ranges.push((start + colon + 1, start + at));
+        }
+        from = end.max(start);
+    }
+    ranges
 }
 
 #[cfg(test)]
@@ -252,6 +355,49 @@ mod tests {
         assert_eq!(secrets.scrub(&cut), cut, "only text known to be cut");
         // Short tails that merely look like a start stay.
         assert_eq!(secrets.scrub_cut("ave"), "ave");
+    }
+
+    #[test]
+    fn url_credentials_and_percent_encoded_forms() {
+        let secrets = Secrets::new().with_url("https://bot:p%40ss%2Fw!rd@git.example/r.git");
+        for form in [
+            "p@ss/w!rd",
+            "p%40ss%2Fw!rd",
+            "p%40ss%2Fw%21rd",
+            "p%40ss%2fw%21rd",
+        ] {
+            assert_eq!(secrets.scrub(&format!("said {form}.")), "said [redacted].");
+        }
+        let header = format!("Basic {}", STANDARD.encode("bot:p@ss/w!rd"));
+        assert_eq!(secrets.scrub(&header), REDACTED);
+        assert!(
+            Secrets::new()
+                .with_url("https://git.example/r.git")
+                .is_empty()
+        );
+        assert!(
+            Secrets::new()
+                .with_url("https://bot@git.example/r.git")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn any_url_password_is_scrubbed() {
+        let none = Secrets::new();
+        assert_eq!(
+            none.scrub("fatal: 'https://u:pw@h:8/r' and http://p:x%2Fy@proxy:3128 'ftp://a:b@c'"),
+            "fatal: 'https://u:[redacted]@h:8/r' and http://p:[redacted]@proxy:3128 'ftp://a:[redacted]@c'"
+        );
+        for kept in [
+            "https://u@h/r",
+            "see https://h/a:b@c",
+            "x://",
+            "://:@",
+            "a://b:@c",
+        ] {
+            assert_eq!(none.scrub(kept), kept);
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
+use kube_support::redact::Secrets;
 
 use super::error::GitError;
 
@@ -316,44 +317,54 @@ impl GitAuth {
         }
     }
 
-    /// Every secret string that must never appear in a message.
-    pub(crate) fn redactor(&self) -> Redactor {
-        let mut secrets = Vec::new();
-        if let HttpAuth::Basic { password, .. } = &self.http {
-            secrets.push(password.expose().to_string());
-        }
-        if let HttpAuth::Bearer(token) = &self.http {
-            secrets.push(token.expose().to_string());
-        }
-        if let Some(header) = self.authorization() {
-            secrets.push(header.expose().to_string());
-            if let Some((_, b64)) = header.expose().split_once(' ') {
-                secrets.push(b64.to_string());
+    /// Every credential this auth sends, for [`Secrets::scrub`]: the only way text from
+    /// gix, git, ssh or the remote reaches a message. `url` is the remote's (credentials
+    /// in its userinfo count). Without a `proxySecretRef`, the environment's proxy URLs
+    /// are used, so their credentials count too.
+    pub(crate) fn secrets(&self, url: &str) -> Secrets {
+        let mut secrets = Secrets::new().with_url(url);
+        match &self.http {
+            HttpAuth::None => {}
+            HttpAuth::Basic { username, password } => {
+                secrets = secrets.with_basic(username, password.expose());
             }
+            HttpAuth::Bearer(token) => secrets = secrets.with_token(token.expose()),
         }
-        if let Some(ssh) = &self.ssh
-            && let Some(p) = &ssh.passphrase
-        {
-            secrets.push(p.expose().to_string());
-        }
-        if let Some(ProxyAuth {
-            credentials: Some((_, password)),
+        if let Some(SshAuth {
+            passphrase: Some(passphrase),
             ..
-        }) = &self.proxy
+        }) = &self.ssh
         {
-            secrets.push(password.expose().to_string());
-            let mut url = reqwest::Url::parse("http://x").ok();
-            if let Some(u) = url.as_mut()
-                && u.set_password(Some(password.expose())).is_ok()
-                && let Some(encoded) = u.password()
-            {
-                secrets.push(encoded.to_string());
+            secrets = secrets.with_secret(passphrase.expose());
+        }
+        match &self.proxy {
+            Some(ProxyAuth {
+                credentials: Some((user, password)),
+                ..
+            }) => secrets = secrets.with_basic(user, password.expose()),
+            Some(_) => {}
+            None => {
+                for key in PROXY_ENV {
+                    if let Some(value) = std::env::var_os(key) {
+                        secrets = secrets.with_url(&value.to_string_lossy());
+                    }
+                }
             }
         }
-        secrets.retain(|s| s.len() >= 3);
-        Redactor { secrets }
+        secrets
     }
 }
+
+/// The proxy settings of the process's environment, which gix and git honour when the
+/// GitRepository names no proxy of its own.
+const PROXY_ENV: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
 
 /// `%XX` escapes of a URL's userinfo, decoded (invalid escapes stay as they are).
 fn percent_decode(text: &str) -> String {
@@ -383,50 +394,6 @@ fn normalise_pem(text: &str) -> String {
         text.push('\n');
     }
     text
-}
-
-/// Scrubs known secrets (and URL userinfo passwords) from text.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Redactor {
-    secrets: Vec<String>,
-}
-
-impl Redactor {
-    pub(crate) fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in &self.secrets {
-            out = out.replace(secret.as_str(), "***");
-        }
-        redact_url_passwords(&out)
-    }
-}
-
-/// `scheme://user:pass@host` → `scheme://user:***@host`.
-pub(crate) fn redact_url_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("://") {
-        let (head, tail) = rest.split_at(pos + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
-            Some(at) => match authority[..at].split_once(':') {
-                Some((user, _)) => {
-                    out.push_str(user);
-                    out.push_str(":***");
-                    out.push_str(&authority[at..]);
-                }
-                None => out.push_str(authority),
-            },
-            None => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Credentials written to a private temporary directory (0700, files 0600) for one
@@ -593,16 +560,7 @@ impl CredFiles {
         if self.proxy.is_none() {
             // Like gix's HTTP client, honour the process's proxy settings unless the
             // GitRepository names its own proxy.
-            for key in [
-                "HTTPS_PROXY",
-                "https_proxy",
-                "HTTP_PROXY",
-                "http_proxy",
-                "ALL_PROXY",
-                "all_proxy",
-                "NO_PROXY",
-                "no_proxy",
-            ] {
+            for key in PROXY_ENV.iter().chain(&["NO_PROXY", "no_proxy"]) {
                 if let Some(value) = std::env::var_os(key) {
                     set(key, &value);
                 }
@@ -697,14 +655,22 @@ mod tests {
         assert!(!format!("{auth:?}").contains("hunter22"));
         let header = auth.authorization().unwrap();
         assert!(header.expose().starts_with("Basic "));
-        let scrubbed = auth.redactor().scrub(&format!(
+        let scrubbed = auth.secrets("https://h/r.git").scrub(&format!(
             "bad hunter22 {} http://u:hunter22@h/x",
             header.expose()
         ));
         assert!(!scrubbed.contains("hunter22"), "{scrubbed}");
+        assert!(!scrubbed.contains(header.expose()), "{scrubbed}");
         let d = data(&[("bearerToken", "tok-123")]);
         let auth = GitAuth::from_secret("https://h/r.git", Some(&d)).unwrap();
         assert_eq!(auth.authorization().unwrap().expose(), "Bearer tok-123");
+        assert_eq!(
+            auth.secrets("https://h/r.git").scrub("said Bearer tok-123"),
+            "said [redacted]"
+        );
+        // Credentials in the URL count without a secret.
+        let secrets = GitAuth::none().secrets("https://bot:s3cr%2Ft@h/r.git");
+        assert_eq!(secrets.scrub("s3cr/t s3cr%2Ft"), "[redacted] [redacted]");
         let d = data(&[("username", "u"), ("password", "p"), ("bearerToken", "t")]);
         assert!(GitAuth::from_secret("https://h/r.git", Some(&d)).is_err());
         let d = data(&[("password", "p")]);
@@ -751,11 +717,17 @@ mod tests {
             "http://u:p%40ss%3Aw%2Frd@proxy.example:3128/"
         );
         assert!(!format!("{auth:?}").contains("p@ss"));
-        let scrubbed = auth
-            .redactor()
-            .scrub("proxy p@ss:w/rd and p%40ss%3Aw%2Frd failed");
+        let proxy_header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("u:p@ss:w/rd")
+        );
+        let scrubbed = auth.secrets(url).scrub(&format!(
+            "proxy p@ss:w/rd and p%40ss%3Aw%2Frd failed; Proxy-Authorization: {proxy_header}"
+        ));
         assert!(
-            !scrubbed.contains("p@ss") && !scrubbed.contains("p%40ss"),
+            !scrubbed.contains("p@ss")
+                && !scrubbed.contains("p%40ss")
+                && !scrubbed.contains(&proxy_header[6..]),
             "{scrubbed}"
         );
         let files = CredFiles::new(&auth, Duration::from_secs(5)).unwrap();

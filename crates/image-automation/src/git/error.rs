@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 /// What went wrong in a git operation. Messages never contain credentials: texts from
-/// gix and the git CLI pass through [`super::auth::Redactor`] first.
+/// gix, the git CLI, ssh and the remote pass through [`kube_support::redact::Secrets`]
+/// (holding every credential sent, see `GitAuth::secrets`) first.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     /// The secret is unusable (missing `known_hosts`, `identity`, `git.asc`, bad PEM...).

@@ -136,13 +136,24 @@ impl Checkout {
     }
 }
 
-/// The remote and how to reach it (GitRepository `url`, secret, `timeout`).
-#[derive(Debug, Clone)]
+/// The remote and how to reach it (GitRepository `url`, secret, `timeout`). `Debug`
+/// shows the URL without credentials.
+#[derive(Clone)]
 pub struct RepoSpec {
     pub url: String,
     pub auth: GitAuth,
     /// Per network operation; Flux's default is one minute.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for RepoSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoSpec")
+            .field("url", &scrubbed_url(self))
+            .field("auth", &self.auth)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl RepoSpec {
@@ -440,7 +451,7 @@ impl GitCache {
 
 /// The URL for messages: without credentials.
 fn scrubbed_url(spec: &RepoSpec) -> String {
-    spec.auth.redactor().scrub(&spec.url)
+    spec.auth.secrets(&spec.url).scrub(&spec.url)
 }
 
 /// A cached repository, exclusively held for one operation.

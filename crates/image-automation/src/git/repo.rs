@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use gix::ObjectId;
 use gix::remote::Direction;
 
-use super::auth::{CredFiles, GitAuth, Redactor, is_ssh_url};
+use kube_support::redact::Secrets;
+
+use super::auth::{CredFiles, GitAuth, is_ssh_url};
 use super::cli::{self, RunError};
 use super::error::{Class, GitError, classify};
 
@@ -37,7 +39,9 @@ pub(crate) struct Session {
     pub(crate) dir: PathBuf,
     pub(crate) url: String,
     pub(crate) creds: CredFiles,
-    pub(crate) redactor: Redactor,
+    /// Every credential sent to the remote: whatever gix, git, ssh or the remote say
+    /// reaches a message only through [`Secrets::scrub`].
+    pub(crate) secrets: Secrets,
     pub(crate) timeout: Duration,
     /// Set at shutdown: fetches stop, git children are killed.
     pub(crate) cancel: Arc<AtomicBool>,
@@ -48,7 +52,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("dir", &self.dir)
-            .field("url", &self.url)
+            .field("url", &self.secrets.scrub(&self.url))
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +98,7 @@ impl Session {
         cancel: Arc<AtomicBool>,
     ) -> Result<Self, GitError> {
         let creds = CredFiles::new(auth, timeout)?;
+        let secrets = auth.secrets(url);
         let ssh = is_ssh_url(url);
         let mut overrides = vec![
             "protocol.version=2".to_string(),
@@ -113,9 +118,9 @@ impl Session {
         let repo = match open(dir) {
             Ok(repo) => repo,
             Err(e) if dir.exists() && !is_empty_dir(dir) => {
-                return Err(GitError::CacheDamaged(format!(
-                    "opening the repository: {e}"
-                )));
+                return Err(GitError::CacheDamaged(
+                    secrets.scrub(&format!("opening the repository: {e}")),
+                ));
             }
             Err(_) => {
                 std::fs::create_dir_all(dir)
@@ -126,7 +131,7 @@ impl Session {
             }
         };
         Ok(Self {
-            redactor: auth.redactor(),
+            secrets,
             repo,
             dir: dir.to_path_buf(),
             url: url.to_string(),
@@ -153,7 +158,7 @@ impl Session {
             .take(5)
             .collect::<Vec<_>>()
             .join("; ");
-        Ok(Some(self.redactor.scrub(&said)))
+        Ok(Some(self.secrets.scrub(&said)))
     }
 
     /// Turns a gix failure into a typed error, consulting ssh's stderr.
@@ -185,8 +190,8 @@ impl Session {
 
     /// A typed error from a failure text (gix chain or git/ssh stderr).
     pub(crate) fn typed(&self, text: &str) -> GitError {
-        let detail = self.redactor.scrub(text.trim());
-        let url = self.redactor.scrub(&self.url);
+        let detail = self.secrets.scrub(text.trim());
+        let url = self.secrets.scrub(&self.url);
         match classify(&detail) {
             Class::HostKey => GitError::UnknownHostKey { url },
             Class::Auth => GitError::AuthFailed {
@@ -212,7 +217,7 @@ impl Session {
         let base = self
             .repo
             .transport_options(self.url.as_str(), None)
-            .map_err(|e| GitError::Git(format!("transport options: {e}")))?;
+            .map_err(|e| GitError::Git(self.secrets.scrub(&format!("transport options: {e}"))))?;
         let mut opts = base
             .and_then(|b| b.downcast::<http::Options>().ok())
             .map(|b| *b)
@@ -303,7 +308,7 @@ impl Session {
         let remote = self
             .repo
             .remote_at(self.url.as_str())
-            .map_err(|e| GitError::InvalidConfig(format!("invalid URL: {e}")))?
+            .map_err(|e| GitError::InvalidConfig(self.secrets.scrub(&format!("invalid URL: {e}"))))?
             .with_fetch_tags(gix::remote::fetch::Tags::None)
             .with_refspecs(specs.iter().map(String::as_str), Direction::Fetch)
             .map_err(|e| GitError::InvalidConfig(format!("invalid ref: {e}")))?;
@@ -338,7 +343,7 @@ impl Session {
         let remote = self
             .repo
             .remote_at(self.url.as_str())
-            .map_err(|e| GitError::InvalidConfig(format!("invalid URL: {e}")))?
+            .map_err(|e| GitError::InvalidConfig(self.secrets.scrub(&format!("invalid URL: {e}"))))?
             .with_fetch_tags(gix::remote::fetch::Tags::None)
             .with_refspecs(specs.iter().map(String::as_str), Direction::Fetch)
             .map_err(|e| GitError::InvalidConfig(format!("invalid ref: {e}")))?;
@@ -429,11 +434,11 @@ impl Session {
         if self.cancel.load(Ordering::SeqCst) {
             GitError::Cancelled(format!(
                 "fetch from {} stopped; nothing was changed on the remote",
-                self.redactor.scrub(&self.url)
+                self.secrets.scrub(&self.url)
             ))
         } else {
             GitError::Timeout {
-                url: self.redactor.scrub(&self.url),
+                url: self.secrets.scrub(&self.url),
                 timeout: self.timeout,
             }
         }
@@ -481,7 +486,7 @@ impl Session {
         } else {
             Err(GitError::Git(format!(
                 "setting HEAD: {}",
-                out.stderr.trim()
+                self.secrets.scrub(out.stderr.trim())
             )))
         }
     }
@@ -499,7 +504,7 @@ impl Session {
         match cli::run(&mut command, None, self.timeout, Some(&self.cancel)) {
             Ok(out) => Ok(out),
             Err(RunError::TimedOut) => Err(GitError::Timeout {
-                url: self.redactor.scrub(&self.url),
+                url: self.secrets.scrub(&self.url),
                 timeout: started.elapsed(),
             }),
             Err(RunError::Cancelled) => Err(GitError::Cancelled(format!(
@@ -536,7 +541,7 @@ impl Session {
                 // either untouched or (if the server had it all) at the new commit.
                 return Err(GitError::Cancelled(format!(
                     "push of {refspec} to {} killed mid-way; the remote branch is unchanged unless the server had already received the whole push",
-                    self.redactor.scrub(&self.url)
+                    self.secrets.scrub(&self.url)
                 )));
             }
             other => other?,
@@ -546,7 +551,7 @@ impl Session {
         }
         // Porcelain: `!\t<src>:<dst>\t[rejected] (fetch first)`.
         let rejected = out.stdout.lines().find(|l| l.starts_with('!'));
-        let stderr = self.redactor.scrub(&out.stderr);
+        let stderr = self.secrets.scrub(&out.stderr);
         match rejected {
             Some(line)
                 if line.contains("[rejected]")
@@ -556,12 +561,12 @@ impl Session {
             {
                 Err(GitError::PushRejected {
                     branch: target.to_string(),
-                    detail: self.redactor.scrub(line.trim()),
+                    detail: self.secrets.scrub(line.trim()),
                 })
             }
             Some(line) => Err(GitError::PushFailed(format!(
                 "{}: {}",
-                self.redactor.scrub(line.trim()),
+                self.secrets.scrub(line.trim()),
                 stderr.trim()
             ))),
             None => match self.typed(&stderr) {
