@@ -11,17 +11,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use testbed::controllers::{serve_manifests_command, start_serving};
 use testbed::fault_proxy::{EchoFormat, Fault, FaultProxy};
 use testbed::process::{Process, free_port};
 use testbed::registry::{Registry, RegistryOptions};
-use testbed::wait::{http_ok, wait_for};
+use testbed::wait::wait_for;
 
 const WAIT: Duration = Duration::from_secs(60);
 const REPO: &str = "team/app";
@@ -42,24 +42,21 @@ impl Serve {
     async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
         let port = free_port().unwrap();
         let log = log_dir.join(format!("serve-{port}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_image-reflector"));
+        let program = Path::new(env!("CARGO_BIN_EXE_image-reflector"));
+        let mut command = serve_manifests_command(program, manifests, storage, port);
         command
-            .arg("serve")
-            .arg("--manifests")
-            .arg(manifests)
-            .arg("--storage-path")
-            .arg(storage)
-            .args(["--http-addr", &format!("127.0.0.1:{port}")])
             .args(["--log-level", "debug", "--log-encoding", "json"])
             // Failed scans are retried soon, so recovery shows within seconds.
             .args(["--min-retry-delay", "200ms", "--max-retry-delay", "1s"]);
-        let mut process = Process::spawn("image-reflector serve", command, &log).unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let healthz = format!("{base}/healthz");
-        process
-            .wait_ready(WAIT, || http_ok(&healthz))
-            .await
-            .unwrap_or_else(|err| panic!("serve never answered: {err}"));
+        let (process, base) = start_serving(
+            "image-reflector serve",
+            command,
+            port,
+            &log,
+            "/healthz",
+            WAIT,
+        )
+        .await;
         Self {
             process,
             base,
@@ -127,12 +124,8 @@ impl Serve {
 
     /// `VmHWM` (peak resident set) of the process, in KiB.
     fn peak_rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.process.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        self.process
+            .peak_rss_kib()
             .expect("VmHWM in /proc/<pid>/status")
     }
 }

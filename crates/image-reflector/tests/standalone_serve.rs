@@ -6,16 +6,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
+use testbed::controllers::{serve_manifests_command, start_serving};
 use testbed::process::{Process, free_port};
 use testbed::registry::{Registry, RegistryOptions};
-use testbed::wait::{http_ok, wait_for, wait_for_every};
+use testbed::wait::{wait_for, wait_for_every};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -34,28 +34,24 @@ impl Serve {
     async fn start_with(manifests: &Path, storage: &Path, log_dir: &Path, args: &[&str]) -> Self {
         let port = free_port().unwrap();
         let log = log_dir.join(format!("serve-{port}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_image-reflector"));
+        let program = Path::new(env!("CARGO_BIN_EXE_image-reflector"));
+        let mut command = serve_manifests_command(program, manifests, storage, port);
         command
-            .arg("serve")
-            .arg("--manifests")
-            .arg(manifests)
-            .arg("--storage-path")
-            .arg(storage)
-            .args(["--http-addr", &format!("127.0.0.1:{port}")])
             .args(["--log-level", "debug", "--log-encoding", "json"])
             .args(args);
-        let mut process = Process::spawn("image-reflector serve", command, &log).unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let healthz = format!("{base}/healthz");
-        process
-            .wait_ready(WAIT, || http_ok(&healthz))
-            .await
-            .unwrap_or_else(|err| panic!("serve never answered: {err}"));
+        let (process, base) = start_serving(
+            "image-reflector serve",
+            command,
+            port,
+            &log,
+            "/healthz",
+            WAIT,
+        )
+        .await;
         Self {
             process,
             base,
-            http,
+            http: reqwest::Client::new(),
         }
     }
 
