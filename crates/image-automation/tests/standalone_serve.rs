@@ -16,12 +16,11 @@ use std::time::{Duration, Instant};
 
 use api_types::http_api::ImagePolicyInfo;
 use serde_json::Value;
-use testbed::controllers::reflector_binary;
+use testbed::controllers::{reflector_binary, serve_manifests_command, start_serving};
 use testbed::git::{GitHttpServer, GitHttpServerOptions, seed_manifests};
 use testbed::process::{Process, free_port};
 use testbed::registry::{Registry, RegistryOptions};
 use testbed::seed;
-use testbed::wait::http_ok;
 
 const WAIT: Duration = Duration::from_secs(60);
 const CHECKOUT: &str = "clusters/prod/checkout.yaml";
@@ -35,22 +34,10 @@ struct Reflector {
 impl Reflector {
     async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
         let port = free_port().unwrap();
+        let command = serve_manifests_command(&reflector_binary(), manifests, storage, port);
         let log = log_dir.join("reflector.log");
-        let mut command = Command::new(reflector_binary());
-        command
-            .arg("serve")
-            .arg("--manifests")
-            .arg(manifests)
-            .arg("--storage-path")
-            .arg(storage)
-            .args(["--http-addr", &format!("127.0.0.1:{port}")]);
-        let mut process = Process::spawn("image-reflector", command, &log).unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let healthz = format!("{base}/healthz");
-        process
-            .wait_ready(WAIT, || http_ok(&healthz))
-            .await
-            .unwrap_or_else(|err| panic!("reflector never answered: {err}"));
+        let (process, base) =
+            start_serving("image-reflector", command, port, &log, "/healthz", WAIT).await;
         Self { process, base }
     }
 
@@ -359,27 +346,22 @@ async fn long_running_mode_reacts_to_a_new_tag_through_the_feed() {
     write_automation_manifests(&manifests, &git, "fleet", "main");
     let port = free_port().unwrap();
     let log = tmp.path().join("automation.log");
-    let mut command = automation_bin();
+    let program = Path::new(env!("CARGO_BIN_EXE_image-automation"));
+    let mut command = serve_manifests_command(program, &manifests, &tmp.path().join("data"), port);
     command
-        .arg("serve")
-        .arg("--manifests")
-        .arg(&manifests)
-        .arg("--storage-path")
-        .arg(tmp.path().join("data"))
         .args(["--reflector-url", &reflector.base])
-        .args(["--http-addr", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "debug");
-    let mut automation = Automation {
-        process: Process::spawn("image-automation serve", command, &log).unwrap(),
-        base: format!("http://127.0.0.1:{port}"),
-    };
     // Ready after the first run of every automation (which finds nothing to do).
-    let readyz = format!("{}/readyz", automation.base);
-    automation
-        .process
-        .wait_ready(WAIT, || http_ok(&readyz))
-        .await
-        .unwrap_or_else(|err| panic!("never ready: {err}"));
+    let (process, base) = start_serving(
+        "image-automation serve",
+        command,
+        port,
+        &log,
+        "/readyz",
+        WAIT,
+    )
+    .await;
+    let mut automation = Automation { process, base };
     assert_eq!(
         repos.head_commit("fleet", "main").unwrap(),
         Some(seeded.clone())
