@@ -9,6 +9,7 @@
 mod serve_common;
 
 use std::path::Path;
+use std::process::ExitStatus;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -86,6 +87,22 @@ impl Setup {
         )
     }
 
+    /// Sets the proxy to `mode`, starts `serve` logging to `log` and waits up to `limit`
+    /// for `reached`.
+    async fn serve_until(
+        &self,
+        mode: u8,
+        log: &str,
+        limit: Duration,
+        reached: impl FnMut() -> bool,
+    ) -> Process {
+        self.proxy.set(mode);
+        let serve = self.serve(log);
+        let ok = eventually(limit, reached).await;
+        assert!(ok, "{}", serve.log_tail());
+        serve
+    }
+
     fn head(&self) -> String {
         self.fleet.head()
     }
@@ -109,6 +126,20 @@ impl Setup {
         let left = lock_files(&self.fleet.storage.join("git"));
         assert!(left.is_empty(), "{log}: stale locks survived: {left:?}");
     }
+}
+
+/// SIGTERM with up to 5 s to exit: the exit status, how long it took and the log (its
+/// shutdown lines echoed, with `what`).
+fn terminate(serve: &mut Process, what: &str) -> (Option<ExitStatus>, Duration, String) {
+    let sent = Instant::now();
+    let status = serve.terminate(Duration::from_secs(5));
+    let took = sent.elapsed();
+    let log = std::fs::read_to_string(serve.log_path()).unwrap();
+    eprintln!("exit {took:?} after SIGTERM {what}");
+    for line in log.lines().filter(|l| l.contains("shutdown")) {
+        eprintln!("  {line}");
+    }
+    (status, took, log)
 }
 
 fn lock_files(dir: &Path) -> Vec<String> {
@@ -135,13 +166,11 @@ async fn kill_9_at_chosen_points_then_a_restart_converges() {
     // 1. During the first clone (answers trickle): kill once pack data is flowing.
     let old = s.head();
     s.fleet.publish("1.3.0").await;
-    s.proxy.set(SLOW_DOWNLOADS);
-    let mut serve = s.serve("clone.log");
-    let flowing = eventually(Duration::from_secs(60), || {
-        s.proxy.down.load(Ordering::SeqCst) > 300_000
-    })
-    .await;
-    assert!(flowing, "{}", serve.log_tail());
+    let mut serve = s
+        .serve_until(SLOW_DOWNLOADS, "clone.log", Duration::from_secs(60), || {
+            s.proxy.down.load(Ordering::SeqCst) > 300_000
+        })
+        .await;
     let peak = serve.peak_rss_kib().unwrap();
     eprintln!("VmHWM mid-clone: {peak} KiB");
     kill9(&serve);
@@ -192,14 +221,12 @@ async fn kill_9_at_chosen_points_then_a_restart_converges() {
         )
         .unwrap();
     s.fleet.publish("1.4.0").await;
-    s.proxy.set(SLOW_DOWNLOADS);
     let start = s.proxy.down.load(Ordering::SeqCst);
-    let mut serve = s.serve("fetch.log");
-    let flowing = eventually(Duration::from_secs(60), || {
-        s.proxy.down.load(Ordering::SeqCst) > start + 300_000
-    })
-    .await;
-    assert!(flowing, "{}", serve.log_tail());
+    let mut serve = s
+        .serve_until(SLOW_DOWNLOADS, "fetch.log", Duration::from_secs(60), || {
+            s.proxy.down.load(Ordering::SeqCst) > start + 300_000
+        })
+        .await;
     kill9(&serve);
     serve.stop();
     assert!(!assert_old_or_new(
@@ -215,14 +242,12 @@ async fn kill_9_at_chosen_points_then_a_restart_converges() {
     // 3. During the push (its upload trickles): the server never got the whole pack.
     let old = s.head();
     s.fleet.publish("1.5.0").await;
-    s.proxy.set(SLOW_PUSHES);
     let start = s.proxy.up_pushes.load(Ordering::SeqCst);
-    let mut serve = s.serve("push.log");
-    let pushing = eventually(Duration::from_secs(60), || {
-        s.proxy.up_pushes.load(Ordering::SeqCst) > start
-    })
-    .await;
-    assert!(pushing, "{}", serve.log_tail());
+    let mut serve = s
+        .serve_until(SLOW_PUSHES, "push.log", Duration::from_secs(60), || {
+            s.proxy.up_pushes.load(Ordering::SeqCst) > start
+        })
+        .await;
     kill9(&serve);
     serve.stop();
     // The kill may race the end of the upload: old or exactly new, nothing else.
@@ -261,26 +286,17 @@ async fn sigterm_with_a_hanging_server_ends_within_seconds() {
     // The GitRepository timeout is Flux's default minute: shutdown must not wait it out.
     let s = setup(&[], Some("60s")).await;
     s.fleet.publish("1.3.0").await;
-    s.proxy.set(HANG);
-    let mut serve = s.serve("hang.log");
-    let connected = eventually(Duration::from_secs(30), || {
-        s.proxy.accepted.load(Ordering::SeqCst) > 0
-    })
-    .await;
-    assert!(connected, "{}", serve.log_tail());
+    let mut serve = s
+        .serve_until(HANG, "hang.log", Duration::from_secs(30), || {
+            s.proxy.accepted.load(Ordering::SeqCst) > 0
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let sent = Instant::now();
-    let status = serve.terminate(Duration::from_secs(5));
-    let took = sent.elapsed();
-    let log = std::fs::read_to_string(serve.log_path()).unwrap();
+    let (status, took, log) = terminate(&mut serve, "with a hanging git server");
     assert!(
         status.is_some(),
         "still running {took:?} after SIGTERM with a hanging git server:\n{log}"
     );
-    eprintln!("exit {took:?} after SIGTERM with a hanging git server");
-    for line in log.lines().filter(|l| l.contains("shutdown")) {
-        eprintln!("  {line}");
-    }
     assert!(
         log.contains("abandoned") || log.contains("cancelled"),
         "the log does not say what was stopped:\n{log}"
@@ -293,25 +309,19 @@ async fn sigterm_during_a_push_kills_it_and_logs_the_outcome() {
     let s = setup(&[], Some("60s")).await;
     let old = s.head();
     s.fleet.publish("1.3.0").await;
-    s.proxy.set(SLOW_PUSHES);
-    let mut serve = s.serve("push-term.log");
-    let pushing = eventually(Duration::from_secs(60), || {
-        s.proxy.up_pushes.load(Ordering::SeqCst) > 0
-    })
-    .await;
-    assert!(pushing, "{}", serve.log_tail());
-    let sent = Instant::now();
-    let status = serve.terminate(Duration::from_secs(5));
-    let took = sent.elapsed();
-    let log = std::fs::read_to_string(serve.log_path()).unwrap();
+    let mut serve = s
+        .serve_until(
+            SLOW_PUSHES,
+            "push-term.log",
+            Duration::from_secs(60),
+            || s.proxy.up_pushes.load(Ordering::SeqCst) > 0,
+        )
+        .await;
+    let (status, took, log) = terminate(&mut serve, "mid-push");
     assert!(
         status.is_some(),
         "still running {took:?} after SIGTERM:\n{log}"
     );
-    eprintln!("exit {took:?} after SIGTERM mid-push");
-    for line in log.lines().filter(|l| l.contains("shutdown")) {
-        eprintln!("  {line}");
-    }
     // Give a push that the server had fully received a moment to land, then check.
     tokio::time::sleep(Duration::from_millis(500)).await;
     if assert_old_or_new(
