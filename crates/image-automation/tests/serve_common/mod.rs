@@ -79,7 +79,7 @@ impl Reflector {
 }
 
 /// The reflector's manifests: the seed's Secret, ImageRepository and semver ImagePolicy.
-fn write_reflector_manifests(dir: &Path, registry: &Registry, requested_at: Option<&str>) {
+pub fn write_reflector_manifests(dir: &Path, registry: &Registry, requested_at: Option<&str>) {
     let mut repository = seed::image_repository(&registry.host(), "5m");
     if let Some(t) = requested_at {
         let namespace = format!("  namespace: {}\n", seed::NAMESPACE);
@@ -103,12 +103,13 @@ fn write_reflector_manifests(dir: &Path, registry: &Registry, requested_at: Opti
 }
 
 /// The automation's manifests: GitRepository (with `timeout` when given) + Secret + the
-/// seed's v1beta1 ImageUpdateAutomation pushing to `main` of `url`.
+/// seed's v1beta1 ImageUpdateAutomation pushing to `push_branch` of `url`.
 pub fn write_automation_manifests(
     dir: &Path,
     url: &str,
     (username, password): (&str, &str),
     timeout: Option<&str>,
+    push_branch: &str,
 ) {
     std::fs::create_dir_all(dir).unwrap();
     let mut source = seed::git_repository("flux-system", url, "flux-system");
@@ -131,7 +132,7 @@ pub fn write_automation_manifests(
     .unwrap();
     std::fs::write(
         dir.join("automation.yaml"),
-        seed::image_update_automation("flux-image-updates", "flux-system", "main"),
+        seed::image_update_automation("flux-image-updates", "flux-system", push_branch),
     )
     .unwrap();
 }
@@ -146,6 +147,23 @@ pub fn automation_bin() -> Command {
 
 /// `image-automation serve --once`: (exit success, the one automation's summary, stderr).
 pub fn run_once(manifests: &Path, storage: &Path, reflector_url: &str) -> (bool, Value, String) {
+    let (ok, summary, stderr) = run_once_summary(manifests, storage, reflector_url);
+    (ok, only(&summary).clone(), stderr)
+}
+
+/// The summary's only automation.
+pub fn only(summary: &Value) -> &Value {
+    let list = summary["automations"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{summary:#}");
+    &list[0]
+}
+
+/// `image-automation serve --once`: (exit success, the whole summary, stderr).
+pub fn run_once_summary(
+    manifests: &Path,
+    storage: &Path,
+    reflector_url: &str,
+) -> (bool, Value, String) {
     let Output {
         status,
         stdout,
@@ -163,9 +181,7 @@ pub fn run_once(manifests: &Path, storage: &Path, reflector_url: &str) -> (bool,
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
     let summary: Value = serde_json::from_slice(&stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout:?}\n{stderr}"));
-    let list = summary["automations"].as_array().unwrap();
-    assert_eq!(list.len(), 1, "{summary:#}");
-    (status.success(), list[0].clone(), stderr)
+    (status.success(), summary, stderr)
 }
 
 /// A long-running `image-automation serve --manifests` with its log in `log`.
@@ -238,6 +254,7 @@ impl Fleet {
             url,
             (self.git.username(), self.git.password()),
             timeout,
+            "main",
         );
     }
 
