@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
+mod serve_common;
+
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,9 +19,8 @@ use std::time::Duration;
 use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use testbed::controllers::{serve_manifests_command, start_serving};
+use serve_common::Serve;
 use testbed::fault_proxy::{EchoFormat, Fault, FaultProxy};
-use testbed::process::{Process, free_port};
 use testbed::registry::{Registry, RegistryOptions};
 use testbed::wait::wait_for;
 
@@ -31,50 +32,16 @@ const TAGS: &str = "/tags/list";
 /// Peak RSS allowed while a 400 MB body is sent (the body cap is 32 MiB).
 const HWM_BOUND_MIB: u64 = 150;
 
-/// A running `image-reflector serve` scanning through the proxy; killed on drop.
-struct Serve {
-    process: Process,
-    base: String,
-    http: reqwest::Client,
-}
-
 impl Serve {
+    /// Scanning through the proxy: failed scans are retried soon, so recovery shows within
+    /// seconds.
     async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
-        let port = free_port().unwrap();
-        let log = log_dir.join(format!("serve-{port}.log"));
-        let program = Path::new(env!("CARGO_BIN_EXE_image-reflector"));
-        let mut command = serve_manifests_command(program, manifests, storage, port);
-        command
-            .args(["--log-level", "debug", "--log-encoding", "json"])
-            // Failed scans are retried soon, so recovery shows within seconds.
-            .args(["--min-retry-delay", "200ms", "--max-retry-delay", "1s"]);
-        let (process, base) = start_serving(
-            "image-reflector serve",
-            command,
-            port,
-            &log,
-            "/healthz",
-            WAIT,
-        )
-        .await;
-        Self {
-            process,
-            base,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
+        let retry = ["--min-retry-delay", "200ms", "--max-retry-delay", "1s"];
+        Self::start_with(manifests, storage, log_dir, &retry).await
     }
 
     async fn get_text(&self, path: &str) -> Option<String> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
+        let response = self.send(path).await?;
         response
             .status()
             .is_success()

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
+mod serve_common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -12,47 +14,15 @@ use std::time::{Duration, Instant};
 use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
-use testbed::controllers::{serve_manifests_command, start_serving};
-use testbed::process::{Process, free_port};
+use serve_common::Serve;
 use testbed::registry::{Registry, RegistryOptions};
 use testbed::wait::{wait_for, wait_for_every};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A running `image-reflector serve`; killed on drop.
-struct Serve {
-    process: Process,
-    base: String,
-    http: reqwest::Client,
-}
-
 impl Serve {
     async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
         Self::start_with(manifests, storage, log_dir, &[]).await
-    }
-
-    async fn start_with(manifests: &Path, storage: &Path, log_dir: &Path, args: &[&str]) -> Self {
-        let port = free_port().unwrap();
-        let log = log_dir.join(format!("serve-{port}.log"));
-        let program = Path::new(env!("CARGO_BIN_EXE_image-reflector"));
-        let mut command = serve_manifests_command(program, manifests, storage, port);
-        command
-            .args(["--log-level", "debug", "--log-encoding", "json"])
-            .args(args);
-        let (process, base) = start_serving(
-            "image-reflector serve",
-            command,
-            port,
-            &log,
-            "/healthz",
-            WAIT,
-        )
-        .await;
-        Self {
-            process,
-            base,
-            http: reqwest::Client::new(),
-        }
     }
 
     /// The `/metrics` text.
@@ -80,18 +50,9 @@ impl Serve {
             .map_or(0, |n| n.trim().parse().unwrap())
     }
 
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
-    }
-
     /// `GET path` as JSON; `None` on 404.
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Option<T> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
+        let response = self.send(path).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return None;
         }
