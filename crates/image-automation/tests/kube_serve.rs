@@ -220,6 +220,24 @@ async fn publish(
     wait_policy_tag(server, reflector, latest).await;
 }
 
+/// Applies the seed's automation for `fleet`, starts the automation controller and waits
+/// for its first run to end Ready=True; returns the controller and the automation then.
+async fn first_run(
+    server: &KubeApiServer,
+    git: &GitHttpServer,
+    reflector: &Controller,
+    storage: &Path,
+    log_dir: &Path,
+) -> (Controller, Value) {
+    apply_automation(server, git, "fleet");
+    let serve = start_automation(server, storage, reflector.base(), log_dir).await;
+    let a = wait_automation(server, &serve, "the first run Ready=True", |a| {
+        condition(a, "Ready").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+    (serve, a)
+}
+
 /// Waits up to `limit` for `fleet`'s main to move off `seeded`; returns the new head.
 async fn wait_new_head(
     git: &GitHttpServer,
@@ -294,20 +312,9 @@ async fn seed_automation_in_kubernetes_mode() {
     } = KubeFleet::start().await;
     let repos = git.repos();
 
-    apply_automation(&server, &git, "fleet");
-    let mut serve = start_automation(
-        &server,
-        &tmp.path().join("data"),
-        reflector.base(),
-        tmp.path(),
-    )
-    .await;
-
     // 1. The first run: 1.2.3 is what the repository has; nothing pushed.
-    let a = wait_automation(&server, &serve, "the first run Ready=True", |a| {
-        condition(a, "Ready").is_some_and(|c| c["status"] == "True")
-    })
-    .await;
+    let storage = tmp.path().join("data");
+    let (mut serve, a) = first_run(&server, &git, &reflector, &storage, tmp.path()).await;
     assert_eq!(
         a["metadata"]["finalizers"],
         json!(["finalizers.fluxcd.io"]),
@@ -646,13 +653,8 @@ async fn damaged_git_cache_is_quarantined_with_a_warning_event() {
         tmp,
     } = KubeFleet::start().await;
     let repos = git.repos();
-    apply_automation(&server, &git, "fleet");
     let storage = tmp.path().join("data");
-    let serve = start_automation(&server, &storage, reflector.base(), tmp.path()).await;
-    wait_automation(&server, &serve, "the first run Ready=True", |a| {
-        condition(a, "Ready").is_some_and(|c| c["status"] == "True")
-    })
-    .await;
+    let (serve, _) = first_run(&server, &git, &reflector, &storage, tmp.path()).await;
 
     // Damage the cache behind the controller's back: every ref and every pack.
     let cache = std::fs::read_dir(storage.join("git"))
