@@ -13,7 +13,6 @@
 mod serve_common;
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
@@ -68,25 +67,9 @@ impl Serve {
         what: &str,
         check: impl Fn(&ImageRepositoryInfo) -> bool,
     ) -> (ImageRepositoryInfo, String) {
-        let last = Mutex::new(None);
-        wait_for(
-            &format!("repository: {what}"),
-            WAIT,
-            || {
-                format!(
-                    "last: {:#?}\nlog:\n{}",
-                    last.lock().unwrap(),
-                    self.log_text()
-                )
-            },
-            || async {
-                let current = self.repository().await;
-                let reached = current.as_ref().filter(|(r, _)| check(r)).cloned();
-                *last.lock().unwrap() = current.map(|(r, _)| r);
-                reached
-            },
-        )
-        .await
+        let what = format!("repository: {what}");
+        self.wait_document(&what, WAIT, || self.repository(), |(r, _)| check(r))
+            .await
     }
 
     /// `VmHWM` (peak resident set) of the process, in KiB.

@@ -8,7 +8,6 @@
 mod serve_common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
@@ -85,25 +84,9 @@ impl Serve {
         what: &str,
         check: impl Fn(&ImagePolicyInfo) -> bool,
     ) -> ImagePolicyInfo {
-        let last = Mutex::new(None);
-        wait_for(
-            &format!("policy {name}: {what}"),
-            WAIT,
-            || {
-                format!(
-                    "last: {:#?}\nlog:\n{}",
-                    last.lock().unwrap(),
-                    self.log_text()
-                )
-            },
-            || async {
-                let current = self.policy(name).await;
-                let reached = current.as_ref().filter(|p| check(p)).cloned();
-                *last.lock().unwrap() = current;
-                reached
-            },
-        )
-        .await
+        let what = format!("policy {name}: {what}");
+        self.wait_document(&what, WAIT, || self.policy(name), check)
+            .await
     }
 
     /// SIGTERM, then the exit status (graceful shutdown).
