@@ -109,19 +109,11 @@ fn write_manifests(dir: &Path, registry: &Registry, proxy: &FaultProxy, timeout:
         "username": registry.username().unwrap(),
         "password": registry.password().unwrap(),
     }}});
-    let config = STANDARD.encode(config.to_string());
+    let secret = testbed::seed::registry_pull_secret(&config.to_string());
     std::fs::write(
         dir.join("objects.yaml"),
         format!(
-            "apiVersion: v1
-kind: Secret
-metadata:
-  name: registry-pull
-  namespace: flux-system
-type: kubernetes.io/dockerconfigjson
-data:
-  .dockerconfigjson: {config}
----
+            "{secret}---
 apiVersion: image.toolkit.fluxcd.io/v1beta2
 kind: ImageRepository
 metadata:

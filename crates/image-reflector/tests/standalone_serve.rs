@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
-use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serve_common::Serve;
 use testbed::registry::{Registry, RegistryOptions};
@@ -104,20 +103,9 @@ fn tag_of(p: &ImagePolicyInfo) -> Option<&str> {
 /// v1beta2 ImageRepository `checkout` and the semver ImagePolicy `checkout`, plus the
 /// timestamp filterTags policy (`checkout-builds`), each in its own file.
 fn write_seed(dir: &Path, registry: &Registry, range: &str) {
-    let config = base64::engine::general_purpose::STANDARD.encode(registry.docker_config_json());
     std::fs::write(
         dir.join("secret.yaml"),
-        format!(
-            "apiVersion: v1
-kind: Secret
-metadata:
-  name: registry-pull
-  namespace: flux-system
-type: kubernetes.io/dockerconfigjson
-data:
-  .dockerconfigjson: {config}
-"
-        ),
+        testbed::seed::registry_pull_secret(&registry.docker_config_json()),
     )
     .unwrap();
     write_repository(dir, registry, None);
