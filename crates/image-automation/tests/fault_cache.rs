@@ -10,7 +10,6 @@ mod serve_common;
 use std::path::Path;
 
 use serve_common::*;
-use testbed::seed;
 
 /// Overwrites every file under `dir` (recursively) with garbage of the same length.
 fn garble_all(dir: &Path) -> usize {
@@ -83,52 +82,31 @@ const DAMAGE: &[(&str, Damage)] = &[
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_kind_of_cache_damage_is_quarantined_and_recloned() {
-    let (registry, git, _) = seeded_fleet(&[]).await;
-    let repos = git.repos();
-    let tmp = tempfile::tempdir().unwrap();
-    let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
-    let manifests = tmp.path().join("automation");
-    write_automation_manifests(
-        &manifests,
-        &git.url("fleet"),
-        (git.username(), git.password()),
-        None,
-    );
-    let storage = tmp.path().join("data");
-    let image = registry.image("team/checkout");
+    let f = Fleet::start(&[]).await;
 
     // A first push: the cache holds a pack and the loose objects of our commit.
-    reflector.publish(&registry, "1.3.0").await;
-    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    f.publish("1.3.0").await;
+    let (ok, a, log) = f.run_once();
     assert!(ok && a["pushed"] == true, "{a:#}\n{log}");
 
     for (minor, (what, damage)) in (3..).zip(DAMAGE) {
-        let cache = cache_dir(&storage);
+        let cache = cache_dir(&f.storage);
         let touched = damage(&cache);
         assert!(
             touched > 0,
             "{what}: nothing to damage in {}",
             cache.display()
         );
-        let before = repos.head_commit("fleet", "main").unwrap().unwrap();
+        let before = f.head();
         let (from, to) = (format!("1.{minor}.0"), format!("1.{}.0", minor + 1));
-        reflector.publish(&registry, &to).await;
+        f.publish(&to).await;
 
-        let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+        let (ok, a, log) = f.run_once();
         assert!(
             ok && a["pushed"] == true,
             "{what}: the run did not recover\n{a:#}\n{log}"
         );
-        let after = repos.head_commit("fleet", "main").unwrap().unwrap();
-        seed::assert_one_tag_update(
-            repos,
-            "fleet",
-            &before,
-            &after,
-            CHECKOUT,
-            &image,
-            (&from, &to),
-        );
+        f.assert_one_update(&before, (&from, &to));
         // Said, not silent: a warning naming the damage (the event, logged).
         assert!(
             log.lines().any(|l| l.contains("WARN")
@@ -137,33 +115,21 @@ async fn every_kind_of_cache_damage_is_quarantined_and_recloned() {
             "{what}: no warning about the quarantine\n{log}"
         );
         assert!(
-            storage.join("git/quarantine").read_dir().unwrap().count() == 1,
+            f.storage.join("git/quarantine").read_dir().unwrap().count() == 1,
             "{what}: one quarantined copy per URL is kept"
         );
-        assert!(!log.contains(git.password()), "{what}: password logged");
+        assert!(!log.contains(f.git.password()), "{what}: password logged");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_lock_files_of_a_killed_process_are_cleared() {
-    let (registry, git, _) = seeded_fleet(&[]).await;
-    let repos = git.repos();
-    let tmp = tempfile::tempdir().unwrap();
-    let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
-    let manifests = tmp.path().join("automation");
-    write_automation_manifests(
-        &manifests,
-        &git.url("fleet"),
-        (git.username(), git.password()),
-        None,
-    );
-    let storage = tmp.path().join("data");
-    let image = registry.image("team/checkout");
+    let f = Fleet::start(&[]).await;
 
     // What a kill -9 mid-clone, mid-fetch or mid-push leaves: git's and gix's lock files.
-    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    let (ok, a, log) = f.run_once();
     assert!(ok, "{a:#}\n{log}");
-    let cache = cache_dir(&storage);
+    let cache = cache_dir(&f.storage);
     let locks = [
         "shallow.lock",
         "HEAD.lock",
@@ -175,20 +141,11 @@ async fn stale_lock_files_of_a_killed_process_are_cleared() {
     for lock in locks {
         std::fs::write(cache.join(lock), "").unwrap();
     }
-    let before = repos.head_commit("fleet", "main").unwrap().unwrap();
-    reflector.publish(&registry, "1.3.0").await;
-    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    let before = f.head();
+    f.publish("1.3.0").await;
+    let (ok, a, log) = f.run_once();
     assert!(ok && a["pushed"] == true, "{a:#}\n{log}");
-    let after = repos.head_commit("fleet", "main").unwrap().unwrap();
-    seed::assert_one_tag_update(
-        repos,
-        "fleet",
-        &before,
-        &after,
-        CHECKOUT,
-        &image,
-        ("1.2.3", "1.3.0"),
-    );
+    f.assert_one_update(&before, ("1.2.3", "1.3.0"));
     for lock in locks {
         assert!(!cache.join(lock).exists(), "{lock} is still there");
     }

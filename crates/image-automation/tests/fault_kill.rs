@@ -9,6 +9,7 @@
 mod serve_common;
 
 use std::path::Path;
+use std::process::ExitStatus;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -62,59 +63,48 @@ fn assert_old_or_new(
     true
 }
 
+/// The usual [`Fleet`], its automation cloning through a [`SlowProxy`].
 struct Setup {
-    registry: testbed::registry::Registry,
-    git: GitHttpServer,
+    fleet: Fleet,
     proxy: SlowProxy,
-    reflector: Reflector,
-    manifests: std::path::PathBuf,
-    storage: std::path::PathBuf,
-    tmp: tempfile::TempDir,
-    image: String,
 }
 
 async fn setup(extra: &[(&str, &str)], timeout: Option<&str>) -> Setup {
-    let (registry, git, _) = seeded_fleet(extra).await;
-    let proxy = SlowProxy::start(git.port()).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
-    let manifests = tmp.path().join("automation");
-    write_automation_manifests(
-        &manifests,
-        &proxy.url(&git, "fleet"),
-        (git.username(), git.password()),
-        timeout,
-    );
-    let storage = tmp.path().join("data");
-    let image = registry.image("team/checkout");
-    Setup {
-        registry,
-        git,
-        proxy,
-        reflector,
-        manifests,
-        storage,
-        tmp,
-        image,
-    }
+    let fleet = Fleet::start(extra).await;
+    let proxy = SlowProxy::start(fleet.git.port()).await;
+    fleet.write_manifests(&proxy.url(&fleet.git, "fleet"), timeout);
+    Setup { fleet, proxy }
 }
 
 impl Setup {
     fn serve(&self, log: &str) -> Process {
+        let f = &self.fleet;
         spawn_serve(
-            &self.manifests,
-            &self.storage,
-            &self.reflector.base,
-            &self.tmp.path().join(log),
+            &f.manifests,
+            &f.storage,
+            &f.reflector.base,
+            &f.tmp.path().join(log),
         )
     }
 
+    /// Sets the proxy to `mode`, starts `serve` logging to `log` and waits up to `limit`
+    /// for `reached`.
+    async fn serve_until(
+        &self,
+        mode: u8,
+        log: &str,
+        limit: Duration,
+        reached: impl FnMut() -> bool,
+    ) -> Process {
+        self.proxy.set(mode);
+        let serve = self.serve(log);
+        let ok = eventually(limit, reached).await;
+        assert!(ok, "{}", serve.log_tail());
+        serve
+    }
+
     fn head(&self) -> String {
-        self.git
-            .repos()
-            .head_commit("fleet", "main")
-            .unwrap()
-            .unwrap()
+        self.fleet.head()
     }
 
     /// Restarts at full speed and waits for the push of `from` -> `to` on top of `old`.
@@ -125,17 +115,31 @@ impl Setup {
         let text = std::fs::read_to_string(serve.log_path()).unwrap_or_default();
         assert!(moved, "no push after the restart ({log}):\n{text}");
         assert!(assert_old_or_new(
-            &self.git,
+            &self.fleet.git,
             old,
-            &self.image,
+            &self.fleet.image,
             (from, to),
             log
         ));
-        assert!(!text.contains(self.git.password()), "password logged");
+        assert!(!text.contains(self.fleet.git.password()), "password logged");
         serve.stop();
-        let left = lock_files(&self.storage.join("git"));
+        let left = lock_files(&self.fleet.storage.join("git"));
         assert!(left.is_empty(), "{log}: stale locks survived: {left:?}");
     }
+}
+
+/// SIGTERM with up to 5 s to exit: the exit status, how long it took and the log (its
+/// shutdown lines echoed, with `what`).
+fn terminate(serve: &mut Process, what: &str) -> (Option<ExitStatus>, Duration, String) {
+    let sent = Instant::now();
+    let status = serve.terminate(Duration::from_secs(5));
+    let took = sent.elapsed();
+    let log = std::fs::read_to_string(serve.log_path()).unwrap();
+    eprintln!("exit {took:?} after SIGTERM {what}");
+    for line in log.lines().filter(|l| l.contains("shutdown")) {
+        eprintln!("  {line}");
+    }
+    (status, took, log)
 }
 
 fn lock_files(dir: &Path) -> Vec<String> {
@@ -161,32 +165,30 @@ async fn kill_9_at_chosen_points_then_a_restart_converges() {
 
     // 1. During the first clone (answers trickle): kill once pack data is flowing.
     let old = s.head();
-    s.reflector.publish(&s.registry, "1.3.0").await;
-    s.proxy.set(SLOW_DOWNLOADS);
-    let mut serve = s.serve("clone.log");
-    let flowing = eventually(Duration::from_secs(60), || {
-        s.proxy.down.load(Ordering::SeqCst) > 300_000
-    })
-    .await;
-    assert!(flowing, "{}", serve.log_tail());
-    let peak = vm_hwm_kib(serve.pid()).unwrap();
+    s.fleet.publish("1.3.0").await;
+    let mut serve = s
+        .serve_until(SLOW_DOWNLOADS, "clone.log", Duration::from_secs(60), || {
+            s.proxy.down.load(Ordering::SeqCst) > 300_000
+        })
+        .await;
+    let peak = serve.peak_rss_kib().unwrap();
     eprintln!("VmHWM mid-clone: {peak} KiB");
     kill9(&serve);
     serve.stop();
     assert!(peak < 256 * 1024, "VmHWM {peak} KiB during a 3 MB clone");
     assert!(!assert_old_or_new(
-        &s.git,
+        &s.fleet.git,
         &old,
-        &s.image,
+        &s.fleet.image,
         ("1.2.3", "1.3.0"),
         "clone"
     ));
     eprintln!(
         "locks after the kill mid-clone: {:?}",
-        lock_files(&s.storage.join("git"))
+        lock_files(&s.fleet.storage.join("git"))
     );
-    let packs = s.storage.join("git").join(
-        cache_dir(&s.storage)
+    let packs = s.fleet.storage.join("git").join(
+        cache_dir(&s.fleet.storage)
             .file_name()
             .unwrap()
             .to_str()
@@ -208,6 +210,7 @@ async fn kill_9_at_chosen_points_then_a_restart_converges() {
 
     // 2. During an incremental fetch of a big commit someone else pushed.
     let theirs = s
+        .fleet
         .git
         .repos()
         .commit_files(
@@ -217,21 +220,19 @@ async fn kill_9_at_chosen_points_then_a_restart_converges() {
             "Human change\n",
         )
         .unwrap();
-    s.reflector.publish(&s.registry, "1.4.0").await;
-    s.proxy.set(SLOW_DOWNLOADS);
+    s.fleet.publish("1.4.0").await;
     let start = s.proxy.down.load(Ordering::SeqCst);
-    let mut serve = s.serve("fetch.log");
-    let flowing = eventually(Duration::from_secs(60), || {
-        s.proxy.down.load(Ordering::SeqCst) > start + 300_000
-    })
-    .await;
-    assert!(flowing, "{}", serve.log_tail());
+    let mut serve = s
+        .serve_until(SLOW_DOWNLOADS, "fetch.log", Duration::from_secs(60), || {
+            s.proxy.down.load(Ordering::SeqCst) > start + 300_000
+        })
+        .await;
     kill9(&serve);
     serve.stop();
     assert!(!assert_old_or_new(
-        &s.git,
+        &s.fleet.git,
         &theirs,
-        &s.image,
+        &s.fleet.image,
         ("1.3.0", "1.4.0"),
         "fetch"
     ));
@@ -240,19 +241,23 @@ async fn kill_9_at_chosen_points_then_a_restart_converges() {
 
     // 3. During the push (its upload trickles): the server never got the whole pack.
     let old = s.head();
-    s.reflector.publish(&s.registry, "1.5.0").await;
-    s.proxy.set(SLOW_PUSHES);
+    s.fleet.publish("1.5.0").await;
     let start = s.proxy.up_pushes.load(Ordering::SeqCst);
-    let mut serve = s.serve("push.log");
-    let pushing = eventually(Duration::from_secs(60), || {
-        s.proxy.up_pushes.load(Ordering::SeqCst) > start
-    })
-    .await;
-    assert!(pushing, "{}", serve.log_tail());
+    let mut serve = s
+        .serve_until(SLOW_PUSHES, "push.log", Duration::from_secs(60), || {
+            s.proxy.up_pushes.load(Ordering::SeqCst) > start
+        })
+        .await;
     kill9(&serve);
     serve.stop();
     // The kill may race the end of the upload: old or exactly new, nothing else.
-    let pushed = assert_old_or_new(&s.git, &old, &s.image, ("1.4.0", "1.5.0"), "push");
+    let pushed = assert_old_or_new(
+        &s.fleet.git,
+        &old,
+        &s.fleet.image,
+        ("1.4.0", "1.5.0"),
+        "push",
+    );
     if !pushed {
         s.restart_and_converge(&old, ("1.4.0", "1.5.0"), "after-push.log")
             .await;
@@ -263,13 +268,13 @@ async fn kill_9_at_chosen_points_then_a_restart_converges() {
     for (minor, delay_ms) in (5..).zip([30u64, 80, 150, 250, 400, 700]) {
         let old = s.head();
         let (from, to) = (format!("1.{minor}.0"), format!("1.{}.0", minor + 1));
-        s.reflector.publish(&s.registry, &to).await;
+        s.fleet.publish(&to).await;
         let mut serve = s.serve(&format!("sweep-{delay_ms}.log"));
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         kill9(&serve);
         serve.stop();
         let context = format!("kill after {delay_ms} ms");
-        if !assert_old_or_new(&s.git, &old, &s.image, (&from, &to), &context) {
+        if !assert_old_or_new(&s.fleet.git, &old, &s.fleet.image, (&from, &to), &context) {
             s.restart_and_converge(&old, (&from, &to), &format!("after-sweep-{delay_ms}.log"))
                 .await;
         }
@@ -280,61 +285,52 @@ async fn kill_9_at_chosen_points_then_a_restart_converges() {
 async fn sigterm_with_a_hanging_server_ends_within_seconds() {
     // The GitRepository timeout is Flux's default minute: shutdown must not wait it out.
     let s = setup(&[], Some("60s")).await;
-    s.reflector.publish(&s.registry, "1.3.0").await;
-    s.proxy.set(HANG);
-    let mut serve = s.serve("hang.log");
-    let connected = eventually(Duration::from_secs(30), || {
-        s.proxy.accepted.load(Ordering::SeqCst) > 0
-    })
-    .await;
-    assert!(connected, "{}", serve.log_tail());
+    s.fleet.publish("1.3.0").await;
+    let mut serve = s
+        .serve_until(HANG, "hang.log", Duration::from_secs(30), || {
+            s.proxy.accepted.load(Ordering::SeqCst) > 0
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let sent = Instant::now();
-    let status = serve.terminate(Duration::from_secs(5));
-    let took = sent.elapsed();
-    let log = std::fs::read_to_string(serve.log_path()).unwrap();
+    let (status, took, log) = terminate(&mut serve, "with a hanging git server");
     assert!(
         status.is_some(),
         "still running {took:?} after SIGTERM with a hanging git server:\n{log}"
     );
-    eprintln!("exit {took:?} after SIGTERM with a hanging git server");
-    for line in log.lines().filter(|l| l.contains("shutdown")) {
-        eprintln!("  {line}");
-    }
     assert!(
         log.contains("abandoned") || log.contains("cancelled"),
         "the log does not say what was stopped:\n{log}"
     );
-    assert!(!log.contains(s.git.password()));
+    assert!(!log.contains(s.fleet.git.password()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_push_kills_it_and_logs_the_outcome() {
     let s = setup(&[], Some("60s")).await;
     let old = s.head();
-    s.reflector.publish(&s.registry, "1.3.0").await;
-    s.proxy.set(SLOW_PUSHES);
-    let mut serve = s.serve("push-term.log");
-    let pushing = eventually(Duration::from_secs(60), || {
-        s.proxy.up_pushes.load(Ordering::SeqCst) > 0
-    })
-    .await;
-    assert!(pushing, "{}", serve.log_tail());
-    let sent = Instant::now();
-    let status = serve.terminate(Duration::from_secs(5));
-    let took = sent.elapsed();
-    let log = std::fs::read_to_string(serve.log_path()).unwrap();
+    s.fleet.publish("1.3.0").await;
+    let mut serve = s
+        .serve_until(
+            SLOW_PUSHES,
+            "push-term.log",
+            Duration::from_secs(60),
+            || s.proxy.up_pushes.load(Ordering::SeqCst) > 0,
+        )
+        .await;
+    let (status, took, log) = terminate(&mut serve, "mid-push");
     assert!(
         status.is_some(),
         "still running {took:?} after SIGTERM:\n{log}"
     );
-    eprintln!("exit {took:?} after SIGTERM mid-push");
-    for line in log.lines().filter(|l| l.contains("shutdown")) {
-        eprintln!("  {line}");
-    }
     // Give a push that the server had fully received a moment to land, then check.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    if assert_old_or_new(&s.git, &old, &s.image, ("1.2.3", "1.3.0"), "SIGTERM") {
+    if assert_old_or_new(
+        &s.fleet.git,
+        &old,
+        &s.fleet.image,
+        ("1.2.3", "1.3.0"),
+        "SIGTERM",
+    ) {
         let head = s.head();
         assert!(
             log.contains(&format!("pushed commit '{}'", &head[..7])),

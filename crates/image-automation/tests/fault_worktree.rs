@@ -8,43 +8,22 @@
 mod serve_common;
 
 use serve_common::*;
-use testbed::seed;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tampered_worktree_never_reaches_the_remote() {
-    let (registry, git, seeded) = seeded_fleet(&[]).await;
-    let repos = git.repos();
-    let tmp = tempfile::tempdir().unwrap();
-    let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
-    let manifests = tmp.path().join("automation");
-    write_automation_manifests(
-        &manifests,
-        &git.url("fleet"),
-        (git.username(), git.password()),
-        None,
-    );
-    let storage = tmp.path().join("data");
-    let image = registry.image("team/checkout");
+    let f = Fleet::start(&[]).await;
+    let image = &f.image;
 
     // A first pushed update: the worktree is now at the pushed commit.
-    reflector.publish(&registry, "1.3.0").await;
-    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    f.publish("1.3.0").await;
+    let (ok, a, log) = f.run_once();
     assert!(ok && a["pushed"] == true, "{a:#}\n{log}");
-    let first = repos.head_commit("fleet", "main").unwrap().unwrap();
-    seed::assert_one_tag_update(
-        repos,
-        "fleet",
-        &seeded,
-        &first,
-        CHECKOUT,
-        &image,
-        ("1.2.3", "1.3.0"),
-    );
+    let first = f.assert_one_update(&f.seeded, ("1.2.3", "1.3.0"));
 
     // Behind the controller's back: a tracked file outside update.path, a tracked file
     // inside it (valid YAML, with a marker of its own), the very file the update edits
     // (valid YAML, another field), an untracked file with a marker, and one outside.
-    let tree = worktree_dir(&storage);
+    let tree = worktree_dir(&f.storage);
     let tamper = |rel: &str, edit: &dyn Fn(String) -> String| {
         let path = tree.join(rel);
         let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -62,61 +41,33 @@ async fn tampered_worktree_never_reaches_the_remote() {
     });
     tamper("untracked-root.txt", &|_| "junk\n".into());
 
-    reflector.publish(&registry, "1.4.0").await;
-    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    f.publish("1.4.0").await;
+    let (ok, a, log) = f.run_once();
     assert!(ok && a["pushed"] == true, "{a:#}\n{log}");
-    let second = repos.head_commit("fleet", "main").unwrap().unwrap();
     // Exactly the marker rewrite on top of the old head: nothing tampered, nothing new.
-    seed::assert_one_tag_update(
-        repos,
-        "fleet",
-        &first,
-        &second,
-        CHECKOUT,
-        &image,
-        ("1.3.0", "1.4.0"),
-    );
+    let second = f.assert_one_update(&first, ("1.3.0", "1.4.0"));
 
     // The edited file itself damaged into invalid YAML: restored from the base before the
     // update reads it, so the update happens (it is not skipped) and is exact.
     tamper(CHECKOUT, &|t| t + "  bad: [unclosed\n\t- : :\n");
-    reflector.publish(&registry, "1.5.0").await;
-    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    f.publish("1.5.0").await;
+    let (ok, a, log) = f.run_once();
     assert!(ok && a["pushed"] == true, "{a:#}\n{log}");
-    let third = repos.head_commit("fleet", "main").unwrap().unwrap();
-    seed::assert_one_tag_update(
-        repos,
-        "fleet",
-        &second,
-        &third,
-        CHECKOUT,
-        &image,
-        ("1.4.0", "1.5.0"),
-    );
-    assert!(!log.contains(git.password()), "git password logged");
+    f.assert_one_update(&second, ("1.4.0", "1.5.0"));
+    assert!(!log.contains(f.git.password()), "git password logged");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unparseable_file_is_reported_not_silently_skipped() {
     const BROKEN: &str = "clusters/prod/broken.yaml";
     let broken = "apiVersion: v1\nkind: ConfigMap\ndata:\n  image: \"reg/app:1.0.0 # {\"$imagepolicy\": \"flux-system:checkout\"}\n  [unclosed\n";
-    let (registry, git, seeded) = seeded_fleet(&[(BROKEN, broken)]).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
-    let manifests = tmp.path().join("automation");
-    write_automation_manifests(
-        &manifests,
-        &git.url("fleet"),
-        (git.username(), git.password()),
-        None,
-    );
-    let storage = tmp.path().join("data");
-    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    let f = Fleet::start(&[(BROKEN, broken)]).await;
+    let (ok, a, log) = f.run_once();
     assert!(ok, "{a:#}\n{log}");
     assert_eq!(a["pushed"], false);
     assert_eq!(
-        git.repos().head_commit("fleet", "main").unwrap(),
-        Some(seeded)
+        f.git.repos().head_commit("fleet", "main").unwrap(),
+        Some(f.seeded.clone())
     );
     assert!(
         a["unmatched"]
@@ -150,26 +101,14 @@ async fn an_unparseable_file_is_reported_not_silently_skipped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_the_stat_data_does_not_show_is_caught_by_what_the_update_read() {
     use std::os::unix::fs::MetadataExt as _;
-    let (registry, git, _) = seeded_fleet(&[]).await;
-    let repos = git.repos();
-    let tmp = tempfile::tempdir().unwrap();
-    let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
-    let manifests = tmp.path().join("automation");
-    write_automation_manifests(
-        &manifests,
-        &git.url("fleet"),
-        (git.username(), git.password()),
-        None,
-    );
-    let storage = tmp.path().join("data");
-    let image = registry.image("team/checkout");
-    reflector.publish(&registry, "1.3.0").await;
-    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    let f = Fleet::start(&[]).await;
+    f.publish("1.3.0").await;
+    let (ok, a, log) = f.run_once();
     assert!(ok && a["pushed"] == true, "{a:#}\n{log}");
-    let first = repos.head_commit("fleet", "main").unwrap().unwrap();
+    let first = f.head();
 
     // Same length, new content; then the state is made to vouch for it.
-    let tree = worktree_dir(&storage);
+    let tree = worktree_dir(&f.storage);
     let file = tree.join(CHECKOUT);
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replace("replicas: 2", "replicas: 7")).unwrap();
@@ -205,19 +144,10 @@ async fn drift_the_stat_data_does_not_show_is_caught_by_what_the_update_read() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(&state_path, state.join("\n") + "\n").unwrap();
 
-    reflector.publish(&registry, "1.4.0").await;
-    let (ok, a, log) = run_once(&manifests, &storage, &reflector.base);
+    f.publish("1.4.0").await;
+    let (ok, a, log) = f.run_once();
     assert!(ok && a["pushed"] == true, "{a:#}\n{log}");
-    let second = repos.head_commit("fleet", "main").unwrap().unwrap();
-    testbed::seed::assert_one_tag_update(
-        repos,
-        "fleet",
-        &first,
-        &second,
-        CHECKOUT,
-        &image,
-        ("1.3.0", "1.4.0"),
-    );
+    f.assert_one_update(&first, ("1.3.0", "1.4.0"));
     assert!(
         log.lines()
             .any(|l| l.contains("WARN") && l.contains("differ from the base commit")),

@@ -206,39 +206,115 @@ async fn wait_automation(
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn seed_automation_in_kubernetes_mode() {
-    let (server, registry, git) = start_kube_testbed().await;
-    install_chart_rbac(&server, "image-reflector-controller");
-    install_chart_rbac(&server, "image-automation-controller");
-    registry
-        .push_tags("team/checkout", &["1.2.3"])
-        .await
-        .unwrap();
-    let repos = git.repos();
-    let seeded = repos
-        .create("fleet", &seed_manifests(&registry.host()))
-        .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
+/// Pushes `tags`, has the reflector scan again (what `flux reconcile` does) and waits
+/// until the policy selects `latest`.
+async fn publish(
+    server: &KubeApiServer,
+    registry: &Registry,
+    reflector: &Controller,
+    tags: &[&str],
+    latest: &str,
+) {
+    registry.push_tags("team/checkout", tags).await.unwrap();
+    request_reconcile(server, "imagerepository", "checkout");
+    wait_policy_tag(server, reflector, latest).await;
+}
 
-    apply_reflector_objects(&server, &registry);
-    let reflector = start_reflector(&server, &tmp.path().join("tags"), tmp.path()).await;
-    wait_policy_tag(&server, &reflector, "1.2.3").await;
-
-    apply_automation(&server, &git, "fleet");
-    let mut serve = start_automation(
-        &server,
-        &tmp.path().join("data"),
-        reflector.base(),
-        tmp.path(),
-    )
-    .await;
-
-    // 1. The first run: 1.2.3 is what the repository has; nothing pushed.
-    let a = wait_automation(&server, &serve, "the first run Ready=True", |a| {
+/// Applies the seed's automation for `fleet`, starts the automation controller and waits
+/// for its first run to end Ready=True; returns the controller and the automation then.
+async fn first_run(
+    server: &KubeApiServer,
+    git: &GitHttpServer,
+    reflector: &Controller,
+    storage: &Path,
+    log_dir: &Path,
+) -> (Controller, Value) {
+    apply_automation(server, git, "fleet");
+    let serve = start_automation(server, storage, reflector.base(), log_dir).await;
+    let a = wait_automation(server, &serve, "the first run Ready=True", |a| {
         condition(a, "Ready").is_some_and(|c| c["status"] == "True")
     })
     .await;
+    (serve, a)
+}
+
+/// Waits up to `limit` for `fleet`'s main to move off `seeded`; returns the new head.
+async fn wait_new_head(
+    git: &GitHttpServer,
+    seeded: &str,
+    serve: &Controller,
+    limit: Duration,
+) -> String {
+    wait_for(
+        "a commit on main",
+        limit,
+        || serve.log_text(),
+        || async {
+            git.repos()
+                .head_commit("fleet", "main")
+                .unwrap()
+                .filter(|h| h != seeded)
+        },
+    )
+    .await
+}
+
+/// The testbed with both charts' RBAC, the seed's tag 1.2.3 in the registry, the seed's
+/// `fleet` repository and the reflector (Kubernetes mode, storage and log in `tmp`)
+/// selecting 1.2.3.
+struct KubeFleet {
+    server: KubeApiServer,
+    registry: Registry,
+    git: GitHttpServer,
+    /// `fleet`'s head as seeded.
+    seeded: String,
+    reflector: Controller,
+    tmp: tempfile::TempDir,
+}
+
+impl KubeFleet {
+    async fn start() -> Self {
+        let (server, registry, git) = start_kube_testbed().await;
+        install_chart_rbac(&server, "image-reflector-controller");
+        install_chart_rbac(&server, "image-automation-controller");
+        registry
+            .push_tags("team/checkout", &["1.2.3"])
+            .await
+            .unwrap();
+        let seeded = git
+            .repos()
+            .create("fleet", &seed_manifests(&registry.host()))
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        apply_reflector_objects(&server, &registry);
+        let reflector = start_reflector(&server, &tmp.path().join("tags"), tmp.path()).await;
+        wait_policy_tag(&server, &reflector, "1.2.3").await;
+        Self {
+            server,
+            registry,
+            git,
+            seeded,
+            reflector,
+            tmp,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn seed_automation_in_kubernetes_mode() {
+    let KubeFleet {
+        server,
+        registry,
+        git,
+        seeded,
+        reflector,
+        tmp,
+    } = KubeFleet::start().await;
+    let repos = git.repos();
+
+    // 1. The first run: 1.2.3 is what the repository has; nothing pushed.
+    let storage = tmp.path().join("data");
+    let (mut serve, a) = first_run(&server, &git, &reflector, &storage, tmp.path()).await;
     assert_eq!(
         a["metadata"]["finalizers"],
         json!(["finalizers.fluxcd.io"]),
@@ -261,25 +337,16 @@ async fn seed_automation_in_kubernetes_mode() {
 
     // 2. The seed's tags: the range blocks the major, the pre-release is ignored. The
     // interval is 1m: only the reflector's change feed can start the run this soon.
-    registry
-        .push_tags("team/checkout", &["1.3.0", "2.0.0", "1.2.4-rc.1"])
-        .await
-        .unwrap();
-    request_reconcile(&server, "imagerepository", "checkout");
-    wait_policy_tag(&server, &reflector, "1.3.0").await;
-    let seen = Instant::now();
-    let head = wait_for(
-        "a commit on main",
-        Duration::from_secs(20),
-        || serve.log_text(),
-        || async {
-            repos
-                .head_commit("fleet", "main")
-                .unwrap()
-                .filter(|h| *h != seeded)
-        },
+    publish(
+        &server,
+        &registry,
+        &reflector,
+        &["1.3.0", "2.0.0", "1.2.4-rc.1"],
+        "1.3.0",
     )
     .await;
+    let seen = Instant::now();
+    let head = wait_new_head(&git, &seeded, &serve, Duration::from_secs(20)).await;
     let policy_to_push = seen.elapsed();
     eprintln!("policy result seen on the API server -> pushed commit: {policy_to_push:?}");
     assert!(
@@ -468,12 +535,7 @@ async fn seed_automation_in_kubernetes_mode() {
         },
     )
     .await;
-    registry
-        .push_tags("team/checkout", &["1.4.0"])
-        .await
-        .unwrap();
-    request_reconcile(&server, "imagerepository", "checkout");
-    wait_policy_tag(&server, &reflector, "1.4.0").await;
+    publish(&server, &registry, &reflector, &["1.4.0"], "1.4.0").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         repos.head_commit("fleet", "main").unwrap(),
@@ -582,28 +644,17 @@ async fn unreachable_reflector_is_dependency_not_ready_and_pushes_nothing() {
 /// and the recovery counted in `/metrics`; the push is exactly the update.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn damaged_git_cache_is_quarantined_with_a_warning_event() {
-    let (server, registry, git) = start_kube_testbed().await;
-    install_chart_rbac(&server, "image-reflector-controller");
-    install_chart_rbac(&server, "image-automation-controller");
-    registry
-        .push_tags("team/checkout", &["1.2.3"])
-        .await
-        .unwrap();
+    let KubeFleet {
+        server,
+        registry,
+        git,
+        seeded,
+        reflector,
+        tmp,
+    } = KubeFleet::start().await;
     let repos = git.repos();
-    let seeded = repos
-        .create("fleet", &seed_manifests(&registry.host()))
-        .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    apply_reflector_objects(&server, &registry);
-    let reflector = start_reflector(&server, &tmp.path().join("tags"), tmp.path()).await;
-    wait_policy_tag(&server, &reflector, "1.2.3").await;
-    apply_automation(&server, &git, "fleet");
     let storage = tmp.path().join("data");
-    let serve = start_automation(&server, &storage, reflector.base(), tmp.path()).await;
-    wait_automation(&server, &serve, "the first run Ready=True", |a| {
-        condition(a, "Ready").is_some_and(|c| c["status"] == "True")
-    })
-    .await;
+    let (serve, _) = first_run(&server, &git, &reflector, &storage, tmp.path()).await;
 
     // Damage the cache behind the controller's back: every ref and every pack.
     let cache = std::fs::read_dir(storage.join("git"))
@@ -627,24 +678,8 @@ async fn damaged_git_cache_is_quarantined_with_a_warning_event() {
     }
     assert!(damaged > 1, "nothing damaged in {}", cache.display());
 
-    registry
-        .push_tags("team/checkout", &["1.3.0"])
-        .await
-        .unwrap();
-    request_reconcile(&server, "imagerepository", "checkout");
-    wait_policy_tag(&server, &reflector, "1.3.0").await;
-    let head = wait_for(
-        "a commit on main",
-        WAIT,
-        || serve.log_text(),
-        || async {
-            repos
-                .head_commit("fleet", "main")
-                .unwrap()
-                .filter(|h| *h != seeded)
-        },
-    )
-    .await;
+    publish(&server, &registry, &reflector, &["1.3.0"], "1.3.0").await;
+    let head = wait_new_head(&git, &seeded, &serve, WAIT).await;
     seed::assert_one_tag_update(
         repos,
         "fleet",
@@ -683,22 +718,15 @@ async fn damaged_git_cache_is_quarantined_with_a_warning_event() {
 /// within the chart's 10 s grace period, and the log says what was stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_with_a_hanging_git_server_ends_within_seconds() {
-    let (server, registry, git) = start_kube_testbed().await;
-    install_chart_rbac(&server, "image-reflector-controller");
-    install_chart_rbac(&server, "image-automation-controller");
-    registry
-        .push_tags("team/checkout", &["1.2.3"])
-        .await
-        .unwrap();
-    git.repos()
-        .create("fleet", &seed_manifests(&registry.host()))
-        .unwrap();
+    let KubeFleet {
+        server,
+        git,
+        reflector,
+        tmp,
+        ..
+    } = KubeFleet::start().await;
     let proxy = serve_common::SlowProxy::start(git.port()).await;
     proxy.set(serve_common::HANG);
-    let tmp = tempfile::tempdir().unwrap();
-    apply_reflector_objects(&server, &registry);
-    let reflector = start_reflector(&server, &tmp.path().join("tags"), tmp.path()).await;
-    wait_policy_tag(&server, &reflector, "1.2.3").await;
     server
         .apply(&seed::git_credentials_secret(
             "flux-system",

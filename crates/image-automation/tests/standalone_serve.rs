@@ -10,204 +10,43 @@
 //! directory (the outer cargo holds the lock on the shared one while tests run); see
 //! `testbed::controllers::reflector_binary`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod serve_common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use api_types::http_api::ImagePolicyInfo;
-use serde_json::Value;
-use testbed::controllers::reflector_binary;
+use serve_common::{
+    CHECKOUT, Reflector, WAIT, automation_program, only, run_once_summary, seeded_fleet,
+    write_automation_manifests, write_reflector_manifests,
+};
+use testbed::controllers::{serve_manifests_command, start_serving};
 use testbed::git::{GitHttpServer, GitHttpServerOptions, seed_manifests};
 use testbed::process::{Process, free_port};
-use testbed::registry::{Registry, RegistryOptions};
 use testbed::seed;
-use testbed::wait::http_ok;
 
-const WAIT: Duration = Duration::from_secs(60);
-const CHECKOUT: &str = "clusters/prod/checkout.yaml";
-
-/// A running `image-reflector serve --manifests`; killed on drop.
-struct Reflector {
-    process: Process,
-    base: String,
-}
-
-impl Reflector {
-    async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
-        let port = free_port().unwrap();
-        let log = log_dir.join("reflector.log");
-        let mut command = Command::new(reflector_binary());
-        command
-            .arg("serve")
-            .arg("--manifests")
-            .arg(manifests)
-            .arg("--storage-path")
-            .arg(storage)
-            .args(["--http-addr", &format!("127.0.0.1:{port}")]);
-        let mut process = Process::spawn("image-reflector", command, &log).unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let healthz = format!("{base}/healthz");
-        process
-            .wait_ready(WAIT, || http_ok(&healthz))
-            .await
-            .unwrap_or_else(|err| panic!("reflector never answered: {err}"));
-        Self { process, base }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
-    }
-
-    async fn wait_tag(&self, tag: &str) {
-        let url = format!(
-            "{}/api/v1/namespaces/flux-system/imagepolicies/checkout",
-            self.base
-        );
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let current = match reqwest::get(&url).await {
-                Ok(r) if r.status().is_success() => r.json::<ImagePolicyInfo>().await.ok(),
-                _ => None,
-            };
-            if current
-                .as_ref()
-                .and_then(|p| p.latest_ref.as_ref())
-                .is_some_and(|r| r.tag == tag)
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "policy never resolved to {tag}; last {current:?}\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-/// Writes the reflector's manifests to `tmp/reflector`, starts the reflector on them and
-/// waits until the policy selects 1.2.3; returns the manifests' directory and the process.
-async fn start_seeded_reflector(tmp: &Path, registry: &Registry) -> (PathBuf, Reflector) {
-    let reflector_dir = tmp.join("reflector");
-    std::fs::create_dir_all(&reflector_dir).unwrap();
-    write_reflector_manifests(&reflector_dir, registry, None);
-    let reflector = Reflector::start(&reflector_dir, &tmp.join("tags"), tmp).await;
-    reflector.wait_tag("1.2.3").await;
-    (reflector_dir, reflector)
-}
-
-/// The reflector's manifests: the seed's Secret, ImageRepository and semver ImagePolicy.
-fn write_reflector_manifests(dir: &Path, registry: &Registry, requested_at: Option<&str>) {
-    let mut repository = seed::image_repository(&registry.host(), "5m");
-    if let Some(t) = requested_at {
-        let namespace = format!("  namespace: {}\n", seed::NAMESPACE);
-        repository = repository.replacen(
-            &namespace,
-            &format!("{namespace}  annotations:\n    reconcile.fluxcd.io/requestedAt: \"{t}\"\n"),
-            1,
-        );
-        assert!(repository.contains(t), "{repository}");
-    }
-    std::fs::write(
-        dir.join("image.yaml"),
-        [
-            seed::registry_pull_secret(&registry.docker_config_json()),
-            repository,
-            seed::semver_policy(),
-        ]
-        .join("---\n"),
-    )
-    .unwrap();
-}
-
-/// The automation's manifests: GitRepository + Secret + the seed's v1beta1
-/// ImageUpdateAutomation, pushing to `push_branch`.
-fn write_automation_manifests(dir: &Path, git: &GitHttpServer, repo: &str, push_branch: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("source.yaml"),
-        [
-            seed::git_repository("flux-system", &git.url(repo), "flux-system"),
-            seed::git_credentials_secret("flux-system", git.username(), git.password()),
-        ]
-        .join("---\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("automation.yaml"),
-        seed::image_update_automation("flux-image-updates", "flux-system", push_branch),
-    )
-    .unwrap();
-}
-
-fn automation_bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_image-automation"))
-}
-
-/// `image-automation serve --once`: (exit success, summary, stderr).
-fn run_once(manifests: &Path, storage: &Path, reflector_url: &str) -> (bool, Value, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = automation_bin()
-        .arg("serve")
-        .arg("--manifests")
-        .arg(manifests)
-        .arg("--storage-path")
-        .arg(storage)
-        .args(["--reflector-url", reflector_url, "--once"])
-        .env("RUST_LOG", "debug")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&stderr).into_owned();
-    let summary: Value = serde_json::from_slice(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout:?}\n{stderr}"));
-    (status.success(), summary, stderr)
-}
-
-fn only(summary: &Value) -> &Value {
-    let list = summary["automations"].as_array().unwrap();
-    assert_eq!(list.len(), 1, "{summary:#}");
-    &list[0]
-}
-
-/// The registry (htpasswd) with the seed's first tag, 1.2.3, and the git server with the
-/// seed's repository `fleet` (image lines at 1.2.3); returns them and `fleet`'s head.
-async fn seeded_fleet() -> (Registry, GitHttpServer, String) {
-    let registry = Registry::start(RegistryOptions::htpasswd()).await.unwrap();
-    registry
-        .push_tags("team/checkout", &["1.2.3"])
-        .await
-        .unwrap();
-    let git = GitHttpServer::start(GitHttpServerOptions::default())
-        .await
-        .unwrap();
-    let seeded = git
-        .repos()
-        .create("fleet", &seed_manifests(&registry.host()))
-        .unwrap();
-    (registry, git, seeded)
+/// The automation's manifests for the served repository `repo`, pushing to `push_branch`.
+fn write_manifests(dir: &Path, git: &GitHttpServer, repo: &str, push_branch: &str) {
+    let credentials = (git.username(), git.password());
+    write_automation_manifests(dir, &git.url(repo), credentials, None, push_branch);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_procedure_one_commit_templated_then_noop_and_pr_branch() {
-    let (registry, git, seeded) = seeded_fleet().await;
+    let (registry, git, seeded) = seeded_fleet(&[]).await;
     let repos = git.repos();
     repos
         .create("fleet-pr", &seed_manifests(&registry.host()))
         .unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
-    let (reflector_dir, reflector) = start_seeded_reflector(tmp.path(), &registry).await;
+    let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
 
     let manifests = tmp.path().join("automation");
-    write_automation_manifests(&manifests, &git, "fleet", "main");
+    write_manifests(&manifests, &git, "fleet", "main");
     let storage = tmp.path().join("data");
 
     // 1.2.3 is what the repository has: nothing to do.
-    let (ok, summary, log) = run_once(&manifests, &storage, &reflector.base);
+    let (ok, summary, log) = run_once_summary(&manifests, &storage, &reflector.base);
     let a = only(&summary);
     assert!(ok, "{summary:#}\n{log}");
     assert_eq!(a["ready"], true);
@@ -224,10 +63,10 @@ async fn seed_procedure_one_commit_templated_then_noop_and_pr_branch() {
         .push_tags("team/checkout", &["1.3.0", "2.0.0", "1.2.4-rc.1"])
         .await
         .unwrap();
-    write_reflector_manifests(&reflector_dir, &registry, Some("2026-01-01T00:00:00Z"));
+    write_reflector_manifests(&reflector.dir, &registry, Some("2026-01-01T00:00:00Z"));
     reflector.wait_tag("1.3.0").await;
 
-    let (ok, summary, log) = run_once(&manifests, &storage, &reflector.base);
+    let (ok, summary, log) = run_once_summary(&manifests, &storage, &reflector.base);
     let a = only(&summary);
     assert!(ok, "{summary:#}\n{log}");
     assert_eq!(a["namespace"], "flux-system");
@@ -276,7 +115,7 @@ async fn seed_procedure_one_commit_templated_then_noop_and_pr_branch() {
     );
 
     // A second run pushes nothing.
-    let (ok, summary, log) = run_once(&manifests, &storage, &reflector.base);
+    let (ok, summary, log) = run_once_summary(&manifests, &storage, &reflector.base);
     let a = only(&summary);
     assert!(ok, "{summary:#}\n{log}");
     assert_eq!(a["pushed"], false);
@@ -285,9 +124,9 @@ async fn seed_procedure_one_commit_templated_then_noop_and_pr_branch() {
 
     // The PR-gated path: push.branch flux-image-updates leaves main untouched.
     let pr = tmp.path().join("automation-pr");
-    write_automation_manifests(&pr, &git, "fleet-pr", "flux-image-updates");
+    write_manifests(&pr, &git, "fleet-pr", "flux-image-updates");
     let main_before = repos.head_commit("fleet-pr", "main").unwrap();
-    let (ok, summary, log) = run_once(&pr, &storage, &reflector.base);
+    let (ok, summary, log) = run_once_summary(&pr, &storage, &reflector.base);
     assert!(ok, "{summary:#}\n{log}");
     assert_eq!(only(&summary)["pushed"], true);
     assert_eq!(repos.head_commit("fleet-pr", "main").unwrap(), main_before);
@@ -319,9 +158,9 @@ async fn unreachable_reflector_is_dependency_not_ready_and_pushes_nothing() {
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let manifests = tmp.path().join("automation");
-    write_automation_manifests(&manifests, &git, "fleet", "main");
+    write_manifests(&manifests, &git, "fleet", "main");
     let port = free_port().unwrap();
-    let (ok, summary, log) = run_once(
+    let (ok, summary, log) = run_once_summary(
         &manifests,
         &tmp.path().join("data"),
         &format!("http://127.0.0.1:{port}"),
@@ -350,36 +189,35 @@ impl Automation {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn long_running_mode_reacts_to_a_new_tag_through_the_feed() {
-    let (registry, git, seeded) = seeded_fleet().await;
+    let (registry, git, seeded) = seeded_fleet(&[]).await;
     let repos = git.repos();
     let tmp = tempfile::tempdir().unwrap();
-    let (reflector_dir, reflector) = start_seeded_reflector(tmp.path(), &registry).await;
+    let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
 
     let manifests = tmp.path().join("automation");
-    write_automation_manifests(&manifests, &git, "fleet", "main");
+    write_manifests(&manifests, &git, "fleet", "main");
     let port = free_port().unwrap();
     let log = tmp.path().join("automation.log");
-    let mut command = automation_bin();
+    let mut command = serve_manifests_command(
+        automation_program(),
+        &manifests,
+        &tmp.path().join("data"),
+        port,
+    );
     command
-        .arg("serve")
-        .arg("--manifests")
-        .arg(&manifests)
-        .arg("--storage-path")
-        .arg(tmp.path().join("data"))
         .args(["--reflector-url", &reflector.base])
-        .args(["--http-addr", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "debug");
-    let mut automation = Automation {
-        process: Process::spawn("image-automation serve", command, &log).unwrap(),
-        base: format!("http://127.0.0.1:{port}"),
-    };
     // Ready after the first run of every automation (which finds nothing to do).
-    let readyz = format!("{}/readyz", automation.base);
-    automation
-        .process
-        .wait_ready(WAIT, || http_ok(&readyz))
-        .await
-        .unwrap_or_else(|err| panic!("never ready: {err}"));
+    let (process, base) = start_serving(
+        "image-automation serve",
+        command,
+        port,
+        &log,
+        "/readyz",
+        WAIT,
+    )
+    .await;
+    let mut automation = Automation { process, base };
     assert_eq!(
         repos.head_commit("fleet", "main").unwrap(),
         Some(seeded.clone())
@@ -390,7 +228,7 @@ async fn long_running_mode_reacts_to_a_new_tag_through_the_feed() {
         .push_tags("team/checkout", &["1.3.0"])
         .await
         .unwrap();
-    write_reflector_manifests(&reflector_dir, &registry, Some("2026-01-01T00:00:00Z"));
+    write_reflector_manifests(&reflector.dir, &registry, Some("2026-01-01T00:00:00Z"));
     reflector.wait_tag("1.3.0").await;
     let seen = Instant::now();
     let head = loop {

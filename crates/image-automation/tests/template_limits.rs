@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use testbed::process::peak_rss_kib;
+
 const BIN: &str = env!("CARGO_BIN_EXE_image-automation");
 
 /// Far above what rendering within the limits needs (the CLI peaks near 10 MiB), far below
@@ -22,15 +24,6 @@ const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: 
 
 const POLICIES: &str = r#"{"items": [{"namespace": "flux-system", "name": "web",
    "latestRef": {"name": "ghcr.io/team/web", "tag": "1.10"}}]}"#;
-
-/// A `/proc/<pid>/status` field in KiB, while the process is alive.
-fn proc_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
 
 struct Run {
     success: bool,
@@ -63,7 +56,7 @@ fn run_template(dir: &Path, template: &str) -> Run {
     let pid = child.id();
     let mut peak_kib = 0;
     let status = loop {
-        if let Some(kib) = proc_kib(pid, "VmHWM") {
+        if let Some(kib) = peak_rss_kib(pid) {
             peak_kib = peak_kib.max(kib);
         }
         if let Some(status) = child.try_wait().unwrap() {

@@ -13,12 +13,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A bench fails loudly.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_types::http_api::{ImagePolicyInfo, List};
-use testbed::process::{Process, free_port};
+use testbed::controllers::serve_manifests_command;
+use testbed::process::{Process, free_port, peak_rss_kib, proc_status_kib};
 use testbed::registry::{Registry, RegistryOptions};
 
 const REPOSITORIES: usize = 500;
@@ -125,15 +125,6 @@ async fn baseline(registry: &Registry) -> Duration {
     started.elapsed()
 }
 
-/// A `/proc/<pid>/status` field in KiB (`VmHWM`, `VmRSS`).
-fn proc_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -186,15 +177,9 @@ async fn run() -> bool {
 
     let port = free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_image-reflector"));
-    command
-        .arg("serve")
-        .arg("--manifests")
-        .arg(&manifests)
-        .arg("--storage-path")
-        .arg(&storage)
-        .args(["--http-addr", &format!("127.0.0.1:{port}")])
-        .args(["--log-level", "error"]);
+    let program = Path::new(env!("CARGO_BIN_EXE_image-reflector"));
+    let mut command = serve_manifests_command(program, &manifests, &storage, port);
+    command.args(["--log-level", "error"]);
     let http = reqwest::Client::new();
     let started = Instant::now();
     let mut process = Process::spawn(
@@ -216,8 +201,8 @@ async fn run() -> bool {
         ready = ready_policies(&http, &base).await.unwrap_or(0);
     }
     let elapsed = started.elapsed();
-    let hwm = proc_kib(pid, "VmHWM").expect("VmHWM of the serve process");
-    let rss = proc_kib(pid, "VmRSS").expect("VmRSS of the serve process");
+    let hwm = peak_rss_kib(pid).expect("VmHWM of the serve process");
+    let rss = proc_status_kib(pid, "VmRSS").expect("VmRSS of the serve process");
     process.terminate(Duration::from_secs(15));
 
     let peak = mib(hwm);

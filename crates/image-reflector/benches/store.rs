@@ -86,12 +86,7 @@ async fn serve() {
 
 /// `VmHWM` (peak resident set) of this process, in KiB.
 fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    testbed::process::own_peak_rss_kib().unwrap()
 }
 
 async fn memory() -> bool {

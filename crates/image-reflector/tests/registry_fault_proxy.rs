@@ -10,18 +10,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
+mod serve_common;
+
 use std::path::Path;
-use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use serve_common::Serve;
 use testbed::fault_proxy::{EchoFormat, Fault, FaultProxy};
-use testbed::process::{Process, free_port};
 use testbed::registry::{Registry, RegistryOptions};
-use testbed::wait::{http_ok, wait_for};
+use testbed::wait::wait_for;
 
 const WAIT: Duration = Duration::from_secs(60);
 const REPO: &str = "team/app";
@@ -31,53 +31,16 @@ const TAGS: &str = "/tags/list";
 /// Peak RSS allowed while a 400 MB body is sent (the body cap is 32 MiB).
 const HWM_BOUND_MIB: u64 = 150;
 
-/// A running `image-reflector serve` scanning through the proxy; killed on drop.
-struct Serve {
-    process: Process,
-    base: String,
-    http: reqwest::Client,
-}
-
 impl Serve {
+    /// Scanning through the proxy: failed scans are retried soon, so recovery shows within
+    /// seconds.
     async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
-        let port = free_port().unwrap();
-        let log = log_dir.join(format!("serve-{port}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_image-reflector"));
-        command
-            .arg("serve")
-            .arg("--manifests")
-            .arg(manifests)
-            .arg("--storage-path")
-            .arg(storage)
-            .args(["--http-addr", &format!("127.0.0.1:{port}")])
-            .args(["--log-level", "debug", "--log-encoding", "json"])
-            // Failed scans are retried soon, so recovery shows within seconds.
-            .args(["--min-retry-delay", "200ms", "--max-retry-delay", "1s"]);
-        let mut process = Process::spawn("image-reflector serve", command, &log).unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let healthz = format!("{base}/healthz");
-        process
-            .wait_ready(WAIT, || http_ok(&healthz))
-            .await
-            .unwrap_or_else(|err| panic!("serve never answered: {err}"));
-        Self {
-            process,
-            base,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
+        let retry = ["--min-retry-delay", "200ms", "--max-retry-delay", "1s"];
+        Self::start_with(manifests, storage, log_dir, &retry).await
     }
 
     async fn get_text(&self, path: &str) -> Option<String> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
+        let response = self.send(path).await?;
         response
             .status()
             .is_success()
@@ -104,35 +67,15 @@ impl Serve {
         what: &str,
         check: impl Fn(&ImageRepositoryInfo) -> bool,
     ) -> (ImageRepositoryInfo, String) {
-        let last = Mutex::new(None);
-        wait_for(
-            &format!("repository: {what}"),
-            WAIT,
-            || {
-                format!(
-                    "last: {:#?}\nlog:\n{}",
-                    last.lock().unwrap(),
-                    self.log_text()
-                )
-            },
-            || async {
-                let current = self.repository().await;
-                let reached = current.as_ref().filter(|(r, _)| check(r)).cloned();
-                *last.lock().unwrap() = current.map(|(r, _)| r);
-                reached
-            },
-        )
-        .await
+        let what = format!("repository: {what}");
+        self.wait_document(&what, WAIT, || self.repository(), |(r, _)| check(r))
+            .await
     }
 
     /// `VmHWM` (peak resident set) of the process, in KiB.
     fn peak_rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.process.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        self.process
+            .peak_rss_kib()
             .expect("VmHWM in /proc/<pid>/status")
     }
 }
@@ -166,19 +109,11 @@ fn write_manifests(dir: &Path, registry: &Registry, proxy: &FaultProxy, timeout:
         "username": registry.username().unwrap(),
         "password": registry.password().unwrap(),
     }}});
-    let config = STANDARD.encode(config.to_string());
+    let secret = testbed::seed::registry_pull_secret(&config.to_string());
     std::fs::write(
         dir.join("objects.yaml"),
         format!(
-            "apiVersion: v1
-kind: Secret
-metadata:
-  name: registry-pull
-  namespace: flux-system
-type: kubernetes.io/dockerconfigjson
-data:
-  .dockerconfigjson: {config}
----
+            "{secret}---
 apiVersion: image.toolkit.fluxcd.io/v1beta2
 kind: ImageRepository
 metadata:

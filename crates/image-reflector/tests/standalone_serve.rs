@@ -5,58 +5,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
+mod serve_common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
-use base64::Engine as _;
 use serde::de::DeserializeOwned;
-use testbed::process::{Process, free_port};
+use serve_common::Serve;
 use testbed::registry::{Registry, RegistryOptions};
-use testbed::wait::{http_ok, wait_for, wait_for_every};
+use testbed::wait::{wait_for, wait_for_every};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A running `image-reflector serve`; killed on drop.
-struct Serve {
-    process: Process,
-    base: String,
-    http: reqwest::Client,
-}
 
 impl Serve {
     async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
         Self::start_with(manifests, storage, log_dir, &[]).await
-    }
-
-    async fn start_with(manifests: &Path, storage: &Path, log_dir: &Path, args: &[&str]) -> Self {
-        let port = free_port().unwrap();
-        let log = log_dir.join(format!("serve-{port}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_image-reflector"));
-        command
-            .arg("serve")
-            .arg("--manifests")
-            .arg(manifests)
-            .arg("--storage-path")
-            .arg(storage)
-            .args(["--http-addr", &format!("127.0.0.1:{port}")])
-            .args(["--log-level", "debug", "--log-encoding", "json"])
-            .args(args);
-        let mut process = Process::spawn("image-reflector serve", command, &log).unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let healthz = format!("{base}/healthz");
-        process
-            .wait_ready(WAIT, || http_ok(&healthz))
-            .await
-            .unwrap_or_else(|err| panic!("serve never answered: {err}"));
-        Self {
-            process,
-            base,
-            http,
-        }
     }
 
     /// The `/metrics` text.
@@ -84,18 +48,9 @@ impl Serve {
             .map_or(0, |n| n.trim().parse().unwrap())
     }
 
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
-    }
-
     /// `GET path` as JSON; `None` on 404.
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Option<T> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
+        let response = self.send(path).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return None;
         }
@@ -128,25 +83,9 @@ impl Serve {
         what: &str,
         check: impl Fn(&ImagePolicyInfo) -> bool,
     ) -> ImagePolicyInfo {
-        let last = Mutex::new(None);
-        wait_for(
-            &format!("policy {name}: {what}"),
-            WAIT,
-            || {
-                format!(
-                    "last: {:#?}\nlog:\n{}",
-                    last.lock().unwrap(),
-                    self.log_text()
-                )
-            },
-            || async {
-                let current = self.policy(name).await;
-                let reached = current.as_ref().filter(|p| check(p)).cloned();
-                *last.lock().unwrap() = current;
-                reached
-            },
-        )
-        .await
+        let what = format!("policy {name}: {what}");
+        self.wait_document(&what, WAIT, || self.policy(name), check)
+            .await
     }
 
     /// SIGTERM, then the exit status (graceful shutdown).
@@ -164,20 +103,9 @@ fn tag_of(p: &ImagePolicyInfo) -> Option<&str> {
 /// v1beta2 ImageRepository `checkout` and the semver ImagePolicy `checkout`, plus the
 /// timestamp filterTags policy (`checkout-builds`), each in its own file.
 fn write_seed(dir: &Path, registry: &Registry, range: &str) {
-    let config = base64::engine::general_purpose::STANDARD.encode(registry.docker_config_json());
     std::fs::write(
         dir.join("secret.yaml"),
-        format!(
-            "apiVersion: v1
-kind: Secret
-metadata:
-  name: registry-pull
-  namespace: flux-system
-type: kubernetes.io/dockerconfigjson
-data:
-  .dockerconfigjson: {config}
-"
-        ),
+        testbed::seed::registry_pull_secret(&registry.docker_config_json()),
     )
     .unwrap();
     write_repository(dir, registry, None);

@@ -1,6 +1,7 @@
 //! Running our controllers against the testbed, for tests: finding the image-reflector
-//! binary, installing the charts with real Helm, starting a controller process in
-//! Kubernetes mode, and the `kubectl` reads and writes the tests make as the admin.
+//! binary, starting a controller process in standalone mode (`serve --manifests`),
+//! installing the charts with real Helm, starting a controller process in Kubernetes mode,
+//! and the `kubectl` reads and writes the tests make as the admin.
 //!
 //! These helpers panic with a message saying what went wrong: they exist only to make a
 //! test fail loudly. Everything lives in Flux's namespace, [`seed::NAMESPACE`].
@@ -59,6 +60,47 @@ pub fn reflector_binary() -> PathBuf {
     let built = target.join("debug").join("image-reflector");
     assert!(built.is_file(), "{} missing", built.display());
     built
+}
+
+/// `PROGRAM serve --manifests MANIFESTS --storage-path STORAGE --http-addr 127.0.0.1:PORT`:
+/// a controller in standalone mode; callers add their own flags and environment.
+pub fn serve_manifests_command(
+    program: &Path,
+    manifests: &Path,
+    storage: &Path,
+    port: u16,
+) -> Command {
+    let mut command = Command::new(program);
+    command
+        .arg("serve")
+        .arg("--manifests")
+        .arg(manifests)
+        .arg("--storage-path")
+        .arg(storage)
+        .args(["--http-addr", &format!("127.0.0.1:{port}")]);
+    command
+}
+
+/// Spawns `command` (listening on `127.0.0.1:port`) logging to `log` and waits up to
+/// `timeout` for `GET ready_path` to succeed; returns the process and
+/// `http://127.0.0.1:PORT`.
+pub async fn start_serving(
+    component: &'static str,
+    command: Command,
+    port: u16,
+    log: &Path,
+    ready_path: &str,
+    timeout: Duration,
+) -> (Process, String) {
+    let mut process = Process::spawn(component, command, log)
+        .unwrap_or_else(|e| panic!("start {component}: {e}"));
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = format!("{base}{ready_path}");
+    process
+        .wait_ready(timeout, || crate::wait::http_ok(&ready))
+        .await
+        .unwrap_or_else(|err| panic!("{component} never answered: {err}"));
+    (process, base)
 }
 
 /// The Python with helm-sdkpy: `$HELM_PYTHON`, else the venv `e2e/setup.sh` installs.

@@ -67,6 +67,11 @@ impl Process {
         self.child.id()
     }
 
+    /// Its peak resident set (`VmHWM`) in KiB; `None` once it has exited.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        peak_rss_kib(self.pid())
+    }
+
     /// An error if the process has exited.
     pub fn check_running(&mut self) -> Result<()> {
         match self.child.try_wait() {
@@ -158,6 +163,30 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     let _ = file.read_to_string(&mut text);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmHWM`, `VmRSS`); `None` when the process is gone
+/// or the field is missing.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    status_kib(&format!("/proc/{pid}/status"), field)
+}
+
+/// The peak resident set (`VmHWM`) of the calling process, in KiB.
+pub fn own_peak_rss_kib() -> Option<u64> {
+    status_kib("/proc/self/status", "VmHWM")
+}
+
+fn status_kib(path: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The peak resident set (`VmHWM`) of a running process, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM")
 }
 
 /// Runs a short command to completion; an error (with its stderr) unless it succeeds.

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use api_types::http_api::ImagePolicyInfo;
 use serde_json::Value;
-use testbed::controllers::reflector_binary;
+use testbed::controllers::{reflector_binary, serve_manifests_command, start_serving};
 use testbed::git::{GitHttpServer, GitHttpServerOptions, seed_manifests};
 use testbed::process::{Process, free_port};
 use testbed::registry::{Registry, RegistryOptions};
 use testbed::seed;
-use testbed::wait::http_ok;
 
 pub const WAIT: Duration = Duration::from_secs(60);
 pub const CHECKOUT: &str = "clusters/prod/checkout.yaml";
@@ -33,22 +32,10 @@ impl Reflector {
         std::fs::create_dir_all(&dir).unwrap();
         write_reflector_manifests(&dir, registry, None);
         let port = free_port().unwrap();
-        let mut command = Command::new(reflector_binary());
-        command
-            .arg("serve")
-            .arg("--manifests")
-            .arg(&dir)
-            .arg("--storage-path")
-            .arg(tmp.join("tags"))
-            .args(["--http-addr", &format!("127.0.0.1:{port}")]);
-        let mut process =
-            Process::spawn("image-reflector", command, &tmp.join("reflector.log")).unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let healthz = format!("{base}/healthz");
-        process
-            .wait_ready(WAIT, || http_ok(&healthz))
-            .await
-            .unwrap_or_else(|err| panic!("reflector never answered: {err}"));
+        let command = serve_manifests_command(&reflector_binary(), &dir, &tmp.join("tags"), port);
+        let log = tmp.join("reflector.log");
+        let (process, base) =
+            start_serving("image-reflector", command, port, &log, "/healthz", WAIT).await;
         let reflector = Self { process, base, dir };
         reflector.wait_tag(tag).await;
         reflector
@@ -92,7 +79,7 @@ impl Reflector {
 }
 
 /// The reflector's manifests: the seed's Secret, ImageRepository and semver ImagePolicy.
-fn write_reflector_manifests(dir: &Path, registry: &Registry, requested_at: Option<&str>) {
+pub fn write_reflector_manifests(dir: &Path, registry: &Registry, requested_at: Option<&str>) {
     let mut repository = seed::image_repository(&registry.host(), "5m");
     if let Some(t) = requested_at {
         let namespace = format!("  namespace: {}\n", seed::NAMESPACE);
@@ -116,12 +103,13 @@ fn write_reflector_manifests(dir: &Path, registry: &Registry, requested_at: Opti
 }
 
 /// The automation's manifests: GitRepository (with `timeout` when given) + Secret + the
-/// seed's v1beta1 ImageUpdateAutomation pushing to `main` of `url`.
+/// seed's v1beta1 ImageUpdateAutomation pushing to `push_branch` of `url`.
 pub fn write_automation_manifests(
     dir: &Path,
     url: &str,
     (username, password): (&str, &str),
     timeout: Option<&str>,
+    push_branch: &str,
 ) {
     std::fs::create_dir_all(dir).unwrap();
     let mut source = seed::git_repository("flux-system", url, "flux-system");
@@ -144,17 +132,38 @@ pub fn write_automation_manifests(
     .unwrap();
     std::fs::write(
         dir.join("automation.yaml"),
-        seed::image_update_automation("flux-image-updates", "flux-system", "main"),
+        seed::image_update_automation("flux-image-updates", "flux-system", push_branch),
     )
     .unwrap();
 }
 
+pub fn automation_program() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_image-automation"))
+}
+
 pub fn automation_bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_image-automation"))
+    Command::new(automation_program())
 }
 
 /// `image-automation serve --once`: (exit success, the one automation's summary, stderr).
 pub fn run_once(manifests: &Path, storage: &Path, reflector_url: &str) -> (bool, Value, String) {
+    let (ok, summary, stderr) = run_once_summary(manifests, storage, reflector_url);
+    (ok, only(&summary).clone(), stderr)
+}
+
+/// The summary's only automation.
+pub fn only(summary: &Value) -> &Value {
+    let list = summary["automations"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{summary:#}");
+    &list[0]
+}
+
+/// `image-automation serve --once`: (exit success, the whole summary, stderr).
+pub fn run_once_summary(
+    manifests: &Path,
+    storage: &Path,
+    reflector_url: &str,
+) -> (bool, Value, String) {
     let Output {
         status,
         stdout,
@@ -172,23 +181,15 @@ pub fn run_once(manifests: &Path, storage: &Path, reflector_url: &str) -> (bool,
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
     let summary: Value = serde_json::from_slice(&stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout:?}\n{stderr}"));
-    let list = summary["automations"].as_array().unwrap();
-    assert_eq!(list.len(), 1, "{summary:#}");
-    (status.success(), list[0].clone(), stderr)
+    (status.success(), summary, stderr)
 }
 
 /// A long-running `image-automation serve --manifests` with its log in `log`.
 pub fn spawn_serve(manifests: &Path, storage: &Path, reflector_url: &str, log: &Path) -> Process {
     let port = free_port().unwrap();
-    let mut command = automation_bin();
+    let mut command = serve_manifests_command(automation_program(), manifests, storage, port);
     command
-        .arg("serve")
-        .arg("--manifests")
-        .arg(manifests)
-        .arg("--storage-path")
-        .arg(storage)
         .args(["--reflector-url", reflector_url])
-        .args(["--http-addr", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "debug");
     Process::spawn("image-automation serve", command, log).unwrap()
 }
@@ -209,6 +210,88 @@ pub async fn seeded_fleet(extra: &[(&str, &str)]) -> (Registry, GitHttpServer, S
     files.extend(extra.iter().map(|(p, c)| (p.to_string(), c.to_string())));
     let seeded = git.repos().create("fleet", &files).unwrap();
     (registry, git, seeded)
+}
+
+/// The usual set-up: the registry and git server of [`seeded_fleet`], the reflector at
+/// 1.2.3, the automation's manifests for `fleet` (direct, no timeout) and its storage path.
+/// The reflector is declared before `tmp` so it stops before its directory goes.
+pub struct Fleet {
+    pub registry: Registry,
+    pub git: GitHttpServer,
+    /// `fleet`'s head as seeded.
+    pub seeded: String,
+    pub reflector: Reflector,
+    pub manifests: PathBuf,
+    pub storage: PathBuf,
+    /// `registry.image("team/checkout")`.
+    pub image: String,
+    pub tmp: tempfile::TempDir,
+}
+
+impl Fleet {
+    pub async fn start(extra: &[(&str, &str)]) -> Self {
+        let (registry, git, seeded) = seeded_fleet(extra).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let reflector = Reflector::start(tmp.path(), &registry, "1.2.3").await;
+        let fleet = Self {
+            image: registry.image("team/checkout"),
+            manifests: tmp.path().join("automation"),
+            storage: tmp.path().join("data"),
+            registry,
+            git,
+            seeded,
+            reflector,
+            tmp,
+        };
+        fleet.write_manifests(&fleet.git.url("fleet"), None);
+        fleet
+    }
+
+    /// (Re)writes the automation's manifests for the repository at `url`.
+    pub fn write_manifests(&self, url: &str, timeout: Option<&str>) {
+        write_automation_manifests(
+            &self.manifests,
+            url,
+            (self.git.username(), self.git.password()),
+            timeout,
+            "main",
+        );
+    }
+
+    /// Pushes `tag` and waits until the reflector's policy selects it.
+    pub async fn publish(&self, tag: &str) {
+        self.reflector.publish(&self.registry, tag).await;
+    }
+
+    /// [`run_once`] on this set-up.
+    pub fn run_once(&self) -> (bool, Value, String) {
+        run_once(&self.manifests, &self.storage, &self.reflector.base)
+    }
+
+    /// `fleet`'s head on `main`.
+    pub fn head(&self) -> String {
+        self.git
+            .repos()
+            .head_commit("fleet", "main")
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Asserts the head is exactly one tag update `from` -> `to` on top of `before`;
+    /// returns the head.
+    pub fn assert_one_update(&self, before: &str, (from, to): (&str, &str)) -> String {
+        let after = self.head();
+        seed::assert_one_tag_update(
+            self.git.repos(),
+            "fleet",
+            before,
+            &after,
+            CHECKOUT,
+            &self.image,
+            (from, to),
+        );
+        after
+    }
 }
 
 /// The single persistent worktree under `storage` (`git/worktrees/<url>/<ref>/tree`).
@@ -424,13 +507,4 @@ pub fn kill9(process: &Process) {
         .unwrap()
         .success();
     assert!(ok);
-}
-
-/// `VmHWM` (peak resident set) of a running process, in KiB.
-pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
