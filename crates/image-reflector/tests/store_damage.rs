@@ -7,13 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use api_types::http_api::ImagePolicyInfo;
+use testbed::controllers::{serve_manifests_command, start_serving};
 use testbed::process::{Process, free_port};
 use testbed::registry::{Registry, RegistryOptions};
-use testbed::wait::{http_ok, wait_for};
+use testbed::wait::wait_for;
 
 const WAIT: Duration = Duration::from_secs(60);
 const STORE_FILE: &str = "tags.redb";
@@ -28,23 +28,23 @@ struct Serve {
 impl Serve {
     async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
         let port = free_port().unwrap();
+        let mut command = serve_manifests_command(
+            Path::new(env!("CARGO_BIN_EXE_image-reflector")),
+            manifests,
+            storage,
+            port,
+        );
+        command.args(["--log-level", "debug", "--log-encoding", "json"]);
         let log = log_dir.join(format!("serve-{port}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_image-reflector"));
-        command
-            .arg("serve")
-            .arg("--manifests")
-            .arg(manifests)
-            .arg("--storage-path")
-            .arg(storage)
-            .args(["--http-addr", &format!("127.0.0.1:{port}")])
-            .args(["--log-level", "debug", "--log-encoding", "json"]);
-        let mut process = Process::spawn("image-reflector serve", command, &log).unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let healthz = format!("{base}/healthz");
-        process
-            .wait_ready(WAIT, || http_ok(&healthz))
-            .await
-            .unwrap_or_else(|err| panic!("serve never answered: {err}"));
+        let (process, base) = start_serving(
+            "image-reflector serve",
+            command,
+            port,
+            &log,
+            "/healthz",
+            WAIT,
+        )
+        .await;
         Self {
             process,
             base,
