@@ -64,6 +64,7 @@ async fn echoed_credentials_reach_no_status_log_or_metric() {
         &git.url("fleet"),
         (git.username(), git.password()),
         None,
+        "main",
     );
     let source = manifests.join("source.yaml");
     let text = std::fs::read_to_string(&source).unwrap();

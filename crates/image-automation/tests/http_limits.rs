@@ -5,12 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 use std::net::SocketAddr;
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use testbed::process::{Process, free_port};
+use testbed::controllers::{serve_manifests_command, start_serving};
+use testbed::process::free_port;
 use testbed::slow_client::{open_half_sent, open_idle_keep_alive, still_open_after};
-use testbed::wait::http_ok;
 
 const HALF_SENT: usize = 300;
 /// The server's header-read timeout is 10 s; this leaves room for a loaded machine.
@@ -26,26 +26,23 @@ async fn half_sent_and_idle_connections_are_closed_while_probes_answer() {
         .unwrap();
     // Nothing listens there: the automation keeps retrying the feed, the probes serve on.
     let reflector = format!("http://127.0.0.1:{}", free_port().unwrap());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_image-automation"));
-    command
-        .arg("serve")
-        .arg("--manifests")
-        .arg(&manifests)
-        .args(["--reflector-url", &reflector])
-        .arg("--storage-path")
-        .arg(tmp.path().join("data"))
-        .args(["--http-addr", &addr.to_string()]);
-    let mut process = Process::spawn(
+    let mut command = serve_manifests_command(
+        Path::new(env!("CARGO_BIN_EXE_image-automation")),
+        &manifests,
+        &tmp.path().join("data"),
+        addr.port(),
+    );
+    command.args(["--reflector-url", &reflector]);
+    let (mut process, base) = start_serving(
         "image-automation serve",
         command,
+        addr.port(),
         &tmp.path().join("serve.log"),
+        "/healthz",
+        Duration::from_secs(60),
     )
-    .unwrap();
-    let healthz = format!("http://{addr}/healthz");
-    process
-        .wait_ready(Duration::from_secs(60), || http_ok(&healthz))
-        .await
-        .unwrap();
+    .await;
+    let healthz = format!("{base}/healthz");
 
     let half_sent = open_half_sent(addr, "/healthz", HALF_SENT).await.unwrap();
     let idle = open_idle_keep_alive(addr, "/metrics").await.unwrap();

@@ -6,12 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 use std::net::SocketAddr;
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use testbed::process::{Process, free_port};
+use testbed::controllers::{serve_manifests_command, start_serving};
+use testbed::process::free_port;
 use testbed::slow_client::{open_half_sent, open_idle_keep_alive, still_open_after};
-use testbed::wait::http_ok;
 
 const HALF_SENT: usize = 300;
 /// The server's header-read timeout is 10 s; this leaves room for a loaded machine.
@@ -24,26 +24,22 @@ async fn half_sent_and_idle_connections_are_closed_while_requests_and_feeds_go_o
     std::fs::create_dir_all(&manifests).unwrap();
     let port = free_port().unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_image-reflector"));
-    command
-        .arg("serve")
-        .arg("--manifests")
-        .arg(&manifests)
-        .arg("--storage-path")
-        .arg(tmp.path().join("data"))
-        .args(["--http-addr", &addr.to_string()]);
-    let mut process = Process::spawn(
+    let command = serve_manifests_command(
+        Path::new(env!("CARGO_BIN_EXE_image-reflector")),
+        &manifests,
+        &tmp.path().join("data"),
+        port,
+    );
+    let (mut process, base) = start_serving(
         "image-reflector serve",
         command,
+        port,
         &tmp.path().join("serve.log"),
+        "/healthz",
+        Duration::from_secs(60),
     )
-    .unwrap();
-    let base = format!("http://{addr}");
+    .await;
     let healthz = format!("{base}/healthz");
-    process
-        .wait_ready(Duration::from_secs(60), || http_ok(&healthz))
-        .await
-        .unwrap();
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
