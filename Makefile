@@ -7,7 +7,7 @@ CACHE_DIR ?= $(or $(IMAGE_AUTOMATION_CACHE),$(HOME)/.cache/image-automation-rs)
 export CARGO_TARGET_DIR ?= $(CACHE_DIR)/target
 CARGO ?= cargo
 
-.PHONY: help setup build lint test generate demo e2e bench
+.PHONY: help setup build lint test generate demo e2e bench fuzz
 
 help:
 	@echo "make setup     install what a fresh Debian machine lacks (packages, kube-apiserver build)"
@@ -18,6 +18,7 @@ help:
 	@echo "make demo      local registry + git repo + both services, end to end"
 	@echo "make e2e       the end-to-end suite on the testbed"
 	@echo "make bench     benchmarks, with ratios against baselines measured in the same run"
+	@echo "make fuzz      coverage-guided fuzzing, FUZZ_SECONDS (default 60) per target"
 
 setup:
 	bash e2e/setup.sh
@@ -51,3 +52,25 @@ bench: setup
 	$(CARGO) bench --locked -p go-template --bench render
 	$(CARGO) bench --locked -p image-reflector --bench scale
 	$(CARGO) bench --locked -p image-automation --bench git
+
+# Coverage-guided fuzzing with libFuzzer through cargo fuzz, on the stable toolchain
+# (`--sanitizer none` needs no nightly flags; the code has no unsafe for ASan to check).
+# Each target of crates/fuzz-targets runs FUZZ_SECONDS from its checked-in seed corpus;
+# new interesting inputs go to fuzz/scratch/<target> (not the checked-in corpus: copy the
+# ones worth keeping, and every crash, into crates/fuzz-targets/corpus/<target>), crashes
+# to fuzz/artifacts/<target>. `make test` replays the checked-in corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= setters_rewrite semver_range go_template image_reference registry_link \
+	registry_json dockerconfigjson api_selector api_request
+FUZZ_TARGET_DIR ?= $(CACHE_DIR)/fuzz-target
+FUZZ_FLAGS ?= -rss_limit_mb=1024 -timeout=10
+
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p scratch/$$t; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+		CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) $(CARGO) fuzz run --sanitizer none $$t \
+			scratch/$$t ../crates/fuzz-targets/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) || exit 1; \
+	done
