@@ -108,6 +108,7 @@
 
 mod error;
 mod exec;
+mod fields;
 pub mod flux;
 mod fmt;
 mod funcs;
@@ -119,6 +120,7 @@ mod parse;
 mod value;
 
 pub use error::Error;
+pub use fields::RootField;
 pub use limits::{LimitExceeded, Limits, MAX_VALUE_DEPTH};
 pub use value::{Map, Object, Value};
 
@@ -160,6 +162,12 @@ impl Template {
     /// limit that runs out fails with [`Error::Limit`], naming the limit and the action.
     pub fn execute_with(&self, data: &Value, limits: &Limits) -> Result<String, Error> {
         exec::execute(&self.trees, &self.text, &self.name, data, *limits)
+    }
+
+    /// The field chains the template reads from its data (the dot passed to `execute`),
+    /// found statically in the parse tree; see [`RootField`] for what is and is not found.
+    pub fn root_fields(&self) -> Vec<RootField> {
+        fields::root_fields(&self.trees, &self.name, &self.text)
     }
 
     /// The template's name.

@@ -11,7 +11,8 @@
 //! We also provide the v1beta1 `.Updated` data (`Files`, `Objects`, `Images`, with image refs
 //! that have `String`, `Identifier`, `Repository`, `Registry`, `Name` and `Policy`), which Flux
 //! v1 rejects (Stalled `RemovedTemplateField`) but which templates from older guides use. It is a
-//! method, not a field, so printing `{{ . }}` shows exactly Flux's three fields.
+//! method, not a field, so printing `{{ . }}` shows exactly Flux's three fields. Its use is a
+//! deprecation ([`deprecated_fields`]); [`RemovedFields::Stall`] renders without it, as Flux v1.
 //!
 //! Ordering: Go iterates maps in sorted key order, so `range` over `FileChanges` and `Objects`
 //! is deterministic; `Changes` and the per-object lists of `Objects` are sorted by (setter, old
@@ -44,6 +45,64 @@ pub struct TemplateInput<'a> {
     pub setters: &'a Setters,
 }
 
+/// What to do with a template that reads a field Flux v1 removed (`.Updated`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RemovedFields {
+    /// Render it (the v1beta1 data), and report its use as a deprecation.
+    #[default]
+    Render,
+    /// As Flux v1: rendering stops with [`MessageError::RemovedField`].
+    Stall,
+}
+
+/// Flux v1's message when a template reads `.Updated` (reason `RemovedTemplateField`).
+pub const REMOVED_UPDATED_MESSAGE: &str = "template uses removed '.Updated' field. Please use \
+    '.Changed' instead. See: https://fluxcd.io/flux/components/image/imageupdateautomations/#message-template";
+
+/// Go's error for `.Updated` on Flux v1's data, which Flux recognises the removed field by.
+const UPDATED_EXEC_ERROR: &str = "can't evaluate field Updated in type source.TemplateData";
+
+/// A template's use of a deprecated field, for a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deprecation {
+    /// The field, as written in templates (`.Updated`).
+    pub field: &'static str,
+    /// The first template line that reads it.
+    pub line: usize,
+}
+
+impl Deprecation {
+    /// A warning naming the spec field, the template field and its replacement.
+    pub fn message(&self) -> String {
+        format!(
+            "spec.git.commit.messageTemplate line {}: the field '{}' is deprecated and Flux v1 \
+             removed it (Flux stalls such automations with RemovedTemplateField); it is still \
+             rendered here. Please use '.Changed' instead \
+             (https://fluxcd.io/flux/components/image/imageupdateautomations/#message-template)",
+            self.line, self.field
+        )
+    }
+}
+
+/// The deprecated fields `template` reads from its data: `.Updated` and `$.Updated`, found in
+/// the parse tree wherever dot is the data (see [`go_template::RootField`]; a read through a
+/// variable holding the data is not found). None for a template that does not parse.
+pub fn deprecated_fields(template: &str) -> Vec<Deprecation> {
+    let Ok(parsed) = Template::parse(TEMPLATE_NAME, effective(template)) else {
+        return Vec::new();
+    };
+    parsed
+        .root_fields()
+        .into_iter()
+        .find(|f| f.chain.first().is_some_and(|name| name == "Updated"))
+        .map(|f| Deprecation {
+            field: ".Updated",
+            line: f.line,
+        })
+        .into_iter()
+        .collect()
+}
+
 /// A template that could not be parsed or rendered; the message is Go's, naming the template
 /// line (e.g. `template: commit message:3: function "nosuchfn" not defined`).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -55,6 +114,9 @@ pub enum MessageError {
     /// Rendering ran out of one of [`Limits`]; the message names the limit and the action.
     #[error("{0}")]
     Limit(go_template::Error),
+    /// With [`RemovedFields::Stall`], the template read `.Updated` (Flux's message).
+    #[error("{REMOVED_UPDATED_MESSAGE}")]
+    RemovedField,
 }
 
 impl MessageError {
@@ -62,7 +124,7 @@ impl MessageError {
     pub fn limit_exceeded(&self) -> Option<LimitExceeded> {
         match self {
             MessageError::Limit(e) => e.limit_exceeded(),
-            MessageError::Parse(_) | MessageError::Execute(_) => None,
+            MessageError::Parse(_) | MessageError::Execute(_) | MessageError::RemovedField => None,
         }
     }
 }
@@ -85,12 +147,31 @@ pub fn render_with(
     input: &TemplateInput<'_>,
     limits: &Limits,
 ) -> Result<String, MessageError> {
+    render_as(template, input, limits, RemovedFields::Render)
+}
+
+/// [`render_with`], with `removed` deciding whether `.Updated` exists. With
+/// [`RemovedFields::Stall`] the data is exactly Flux v1's, and a template that reaches
+/// `.Updated` fails with [`MessageError::RemovedField`] (as Flux, only when executed).
+pub fn render_as(
+    template: &str,
+    input: &TemplateInput<'_>,
+    limits: &Limits,
+    removed: RemovedFields,
+) -> Result<String, MessageError> {
     let parsed =
         Template::parse(TEMPLATE_NAME, effective(template)).map_err(MessageError::Parse)?;
+    let data = match removed {
+        RemovedFields::Render => template_data(input),
+        RemovedFields::Stall => flux_v1_data(input).into(),
+    };
     parsed
-        .execute_with(&template_data(input), limits)
+        .execute_with(&data, limits)
         .map_err(|e| match e.limit_exceeded() {
             Some(_) => MessageError::Limit(e),
+            None if removed == RemovedFields::Stall && e.message().contains(UPDATED_EXEC_ERROR) => {
+                MessageError::RemovedField
+            }
             None => MessageError::Execute(e),
         })
 }
@@ -106,6 +187,13 @@ fn effective(template: &str) -> &str {
 /// The template's dot: Flux's `source.TemplateData` (built by [`go_template::flux`], with
 /// sorted changes), plus the legacy `.Updated` as a method.
 pub fn template_data(input: &TemplateInput<'_>) -> Value {
+    flux_v1_data(input)
+        .method("Updated", flux::legacy_result(&legacy_images(input)))
+        .into()
+}
+
+/// Flux v1's `source.TemplateData`, without `.Updated`.
+fn flux_v1_data(input: &TemplateInput<'_>) -> go_template::Object {
     let changes = file_changes(input.result);
     flux::template_object(
         input.namespace,
@@ -114,8 +202,6 @@ pub fn template_data(input: &TemplateInput<'_>) -> Value {
         input.values,
         ChangeOrder::Sorted,
     )
-    .method("Updated", flux::legacy_result(&legacy_images(input)))
-    .into()
 }
 
 fn flux_id(id: &ObjectId) -> flux::ObjectId {
@@ -327,6 +413,86 @@ mod tests {
             "- helloworld:v1.0.0 v1.0.0 library/helloworld index.docker.io \
              index.docker.io/library/helloworld:v1.0.0 podinfo\ndeploy.yaml Deployment test"
         );
+    }
+
+    /// The seeds' template (a Flux v1beta1 guide's) still renders, and is reported.
+    #[test]
+    fn seed_template_with_updated_renders_and_is_deprecated() {
+        let seed = "Auto-update images\n{{ range .Updated.Images }}\n- {{.}}\n{{ end }}\n";
+        assert_eq!(
+            render_with(seed, &result()),
+            "Auto-update images\n\n- helloworld:v1.0.0\n\n"
+        );
+        let found = deprecated_fields(seed);
+        assert_eq!(
+            found,
+            [Deprecation {
+                field: ".Updated",
+                line: 2
+            }]
+        );
+        let message = found[0].message();
+        for part in [
+            "spec.git.commit.messageTemplate",
+            "'.Updated'",
+            "'.Changed'",
+        ] {
+            assert!(message.contains(part), "{message}");
+        }
+    }
+
+    #[test]
+    fn deprecation_is_found_by_parsing_not_by_text() {
+        for template in [
+            "{{ .Updated }}",
+            "{{ with .Changed }}{{ $.Updated.Files }}{{ end }}",
+            "{{ if true }}{{ len .Updated.Images }}{{ end }}",
+            "{{ range .Changed.Changes }}{{ else }}{{ .Updated }}{{ end }}",
+        ] {
+            assert_eq!(deprecated_fields(template).len(), 1, "{template}");
+        }
+        for template in [
+            "",
+            "Updated {{ \".Updated\" }} {{/* .Updated */}}",
+            "{{ range .Changed.Changes }}{{ .Updated }}{{ end }}",
+            "{{ .Changed.Updated }}",
+            "{{ .Updated",
+        ] {
+            assert!(deprecated_fields(template).is_empty(), "{template}");
+        }
+    }
+
+    #[test]
+    fn stall_mode_renders_flux_v1_data_only() {
+        let setters = setters();
+        let r = result();
+        let input = TemplateInput {
+            namespace: "ns",
+            name: "a",
+            result: &r,
+            values: None,
+            setters: &setters,
+        };
+        let stall = |t: &str| render_as(t, &input, &Limits::DEFAULT, RemovedFields::Stall);
+        for template in [
+            "{{ range .Updated.Images }}{{ . }}{{ end }}",
+            "x {{ $.Updated }}",
+        ] {
+            let err = stall(template).unwrap_err();
+            assert!(matches!(err, MessageError::RemovedField), "{err:?}");
+            assert_eq!(err.to_string(), REMOVED_UPDATED_MESSAGE);
+        }
+        // As in Flux, only a template that reaches `.Updated` fails.
+        assert_eq!(
+            stall("{{ if false }}{{ .Updated }}{{ end }}{{ range .Changed.Changes }}{{ .NewValue }}{{ end }}")
+                .unwrap(),
+            "helloworld:v1.0.0"
+        );
+        // Other execution errors stay what they are.
+        assert!(matches!(
+            stall("{{ .Nope }}").unwrap_err(),
+            MessageError::Execute(_)
+        ));
     }
 
     #[test]
