@@ -51,7 +51,7 @@ use tokio::time::Instant;
 use crate::controller::{EventType, Objects, Reconciler, RunOutcome};
 use crate::metrics::Metrics;
 use crate::reflector_client::{FeedEvent, ReflectorClient};
-use crate::serve::{RetryBackoff, interval_of, log_report, now};
+use crate::serve::{RetryBackoff, interval_of, log_deprecations, log_report, now};
 
 /// The one field manager of every status write.
 pub const FIELD_MANAGER: &str = "image-automation-controller";
@@ -268,6 +268,9 @@ struct Schedule {
     written: HashMap<Key, ImageUpdateAutomationStatus>,
     /// The last seen generation of each GitRepository, for the GitRepository trigger.
     repositories: HashMap<Key, Option<i64>>,
+    /// The generation whose deprecation warnings were published, per automation: they
+    /// hold until the spec changes, so one event per generation.
+    warned: HashMap<Key, Option<i64>>,
 }
 
 impl Schedule {
@@ -368,6 +371,7 @@ impl Ctx {
         schedule.failures.remove(&key);
         schedule.forced.remove(&key);
         schedule.written.remove(&key);
+        schedule.warned.remove(&key);
         drop(schedule);
         self.events.forget(&obj.object_ref(&()));
     }
@@ -544,6 +548,22 @@ async fn apply(
     );
     for event in &report.events {
         ctx.publish(&obj, event).await;
+    }
+    let first_warning = {
+        let mut schedule = ctx.schedule();
+        if report.deprecations.is_empty() {
+            schedule.warned.remove(&key);
+            false
+        } else {
+            let generation = obj.metadata.generation;
+            schedule.warned.insert(key.clone(), generation) != Some(generation)
+        }
+    };
+    if first_warning {
+        log_deprecations(&key, &report);
+        for event in &report.deprecations {
+            ctx.publish(&obj, event).await;
+        }
     }
     let next = match report.outcome {
         RunOutcome::Ready => Next::After(interval_of(&obj)),

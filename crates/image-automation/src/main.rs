@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use api_types::duration::parse_duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use image_automation::message::RemovedFields;
 use image_automation::serve::{
     self, KubeServeOptions, LogEncoding, LogLevel, RetryBackoff, ServeOptions,
 };
@@ -72,10 +73,31 @@ struct ServeArgs {
     /// The longest retry delay after failed runs (Go duration).
     #[arg(long, default_value = "5m", value_parser = go_duration)]
     max_retry_delay: Duration,
+    /// What to do with a commit message template that reads `.Updated`, which Flux v1
+    /// removed: `render` it (the v1beta1 data) and warn once per generation with a
+    /// DeprecatedTemplateField event, or `stall` the automation as Flux does
+    /// (RemovedTemplateField, nothing pushed).
+    #[arg(long, value_enum, default_value = "render", value_name = "MODE")]
+    removed_template_fields: RemovedTemplateFields,
     #[arg(long, value_enum, default_value = "info")]
     log_level: LogLevel,
     #[arg(long, value_enum, default_value = "console")]
     log_encoding: LogEncoding,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RemovedTemplateFields {
+    Render,
+    Stall,
+}
+
+impl From<RemovedTemplateFields> for RemovedFields {
+    fn from(mode: RemovedTemplateFields) -> Self {
+        match mode {
+            RemovedTemplateFields::Render => RemovedFields::Render,
+            RemovedTemplateFields::Stall => RemovedFields::Stall,
+        }
+    }
 }
 
 fn go_duration(text: &str) -> Result<Duration, String> {
@@ -119,6 +141,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             watch_label_selector: args.watch_label_selector,
             enable_leader_election: args.enable_leader_election,
             leader_election_lease_duration: args.leader_election_lease_duration,
+            removed_template_fields: args.removed_template_fields.into(),
         };
         return match runtime() {
             Ok(runtime) => {
@@ -138,6 +161,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         once: args.once,
         no_cross_namespace_refs: args.no_cross_namespace_refs,
         backoff,
+        removed_template_fields: args.removed_template_fields.into(),
     };
     let runtime = match runtime() {
         Ok(r) => r,

@@ -215,6 +215,7 @@ mod tests {
     fn report(outcome: RunOutcome, pushed: bool) -> RunReport {
         RunReport {
             cache_recoveries: Vec::new(),
+            deprecations: Vec::new(),
             status: Default::default(),
             outcome,
             result: Default::default(),

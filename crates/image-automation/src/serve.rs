@@ -37,6 +37,7 @@ use crate::controller::{
     EventType, Reconciler, ReconcilerOptions, RunOutcome, RunReport, describe_unmatched,
 };
 use crate::git::GitCache;
+use crate::message::RemovedFields;
 use crate::metrics::Metrics;
 use crate::reflector_client::{FeedEvent, ReflectorClient, ReflectorError};
 use crate::setters::Unmatched;
@@ -80,6 +81,8 @@ pub struct ServeOptions {
     pub once: bool,
     pub no_cross_namespace_refs: bool,
     pub backoff: RetryBackoff,
+    /// `--removed-template-fields`.
+    pub removed_template_fields: RemovedFields,
 }
 
 /// The options of `serve` in Kubernetes mode.
@@ -94,6 +97,8 @@ pub struct KubeServeOptions {
     pub watch_label_selector: String,
     pub enable_leader_election: bool,
     pub leader_election_lease_duration: Duration,
+    /// `--removed-template-fields`.
+    pub removed_template_fields: RemovedFields,
 }
 
 /// Why `serve` could not run.
@@ -205,10 +210,18 @@ pub(crate) fn log_report(key: &Key, report: &RunReport, elapsed: Duration) {
     }
 }
 
+/// A warning log line per deprecation of the spec (see [`RunReport::deprecations`]).
+pub(crate) fn log_deprecations(key: &Key, report: &RunReport) {
+    for d in &report.deprecations {
+        tracing::warn!(namespace = %key.0, name = %key.1, reason = %d.reason, "{}", d.message);
+    }
+}
+
 fn reconciler(
     reflector_url: &str,
     storage_path: &std::path::Path,
     no_cross_namespace_refs: bool,
+    removed_template_fields: RemovedFields,
 ) -> Result<Reconciler<ReflectorClient>, ServeError> {
     std::fs::create_dir_all(storage_path).map_err(|source| ServeError::Storage {
         path: storage_path.display().to_string(),
@@ -219,6 +232,7 @@ fn reconciler(
         git: Arc::new(GitCache::new(storage_path)),
         options: ReconcilerOptions {
             no_cross_namespace_refs,
+            removed_template_fields,
             ..ReconcilerOptions::default()
         },
     })
@@ -232,6 +246,7 @@ pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, 
         &opts.reflector_url,
         &opts.storage_path,
         opts.no_cross_namespace_refs,
+        opts.removed_template_fields,
     )?;
     let mut summary = Summary {
         automations: Vec::new(),
@@ -244,6 +259,7 @@ pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, 
         let started = std::time::Instant::now();
         let report = reconciler.reconcile(obj, &manifests, now()).await;
         log_report(key, &report, started.elapsed());
+        log_deprecations(key, &report);
         summary
             .automations
             .push(AutomationSummary::new(key, &report));
@@ -334,6 +350,8 @@ struct Entry {
     ran_once: bool,
     /// When the feed first reported a policy change that this entry has not run for yet.
     change_seen: Option<Instant>,
+    /// The generation whose deprecation warnings were logged.
+    warned_generation: Option<Option<i64>>,
 }
 
 fn fingerprint(obj: &ImageUpdateAutomation) -> String {
@@ -355,6 +373,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         &opts.reflector_url,
         &opts.storage_path,
         opts.no_cross_namespace_refs,
+        opts.removed_template_fields,
     )?);
     let metrics = Metrics::new()?;
     let ready = Arc::new(AtomicBool::new(false));
@@ -470,7 +489,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
                         let since_change = change_seen.map(|t| t.elapsed());
                         metrics.record_run(&key.0, &key.1, &report, elapsed, since_change);
                         if let Some(entry) = entries.get_mut(&key) {
-                            finish(entry, report, opts.backoff);
+                            finish(&key, entry, report, opts.backoff);
                         }
                     }
                     Err(e) => tracing::error!("reconcile task failed: {e}"),
@@ -539,6 +558,7 @@ pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
         &opts.reflector_url,
         &opts.storage_path,
         opts.no_cross_namespace_refs,
+        opts.removed_template_fields,
     )?);
     let metrics = Metrics::new()?;
     let ready = Arc::new(AtomicBool::new(false));
@@ -624,6 +644,7 @@ fn merge(entries: &mut BTreeMap<Key, Entry>, manifests: &Manifests) {
                         running: false,
                         ran_once: false,
                         change_seen: None,
+                        warned_generation: None,
                     },
                 );
             }
@@ -632,9 +653,17 @@ fn merge(entries: &mut BTreeMap<Key, Entry>, manifests: &Manifests) {
 }
 
 /// Records a finished run and schedules the next.
-fn finish(entry: &mut Entry, report: RunReport, backoff: RetryBackoff) {
+fn finish(key: &Key, entry: &mut Entry, report: RunReport, backoff: RetryBackoff) {
     entry.running = false;
     entry.ran_once = true;
+    // Deprecations hold until the spec changes: logged once per generation.
+    let generation = entry.obj.metadata.generation;
+    if report.deprecations.is_empty() {
+        entry.warned_generation = None;
+    } else if entry.warned_generation != Some(generation) {
+        log_deprecations(key, &report);
+        entry.warned_generation = Some(generation);
+    }
     let next = match &report.outcome {
         RunOutcome::Ready => {
             entry.failures = 0;

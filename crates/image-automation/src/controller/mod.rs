@@ -32,7 +32,7 @@ use crate::git::{
     self, ApplyResult, Author, GitAuth, GitClient, GitError, GitRef, PushedCommit, RepoSpec,
     SigningKey, UpdateRequest,
 };
-use crate::message::{self, TemplateInput};
+use crate::message::{self, RemovedFields, TemplateInput};
 use crate::reflector_client::{ReflectorClient, ReflectorError};
 use crate::setters::{self, Setters, Unmatched, UnmatchedReason, UpdateResult};
 
@@ -148,11 +148,21 @@ pub struct RunReport {
     pub events: Vec<Event>,
     /// What the git layer repaired in its cache for this run (quarantine, stale locks).
     pub cache_recoveries: Vec<git::CacheRecovery>,
+    /// Warnings about the spec that hold until it changes (a deprecated template field):
+    /// the same every run, so callers report them once per generation, not with
+    /// [`RunReport::events`].
+    pub deprecations: Vec<Event>,
 }
+
+/// The event reason of a template that reads a deprecated field (`.Updated`).
+pub const DEPRECATED_TEMPLATE_FIELD: &str = "DeprecatedTemplateField";
 
 /// A template that failed to render stalls: it fails the same way until the spec changes.
 /// One that ran out of a rendering limit says which, and that nothing was committed.
 fn template_stall(error: &message::MessageError) -> RunOutcome {
+    if matches!(error, message::MessageError::RemovedField) {
+        return RunOutcome::stalled(reason::REMOVED_TEMPLATE_FIELD, error.to_string());
+    }
     match error.limit_exceeded() {
         Some(limit) => RunOutcome::stalled(
             reason::TEMPLATE_LIMIT_EXCEEDED,
@@ -176,6 +186,9 @@ pub struct ReconcilerOptions {
     pub no_cross_namespace_refs: bool,
     /// Attempts when a push is rejected because the branch moved.
     pub max_push_attempts: u32,
+    /// `--removed-template-fields`: render `.Updated` with a deprecation warning, or stall
+    /// as Flux v1 does.
+    pub removed_template_fields: RemovedFields,
 }
 
 impl Default for ReconcilerOptions {
@@ -183,6 +196,7 @@ impl Default for ReconcilerOptions {
         Self {
             no_cross_namespace_refs: false,
             max_push_attempts: 3,
+            removed_template_fields: RemovedFields::Render,
         }
     }
 }
@@ -239,6 +253,7 @@ struct ApplyInput {
     setters: Setters,
     template: String,
     values: Option<BTreeMap<String, String>>,
+    removed_template_fields: RemovedFields,
 }
 
 fn apply_in(root: &Path, input: &ApplyInput, found: &Mutex<Applied>) -> ApplyResult {
@@ -248,7 +263,7 @@ fn apply_in(root: &Path, input: &ApplyInput, found: &Mutex<Applied>) -> ApplyRes
     if applied.edits.is_empty() {
         return Ok(None);
     }
-    let message = message::render(
+    let message = message::render_as(
         &input.template,
         &TemplateInput {
             namespace: &input.namespace,
@@ -257,6 +272,8 @@ fn apply_in(root: &Path, input: &ApplyInput, found: &Mutex<Applied>) -> ApplyRes
             values: input.values.as_ref(),
             setters: &input.setters,
         },
+        &go_template::Limits::DEFAULT,
+        input.removed_template_fields,
     );
     let message = match message {
         Ok(m) => m,
@@ -432,6 +449,7 @@ impl<P: PolicySource> Reconciler<P> {
             events: Vec::new(),
             fetches: Vec::new(),
             cache_recoveries: Vec::new(),
+            deprecations: Vec::new(),
         };
         report.outcome = self
             .run(obj, &namespace, &name, objects, &now, &mut report)
@@ -476,6 +494,16 @@ impl<P: PolicySource> Reconciler<P> {
                 reason::GIT_OPERATION_FAILED,
                 format!("failed to update source: invalid commit message template: {e}"),
             );
+        }
+        if self.options.removed_template_fields == RemovedFields::Render {
+            report.deprecations = message::deprecated_fields(&template)
+                .iter()
+                .map(|d| Event {
+                    type_: EventType::Warning,
+                    reason: DEPRECATED_TEMPLATE_FIELD.into(),
+                    message: d.message(),
+                })
+                .collect();
         }
 
         let policies = match self.policies.list(namespace, selector.as_deref()).await {
@@ -567,6 +595,7 @@ impl<P: PolicySource> Reconciler<P> {
                 .git
                 .as_ref()
                 .and_then(|g| g.commit.message_template_values.clone()),
+            removed_template_fields: self.options.removed_template_fields,
         };
         let found = Arc::new(Mutex::new(Applied::default()));
         let git = self.git.clone();

@@ -336,3 +336,91 @@ async fn a_policy_without_a_result_is_not_ready_not_unknown() {
         Some(vec!["app".to_string()])
     );
 }
+
+fn with_template(template: &str) -> ImageUpdateAutomation {
+    let mut obj = automation(true);
+    if let Some(g) = obj.spec.git.as_mut() {
+        g.commit.message_template = Some(template.into());
+    }
+    obj
+}
+
+/// The seeds' v1beta1 template: `.Updated` was removed from Flux v1's data.
+const UPDATED_TEMPLATE: &str = "Auto-update images\n{{ range .Updated.Images }}- {{.}}\n{{ end }}";
+
+#[tokio::test]
+async fn removed_updated_field_renders_with_a_deprecation_by_default() {
+    let git = Arc::new(FakeGit::default());
+    let r = reconciler(FakePolicies(Ok(vec![policy("1.1.0")])), git.clone());
+    let report = r
+        .reconcile(&with_template(UPDATED_TEMPLATE), &FakeObjects, now())
+        .await;
+    assert!(report.outcome.is_ready(), "{:?}", report.outcome);
+    assert_eq!(
+        report.pushed.as_ref().map(|p| p.message.as_str()),
+        Some("Auto-update images\n- reg/app:1.1.0\n")
+    );
+    let [warning] = report.deprecations.as_slice() else {
+        panic!("{:?}", report.deprecations);
+    };
+    assert_eq!(warning.type_, EventType::Warning);
+    assert_eq!(warning.reason, DEPRECATED_TEMPLATE_FIELD);
+    for part in [
+        "spec.git.commit.messageTemplate line 2",
+        "'.Updated'",
+        "'.Changed'",
+    ] {
+        assert!(warning.message.contains(part), "{}", warning.message);
+    }
+    // Not one of the run's events: callers report it once per generation.
+    assert!(
+        report
+            .events
+            .iter()
+            .all(|e| e.reason != DEPRECATED_TEMPLATE_FIELD)
+    );
+
+    let plain = r.reconcile(&automation(true), &FakeObjects, now()).await;
+    assert!(plain.deprecations.is_empty());
+}
+
+#[tokio::test]
+async fn removed_updated_field_stalls_like_flux_when_asked() {
+    let git = Arc::new(FakeGit::default());
+    let mut r = reconciler(FakePolicies(Ok(vec![policy("1.1.0")])), git.clone());
+    r.options.removed_template_fields = RemovedFields::Stall;
+    let report = r
+        .reconcile(&with_template(UPDATED_TEMPLATE), &FakeObjects, now())
+        .await;
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Stalled {
+            reason: "RemovedTemplateField".into(),
+            message: "template uses removed '.Updated' field. Please use '.Changed' instead. \
+                      See: https://fluxcd.io/flux/components/image/imageupdateautomations/#message-template"
+                .into(),
+        }
+    );
+    assert!(meta::is_condition_true(
+        &report.status.conditions,
+        condition_type::STALLED
+    ));
+    let ready = meta::find_condition(&report.status.conditions, condition_type::READY).unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "RemovedTemplateField")
+    );
+    assert!(report.pushed.is_none());
+    assert!(report.status.last_push_commit.is_none());
+    assert!(report.deprecations.is_empty());
+    assert_eq!(report.events[0].type_, EventType::Warning);
+    assert_eq!(report.events[0].reason, "RemovedTemplateField");
+
+    // A v1 template is unaffected.
+    let ok = r.reconcile(&automation(true), &FakeObjects, now()).await;
+    assert!(ok.outcome.is_ready(), "{:?}", ok.outcome);
+    assert_eq!(
+        ok.pushed.map(|p| p.message).as_deref(),
+        Some("reg/app:1.1.0")
+    );
+}
