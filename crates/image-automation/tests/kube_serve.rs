@@ -434,6 +434,24 @@ async fn seed_automation_in_kubernetes_mode() {
         "{:#?}",
         events(&server)
     );
+    // The seed's template reads `.Updated`, which Flux v1 removed: rendered, and one
+    // Warning for this generation (step 3 checks that later runs publish it no more).
+    let deprecations: Vec<Value> = events(&server)
+        .into_iter()
+        .filter(|e| e["reason"] == "DeprecatedTemplateField")
+        .collect();
+    let [deprecation] = deprecations.as_slice() else {
+        panic!("{deprecations:#?}");
+    };
+    assert_eq!(deprecation["type"], "Warning", "{deprecation:#}");
+    let text = deprecation["message"].as_str().unwrap_or_default();
+    for part in [
+        "spec.git.commit.messageTemplate",
+        "'.Updated'",
+        "'.Changed'",
+    ] {
+        assert!(text.contains(part), "{deprecation:#}");
+    }
 
     // Metrics of the run.
     let metrics = serve.metrics().await;
@@ -477,6 +495,14 @@ async fn seed_automation_in_kubernetes_mode() {
             .collect()
     };
     assert_eq!(summary(&events(&server)), summary(&events_before));
+    // Three runs saw the `.Updated` template of generation 1: one deprecation published
+    // (each is logged as it is published).
+    assert_eq!(
+        serve.log_text().matches("DeprecatedTemplateField").count(),
+        1,
+        "{}",
+        serve.log_text()
+    );
 
     // A new generation of the GitRepository starts a run (Flux's GitRepository watch); the
     // interval (1m) cannot explain it. Run times have second precision: start a new second.
