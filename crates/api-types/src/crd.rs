@@ -2,12 +2,12 @@
 //!
 //! Flux served `v1beta1`, `v1beta2` and `v1` of the image API over the years. We serve all
 //! three from one superset schema with `conversion: None`, so a manifest of any era applies
-//! unchanged; `v1` is the storage version.
+//! unchanged; `v1` is the storage version. Only the `kubectl get` columns differ per version.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, CustomResourceDefinitionVersion, CustomResourceSubresourceStatus,
-    CustomResourceSubresources, JSON, JSONSchemaProps, JSONSchemaPropsOrArray,
-    JSONSchemaPropsOrBool,
+    CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionVersion,
+    CustomResourceSubresourceStatus, CustomResourceSubresources, JSON, JSONSchemaProps,
+    JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 use kube::CustomResourceExt;
 use serde_json::json;
@@ -106,6 +106,7 @@ fn image_crd(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
         legacy.name = name.into();
         legacy.storage = false;
         legacy.deprecated = Some(true);
+        legacy.additional_printer_columns = legacy_printer_columns(&kind);
         legacy.deprecation_warning = Some(format!(
             "image.toolkit.fluxcd.io/{name} {kind} is deprecated, upgrade to v1"
         ));
@@ -113,6 +114,33 @@ fn image_crd(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     }
     crd.spec.versions = versions;
     crd
+}
+
+/// The `kubectl get` columns Flux printed for `v1beta2` and `v1beta1`, from the releases in
+/// which each was the storage version (both printed the same ones). Printer columns are per
+/// version, so the shared schema does not constrain them. `None` keeps only NAME and AGE.
+fn legacy_printer_columns(kind: &str) -> Option<Vec<CustomResourceColumnDefinition>> {
+    let columns: &[(&str, &str)] = match kind {
+        "ImageRepository" => &[
+            ("Last scan", ".status.lastScanResult.scanTime"),
+            ("Tags", ".status.lastScanResult.tagCount"),
+        ],
+        "ImagePolicy" => &[("LatestImage", ".status.latestImage")],
+        "ImageUpdateAutomation" => &[("Last run", ".status.lastAutomationRunTime")],
+        _ => return None,
+    };
+    Some(
+        columns
+            .iter()
+            .map(|(name, json_path)| CustomResourceColumnDefinition {
+                name: (*name).into(),
+                // Flux typed all of these `string`, the tag count included.
+                type_: "string".into(),
+                json_path: (*json_path).into(),
+                ..Default::default()
+            })
+            .collect(),
+    )
 }
 
 /// Rewrites what the derived schema says in ways older API servers reject (the testbed

@@ -35,7 +35,28 @@ fn image_crds_serve_three_versions_with_v1_stored() {
                 ("v1beta1", true, false)
             ]
         );
-        // One superset schema: the versions differ in name only.
+        // Legacy versions print the columns Flux printed for them; v1 prints its own.
+        let columns: Vec<Vec<&str>> = crd
+            .spec
+            .versions
+            .iter()
+            .map(|v| {
+                v.additional_printer_columns
+                    .iter()
+                    .flatten()
+                    .map(|c| c.name.as_str())
+                    .collect()
+            })
+            .collect();
+        let legacy: &[&str] = match crd.spec.names.kind.as_str() {
+            "ImageRepository" => &["Last scan", "Tags"],
+            "ImagePolicy" => &["LatestImage"],
+            _ => &["Last run"],
+        };
+        assert_eq!(columns[1], legacy, "{}", crd.spec.names.kind);
+        assert_eq!(columns[2], legacy, "{}", crd.spec.names.kind);
+        assert_ne!(columns[0], legacy, "{}", crd.spec.names.kind);
+        // One superset schema: the versions share it.
         let schemas: Vec<_> = crd.spec.versions.iter().map(|v| &v.schema).collect();
         assert!(schemas.windows(2).all(|pair| pair[0] == pair[1]));
         assert!(crd.spec.conversion.is_none());

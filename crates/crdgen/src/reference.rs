@@ -16,7 +16,8 @@ pub fn render(crds: &[CustomResourceDefinition]) -> String {
          share the same schema (a superset of all three Flux eras) and are marked deprecated: \
          manifests written for any Flux release apply unchanged, and `kubectl` prints a \
          deprecation warning for the older versions. There is no conversion webhook: the \
-         versions differ in name only.\n\n\
+         versions differ only in name and in the `kubectl get` columns, which are those Flux \
+         printed for each version.\n\n\
          Fields are listed as JSON paths from the object root. Types are OpenAPI types; \
          `duration` patterns follow Go's `time.ParseDuration` as Flux validates them.\n",
     );
@@ -58,19 +59,8 @@ fn render_crd(out: &mut String, crd: &CustomResourceDefinition) {
     let Some(version) = crd.spec.versions.iter().find(|v| v.storage) else {
         return;
     };
-    if let Some(columns) = &version.additional_printer_columns {
-        let columns: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                let wide = if c.priority.unwrap_or(0) > 0 {
-                    " (wide)"
-                } else {
-                    ""
-                };
-                format!("{} `{}`{wide}", c.name, c.json_path)
-            })
-            .collect();
-        let _ = writeln!(out, "- `kubectl get` columns: {}", columns.join(", "));
+    for (label, columns) in printer_columns(crd) {
+        let _ = writeln!(out, "- `kubectl get` columns{label}: {columns}");
     }
     let Some(root) = version
         .schema
@@ -88,6 +78,44 @@ fn render_crd(out: &mut String, crd: &CustomResourceDefinition) {
         out.push_str("|---|---|---|---|---|---|\n");
         render_fields(out, &format!(".{section}"), schema);
     }
+}
+
+/// One line of printer columns per run of versions that print the same ones: the storage
+/// version's unlabelled, the others labelled with their version names.
+fn printer_columns(crd: &CustomResourceDefinition) -> Vec<(String, String)> {
+    let mut lines: Vec<(Vec<&str>, String)> = Vec::new();
+    for version in &crd.spec.versions {
+        let columns: Vec<String> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| {
+                let wide = if c.priority.unwrap_or(0) > 0 {
+                    " (wide)"
+                } else {
+                    ""
+                };
+                format!("{} `{}`{wide}", c.name, c.json_path)
+            })
+            .collect();
+        let columns = columns.join(", ");
+        match lines.last_mut() {
+            Some((names, last)) if *last == columns => names.push(&version.name),
+            _ => lines.push((vec![&version.name], columns)),
+        }
+    }
+    lines
+        .into_iter()
+        .map(|(names, columns)| {
+            let storage = crd.spec.versions.iter().find(|v| v.storage);
+            let label = if storage.is_some_and(|s| names.contains(&s.name.as_str())) {
+                String::new()
+            } else {
+                format!(" ({})", names.join(", "))
+            };
+            (label, columns)
+        })
+        .collect()
 }
 
 fn render_fields(out: &mut String, path: &str, schema: &JSONSchemaProps) {

@@ -313,3 +313,49 @@ async fn non_admin_token_needs_rbac() {
         .unwrap_err();
     assert!(denied.to_string().contains("forbidden"), "{denied}");
 }
+
+/// `kubectl get -o wide` prints, for each served version, the columns Flux printed for it:
+/// v1 as Flux 1.x; v1beta2 and v1beta1 as in the Flux releases where they were the storage
+/// version.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_served_version_prints_flux_columns() {
+    let server = KubeApiServer::start()
+        .await
+        .expect("start the testbed API server");
+    server.apply(SEED_MANIFESTS).unwrap();
+    let expected: [(&str, &str, &str); 9] = [
+        (
+            "imagerepositories",
+            "v1",
+            "NAME IMAGE TAGS READY STATUS LAST SCAN AGE",
+        ),
+        ("imagerepositories", "v1beta2", "NAME LAST SCAN TAGS"),
+        ("imagerepositories", "v1beta1", "NAME LAST SCAN TAGS"),
+        ("imagepolicies", "v1", "NAME IMAGE TAG READY STATUS AGE"),
+        ("imagepolicies", "v1beta2", "NAME LATESTIMAGE"),
+        ("imagepolicies", "v1beta1", "NAME LATESTIMAGE"),
+        (
+            "imageupdateautomations",
+            "v1",
+            "NAME READY STATUS LAST RUN AGE",
+        ),
+        ("imageupdateautomations", "v1beta2", "NAME LAST RUN"),
+        ("imageupdateautomations", "v1beta1", "NAME LAST RUN"),
+    ];
+    for (plural, version, columns) in expected {
+        let table = kubectl_stdout(
+            &server,
+            &[
+                "-n",
+                "flux-system",
+                "get",
+                &format!("{plural}.{version}.image.toolkit.fluxcd.io"),
+                "-o",
+                "wide",
+            ],
+        );
+        let header = table.lines().next().unwrap_or_default();
+        let header: Vec<&str> = header.split_whitespace().collect();
+        assert_eq!(header.join(" "), columns, "{plural}.{version}:\n{table}");
+    }
+}
