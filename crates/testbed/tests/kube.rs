@@ -323,6 +323,25 @@ async fn each_served_version_prints_flux_columns() {
         .await
         .expect("start the testbed API server");
     server.apply(SEED_MANIFESTS).unwrap();
+    // Status as the controllers write it, so the columns' JSON paths have something to show.
+    let client = server.admin_client().await.unwrap();
+    let policies: Api<ImagePolicy> = Api::namespaced(client.clone(), "flux-system");
+    let status = serde_json::json!({"status": {
+        "latestImage": "registry.example.com/team/checkout:1.4.2",
+        "latestRef": {"name": "registry.example.com/team/checkout", "tag": "1.4.2"},
+    }});
+    policies
+        .patch_status("checkout", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let repositories: Api<api_types::ImageRepository> = Api::namespaced(client, "flux-system");
+    let status = serde_json::json!({"status": {
+        "lastScanResult": {"tagCount": 17, "scanTime": "2026-01-02T03:04:05Z"},
+    }});
+    repositories
+        .patch_status("checkout", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
     let expected: [(&str, &str, &str); 9] = [
         (
             "imagerepositories",
@@ -357,5 +376,16 @@ async fn each_served_version_prints_flux_columns() {
         let header = table.lines().next().unwrap_or_default();
         let header: Vec<&str> = header.split_whitespace().collect();
         assert_eq!(header.join(" "), columns, "{plural}.{version}:\n{table}");
+        let row = table.lines().nth(1).unwrap_or_default();
+        let shown = match plural {
+            "imagepolicies" if version == "v1" => "1.4.2",
+            "imagepolicies" => "registry.example.com/team/checkout:1.4.2",
+            "imagerepositories" => "17",
+            _ => "flux-image-updates",
+        };
+        assert!(
+            row.split_whitespace().any(|cell| cell == shown),
+            "{plural}.{version} shows no {shown}:\n{table}"
+        );
     }
 }
