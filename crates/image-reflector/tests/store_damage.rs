@@ -9,9 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod serve_common;
+
 use api_types::http_api::ImagePolicyInfo;
-use testbed::controllers::{serve_manifests_command, start_serving};
-use testbed::process::{Process, free_port};
+use serve_common::Serve;
 use testbed::registry::{Registry, RegistryOptions};
 use testbed::wait::wait_for;
 
@@ -19,43 +20,8 @@ const WAIT: Duration = Duration::from_secs(60);
 const STORE_FILE: &str = "tags.redb";
 const QUARANTINE_METRIC: &str = "image_reflector_store_quarantined_total";
 
-struct Serve {
-    process: Process,
-    base: String,
-    http: reqwest::Client,
-}
-
+/// What these tests read from a running reflector.
 impl Serve {
-    async fn start(manifests: &Path, storage: &Path, log_dir: &Path) -> Self {
-        let port = free_port().unwrap();
-        let mut command = serve_manifests_command(
-            Path::new(env!("CARGO_BIN_EXE_image-reflector")),
-            manifests,
-            storage,
-            port,
-        );
-        command.args(["--log-level", "debug", "--log-encoding", "json"]);
-        let log = log_dir.join(format!("serve-{port}.log"));
-        let (process, base) = start_serving(
-            "image-reflector serve",
-            command,
-            port,
-            &log,
-            "/healthz",
-            WAIT,
-        )
-        .await;
-        Self {
-            process,
-            base,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
-    }
-
     async fn policy(&self, name: &str) -> Option<ImagePolicyInfo> {
         let url = format!(
             "{}/api/v1/namespaces/flux-system/imagepolicies/{name}",
@@ -203,7 +169,7 @@ async fn a_damaged_store_is_set_aside_and_rebuilt_by_rescanning() {
 
     // A healthy store with every repository's tags in it.
     let healthy_dir = tmp.path().join("healthy");
-    let mut serve = Serve::start(&manifests, &healthy_dir, tmp.path()).await;
+    let mut serve = Serve::start_with(&manifests, &healthy_dir, tmp.path(), &[]).await;
     serve.wait_ready_policy("app", "1.4.2").await;
     let status = serve.process.terminate(Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
@@ -221,7 +187,7 @@ async fn a_damaged_store_is_set_aside_and_rebuilt_by_rescanning() {
         let damaged = damage.apply(&good);
         std::fs::write(storage.join(STORE_FILE), &damaged).unwrap();
 
-        let mut serve = Serve::start(&manifests, &storage, tmp.path()).await;
+        let mut serve = Serve::start_with(&manifests, &storage, tmp.path(), &[]).await;
         serve.wait_ready_policy("app", "1.4.2").await;
         let aside = quarantined(&storage);
         let count = serve.metric(QUARANTINE_METRIC).await;
@@ -301,7 +267,7 @@ async fn sigkill_during_store_writes_recovers_without_a_human() {
 
     // Kill at different points of the write stream: the first writes, then later ones.
     for round in 0..4u64 {
-        let serve = Serve::start(&manifests, &storage, tmp.path()).await;
+        let serve = Serve::start_with(&manifests, &storage, tmp.path(), &[]).await;
         let store = storage.join(STORE_FILE);
         wait_for(
             "the store to be written",
@@ -318,7 +284,7 @@ async fn sigkill_during_store_writes_recovers_without_a_human() {
         serve.kill9();
     }
 
-    let mut serve = Serve::start(&manifests, &storage, tmp.path()).await;
+    let mut serve = Serve::start_with(&manifests, &storage, tmp.path(), &[]).await;
     serve.wait_ready_policy("app", "2.0.0").await;
     assert!(serve.process.check_running().is_ok());
     // redb's commits are atomic: a kill leaves the last committed state, nothing to set
