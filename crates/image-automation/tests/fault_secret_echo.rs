@@ -9,34 +9,18 @@
 
 mod serve_common;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use serve_common::*;
 use testbed::fault_proxy::{EchoFormat, Fault, FaultProxy};
+use testbed::leaks::credential_forms;
 use testbed::process::{Process, free_port};
 
 const PROXY_USER: &str = "proxy-user";
 /// `+`, `/` and `=` in its base64; characters URLs percent-encode.
 const PROXY_PASSWORD: &str = "px~>>s3cret:@/%";
 
-/// Every form of the credentials that must not come back (see tests/git_secret_echo.rs).
-fn forms(user: &str, password: &str) -> Vec<String> {
-    let pair = format!("{user}:{password}");
-    let mut forms = vec![
-        password.to_string(),
-        pair.clone(),
-        format!("Basic {}", STANDARD.encode(&pair)),
-    ];
-    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
-        forms.push(engine.encode(&pair));
-        forms.push(engine.encode(password));
-    }
-    forms
-}
-
 fn assert_no_leak(what: &str, text: &str, secrets: &[(&str, &str)]) {
     for (user, password) in secrets {
-        for form in forms(user, password) {
+        for form in credential_forms(user, password) {
             assert!(!text.contains(&form), "{what}: {form:?} leaked:\n{text}");
         }
     }

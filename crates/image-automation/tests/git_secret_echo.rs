@@ -11,12 +11,11 @@ mod git_common;
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use git_common::*;
 use image_automation::git::{GitAuth, GitError, GitRef, PushSpec, RepoSpec};
 use testbed::fault_proxy::{EchoFormat, Fault, FaultProxy};
 use testbed::git::{GitHttpServer, GitHttpServerOptions};
+use testbed::leaks::{credential_forms, percent_encode};
 
 /// `+`, `/` and `=` in its base64, characters that URLs percent-encode.
 const PASSWORD: &str = "p@ss:w/rd?~>>s3cr3t";
@@ -24,40 +23,10 @@ const USER: &str = "echo-user";
 const PROXY_USER: &str = "proxy-user";
 const PROXY_PASSWORD: &str = "px~>>s3cret:@/%";
 
-/// Every form of `user`/`password` that must not come back: the password, `user:password`,
-/// their base64 (both alphabets, padded or not), the header value and the percent-encoded
-/// password (as it sits in a URL).
-fn forms(user: &str, password: &str) -> Vec<String> {
-    let pair = format!("{user}:{password}");
-    let mut forms = vec![
-        password.to_string(),
-        pair.clone(),
-        format!("Basic {}", STANDARD.encode(&pair)),
-        percent_encode(password),
-    ];
-    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
-        forms.push(engine.encode(&pair));
-        forms.push(engine.encode(password));
-    }
-    forms
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 fn assert_no_leak(what: &str, err: &GitError, secrets: &[(&str, &str)]) {
     let text = format!("{err}\n{err:?}");
     for (user, password) in secrets {
-        for form in forms(user, password) {
+        for form in credential_forms(user, password) {
             assert!(
                 !text.contains(&form),
                 "{what}: {form:?} leaked into the error:\n{text}"
@@ -168,7 +137,7 @@ async fn url_credentials_never_come_back() {
     let debug = format!("{spec:?}");
     let err = failing_run(spec, &server, &head).await;
     assert_no_leak("url", &err, &[(USER, PASSWORD)]);
-    for form in forms(USER, PASSWORD) {
+    for form in credential_forms(USER, PASSWORD) {
         assert!(!debug.contains(&form), "{form:?} in {debug}");
     }
 }

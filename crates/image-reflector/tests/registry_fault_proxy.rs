@@ -16,10 +16,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use api_types::http_api::{ImagePolicyInfo, ImageRepositoryInfo};
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use serve_common::Serve;
 use testbed::fault_proxy::{EchoFormat, Fault, FaultProxy};
+use testbed::leaks::{assert_no_leak, credential_forms};
 use testbed::registry::{Registry, RegistryOptions};
 use testbed::wait::wait_for;
 
@@ -82,24 +81,7 @@ impl Serve {
 
 /// Every form the registry password can take when a registry echoes the header.
 fn secret_forms(registry: &Registry) -> Vec<String> {
-    let (user, password) = (registry.username().unwrap(), registry.password().unwrap());
-    let pair = format!("{user}:{password}");
-    let mut forms = vec![password.to_string(), pair.clone()];
-    for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
-        forms.push(engine.encode(&pair));
-        forms.push(engine.encode(password));
-    }
-    forms
-}
-
-#[track_caller]
-fn assert_no_secret(forms: &[String], place: &str, text: &str) {
-    for form in forms {
-        assert!(
-            !text.contains(form.as_str()),
-            "{form:?} leaked into the {place}:\n{text}"
-        );
-    }
+    credential_forms(registry.username().unwrap(), registry.password().unwrap())
 }
 
 /// The ImageRepository `app` (scanning `image` through the proxy, with a short timeout so
@@ -202,7 +184,7 @@ impl Suite {
             .serve
             .wait_repository(&format!("{name} fails the scan"), |r| !r.readiness.ready)
             .await;
-        assert_no_secret(&self.forms, &format!("API document ({name})"), &text);
+        assert_no_leak(&self.forms, &format!("API document ({name})"), &text);
         let message = failed.readiness.message;
         for expected in expected {
             assert!(
@@ -214,8 +196,8 @@ impl Suite {
         self.proxy.clear();
         self.wait_healthy(&format!("recovery from {name}")).await;
         let policies = self.serve.get_text("/api/v1/imagepolicies").await.unwrap();
-        assert_no_secret(&self.forms, &format!("policy list ({name})"), &policies);
-        assert_no_secret(
+        assert_no_leak(&self.forms, &format!("policy list ({name})"), &policies);
+        assert_no_leak(
             &self.forms,
             &format!("log ({name})"),
             &self.serve.log_text(),
@@ -327,11 +309,11 @@ async fn huge_bodies_are_capped_with_bounded_memory() {
                 "{name}: {expected:?} not in {message}"
             );
         }
-        assert_no_secret(&suite.forms, "API document", &text);
+        assert_no_leak(&suite.forms, "API document", &text);
         suite.proxy.clear();
         suite.wait_healthy(&format!("recovery from {name}")).await;
     }
-    assert_no_secret(&suite.forms, "log", &suite.serve.log_text());
+    assert_no_leak(&suite.forms, "log", &suite.serve.log_text());
 }
 
 /// SIGTERM while a scan hangs on the registry (a 5-minute scan timeout): the process stops

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 use std::time::{Duration, Instant};
+use testbed::leaks::credential_forms;
 
 use image_reflector::reference::ImageReference;
 use image_reflector::registry::{
@@ -439,7 +440,7 @@ async fn proxy_credentials_echoed_back_are_scrubbed() {
     let c = RegistryClient::new(&transport, settings()).unwrap();
     let image = ImageReference::parse("registry.invalid:5000/team/app", true).unwrap();
     let e = c.list_tags(&image, None, TIMEOUT).await.unwrap_err();
-    assert_scrubbed(&e, &secret_forms("proxy-user", ECHO_PASSWORD));
+    assert_scrubbed(&e, &credential_forms("proxy-user", ECHO_PASSWORD));
 }
 
 /// Every HTTP response is counted by host and status code: the ping's 401 challenge, the
@@ -574,20 +575,6 @@ impl wiremock::Respond for EchoHeaders {
     }
 }
 
-/// Every form a credential can take in an echoed header: the secret, `user:secret`, and
-/// the base64 of either in both alphabets, padded or not.
-fn secret_forms(username: &str, secret: &str) -> Vec<String> {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    let pair = format!("{username}:{secret}");
-    let mut forms = vec![secret.to_string(), pair.clone()];
-    for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
-        forms.push(engine.encode(&pair));
-        forms.push(engine.encode(secret));
-    }
-    forms
-}
-
 #[track_caller]
 fn assert_scrubbed(error: &RegistryError, forms: &[String]) {
     let texts = [error.to_string(), format!("{error:?}")];
@@ -624,7 +611,7 @@ async fn basic_credentials_echoed_in_error_bodies_are_scrubbed() {
             .list_tags(&image(&server), Some(&credentials), TIMEOUT)
             .await
             .unwrap_err();
-        assert_scrubbed(&e, &secret_forms("echo-user", ECHO_PASSWORD));
+        assert_scrubbed(&e, &credential_forms("echo-user", ECHO_PASSWORD));
     }
 }
 
@@ -658,8 +645,8 @@ async fn token_service_and_bearer_echoes_are_scrubbed() {
             .list_tags(&image(&server), Some(&credentials), TIMEOUT)
             .await
             .unwrap_err();
-        let mut forms = secret_forms("echo-user", ECHO_PASSWORD);
-        forms.extend(secret_forms("", token));
+        let mut forms = credential_forms("echo-user", ECHO_PASSWORD);
+        forms.extend(credential_forms("", token));
         assert_scrubbed(&e, &forms);
     }
 }

@@ -21,6 +21,7 @@ pub mod error;
 pub mod fault_proxy;
 pub mod git;
 pub mod kube_apiserver;
+pub mod leaks;
 pub mod process;
 pub mod prometheus;
 pub mod registry;

@@ -1,5 +1,6 @@
 //! Smart HTTP: lighttpd running `git http-backend` as CGI, behind basic auth.
 
+use crate::leaks::percent_encode;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -237,17 +238,4 @@ fn path_value(path: &Path) -> Result<String> {
             "not usable in a lighttpd config string".into(),
         )
     })
-}
-
-/// Percent-encodes all but RFC 3986 unreserved characters, for URL userinfo.
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
