@@ -7,7 +7,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionVersion, CustomResourceSubresourceStatus,
     CustomResourceSubresources, JSON, JSONSchemaProps, JSONSchemaPropsOrArray,
-    JSONSchemaPropsOrBool,
+    JSONSchemaPropsOrBool, ValidationRule,
 };
 use kube::CustomResourceExt;
 use serde_json::json;
@@ -121,6 +121,18 @@ pub const CONDITION_TYPE_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-
 /// metav1.Condition's `reason` pattern.
 pub const CONDITION_REASON_PATTERN: &str = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$";
 
+/// ImagePolicy's CEL rules and messages, as Flux's CRD declares them.
+pub const IMAGE_POLICY_RULES: [(&str, &str); 2] = [
+    (
+        "!has(self.interval) || (has(self.digestReflectionPolicy) && self.digestReflectionPolicy == 'Always')",
+        "spec.interval is only accepted when spec.digestReflectionPolicy is set to 'Always'",
+    ),
+    (
+        "has(self.interval) || !has(self.digestReflectionPolicy) || self.digestReflectionPolicy != 'Always'",
+        "spec.interval must be set when spec.digestReflectionPolicy is set to 'Always'",
+    ),
+];
+
 /// Adds the validation Flux's CRDs declare and the derived schema lacks.
 fn declare_as_flux(kind: &str, root: &mut JSONSchemaProps) {
     // Flux's CRDs leave `spec` optional; ours still require it, because kube's derived types
@@ -139,6 +151,22 @@ fn declare_as_flux(kind: &str, root: &mut JSONSchemaProps) {
         if let Some(tag_count) = property(scan, &["tagCount"]) {
             tag_count.default = None;
         }
+    }
+    if kind == "ImagePolicy"
+        && let Some(spec) = property(root, &["spec"])
+    {
+        // CEL arrived in Kubernetes 1.25; older servers ignore the rules and the reflector
+        // enforces both at reconcile time with the same messages.
+        spec.x_kubernetes_validations = Some(
+            IMAGE_POLICY_RULES
+                .iter()
+                .map(|(rule, message)| ValidationRule {
+                    rule: (*rule).into(),
+                    message: Some((*message).into()),
+                    ..Default::default()
+                })
+                .collect(),
+        );
     }
     if kind == "ImageUpdateAutomation"
         && let Some(selector) = property(root, &["spec", "policySelector"])

@@ -200,3 +200,56 @@ async fn policy_selector_is_replaced_whole_by_server_side_apply() {
         );
     }
 }
+
+/// Kubernetes 1.20 has no CEL: it serves the ImagePolicy CRD that carries Flux's rules,
+/// drops the rules, and accepts a policy breaking them, which the reflector then stalls
+/// (see the image-reflector's policy controller tests).
+#[tokio::test]
+async fn kubernetes_1_20_ignores_the_image_policy_cel_rules() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let server = KubeApiServer::start().await.unwrap();
+    let client = server.admin_client().await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let stored = crds
+        .get("imagepolicies.image.toolkit.fluxcd.io")
+        .await
+        .unwrap();
+    // kubectl's last-applied annotation still has them; the served schema does not.
+    let text = serde_json::to_string(&stored.spec).unwrap();
+    assert!(text.contains("digestReflectionPolicy"), "{text}");
+    assert!(!text.contains("x-kubernetes-validations"), "{text}");
+    let generated = api_types::crd::reflector_crds();
+    assert!(
+        serde_json::to_string(&generated)
+            .unwrap()
+            .contains("x-kubernetes-validations")
+    );
+    for version in VERSIONS {
+        let policies = api(&client, version, "ImagePolicy", "imagepolicies");
+        for (name, extra) in [
+            (
+                format!("interval-only-{version}"),
+                json!({"interval": "5m"}),
+            ),
+            (
+                format!("always-only-{version}"),
+                json!({"digestReflectionPolicy": "Always"}),
+            ),
+        ] {
+            let mut spec = json!({
+                "imageRepositoryRef": {"name": "app"},
+                "policy": {"semver": {"range": "1.x"}},
+            });
+            for (key, value) in extra.as_object().unwrap() {
+                spec[key] = value.clone();
+            }
+            policies
+                .create(
+                    &PostParams::default(),
+                    &object(version, "ImagePolicy", &name, Some(spec)),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{version} {name}: {e}"));
+        }
+    }
+}
