@@ -7,7 +7,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionVersion,
     CustomResourceSubresourceStatus, CustomResourceSubresources, JSON, JSONSchemaProps,
-    JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    JSONSchemaPropsOrArray, JSONSchemaPropsOrBool, ValidationRule,
 };
 use kube::CustomResourceExt;
 use serde_json::json;
@@ -89,6 +89,7 @@ fn image_crd(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     };
     if let Some(root) = root_schema(&mut storage) {
         make_portable(root);
+        declare_as_flux(&kind, root);
     }
     if let Some(status) = root_schema(&mut storage).and_then(|root| {
         root.properties
@@ -141,6 +142,111 @@ fn legacy_printer_columns(kind: &str) -> Option<Vec<CustomResourceColumnDefiniti
             })
             .collect(),
     )
+}
+
+/// metav1.Condition's kubebuilder markers, which k8s-openapi's schema leaves out.
+pub const CONDITION_TYPE_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$";
+/// metav1.Condition's `reason` pattern.
+pub const CONDITION_REASON_PATTERN: &str = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$";
+
+/// ImagePolicy's CEL rules and messages, as Flux's CRD declares them.
+pub const IMAGE_POLICY_RULES: [(&str, &str); 2] = [
+    (
+        "!has(self.interval) || (has(self.digestReflectionPolicy) && self.digestReflectionPolicy == 'Always')",
+        "spec.interval is only accepted when spec.digestReflectionPolicy is set to 'Always'",
+    ),
+    (
+        "has(self.interval) || !has(self.digestReflectionPolicy) || self.digestReflectionPolicy != 'Always'",
+        "spec.interval must be set when spec.digestReflectionPolicy is set to 'Always'",
+    ),
+];
+
+/// Adds the validation Flux's CRDs declare and the derived schema lacks.
+fn declare_as_flux(kind: &str, root: &mut JSONSchemaProps) {
+    // Flux's CRDs leave `spec` optional; ours still require it, because kube's derived types
+    // cannot deserialise an object without one and a single such object would break the
+    // controllers' watch of every object of its kind.
+    if let Some(conditions) = property(root, &["status", "conditions"])
+        && let Some(JSONSchemaPropsOrArray::Schema(item)) = conditions.items.as_mut()
+    {
+        declare_condition(item);
+    }
+    if kind == "ImageRepository"
+        && let Some(scan) = property(root, &["status", "lastScanResult"])
+    {
+        // Required and not defaulted, or the default would satisfy the requirement.
+        scan.required = Some(vec!["tagCount".into()]);
+        if let Some(tag_count) = property(scan, &["tagCount"]) {
+            tag_count.default = None;
+        }
+    }
+    if kind == "ImagePolicy"
+        && let Some(spec) = property(root, &["spec"])
+    {
+        // CEL arrived in Kubernetes 1.25; older servers ignore the rules and the reflector
+        // enforces both at reconcile time with the same messages.
+        spec.x_kubernetes_validations = Some(
+            IMAGE_POLICY_RULES
+                .iter()
+                .map(|(rule, message)| ValidationRule {
+                    rule: (*rule).into(),
+                    message: Some((*message).into()),
+                    ..Default::default()
+                })
+                .collect(),
+        );
+    }
+    if kind == "ImageUpdateAutomation"
+        && let Some(selector) = property(root, &["spec", "policySelector"])
+    {
+        // As metav1.LabelSelector declares it: server-side apply replaces it whole.
+        selector.x_kubernetes_map_type = Some("atomic".into());
+        if let Some(expressions) = property(selector, &["matchExpressions"]) {
+            expressions.x_kubernetes_list_type = Some("atomic".into());
+            if let Some(JSONSchemaPropsOrArray::Schema(item)) = expressions.items.as_mut()
+                && let Some(values) = property(item, &["values"])
+            {
+                values.x_kubernetes_list_type = Some("atomic".into());
+            }
+        }
+    }
+}
+
+fn declare_condition(condition: &mut JSONSchemaProps) {
+    if let Some(type_) = property(condition, &["type"]) {
+        type_.pattern = Some(CONDITION_TYPE_PATTERN.into());
+        type_.max_length = Some(316);
+    }
+    if let Some(reason) = property(condition, &["reason"]) {
+        reason.pattern = Some(CONDITION_REASON_PATTERN.into());
+        reason.min_length = Some(1);
+        reason.max_length = Some(1024);
+    }
+    if let Some(message) = property(condition, &["message"]) {
+        message.max_length = Some(32768);
+    }
+    if let Some(status) = property(condition, &["status"]) {
+        status.enum_ = Some(
+            ["True", "False", "Unknown"]
+                .map(|value| JSON(json!(value)))
+                .to_vec(),
+        );
+    }
+    if let Some(generation) = property(condition, &["observedGeneration"]) {
+        generation.minimum = Some(0.0);
+    }
+    if let Some(time) = property(condition, &["lastTransitionTime"]) {
+        time.format = Some("date-time".into());
+    }
+}
+
+/// The schema at `path` below `schema`, following `properties`.
+fn property<'a>(schema: &'a mut JSONSchemaProps, path: &[&str]) -> Option<&'a mut JSONSchemaProps> {
+    let mut at = schema;
+    for name in path {
+        at = at.properties.as_mut()?.get_mut(*name)?;
+    }
+    Some(at)
 }
 
 /// Rewrites what the derived schema says in ways older API servers reject (the testbed

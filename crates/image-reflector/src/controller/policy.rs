@@ -508,6 +508,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn interval_without_always_stalls_with_the_crd_rule_message() {
+        // The CRD's CEL rule, which Kubernetes before 1.25 does not enforce.
+        let fx = Fixture::new();
+        let mut pol = semver_policy("p", "app", "1.0.x");
+        pol.spec.digest_reflection_policy = ReflectionPolicy::IfNotPresent;
+        pol.spec.interval = Some("5m".into());
+        let out = reconcile_policy(&pol, &fx.deps(), at(1000)).await;
+        assert_eq!(
+            ready_of(&out.status),
+            (
+                "False".into(),
+                "InvalidPolicy".into(),
+                api_types::crd::IMAGE_POLICY_RULES[0].1.into()
+            )
+        );
+        let stalled = find_condition(&out.status.conditions, "Stalled").unwrap();
+        assert_eq!(stalled.reason, "InvalidPolicy");
+        assert_eq!(out.next(), Next::OnChange);
+    }
+
+    #[tokio::test]
     async fn always_without_interval_stalls_with_exact_message() {
         // 7.2 #50.
         let fx = Fixture::new();

@@ -51,7 +51,7 @@ pub fn digest_action(
 pub enum IntervalError {
     #[error("spec.interval must be set when spec.digestReflectionPolicy is set to 'Always'")]
     NotConfigured,
-    #[error("spec.interval is only allowed when spec.digestReflectionPolicy is set to 'Always'")]
+    #[error("spec.interval is only accepted when spec.digestReflectionPolicy is set to 'Always'")]
     NotAllowed,
     #[error("spec.interval: {0}")]
     Invalid(InvalidDuration),
@@ -216,5 +216,17 @@ mod tests {
         spec.digest_reflection_policy = IfNotPresent;
         spec.interval = Some("5m".into());
         assert_eq!(requeue_interval(&spec), Err(IntervalError::NotAllowed));
+    }
+
+    /// Kubernetes before 1.25 ignores the CRD's CEL rules, so the reflector enforces them
+    /// and must answer with the very messages the CRD declares.
+    #[test]
+    fn interval_errors_say_what_the_crd_rules_say() {
+        let [only_always, always_needs_interval] = api_types::crd::IMAGE_POLICY_RULES;
+        assert_eq!(IntervalError::NotAllowed.to_string(), only_always.1);
+        assert_eq!(
+            IntervalError::NotConfigured.to_string(),
+            always_needs_interval.1
+        );
     }
 }
