@@ -330,10 +330,13 @@ async fn missing_ref_and_semver_fail_typed() {
     let err = run(&cache, &req, |d| set_tag(d, "1.2.3", "1.2.4"))
         .await
         .unwrap_err();
+    // No tag at all: retried like Flux's "no match found for semver" (a tag may come).
     assert!(
-        matches!(err, GitError::Unsupported(_)) && err.is_stall(),
+        matches!(err, GitError::RefNotFound(ref m) if m.contains("spec.ref.semver") && m.contains(">=1.0.0")),
         "{err:?}"
     );
+    assert!(!err.is_stall());
+    assert_eq!(err.flux_reason(), "GitOperationFailed");
 
     // A tag checkout gives no push branch: a clear stalled error.
     let tag = GitRef {
@@ -383,6 +386,93 @@ async fn tag_and_commit_checkouts_push_to_a_branch() {
         ..GitRef::default()
     };
     push_to_new_branch(&cache, &server, commit, "from-commit", "1.2.9", &seeded).await;
+}
+
+#[tokio::test]
+async fn semver_checkout_takes_the_highest_tag_in_range() {
+    let (server, seeded) = http_fleet().await;
+    let repos = server.repos();
+    let tag = |args: &[&str]| {
+        let (ok, o) = output(repos.git("fleet").unwrap().arg("tag").args(args));
+        assert!(ok, "{o}");
+    };
+    let commit = |text: &str| {
+        repos
+            .commit_files("fleet", "main", &[("README.md", text)], "Release\n")
+            .unwrap()
+    };
+    tag(&["v1.0.0", &seeded]);
+    let v1_2 = commit("1.2\n");
+    tag(&["v1.2.0", &v1_2]);
+    let v1_10 = commit("1.10\n");
+    tag(&["-a", "-m", "release", "v1.10.0", &v1_10]);
+    let rc = commit("2.0 rc\n");
+    tag(&["v2.0.0-rc.1", &rc]);
+    tag(&["latest", &rc]);
+    tag(&["v1.11", &rc]);
+    let (_storage, cache) = new_cache();
+
+    let in_range = GitRef {
+        semver: Some(">=1.0.0 <2.0.0".into()),
+        ..GitRef::default()
+    };
+    // v1.10.0 (annotated), not v1.2.0 (lexical), v2.0.0-rc.1 (outside), latest or v1.11
+    // (no version for Flux).
+    push_to_new_branch(
+        &cache,
+        &server,
+        in_range.clone(),
+        "from-semver",
+        "1.2.4",
+        &v1_10,
+    )
+    .await;
+    assert_eq!(
+        repos.head_commit("fleet", "main").unwrap(),
+        Some(rc.clone())
+    );
+
+    // As for a tag, Flux infers no push branch from a semver ref.
+    let req = request(http_spec(&server, "fleet"), in_range, PushSpec::default());
+    let err = run(&cache, &req, |d| set_tag(d, "1.2.3", "1.2.5"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GitError::InvalidConfig(ref m) if m.contains("push spec not provided")),
+        "{err:?}"
+    );
+
+    let push = PushSpec {
+        branch: Some("from-semver".into()),
+        ..PushSpec::default()
+    };
+    let none = GitRef {
+        semver: Some(">=3.0.0".into()),
+        ..GitRef::default()
+    };
+    let req = request(http_spec(&server, "fleet"), none, push.clone());
+    let err = run(&cache, &req, |d| set_tag(d, "1.2.3", "1.2.5"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GitError::RefNotFound(ref m) if m.contains("spec.ref.semver") && m.contains(">=3.0.0")),
+        "{err:?}"
+    );
+    assert_eq!(err.flux_reason(), "GitOperationFailed");
+
+    let invalid = GitRef {
+        semver: Some(">=1.0.0 <<2".into()),
+        ..GitRef::default()
+    };
+    let req = request(http_spec(&server, "fleet"), invalid, push);
+    let err = run(&cache, &req, |d| set_tag(d, "1.2.3", "1.2.5"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GitError::InvalidConfig(ref m) if m.contains("spec.ref.semver")),
+        "{err:?}"
+    );
+    assert!(err.is_stall());
 }
 
 /// Checks out `checkout` (which resolves to `seeded`) and pushes the update of 1.2.3 to

@@ -13,7 +13,7 @@ pub enum GitError {
     /// The spec cannot work as written (no push branch can be inferred...).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
-    /// A feature this implementation does not have (semver checkout).
+    /// A feature this implementation does not have.
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// The server refused the credentials.

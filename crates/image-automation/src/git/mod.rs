@@ -129,11 +129,39 @@ impl Checkout {
                 branch: Some(b), ..
             } => Ok((format!("refs/heads/{b}"), b.clone())),
             Self::Commit { branch: None, .. } => Ok(("HEAD".into(), String::new())),
-            Self::Semver(s) => Err(GitError::Unsupported(format!(
-                "checkout by semver range {s:?} is not supported; use a branch, tag, name or commit"
+            // Resolved to a tag by `LockedRepo::resolve_semver` before any fetch.
+            Self::Semver(s) => Err(GitError::InvalidConfig(format!(
+                "spec.ref.semver {s:?} must be resolved to a tag first"
             ))),
         }
     }
+}
+
+/// Parses `spec.ref.semver` as a Masterminds constraint; a bad range stalls.
+fn semver_constraint(range: &str) -> Result<semver_range::Constraint, GitError> {
+    semver_range::Constraint::parse(range).map_err(|e| {
+        GitError::InvalidConfig(format!(
+            "spec.ref.semver: invalid semver range {range:?}: {e}"
+        ))
+    })
+}
+
+/// The tag Flux's semver checkout picks: the highest version (fluxcd/pkg
+/// `version.ParseVersion`) inside `constraint`; tags that are no version are skipped.
+/// Flux breaks ties between equal versions (differing in build metadata only) by commit
+/// time; without fetching every candidate we take the bytewise-highest name, so the
+/// choice is at least deterministic.
+fn highest_matching_tag<'t>(
+    constraint: &semver_range::Constraint,
+    tags: impl IntoIterator<Item = &'t str>,
+) -> Option<&'t str> {
+    tags.into_iter()
+        .filter_map(|tag| {
+            let version = semver_range::Version::parse_tag(tag).ok()?;
+            constraint.matches(&version).then_some((version, tag))
+        })
+        .max_by(|(a, a_tag), (b, b_tag)| a.precedence(b).then_with(|| a_tag.cmp(b_tag)))
+        .map(|(_, tag)| tag)
 }
 
 /// The remote and how to reach it (GitRepository `url`, secret, `timeout`). `Debug`
@@ -598,7 +626,7 @@ impl LockedRepo<'_> {
         also_branch: Option<&str>,
     ) -> Result<CheckedOut, GitError> {
         let s = self.session()?;
-        let target = checkout.checkout();
+        let target = self.resolve_semver(checkout.checkout())?;
         let (remote_ref, label) = target.remote_ref()?;
         let mut refs = vec![remote_ref.clone()];
         if let Some(b) = also_branch {
@@ -732,6 +760,24 @@ impl LockedRepo<'_> {
             s.push(&spec, refspec, false, &options)?;
         }
         Ok(())
+    }
+
+    /// A semver checkout becomes a checkout of the highest remote tag in its range, as
+    /// Flux's does; other checkouts are returned as they are.
+    fn resolve_semver(&self, target: Checkout) -> Result<Checkout, GitError> {
+        let Checkout::Semver(range) = target else {
+            return Ok(target);
+        };
+        let constraint = semver_constraint(&range)?;
+        let tags = self.session()?.ls_tags()?;
+        highest_matching_tag(&constraint, tags.iter().map(String::as_str))
+            .map(|tag| Checkout::Tag(tag.to_string()))
+            .ok_or_else(|| {
+                GitError::RefNotFound(format!(
+                    "spec.ref.semver: no tag matches semver range {range:?} ({} tags on the remote)",
+                    tags.len()
+                ))
+            })
     }
 
     /// The remote commit of the checkout ref.
@@ -902,6 +948,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn semver_checkout_picks_the_highest_matching_tag() {
+        let tags = [
+            "v1.0.0",
+            "v1.2.0",
+            "v2.0.0-rc.1",
+            "v1.10.0",
+            "latest",
+            "v1.9",
+            "release-1.11.0",
+        ];
+        let pick = |range: &str| {
+            let constraint = semver_constraint(range).map_err(|e| e.to_string())?;
+            Ok::<_, String>(highest_matching_tag(&constraint, tags))
+        };
+        // Numeric, not lexical: v1.10.0 > v1.2.0; the pre-release of 2.0.0 is outside.
+        assert_eq!(pick(">=1.0.0 <2.0.0"), Ok(Some("v1.10.0")));
+        assert_eq!(pick("~1.2"), Ok(Some("v1.2.0")));
+        // Pre-releases only match a range that names one (Masterminds).
+        assert_eq!(pick(">=2.0.0-0"), Ok(Some("v2.0.0-rc.1")));
+        assert_eq!(pick(">=3.0.0"), Ok(None));
+        // Equal precedence (build metadata): a deterministic choice.
+        let constraint = semver_constraint("1.x").map_err(|e| e.to_string());
+        assert_eq!(
+            constraint.map(|c| highest_matching_tag(&c, ["1.0.0+b", "1.0.0+a"])),
+            Ok(Some("1.0.0+b"))
+        );
+        let bad = semver_constraint("not a range");
+        assert!(
+            matches!(&bad, Err(e @ GitError::InvalidConfig(m)) if e.is_stall() && m.contains("spec.ref.semver")),
+            "{bad:?}"
+        );
+    }
+
+    #[test]
     fn checkout_precedence() {
         let all = GitRef {
             branch: Some("b".into()),
@@ -931,7 +1011,7 @@ mod tests {
         assert_eq!(no_tag.checkout(), Checkout::Semver("1.x".into()));
         assert!(matches!(
             no_tag.checkout().remote_ref(),
-            Err(GitError::Unsupported(_))
+            Err(GitError::InvalidConfig(_))
         ));
         let branch = GitRef {
             semver: None,

@@ -327,6 +327,34 @@ impl Session {
             .collect())
     }
 
+    /// ls-remote of `refs/tags/*`: the tag names (without `refs/tags/`, peeled entries
+    /// once), for a semver checkout.
+    pub(crate) fn ls_tags(&self) -> Result<Vec<String>, GitError> {
+        let remote = self
+            .repo
+            .remote_at(self.url.as_str())
+            .map_err(|e| GitError::InvalidConfig(self.secrets.scrub(&format!("invalid URL: {e}"))))?
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs(["refs/tags/*:refs/tags/*"], Direction::Fetch)
+            .map_err(|e| GitError::InvalidConfig(format!("invalid ref: {e}")))?;
+        let conn = self.connect(&remote)?;
+        let (map, _) = conn
+            .ref_map(gix::progress::Discard, Default::default())
+            .map_err(|e| self.gix_error(&e, false))?;
+        let mut tags: Vec<String> = map
+            .remote_refs
+            .iter()
+            .filter_map(|r| {
+                let (name, _) = remote_ref_parts(r);
+                let tag = name.strip_prefix(b"refs/tags/")?;
+                std::str::from_utf8(tag).ok().map(str::to_string)
+            })
+            .collect();
+        tags.sort_unstable();
+        tags.dedup();
+        Ok(tags)
+    }
+
     /// Fetches `remote_refs` into their [`tracking_ref`]s. Fails with `RefNotFound` when
     /// `remote_refs[0]` is missing; the others are optional. Returns which exist, and
     /// the time the fetch took and the pack bytes it received.

@@ -38,7 +38,8 @@ pub mod alphabetical;
 pub mod digest;
 pub mod filter;
 pub mod numerical;
-pub mod semver;
+/// Shared with image-automation's `ref.semver` checkout, so it lives in its own crate.
+pub use semver_range as semver;
 
 use std::cmp::Ordering;
 use std::fmt;
