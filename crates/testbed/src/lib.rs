@@ -12,6 +12,8 @@
 //! - [`git::GitHttpServer`] and [`git::GitSshServer`]: smart HTTP and SSH git remotes.
 //! - [`fault_proxy::FaultProxy`]: a loopback HTTP proxy with switchable faults (delay, hang,
 //!   reset, truncate, 429/5xx, echoed headers, huge bodies) for the registry or git server.
+//! - [`socks5::Socks5Proxy`]: a loopback SOCKS5 proxy with username/password auth that
+//!   records what it relays.
 //! - [`prometheus::Prometheus`]: a Prometheus server scraping given targets.
 //! - [`controllers`] and [`wait`]: test helpers that start our controllers against these
 //!   and poll until a condition holds.
@@ -27,6 +29,7 @@ pub mod prometheus;
 pub mod registry;
 pub mod seed;
 pub mod slow_client;
+pub mod socks5;
 pub mod tls;
 pub mod tools;
 pub mod wait;

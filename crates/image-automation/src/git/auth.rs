@@ -51,7 +51,7 @@ pub struct GitAuth {
     pub(crate) proxy: Option<ProxyAuth>,
 }
 
-/// An HTTP(S) proxy from a GitRepository's `proxySecretRef`.
+/// An HTTP(S) or SOCKS5 proxy from a GitRepository's `proxySecretRef`.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct ProxyAuth {
     /// `scheme://host[:port]`, without credentials.
@@ -226,7 +226,7 @@ impl GitAuth {
     }
 
     /// Adds the proxy of a `proxySecretRef` Secret (Flux's keys: `address`, required, an
-    /// `http` or `https` URL; optional `username` and `password`). It applies to HTTP(S)
+    /// `http`, `https`, `socks5` or `socks5h` URL; optional `username` and `password`). It applies to HTTP(S)
     /// remotes, to gix's fetches and the git CLI's push alike, and replaces any proxy
     /// from the environment.
     pub fn with_proxy_secret(
@@ -257,15 +257,12 @@ impl GitAuth {
         let mut parsed = reqwest::Url::parse(&address)
             .map_err(|_| GitError::InvalidSecret("proxy 'address' is not a valid URL".into()))?;
         match parsed.scheme() {
-            "http" | "https" => {}
-            "socks5" => {
-                return Err(GitError::Unsupported(
-                    "socks5 proxies are not supported for Git; use an http or https proxy".into(),
-                ));
-            }
+            // socks5 resolves the Git host locally, socks5h through the proxy; gix's
+            // reqwest and git's libcurl both speak them, with RFC 1929 credentials.
+            "http" | "https" | "socks5" | "socks5h" => {}
             other => {
                 return Err(GitError::InvalidSecret(format!(
-                    "proxy 'address' has the unsupported scheme {other:?} (http, https or socks5)"
+                    "proxy 'address' has the unsupported scheme {other:?} (http, https, socks5 or socks5h)"
                 )));
             }
         }
@@ -690,10 +687,28 @@ mod tests {
             with(&[("address", "ftp://p:1")]),
             Err(GitError::InvalidSecret(_))
         ));
-        assert!(matches!(
-            with(&[("address", "socks5://p:1080")]),
-            Err(GitError::Unsupported(_))
-        ));
+        let socks = with(&[
+            ("address", "socks5://p:1080"),
+            ("username", "u"),
+            ("password", "so cks@5"),
+        ])
+        .unwrap();
+        assert_eq!(
+            socks
+                .proxy
+                .as_ref()
+                .unwrap()
+                .url_with_credentials()
+                .expose(),
+            "socks5://u:so%20cks%405@p:1080"
+        );
+        let scrubbed = socks
+            .secrets(url)
+            .scrub("socks5://u:so%20cks%405@p:1080 so cks@5");
+        assert!(
+            !scrubbed.contains("so cks") && !scrubbed.contains("so%20cks"),
+            "{scrubbed}"
+        );
         assert!(matches!(
             with(&[("address", "http://p:3128"), ("password", "x")]),
             Err(GitError::InvalidSecret(_))

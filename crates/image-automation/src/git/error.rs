@@ -104,6 +104,9 @@ pub(crate) fn classify(text: &str) -> Class {
         "http status 407",
         "returned error: 407",
         "proxy authentication required",
+        // SOCKS5 (RFC 1929) refusals: reqwest's, then libcurl's (git push).
+        "socks error: credentials not accepted",
+        "rejected by the socks5 server",
     ]) {
         Class::ProxyAuth
     } else if any(&[
@@ -181,6 +184,16 @@ mod tests {
         assert_eq!(
             classify(
                 "fatal: unable to access 'http://h/r.git/': The requested URL returned error: 407"
+            ),
+            Class::ProxyAuth
+        );
+        assert_eq!(
+            classify("error connecting to socks proxy: SOCKS error: credentials not accepted"),
+            Class::ProxyAuth
+        );
+        assert_eq!(
+            classify(
+                "fatal: unable to access 'http://h/r.git/': User was rejected by the SOCKS5 server (1 1)."
             ),
             Class::ProxyAuth
         );
