@@ -164,6 +164,7 @@ fn main() -> ExitCode {
         author,
         signing: None,
         max_attempts: 1,
+        sparse: None,
     };
     let file = "apps/d000/f00000.yaml";
     cache
