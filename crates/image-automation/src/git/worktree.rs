@@ -947,6 +947,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sparse_path_is_cleaned_like_flux_and_matches_whole_components() {
+        assert_eq!(
+            sparse_path("./clusters//prod/").as_deref(),
+            Some("clusters/prod")
+        );
+        assert_eq!(sparse_path("/a/../b/./c").as_deref(), Some("b/c"));
+        assert_eq!(sparse_path("../../x").as_deref(), Some("x"));
+        for root in ["", ".", "./", "/", "a/..", "../.."] {
+            assert_eq!(sparse_path(root), None, "{root:?} is the whole tree");
+        }
+        assert!(in_sparse_set("clusters/prod", "clusters/prod"));
+        assert!(in_sparse_set("clusters/prod/a.yaml", "clusters/prod"));
+        assert!(!in_sparse_set(
+            "clusters/production/a.yaml",
+            "clusters/prod"
+        ));
+        assert!(!in_sparse_set("clusters", "clusters/prod"));
+    }
+
+    #[test]
     fn state_lines_round_trip() {
         let e = Entry {
             path: "a dir/we\\ird\nname.yaml".into(),
