@@ -4,7 +4,9 @@
 //!
 //! - warm: "apply a change" → pushed commit with a warm cache, vs `git fetch` +
 //!   `git commit` + `git push` in a warm clone (goal ≤ 1.5x);
-//! - cold: fetch into an empty cache + checkout, vs `git clone --depth 1` (goal ≤ 1.2x).
+//! - cold: fetch into an empty cache + checkout, vs `git clone --depth 1` (goal ≤ 1.2x);
+//! - sparse (Flux's `GitSparseCheckout`, `update.path` = one directory of 100 files):
+//!   cold checkout and warm run against the full ones (reported, no goal).
 //!
 //! Run with `cargo bench -p image-automation --bench git`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -145,6 +147,21 @@ fn main() -> ExitCode {
     }
     let (cold_ours, cold_cli) = (median(ours), median(cli));
 
+    // Cold sparse: the same, with only `apps/d000` (100 of the 20,000 files) on disk.
+    let sparse_path = "apps/d000";
+    let mut sparse = Vec::new();
+    for i in 0..RUNS {
+        let cache = GitCache::new(scratch.path().join(format!("cold-sparse-{i}")));
+        let t = Instant::now();
+        let repo = cache.open(&spec).unwrap();
+        let co = repo
+            .checkout_sparse(&GitRef::branch("main"), None, Some(sparse_path))
+            .unwrap();
+        sparse.push(t.elapsed());
+        assert_eq!(co.prepared.written, FILES / 200);
+    }
+    let cold_sparse = median(sparse);
+
     // Warm: a cache and a CLI clone that have seen the repository before.
     let cache = GitCache::new(scratch.path().join("warm"));
     let clone = scratch.path().join("cli-warm");
@@ -164,6 +181,7 @@ fn main() -> ExitCode {
         author,
         signing: None,
         max_attempts: 1,
+        sparse: None,
     };
     let file = "apps/d000/f00000.yaml";
     cache
@@ -205,6 +223,32 @@ fn main() -> ExitCode {
     }
     let (warm_ours, warm_cli) = (median(ours), median(cli));
 
+    // Warm sparse: the same runs with only `apps/d000` checked out.
+    let sparse_request = UpdateRequest {
+        sparse: Some(sparse_path.into()),
+        ..request.clone()
+    };
+    let mut sparse = Vec::new();
+    for i in 0..=RUNS {
+        let t = Instant::now();
+        let out = cache
+            .update_and_push(&sparse_request, &mut |d| {
+                std::fs::write(d.join(file), format!("sparse {i}\n"))?;
+                Ok(Some(Written {
+                    message: format!("sparse {i}"),
+                    files: vec![file.into()],
+                    originals: Vec::new(),
+                }))
+            })
+            .unwrap();
+        assert!(out.pushed.is_some());
+        // The first run is the sparse worktree's own first checkout.
+        if i > 0 {
+            sparse.push(t.elapsed());
+        }
+    }
+    let warm_sparse = median(sparse);
+
     let warm = warm_ours.as_secs_f64() / warm_cli.as_secs_f64();
     let cold = cold_ours.as_secs_f64() / cold_cli.as_secs_f64();
     println!(
@@ -212,6 +256,12 @@ fn main() -> ExitCode {
     );
     println!(
         "git cold: ours {cold_ours:?} vs git clone --depth 1 {cold_cli:?}: ratio {cold:.2} (goal <= 1.2)"
+    );
+    println!(
+        "git sparse ({sparse_path}, {} of {FILES} files): cold {cold_sparse:?} vs full {cold_ours:?} ({:.1}x faster), warm {warm_sparse:?} vs full {warm_ours:?} ({:.1}x faster)",
+        FILES / 200,
+        cold_ours.as_secs_f64() / cold_sparse.as_secs_f64(),
+        warm_ours.as_secs_f64() / warm_sparse.as_secs_f64(),
     );
     if warm <= 1.5 && cold <= 1.2 {
         ExitCode::SUCCESS

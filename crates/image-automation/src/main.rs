@@ -79,6 +79,11 @@ struct ServeArgs {
     /// (RemovedTemplateField, nothing pushed).
     #[arg(long, value_enum, default_value = "render", value_name = "MODE")]
     removed_template_fields: RemovedTemplateFields,
+    /// Flux's feature gates, `Name=bool` separated by commas. Only `GitSparseCheckout`
+    /// (default false: check out only `update.path`) can be set; the other Flux gates are
+    /// fixed at Flux's defaults.
+    #[arg(long, value_name = "GATES", default_value = "", value_parser = feature_gates)]
+    feature_gates: FeatureGates,
     #[arg(long, value_enum, default_value = "info")]
     log_level: LogLevel,
     #[arg(long, value_enum, default_value = "console")]
@@ -98,6 +103,33 @@ impl From<RemovedTemplateFields> for RemovedFields {
             RemovedTemplateFields::Stall => RemovedFields::Stall,
         }
     }
+}
+
+/// The `--feature-gates` this implementation has.
+#[derive(Debug, Clone, Copy, Default)]
+struct FeatureGates {
+    sparse_checkout: bool,
+}
+
+fn feature_gates(text: &str) -> Result<FeatureGates, String> {
+    let mut gates = FeatureGates::default();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, value) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} is not Name=true|false"))?;
+        let value: bool = value
+            .parse()
+            .map_err(|_| format!("{name}: {value:?} is not true or false"))?;
+        match name {
+            "GitSparseCheckout" => gates.sparse_checkout = value,
+            _ => {
+                return Err(format!(
+                    "unsupported feature gate {name:?} (only GitSparseCheckout)"
+                ));
+            }
+        }
+    }
+    Ok(gates)
 }
 
 fn go_duration(text: &str) -> Result<Duration, String> {
@@ -142,6 +174,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             enable_leader_election: args.enable_leader_election,
             leader_election_lease_duration: args.leader_election_lease_duration,
             removed_template_fields: args.removed_template_fields.into(),
+            sparse_checkout: args.feature_gates.sparse_checkout,
         };
         return match runtime() {
             Ok(runtime) => {
@@ -162,6 +195,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         no_cross_namespace_refs: args.no_cross_namespace_refs,
         backoff,
         removed_template_fields: args.removed_template_fields.into(),
+        sparse_checkout: args.feature_gates.sparse_checkout,
     };
     let runtime = match runtime() {
         Ok(r) => r,

@@ -83,6 +83,8 @@ pub struct ServeOptions {
     pub backoff: RetryBackoff,
     /// `--removed-template-fields`.
     pub removed_template_fields: RemovedFields,
+    /// `--feature-gates=GitSparseCheckout=true`.
+    pub sparse_checkout: bool,
 }
 
 /// The options of `serve` in Kubernetes mode.
@@ -99,6 +101,8 @@ pub struct KubeServeOptions {
     pub leader_election_lease_duration: Duration,
     /// `--removed-template-fields`.
     pub removed_template_fields: RemovedFields,
+    /// `--feature-gates=GitSparseCheckout=true`.
+    pub sparse_checkout: bool,
 }
 
 /// Why `serve` could not run.
@@ -222,6 +226,7 @@ fn reconciler(
     storage_path: &std::path::Path,
     no_cross_namespace_refs: bool,
     removed_template_fields: RemovedFields,
+    sparse_checkout: bool,
 ) -> Result<Reconciler<ReflectorClient>, ServeError> {
     std::fs::create_dir_all(storage_path).map_err(|source| ServeError::Storage {
         path: storage_path.display().to_string(),
@@ -233,6 +238,7 @@ fn reconciler(
         options: ReconcilerOptions {
             no_cross_namespace_refs,
             removed_template_fields,
+            sparse_checkout,
             ..ReconcilerOptions::default()
         },
     })
@@ -247,6 +253,7 @@ pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, 
         &opts.storage_path,
         opts.no_cross_namespace_refs,
         opts.removed_template_fields,
+        opts.sparse_checkout,
     )?;
     let mut summary = Summary {
         automations: Vec::new(),
@@ -374,6 +381,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         &opts.storage_path,
         opts.no_cross_namespace_refs,
         opts.removed_template_fields,
+        opts.sparse_checkout,
     )?);
     let metrics = Metrics::new()?;
     let ready = Arc::new(AtomicBool::new(false));
@@ -559,6 +567,7 @@ pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
         &opts.storage_path,
         opts.no_cross_namespace_refs,
         opts.removed_template_fields,
+        opts.sparse_checkout,
     )?);
     let metrics = Metrics::new()?;
     let ready = Arc::new(AtomicBool::new(false));

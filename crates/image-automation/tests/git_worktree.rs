@@ -422,3 +422,108 @@ async fn only_the_written_files_are_committed() {
         );
     }
 }
+
+/// The base tree's paths at or under `prefix`.
+fn under(
+    files: &BTreeMap<String, (bool, bool, Vec<u8>)>,
+    prefix: &str,
+) -> BTreeMap<String, (bool, bool, Vec<u8>)> {
+    files
+        .iter()
+        .filter(|(p, _)| p.starts_with(&format!("{prefix}/")))
+        .map(|(p, v)| (p.clone(), v.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn sparse_checkout_materialises_only_the_update_path_and_commits_the_whole_tree() {
+    let (server, seeded) = http_fleet().await;
+    let repos = server.repos();
+    let (_storage, cache) = new_cache();
+    let spec = http_spec(&server, "fleet");
+    let main = GitRef::branch("main");
+    let base = tree_in_git(repos, "fleet", &seeded);
+    let sparse = "clusters/prod";
+    assert!(
+        base.keys().any(|p| !p.starts_with("clusters/prod/")),
+        "the fixture has files outside the update path"
+    );
+    let mut req = request(spec.clone(), main.clone(), PushSpec::default());
+    req.sparse = image_automation::git::sparse_path("./clusters//prod/");
+    assert_eq!(req.sparse.as_deref(), Some(sparse));
+
+    // The update sees only the update path, exactly as the base commit has it.
+    let expected = under(&base, sparse);
+    let out = run(&cache, &req, move |d| {
+        assert_eq!(tree_on_disk(d), expected);
+        set_tag(d, "1.2.3", "1.2.4")
+    })
+    .await
+    .unwrap();
+    let pushed = out.pushed.unwrap();
+    // The pushed tree is the base tree with only the marker changed (`git ls-tree -r`).
+    assert_only_tag_changed(repos, "fleet", &seeded, &pushed.commit, "1.2.3", "1.2.4");
+    let mut after = tree_in_git(repos, "fleet", &pushed.commit);
+    let mut before = base.clone();
+    assert_ne!(after.remove(FILE), before.remove(FILE));
+    assert_eq!(after, before, "every other path of the base tree is intact");
+
+    // Someone edits a file outside the update path; junk and an edit land in the
+    // worktree, inside and outside it. Verification looks at the sparse set only: the
+    // edit inside is restored, junk removed, and nothing outside is written.
+    let theirs = remote_edit(repos, "fleet", |d| {
+        std::fs::write(d.join("README.md"), "# fleet\n\nedited by a human\n").unwrap();
+    });
+    let root = {
+        let locked = cache.open(&spec).unwrap();
+        let co = locked
+            .checkout_sparse(&main, None, req.sparse.as_deref())
+            .unwrap();
+        co.worktree.path().to_path_buf()
+    };
+    std::fs::write(root.join(FILE), "edited by an aborted run\n").unwrap();
+    std::fs::write(root.join("clusters/prod/junk.yaml"), "junk: 1\n").unwrap();
+    std::fs::write(root.join("README.md"), "junk outside\n").unwrap();
+    {
+        let locked = cache.open(&spec).unwrap();
+        let co = locked
+            .checkout_sparse(&main, None, req.sparse.as_deref())
+            .unwrap();
+        assert_eq!(co.worktree.path(), root);
+        assert_eq!(co.worktree.base().to_string(), theirs);
+        assert!(!co.prepared.full);
+        assert_eq!(
+            (
+                co.prepared.written,
+                co.prepared.removed,
+                co.prepared.drifted
+            ),
+            (1, 2, 1),
+            "the drifted marker file rewritten, the two junk files removed"
+        );
+        assert_eq!(
+            tree_on_disk(&root),
+            under(&tree_in_git(repos, "fleet", &theirs), sparse)
+        );
+    }
+
+    // The next commit keeps the remote's edit outside the update path.
+    let second = push_tag_on(&cache, &req, (repos, "fleet"), &theirs, ("1.2.4", "1.2.5")).await;
+    assert_only_file_differs(repos, "fleet", &theirs, &second.commit);
+    assert_eq!(
+        repos
+            .file_at("fleet", &second.commit, "README.md")
+            .unwrap()
+            .unwrap(),
+        "# fleet\n\nedited by a human\n"
+    );
+
+    // A full checkout of the same ref is its own worktree, with every file.
+    let locked = cache.open(&spec).unwrap();
+    let co = locked.checkout(&main, None).unwrap();
+    assert_ne!(co.worktree.path(), root);
+    assert_eq!(
+        tree_on_disk(co.worktree.path()),
+        tree_in_git(repos, "fleet", &second.commit)
+    );
+}

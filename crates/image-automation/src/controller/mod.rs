@@ -189,6 +189,9 @@ pub struct ReconcilerOptions {
     /// `--removed-template-fields`: render `.Updated` with a deprecation warning, or stall
     /// as Flux v1 does.
     pub removed_template_fields: RemovedFields,
+    /// Flux's `GitSparseCheckout` gate: with a non-root `update.path`, only that path is
+    /// checked out.
+    pub sparse_checkout: bool,
 }
 
 impl Default for ReconcilerOptions {
@@ -197,6 +200,7 @@ impl Default for ReconcilerOptions {
             no_cross_namespace_refs: false,
             max_push_attempts: 3,
             removed_template_fields: RemovedFields::Render,
+            sparse_checkout: false,
         }
     }
 }
@@ -412,6 +416,11 @@ fn source_setup(
         },
         signing,
         max_attempts,
+        sparse: options
+            .sparse_checkout
+            .then(|| spec.update.as_ref().and_then(|u| u.path.as_deref()))
+            .flatten()
+            .and_then(git::sparse_path),
     })
 }
 

@@ -28,6 +28,8 @@ struct FakeGit {
     updates: AtomicU32,
     /// `app.yaml`'s content; `None`: a marker for `ns:app` and one for `ns:missing`.
     manifest: Option<&'static str>,
+    /// The sparse path of every request.
+    sparse: std::sync::Mutex<Vec<Option<String>>>,
 }
 
 impl GitClient for FakeGit {
@@ -41,10 +43,11 @@ impl GitClient for FakeGit {
 
     fn update_and_push(
         &self,
-        _request: &UpdateRequest,
+        request: &UpdateRequest,
         apply: &mut dyn FnMut(&Path) -> crate::git::ApplyResult,
     ) -> Result<UpdateOutcome, GitError> {
         self.updates.fetch_add(1, Ordering::SeqCst);
+        self.sparse.lock().unwrap().push(request.sparse.clone());
         let dir = tempfile::tempdir().map_err(|e| GitError::Git(e.to_string()))?;
         let manifest = self.manifest.unwrap_or(
             "image: reg/app:1.0.0 # {\"$imagepolicy\": \"ns:app\"}\n\
@@ -423,4 +426,30 @@ async fn removed_updated_field_stalls_like_flux_when_asked() {
         ok.pushed.map(|p| p.message).as_deref(),
         Some("reg/app:1.1.0")
     );
+}
+
+#[tokio::test]
+async fn sparse_checkout_follows_the_gate_and_a_non_root_update_path() {
+    let cases = [
+        (false, Some("./apps/"), None),
+        (true, Some("./apps/"), Some("apps".to_string())),
+        (true, Some("."), None),
+        (true, None, None),
+    ];
+    for (gate, path, expected) in cases {
+        let git = Arc::new(FakeGit::default());
+        let mut r = reconciler(FakePolicies(Ok(vec![policy("1.1.0")])), git.clone());
+        r.options.sparse_checkout = gate;
+        let mut obj = automation(true);
+        obj.spec.update = Some(api_types::UpdateStrategy {
+            path: path.map(Into::into),
+            ..api_types::UpdateStrategy::default()
+        });
+        r.reconcile(&obj, &FakeObjects, now()).await;
+        assert_eq!(
+            *git.sparse.lock().unwrap(),
+            [expected],
+            "gate {gate}, path {path:?}"
+        );
+    }
 }

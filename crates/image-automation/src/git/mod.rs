@@ -48,7 +48,7 @@ pub use auth::{GitAuth, Secret};
 pub use error::GitError;
 pub use recovery::{CacheRecovery, RecoveryKind};
 pub use sign::SigningKey;
-pub use worktree::{Author, PrepareStats, Worktree};
+pub use worktree::{Author, PrepareStats, Worktree, sparse_path};
 
 use repo::{Depth, Session, tracking_ref};
 
@@ -212,6 +212,10 @@ pub struct UpdateRequest {
     pub signing: Option<SigningKey>,
     /// How many times to fetch, re-apply and push when the branch moved meanwhile.
     pub max_attempts: u32,
+    /// Sparse checkout (Flux's `GitSparseCheckout` gate): only this path of the
+    /// repository (cleaned with [`sparse_path`]) is on disk; the commit still carries
+    /// every other path of the base tree.
+    pub sparse: Option<String>,
 }
 
 /// What a run did.
@@ -625,6 +629,17 @@ impl LockedRepo<'_> {
         checkout: &GitRef,
         also_branch: Option<&str>,
     ) -> Result<CheckedOut, GitError> {
+        self.checkout_sparse(checkout, also_branch, None)
+    }
+
+    /// [`checkout`](Self::checkout) with only `sparse` (see [`sparse_path`]) on disk
+    /// when given.
+    pub fn checkout_sparse(
+        &self,
+        checkout: &GitRef,
+        also_branch: Option<&str>,
+        sparse: Option<&str>,
+    ) -> Result<CheckedOut, GitError> {
         let s = self.session()?;
         let target = self.resolve_semver(checkout.checkout())?;
         let (remote_ref, label) = target.remote_ref()?;
@@ -680,9 +695,16 @@ impl LockedRepo<'_> {
                 .unwrap_or(checkout_commit),
             _ => checkout_commit,
         };
-        let key = sha2::Sha256::digest(format!("{remote_ref}\0{}", also_branch.unwrap_or("")));
+        let mut key = format!("{remote_ref}\0{}", also_branch.unwrap_or(""));
+        // One worktree per sparse path: a full one is never reduced, nor a sparse one
+        // filled (the key of a full worktree is unchanged from before sparse checkout).
+        if let Some(sparse) = sparse {
+            key.push_str("\0sparse\0");
+            key.push_str(sparse);
+        }
+        let key = sha2::Sha256::digest(key);
         let dir = self.work_root.join(&hex::encode(key)[..16]);
-        let (worktree, prepared) = Worktree::prepare(&s.repo, &dir, base)?;
+        let (worktree, prepared) = Worktree::prepare(&s.repo, &dir, base, sparse)?;
         Ok(CheckedOut {
             worktree,
             prepared,
@@ -862,7 +884,11 @@ impl GitCache {
             attempt += 1;
             // A failure that fsck blames on the cache: quarantine, clone again and start
             // the attempt over, once per run.
-            let mut co = match locked.checkout(&request.checkout, switch.then_some(push_branch)) {
+            let mut co = match locked.checkout_sparse(
+                &request.checkout,
+                switch.then_some(push_branch),
+                request.sparse.as_deref(),
+            ) {
                 Err(e) if !recovered && locked.recover_from(&e)? => {
                     recovered = true;
                     attempt -= 1;

@@ -164,6 +164,9 @@ pub struct Worktree {
     /// mtime of `state` when it was written: entries modified at or after it are racy.
     stamp: (i64, i64),
     pending: Option<Pending>,
+    /// Sparse checkout: only this path (a directory or a file, cleaned, never empty) and
+    /// what is under it is materialised and verified; `None` for the whole tree.
+    sparse: Option<String>,
 }
 
 /// What [`Worktree::prepare`] had to do, for tests and diagnostics.
@@ -186,10 +189,15 @@ impl Worktree {
     /// Brings the worktree in `dir` to `commit`: a full checkout when `dir` has no usable
     /// state, else restores whatever an earlier run left dirty and rewrites only the
     /// paths that differ between the old base and `commit`.
+    ///
+    /// With `sparse` (a path cleaned by [`sparse_path`]), only the base tree's paths at or
+    /// under it are on disk and verified; anything else in the tree is removed. The
+    /// caller keeps one `dir` per sparse path.
     pub(crate) fn prepare(
         repo: &gix::Repository,
         dir: &Path,
         commit: ObjectId,
+        sparse: Option<&str>,
     ) -> Result<(Self, PrepareStats), GitError> {
         let tree = repo
             .find_commit(commit)
@@ -200,9 +208,10 @@ impl Worktree {
         let mut stats = PrepareStats::default();
         // Earlier versions left a `clean` marker to skip the walk; nothing is trusted now.
         let _ = std::fs::remove_file(dir.join("clean"));
-        let Some(mut wt) = Self::load(repo, dir) else {
+        let sparse = sparse.map(str::to_string);
+        let Some(mut wt) = Self::load(repo, dir, sparse.clone()) else {
             stats.full = true;
-            let wt = Self::full(repo, dir, commit, tree, &mut stats)?;
+            let wt = Self::full(repo, dir, commit, tree, sparse, &mut stats)?;
             return Ok((wt, stats));
         };
         let mut dirty = HashSet::new();
@@ -234,7 +243,7 @@ impl Worktree {
         self.base
     }
 
-    fn load(repo: &gix::Repository, dir: &Path) -> Option<Self> {
+    fn load(repo: &gix::Repository, dir: &Path, sparse: Option<String>) -> Option<Self> {
         let state = dir.join("state");
         let text = std::fs::read_to_string(&state).ok()?;
         let meta = std::fs::metadata(&state).ok()?;
@@ -266,6 +275,7 @@ impl Worktree {
             entries,
             stamp: (meta.mtime(), meta.mtime_nsec()),
             pending: None,
+            sparse,
         })
     }
 
@@ -311,6 +321,7 @@ impl Worktree {
         dir: &Path,
         commit: ObjectId,
         tree: ObjectId,
+        sparse: Option<String>,
         stats: &mut PrepareStats,
     ) -> Result<Self, GitError> {
         std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
@@ -324,7 +335,7 @@ impl Worktree {
             remove_path(&root)?;
         }
         std::fs::create_dir(&root).map_err(io_err("creating the worktree".into()))?;
-        let mut entries = flatten(repo, tree)?;
+        let mut entries = flatten(repo, tree, sparse.as_deref())?;
         // Directories first (a parent sorts before its children), then the files on a
         // few threads: writing 20,000 small files is most of a first checkout.
         let dirs: std::collections::BTreeSet<&str> = entries
@@ -369,6 +380,7 @@ impl Worktree {
             entries,
             stamp: (0, 0),
             pending: None,
+            sparse,
         };
         wt.persist()?;
         Ok(wt)
@@ -386,7 +398,7 @@ impl Worktree {
         let new = if tree == self.base_tree {
             self.entries.clone()
         } else {
-            flatten(repo, tree)?
+            flatten(repo, tree, self.sparse.as_deref())?
         };
         let new_paths: HashSet<&str> = new.iter().map(|e| e.path.as_str()).collect();
         for old in &self.entries {
@@ -669,8 +681,36 @@ fn blob_id(path: &str, bytes: &[u8]) -> Result<ObjectId, GitError> {
         .map_err(|e| GitError::Git(format!("hashing {path}: {e}")))
 }
 
-/// The tracked paths of `tree`, sorted, with validated paths.
-fn flatten(repo: &gix::Repository, tree: ObjectId) -> Result<Vec<Entry>, GitError> {
+/// Cleans `update.path` the way Flux does for sparse checkout (`filepath.Clean`, relative
+/// to the repository root, never above it): `None` when it is the root, so the whole
+/// tree is checked out.
+pub fn sparse_path(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// Whether `path` is `sparse` or under it.
+fn in_sparse_set(path: &str, sparse: &str) -> bool {
+    path.strip_prefix(sparse)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The tracked paths of `tree` (only those at or under `sparse` when given), sorted,
+/// with validated paths.
+fn flatten(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    sparse: Option<&str>,
+) -> Result<Vec<Entry>, GitError> {
     use gix::index::entry::Mode;
     let index = repo
         .index_from_tree(&tree)
@@ -683,6 +723,9 @@ fn flatten(repo: &gix::Repository, tree: ObjectId) -> Result<Vec<Entry>, GitErro
                 "path {raw:?} in the repository is not UTF-8"
             )));
         };
+        if sparse.is_some_and(|s| !in_sparse_set(path, s)) {
+            continue;
+        }
         if path
             .split('/')
             .any(|c| c.is_empty() || c == "." || c == ".." || c.eq_ignore_ascii_case(".git"))
@@ -902,6 +945,26 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sparse_path_is_cleaned_like_flux_and_matches_whole_components() {
+        assert_eq!(
+            sparse_path("./clusters//prod/").as_deref(),
+            Some("clusters/prod")
+        );
+        assert_eq!(sparse_path("/a/../b/./c").as_deref(), Some("b/c"));
+        assert_eq!(sparse_path("../../x").as_deref(), Some("x"));
+        for root in ["", ".", "./", "/", "a/..", "../.."] {
+            assert_eq!(sparse_path(root), None, "{root:?} is the whole tree");
+        }
+        assert!(in_sparse_set("clusters/prod", "clusters/prod"));
+        assert!(in_sparse_set("clusters/prod/a.yaml", "clusters/prod"));
+        assert!(!in_sparse_set(
+            "clusters/production/a.yaml",
+            "clusters/prod"
+        ));
+        assert!(!in_sparse_set("clusters", "clusters/prod"));
+    }
 
     #[test]
     fn state_lines_round_trip() {

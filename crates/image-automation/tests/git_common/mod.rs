@@ -38,6 +38,7 @@ pub fn request(repo: RepoSpec, checkout: GitRef, push: PushSpec) -> UpdateReques
         author: author(),
         signing: None,
         max_attempts: 3,
+        sparse: None,
     }
 }
 
