@@ -6,11 +6,10 @@
 
 mod git_common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use git_common::*;
-use image_automation::git::{GitAuth, GitCache, GitClient, GitError, GitRef, PushSpec, RepoSpec};
+use image_automation::git::{GitCache, GitClient, GitError, GitRef, PushSpec, RepoSpec};
 use testbed::git::{GitHttpServer, GitHttpServerOptions};
 use testbed::socks5::Socks5Proxy;
 
@@ -18,27 +17,7 @@ const PROXY_USER: &str = "socks-user";
 const PROXY_PASSWORD: &str = "so s3cret:@/%";
 
 fn spec_via(server: &GitHttpServer, repo: &str, proxy: &Socks5Proxy, password: &str) -> RepoSpec {
-    let url = server.url(repo);
-    let data = BTreeMap::from([
-        (
-            "username".to_string(),
-            server.username().as_bytes().to_vec(),
-        ),
-        (
-            "password".to_string(),
-            server.password().as_bytes().to_vec(),
-        ),
-    ]);
-    let proxy_data = BTreeMap::from([
-        ("address".to_string(), proxy.address().into_bytes()),
-        ("username".to_string(), PROXY_USER.as_bytes().to_vec()),
-        ("password".to_string(), password.as_bytes().to_vec()),
-    ]);
-    let auth = GitAuth::from_secret(&url, Some(&data))
-        .unwrap()
-        .with_proxy_secret(&url, &proxy_data)
-        .unwrap();
-    RepoSpec::new(url, auth)
+    proxied_spec(server, repo, proxy.address(), PROXY_USER, password)
 }
 
 #[tokio::test]

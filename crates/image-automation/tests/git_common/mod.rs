@@ -156,6 +156,25 @@ pub fn http_spec(server: &GitHttpServer, repo: &str) -> RepoSpec {
     RepoSpec::new(url, auth)
 }
 
+/// `repo` on `server` with the server's own credentials, reached through the proxy at
+/// `proxy_address` (a `proxySecretRef`'s `address`) as `proxy_user`/`proxy_password`.
+pub fn proxied_spec(
+    server: &GitHttpServer,
+    repo: &str,
+    proxy_address: String,
+    proxy_user: &str,
+    proxy_password: &str,
+) -> RepoSpec {
+    let url = server.url(repo);
+    let mut proxy_data = basic(proxy_user, proxy_password);
+    proxy_data.insert("address".to_string(), proxy_address.into_bytes());
+    let auth = GitAuth::from_secret(&url, Some(&basic(server.username(), server.password())))
+        .unwrap()
+        .with_proxy_secret(&url, &proxy_data)
+        .unwrap();
+    RepoSpec::new(url, auth)
+}
+
 /// The push of `pushed` on top of `base` changed only the checkout tag in [`FILE`], from
 /// `from` to `to`: `main` holds that file, and no other path differs.
 pub fn assert_only_tag_changed(
