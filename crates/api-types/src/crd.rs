@@ -163,9 +163,14 @@ pub const IMAGE_POLICY_RULES: [(&str, &str); 2] = [
 
 /// Adds the validation Flux's CRDs declare and the derived schema lacks.
 fn declare_as_flux(kind: &str, root: &mut JSONSchemaProps) {
-    // Flux's CRDs leave `spec` optional; ours still require it, because kube's derived types
-    // cannot deserialise an object without one and a single such object would break the
-    // controllers' watch of every object of its kind.
+    // Flux's CRDs leave `spec` optional (the spec types read a missing one as their default:
+    // see `optional_spec`).
+    if let Some(required) = root.required.as_mut() {
+        required.retain(|name| name != "spec");
+        if required.is_empty() {
+            root.required = None;
+        }
+    }
     if let Some(conditions) = property(root, &["status", "conditions"])
         && let Some(JSONSchemaPropsOrArray::Schema(item)) = conditions.items.as_mut()
     {

@@ -32,7 +32,7 @@ pub const DEFAULT_DIGEST_REFLECTION_INTERVAL: &str = "10m";
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
 pub struct ImagePolicySpec {
     /// ImageRepositoryRef points at the ImageRepository whose tags are considered; the
     /// namespace defaults to the policy's own.
@@ -259,3 +259,5 @@ mod tests {
         assert_eq!(status.observed_previous_ref, Some(image("1.0.0")));
     }
 }
+
+crate::optional_spec!(ImagePolicySpec);

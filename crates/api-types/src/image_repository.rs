@@ -42,7 +42,7 @@ pub const TIMEOUT_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m))+$";
     printcolumn = r#"{"name":"Last scan","type":"string","jsonPath":".status.lastScanResult.scanTime","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
 pub struct ImageRepositorySpec {
     /// Image is the name of the image repository, without scheme, tag or digest
     /// (for example `ghcr.io/org/app` or `alpine`).
@@ -267,3 +267,5 @@ mod tests {
         assert!(!AccessFrom::default().admits(&labels));
     }
 }
+
+crate::optional_spec!(ImageRepositorySpec);

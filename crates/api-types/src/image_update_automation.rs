@@ -35,7 +35,7 @@ pub const DEFAULT_MESSAGE_TEMPLATE: &str = "Update from image update automation"
     printcolumn = r#"{"name":"Last run","type":"string","jsonPath":".status.lastAutomationRunTime","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
 pub struct ImageUpdateAutomationSpec {
     /// SourceRef refers to the GitRepository giving access details to a git repository.
     pub source_ref: CrossNamespaceSourceReference,
@@ -253,3 +253,5 @@ mod tests {
         assert_eq!(spec.message_template(), "bump");
     }
 }
+
+crate::optional_spec!(ImageUpdateAutomationSpec);

@@ -12,6 +12,7 @@ pub mod image_policy;
 pub mod image_repository;
 pub mod image_update_automation;
 pub mod meta;
+mod optional_spec;
 
 pub use git_repository::{GitRepository, GitRepositoryRef, GitRepositorySpec};
 pub use image_policy::{
@@ -28,6 +29,7 @@ pub use image_update_automation::{
     SigningKey, SigningKeyType, SourceKind, UpdateStrategy, UpdateStrategyName,
 };
 pub use meta::{LocalObjectReference, NamespacedObjectReference};
+pub use optional_spec::OptionalSpec;
 
 /// The API group of the image automation objects.
 pub const GROUP: &str = "image.toolkit.fluxcd.io";

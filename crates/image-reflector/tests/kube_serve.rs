@@ -889,3 +889,68 @@ async fn two_replicas_one_leader() {
     )
     .await;
 }
+
+/// Flux's CRDs leave `spec` optional, so the API server stores objects without one. Each
+/// stalls with a message naming the missing field, and the other objects of its kind are
+/// reconciled as usual (before, one such object failed every list of the kind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_without_spec_stall_and_the_others_reconcile() {
+    let (server, registry, storage) = setup().await;
+    registry
+        .push_tags("team/checkout", &["1.2.3"])
+        .await
+        .unwrap();
+    server
+        .apply(
+            r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {name: no-spec, namespace: flux-system}
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImagePolicy
+metadata: {name: no-spec, namespace: flux-system}
+"#,
+        )
+        .unwrap();
+    apply_checkout(&server, &registry);
+    let serve = start(&server, storage.path(), &[]).await;
+
+    wait_policy_tag(&server, &serve, "flux-system", "checkout", "1.2.3").await;
+    let policy = wait_ready_false(&server, &serve, "flux-system", "no-spec").await;
+    let ready = condition(&policy, "Ready").unwrap();
+    assert_eq!(
+        ready["message"],
+        "the object has no spec: spec.imageRepositoryRef and spec.policy are required",
+        "{policy}"
+    );
+    assert_eq!(ready["reason"], "InvalidPolicy", "{policy}");
+    assert_eq!(
+        condition(&policy, "Stalled").unwrap()["status"],
+        "True",
+        "{policy}"
+    );
+    let repo = wait_for_every(
+        "ImageRepository flux-system/no-spec Ready=False",
+        WAIT,
+        KUBECTL_POLL,
+        || serve.log_text(),
+        || async {
+            let repo = get_in(&server, "imagerepository", "flux-system", "no-spec");
+            condition(&repo, "Ready")
+                .is_some_and(|c| c["status"] == "False")
+                .then_some(repo)
+        },
+    )
+    .await;
+    let ready = condition(&repo, "Ready").unwrap();
+    assert_eq!(
+        ready["message"], "the object has no spec: spec.image and spec.interval are required",
+        "{repo}"
+    );
+    assert_eq!(
+        condition(&repo, "Stalled").unwrap()["status"],
+        "True",
+        "{repo}"
+    );
+}

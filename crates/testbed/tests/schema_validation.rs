@@ -1,6 +1,6 @@
 //! The real API server rejects what Flux's CRDs reject and accepts what they accept, on both
 //! sides of each rule and for every served version: metav1.Condition's markers and the
-//! required `lastScanResult.tagCount`.
+//! required `lastScanResult.tagCount`, and `spec` itself optional.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
@@ -250,6 +250,37 @@ async fn kubernetes_1_20_ignores_the_image_policy_cel_rules() {
                 )
                 .await
                 .unwrap_or_else(|e| panic!("{version} {name}: {e}"));
+        }
+    }
+}
+
+/// `spec` is optional, as in Flux's CRDs: an object without one is stored, in every served
+/// version. The other side: a `spec` that is there must still carry its required fields.
+#[tokio::test]
+async fn spec_is_optional_but_its_required_fields_are_not() {
+    let server = KubeApiServer::start().await.unwrap();
+    let client = server.admin_client().await.unwrap();
+    let kinds = [
+        ("ImageRepository", "imagerepositories"),
+        ("ImagePolicy", "imagepolicies"),
+        ("ImageUpdateAutomation", "imageupdateautomations"),
+    ];
+    for version in VERSIONS {
+        for (kind, plural) in kinds {
+            let objects = api(&client, version, kind, plural);
+            let name = format!("{}-{version}", kind.to_lowercase());
+            let created = objects
+                .create(&PostParams::default(), &object(version, kind, &name, None))
+                .await
+                .unwrap_or_else(|e| panic!("{version} {kind} without spec: {e}"));
+            assert!(created.data.get("spec").is_none(), "{created:?}");
+            let empty = object(version, kind, &format!("{name}-empty"), Some(json!({})));
+            match objects.create(&PostParams::default(), &empty).await {
+                Err(kube::Error::Api(response)) if response.code == 422 => {
+                    assert!(response.message.contains("Required value"), "{response:?}");
+                }
+                other => panic!("{version} {kind} with an empty spec: {other:?}"),
+            }
         }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod selector;
 
+use api_types::OptionalSpec as _;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -477,6 +478,9 @@ impl<P: PolicySource> Reconciler<P> {
         report: &mut RunReport,
     ) -> RunOutcome {
         let spec = &obj.spec;
+        if let Some(message) = spec.missing_spec_message() {
+            return RunOutcome::stalled(reason::INVALID_SOURCE_CONFIGURATION, message);
+        }
         // Standalone manifests are not defaulted by an API server: a missing `update` is
         // the CRD default `{strategy: Setters}`; `Setters` is the only strategy that parses.
         let update_path = spec

@@ -243,6 +243,26 @@ async fn missing_repository_is_source_manager_failed() {
     assert!(matches!(report.outcome, RunOutcome::Retry { .. }));
 }
 
+/// Flux's schema lets an automation be stored without a spec: it stalls, naming what is
+/// required, and touches no git repository.
+#[tokio::test]
+async fn an_automation_without_spec_stalls_naming_the_required_fields() {
+    let git = Arc::new(FakeGit::default());
+    let r = reconciler(FakePolicies(Ok(vec![policy("1.1.0")])), git.clone());
+    let mut obj = automation(true);
+    obj.spec = Default::default();
+    let report = r.reconcile(&obj, &FakeObjects, now()).await;
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Stalled {
+            reason: "InvalidSourceConfiguration".into(),
+            message: "the object has no spec: spec.sourceRef and spec.interval are required"
+                .into(),
+        }
+    );
+    assert_eq!(git.updates.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test]
 async fn a_template_past_a_rendering_limit_stalls_naming_the_limit_and_pushes_nothing() {
     let git = Arc::new(FakeGit::default());

@@ -1,5 +1,6 @@
 //! The ImagePolicy reconciler (reference §5.3).
 
+use api_types::OptionalSpec as _;
 use std::time::{Duration, SystemTime};
 
 use api_types::meta::{condition_type, find_condition, reason};
@@ -21,6 +22,9 @@ use crate::store::{RepoKey, StoreError};
 /// or a plain requeue.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyReconcileError {
+    /// Stored without a spec (Flux's schema allows it).
+    #[error("{0}")]
+    MissingSpec(String),
     #[error(transparent)]
     Interval(IntervalError),
     #[error("cannot access '{namespace}/{name}', cross-namespace references have been blocked")]
@@ -59,7 +63,9 @@ impl PolicyReconcileError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Interval(IntervalError::NotConfigured) => reason::INTERVAL_NOT_CONFIGURED,
-            Self::Interval(_) | Self::InvalidPolicy(_) => reason::INVALID_POLICY,
+            Self::MissingSpec(_) | Self::Interval(_) | Self::InvalidPolicy(_) => {
+                reason::INVALID_POLICY
+            }
             Self::CrossNamespaceBlocked { .. } | Self::AccessDenied(_) => reason::ACCESS_DENIED,
             Self::RepositoryNotFound { .. } | Self::NoTags { .. } => reason::DEPENDENCY_NOT_READY,
             Self::RepositoryImage(_) => reason::IMAGE_URL_INVALID,
@@ -72,7 +78,10 @@ impl PolicyReconcileError {
     pub fn stalls(&self) -> bool {
         matches!(
             self,
-            Self::Interval(_) | Self::RepositoryImage(_) | Self::InvalidPolicy(_)
+            Self::MissingSpec(_)
+                | Self::Interval(_)
+                | Self::RepositoryImage(_)
+                | Self::InvalidPolicy(_)
         )
     }
 
@@ -192,6 +201,9 @@ async fn run(
     (repo_namespace, repo_name): &(String, String),
     status: &mut ImagePolicyStatus,
 ) -> Result<Option<Duration>, PolicyReconcileError> {
+    if let Some(message) = policy.spec.missing_spec_message() {
+        return Err(PolicyReconcileError::MissingSpec(message));
+    }
     let requeue = requeue_interval(&policy.spec).map_err(PolicyReconcileError::Interval)?;
     let namespace = namespace_of(&policy.metadata);
     let cross_namespace = repo_namespace != namespace;

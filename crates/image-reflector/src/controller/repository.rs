@@ -1,5 +1,6 @@
 //! The ImageRepository reconciler (reference §5.2).
 
+use api_types::OptionalSpec as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use api_types::duration::{InvalidDuration, parse_duration};
@@ -38,6 +39,9 @@ pub enum ScanError {
 /// for a spec change) versus retry with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {
+    /// Stored without a spec (Flux's schema allows it).
+    #[error("{0}")]
+    MissingSpec(String),
     /// `spec.interval` or `spec.timeout` is not a duration (the CRD pattern normally
     /// rejects it; manifests in standalone mode are not validated by an API server).
     #[error("{field}: {source}")]
@@ -63,7 +67,7 @@ impl RepositoryError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::InvalidDuration { .. } => reason::INTERVAL_NOT_CONFIGURED,
-            Self::ImageUrl(_) => reason::IMAGE_URL_INVALID,
+            Self::MissingSpec(_) | Self::ImageUrl(_) => reason::IMAGE_URL_INVALID,
             Self::Unsupported(_) => reason::UNSUPPORTED,
             Self::Authentication(_) => reason::AUTHENTICATION_FAILED,
             Self::ScanTime(_) => reason::FAILURE,
@@ -75,7 +79,10 @@ impl RepositoryError {
     pub fn stalls(&self) -> bool {
         matches!(
             self,
-            Self::InvalidDuration { .. } | Self::ImageUrl(_) | Self::Unsupported(_)
+            Self::MissingSpec(_)
+                | Self::InvalidDuration { .. }
+                | Self::ImageUrl(_)
+                | Self::Unsupported(_)
         )
     }
 
@@ -277,6 +284,9 @@ async fn run(
     progress: Option<&dyn ScanProgress>,
 ) -> Result<Duration, RepositoryError> {
     let spec = &repo.spec;
+    if let Some(message) = spec.missing_spec_message() {
+        return Err(RepositoryError::MissingSpec(message));
+    }
     let namespace = namespace_of(&repo.metadata);
     let interval = parse_field("spec.interval", &spec.interval)?;
     let timeout = scan_timeout(spec)?;
