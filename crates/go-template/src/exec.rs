@@ -593,7 +593,7 @@ impl<'a> State<'a> {
                 crate::fmt::quote(name)
             ));
         };
-        self.eval_call(dot, &sig, node, name, args, final_)
+        self.eval_call(dot, sig, node, name, args, final_)
     }
 
     fn eval_call(
