@@ -1,6 +1,8 @@
 //! Go's builtin template functions (`text/template`'s `builtins`).
 
 use super::*;
+use crate::fmt::{sprint, sprintln};
+use crate::value::go_compare;
 
 pub(super) const FUNCS: &[Func] = &[
     Func {

@@ -1,6 +1,9 @@
 //! Sprig's dict functions.
 
+use std::borrow::Cow;
+
 use super::*;
+use crate::value::Map;
 
 pub(super) const FUNCS: &[Func] = &[
     def(&["dict"], &[], Some(Any), |a| {

@@ -1,6 +1,10 @@
 //! Sprig's encodings, hashes and JSON.
 
+use base64::Engine as _;
+use sha2::Digest as _;
+
 use super::*;
+use crate::value::Map;
 
 pub(super) const FUNCS: &[Func] = &[
     def(&["b64enc"], S1, None, |a| {

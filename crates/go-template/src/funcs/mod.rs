@@ -3,7 +3,8 @@
 //! Every function has its Go signature (parameter types), so argument checking and the
 //! resulting errors follow `text/template`; implementations follow Sprig v3.2.3. Each family
 //! module exports a table ([`Func`] rows); [`FAMILIES`] lists the tables, and every name
-//! lookup and name list is derived from them.
+//! lookup and name list is derived from them. This module is the families' prelude
+//! (`use super::*`): the signature types, [`def`]/[`undef`] and Sprig's shared conversions.
 
 mod builtins;
 mod dicts;
@@ -16,17 +17,13 @@ mod regexp;
 mod strings;
 mod unsupported;
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use base64::Engine as _;
-use sha2::Digest as _;
-
 use crate::exec::Ev;
-use crate::fmt::{quote, sprint, sprint_value, sprintln};
+use crate::fmt::sprint_value;
 use crate::limits::FnBudget;
-use crate::value::{Map, Value, go_compare};
+use crate::value::Value;
 
 /// Go parameter types, as far as argument checking needs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

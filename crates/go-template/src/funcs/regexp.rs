@@ -1,6 +1,7 @@
 //! Sprig's regular expression functions (Go RE2 syntax, ASCII Perl classes as in Go).
 
 use super::*;
+use crate::fmt::quote;
 
 pub(super) const FUNCS: &[Func] = &[
     // Sprig's non-must regexMatch swallows compile errors.

@@ -1,6 +1,8 @@
 //! Sprig's string functions.
 
 use super::*;
+use crate::fmt::quote;
+use crate::value::Map;
 
 pub(super) const FUNCS: &[Func] = &[
     def(&["hello"], &[], None, |_| Ok("Hello!".into())),
