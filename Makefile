@@ -48,8 +48,7 @@ e2e: setup
 # is a ratio exits non-zero when the goal is missed. Figures go to docs/benchmarks.md.
 bench: setup
 	$(CARGO) bench --locked -p image-reflector --bench policy --bench registry --bench store
-	$(CARGO) bench --locked -p image-automation --bench update
-	$(CARGO) bench --locked -p go-template --bench render
+	$(CARGO) bench --locked -p image-automation --bench update --bench render
 	$(CARGO) bench --locked -p image-reflector --bench scale
 	$(CARGO) bench --locked -p image-automation --bench git
 

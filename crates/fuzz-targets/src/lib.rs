@@ -133,7 +133,9 @@ const FUZZ_LIMITS: Limits = Limits {
 fn template_data() -> &'static go_template::Value {
     static DATA: OnceLock<go_template::Value> = OnceLock::new();
     DATA.get_or_init(|| {
-        use go_template::flux::{self, Change, ChangeOrder, FileChange, ObjectId};
+        use image_automation::template_data::{
+            self as flux, Change, ChangeOrder, FileChange, ObjectId,
+        };
         let changes = [
             ("deploy.yaml", "Deployment", "web"),
             ("app/k.yaml", "Kustomization", "k"),

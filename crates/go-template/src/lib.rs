@@ -51,7 +51,8 @@
 //! (`call` always errors: values hold no functions); `slice` is Sprig's, which replaces Go's
 //! builtin in Flux's function map. Go 1.19 semantics (no range over integers, no `else with`).
 //!
-//! [`flux`] builds Flux's template data (v1 `.Changed` and the legacy `.Updated` shape).
+//! Flux's template data (v1 `.Changed` and the legacy `.Updated` shape) is built by
+//! image-automation's `template_data` module from these values.
 //!
 //! # Sprig functions
 //!
@@ -109,7 +110,6 @@
 mod error;
 mod exec;
 mod fields;
-pub mod flux;
 mod fmt;
 mod funcs;
 mod hash;
@@ -174,11 +174,6 @@ impl Template {
     pub fn name(&self) -> &str {
         &self.name
     }
-}
-
-/// Whether `name` is a function templates may call (Go builtins and Sprig's hermetic set).
-pub fn is_function(name: &str) -> bool {
-    funcs::has_function(name)
 }
 
 /// Sprig function names that parse but are not implemented (calling them is an error).

@@ -50,4 +50,5 @@ pub mod reflector_client;
 pub mod serve;
 pub mod setters;
 pub mod standalone;
+pub mod template_data;
 pub mod update;

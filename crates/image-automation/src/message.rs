@@ -1,6 +1,6 @@
 //! Commit messages: Flux's template data, rendered with Go `text/template` semantics.
 //!
-//! The data is built by [`go_template::flux`] (checked against Go by that crate's oracle test)
+//! The data is built by [`crate::template_data`] (checked against Go by `tests/template_oracle.rs`)
 //! and mirrors Flux v1's `source.TemplateData`:
 //! - `.AutomationObject`: a `types.NamespacedName` that prints `ns/name` and has `.Namespace`
 //!   and `.Name`;
@@ -21,9 +21,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::template_data::{self as flux, ChangeOrder, LegacyImage};
 use api_types::ImageRef;
 use api_types::image_update_automation::DEFAULT_MESSAGE_TEMPLATE;
-use go_template::flux::{self, ChangeOrder, LegacyImage};
 use go_template::{LimitExceeded, Limits, Template, Value};
 
 use crate::setters::{ObjectId, Setters, UpdateResult};
@@ -184,7 +184,7 @@ fn effective(template: &str) -> &str {
     }
 }
 
-/// The template's dot: Flux's `source.TemplateData` (built by [`go_template::flux`], with
+/// The template's dot: Flux's `source.TemplateData` (built by [`crate::template_data`], with
 /// sorted changes), plus the legacy `.Updated` as a method.
 pub fn template_data(input: &TemplateInput<'_>) -> Value {
     flux_v1_data(input)

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use image_reflector::reference::ImageReference;
 use image_reflector::registry::{
-    ClientSettings, ExclusionList, RegistryClient, ScanRequest, ScanResult, TransportConfig, scan,
+    ClientSettings, ExclusionList, RegistryClient, ScanResult, TransportConfig,
 };
 use image_reflector::store::{RedbTagStore, RepoKey, TagStore};
 
@@ -118,17 +118,17 @@ async fn memory() -> bool {
         let (client, store, exclusions) = (client.clone(), store.clone(), exclusions.clone());
         let image = ImageReference::parse(&format!("{address}/bench/repo-{i}"), true).unwrap();
         tasks.spawn(async move {
-            let result = scan(
-                &client,
-                &ScanRequest {
-                    image: &image,
-                    credentials: None,
-                    exclusions: &exclusions,
-                    timeout: Duration::from_secs(60),
-                },
-            )
-            .await
-            .unwrap();
+            // As the controller scans: list, then filter, sort and checksum.
+            let listed = client
+                .list_tags(&image, None, Duration::from_secs(60))
+                .await
+                .unwrap();
+            let result = ScanResult::new(
+                image.canonical_name(),
+                listed,
+                &exclusions,
+                SystemTime::now(),
+            );
             assert_eq!(result.tag_count(), TAGS_PER_REPOSITORY);
             let key = RepoKey::new("bench", format!("repo-{i}"));
             tokio::task::spawn_blocking(move || store.put(&key, &result))

@@ -6,12 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use image_reflector::reference::ImageReference;
 use image_reflector::registry::{
     AccessInputs, ClientSettings, ExclusionList, RegistryAccess, RegistryClient, RegistryError,
-    ScanRequest, SecretData, resolve_access, scan,
+    ScanResult, SecretData, resolve_access,
 };
 use image_reflector::store::{RedbTagStore, RepoKey, TagStore};
 use testbed::registry::{Registry, RegistryOptions};
@@ -75,20 +75,17 @@ async fn anonymous_registry_lists_every_tag() {
     let (client, access, _) = push_and_list(&registry).await;
     assert_eq!(access.credentials, None);
 
-    // `insecure` goes straight to HTTP; the scan pipeline filters, sorts and checksums.
+    // `insecure` goes straight to HTTP; the scan (as the controller does it) lists, then
+    // filters, sorts and checksums.
     let image = ImageReference::parse(&registry.image("team/app"), true).unwrap();
     let exclusions = ExclusionList::compile(&[r"^1\.0\."]).unwrap();
-    let result = scan(
-        &client,
-        &ScanRequest {
-            image: &image,
-            credentials: None,
-            exclusions: &exclusions,
-            timeout: TIMEOUT,
-        },
-    )
-    .await
-    .unwrap();
+    let listed = client.list_tags(&image, None, TIMEOUT).await.unwrap();
+    let result = ScanResult::new(
+        image.canonical_name(),
+        listed,
+        &exclusions,
+        SystemTime::now(),
+    );
     assert_eq!(result.tag_count(), TAG_COUNT - 100);
     assert_eq!(result.latest_tags()[0], "1.9.99");
     assert_eq!(result.canonical_image, registry.image("team/app"));

@@ -333,11 +333,6 @@ impl TagFilter {
         Ok(TagFilter { regex, template })
     }
 
-    /// Whether an `extract` template is set.
-    pub fn extracts(&self) -> bool {
-        self.template.is_some()
-    }
-
     /// Applies the filter to `tag`: `Ok(false)` when it does not match; otherwise the value to
     /// compare is written into `out` (cleared first) and `Ok(true)` is returned. Without a
     /// template the value is the tag itself.

@@ -4,8 +4,7 @@
 //!   [`TransportConfig`] (pure: the controller reads the Secrets).
 //! - [`RegistryClient`] lists tags and looks up digests (one client per distinct
 //!   [`TransportConfig`]; it caches pings and Bearer tokens).
-//! - [`scan`] lists, filters, sorts and checksums into a [`ScanResult`] through the
-//!   [`TagSource`] trait, so the controller can be tested with a fake registry.
+//! - [`ScanResult::new`] filters, sorts and checksums listed tags (pure).
 
 pub mod challenge;
 pub mod client;
@@ -23,8 +22,8 @@ pub use credentials::{Credentials, CredentialsError, Keychain, SecretData};
 pub use error::RegistryError;
 pub use retry::RetryPolicy;
 pub use scan::{
-    ExclusionError, ExclusionList, LATEST_TAGS, ScanRequest, ScanResult, SkippedTags, TagSource,
-    is_valid_tag, revision, scan, sort_descending,
+    ExclusionError, ExclusionList, LATEST_TAGS, ScanResult, SkippedTags, is_valid_tag, revision,
+    sort_descending,
 };
 pub use transport::{ProxyConfig, ProxyError, TlsConfig, TlsError, TransportConfig};
 

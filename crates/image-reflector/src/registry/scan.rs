@@ -1,59 +1,12 @@
-//! A scan: list tags, drop excluded ones, sort, checksum. The decisions (exclusion, order,
-//! revision) are pure functions; the listing goes through [`TagSource`] so the controller
-//! can be tested without a registry.
+//! A scan's decisions on the listed tags: drop invalid and excluded ones, sort, checksum
+//! ([`ScanResult::new`]). Pure; the controller lists the tags.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
 
-use super::client::RegistryClient;
-use super::credentials::Credentials;
-use super::error::RegistryError;
-use crate::reference::ImageReference;
-
 /// How many tags `status.lastScanResult.latestTags` holds.
 pub const LATEST_TAGS: usize = 10;
-
-/// Where tags and digests come from: the registry client, or a fake in tests.
-pub trait TagSource: Send + Sync {
-    /// Every tag of `image`, in registry order, within `timeout`.
-    fn list_tags(
-        &self,
-        image: &ImageReference,
-        credentials: Option<&Credentials>,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send;
-
-    /// The digest `image:tag` points to, within `timeout`.
-    fn manifest_digest(
-        &self,
-        image: &ImageReference,
-        tag: &str,
-        credentials: Option<&Credentials>,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<String, RegistryError>> + Send;
-}
-
-impl TagSource for RegistryClient {
-    fn list_tags(
-        &self,
-        image: &ImageReference,
-        credentials: Option<&Credentials>,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send {
-        RegistryClient::list_tags(self, image, credentials, timeout)
-    }
-
-    fn manifest_digest(
-        &self,
-        image: &ImageReference,
-        tag: &str,
-        credentials: Option<&Credentials>,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<String, RegistryError>> + Send {
-        RegistryClient::manifest_digest(self, image, tag, credentials, timeout)
-    }
-}
 
 /// An `exclusionList` entry that does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -213,32 +166,6 @@ pub fn revision<S: AsRef<str>>(sorted_tags: &[S]) -> String {
         hash.update(b"\n");
     }
     format!("sha256:{}", hex::encode(hash.finalize()))
-}
-
-/// What one scan needs.
-#[derive(Debug, Clone, Copy)]
-pub struct ScanRequest<'a> {
-    pub image: &'a ImageReference,
-    pub credentials: Option<&'a Credentials>,
-    pub exclusions: &'a ExclusionList,
-    /// The ImageRepository timeout: one deadline for the whole listing.
-    pub timeout: Duration,
-}
-
-/// Lists, filters, sorts and checksums the tags of `request.image`.
-pub async fn scan<S: TagSource>(
-    source: &S,
-    request: &ScanRequest<'_>,
-) -> Result<ScanResult, RegistryError> {
-    let tags = source
-        .list_tags(request.image, request.credentials, request.timeout)
-        .await?;
-    Ok(ScanResult::new(
-        request.image.canonical_name(),
-        tags,
-        request.exclusions,
-        SystemTime::now(),
-    ))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Differential test against Go: every case in `tests/oracle/corpus.txt` is rendered by Go's
-//! `text/template` with Sprig's `HermeticTxtFuncMap` (the Go program in `tests/oracle/src/oracle`,
+//! Differential test against Go: every case in `tests/template_oracle/corpus.txt` is rendered by Go's
+//! `text/template` with Sprig's `HermeticTxtFuncMap` (the Go program in `tests/template_oracle/src/oracle`,
 //! built in GOPATH mode against Debian's golang-go and golang-github-masterminds-sprig-dev) and by
 //! this crate over the same data, and the results must be byte-identical (or fail with the same
 //! message). The test fails, not skips, when Go or Sprig is missing.
@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use go_template::flux::{self, Change, FileChange, LegacyImage, ObjectId};
 use go_template::{Map, Template, Value};
+use image_automation::template_data::{self as flux, Change, FileChange, LegacyImage, ObjectId};
 use serde_json::Value as J;
 
 const SPRIG_SRC: &str = "/usr/share/gocode/src/github.com/Masterminds";
@@ -163,7 +163,7 @@ fn build_oracle(work: &Path) -> PathBuf {
             std::os::unix::fs::symlink(Path::new(SPRIG_SRC).join(dep), &link).unwrap();
         }
     }
-    let oracle_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle");
+    let oracle_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/template_oracle");
     let gopath = format!(
         "{}:{}:/usr/share/gocode",
         oracle_root.display(),
@@ -191,7 +191,7 @@ fn build_oracle(work: &Path) -> PathBuf {
 
 #[test]
 fn renders_like_go_text_template_and_sprig() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/template_oracle");
     let corpus = parse_corpus(&std::fs::read_to_string(dir.join("corpus.txt")).unwrap());
     let fixtures: J =
         serde_json::from_str(&std::fs::read_to_string(dir.join("fixtures.json")).unwrap()).unwrap();

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::value::{Map, Object, Value};
+use go_template::{Map, Object, Value};
 
 /// Identifies a Kubernetes object in a file (all empty for non-Kubernetes YAML).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

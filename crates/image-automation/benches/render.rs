@@ -1,10 +1,10 @@
 //! Renders Flux's documented v1 template and the Gerrit Change-Id recipe over 1,000 changes.
-//! Run with `cargo bench -p go-template --bench render`; prints the time per render.
+//! Run with `cargo bench -p image-automation --bench render`; prints the time per render.
 
 use std::time::Instant;
 
 use go_template::Template;
-use go_template::flux::{self, Change, FileChange, ObjectId};
+use image_automation::template_data::{self as flux, Change, FileChange, ObjectId};
 
 const DOCS_TEMPLATE: &str = "Automated image update
 
