@@ -256,8 +256,7 @@ async fn an_automation_without_spec_stalls_naming_the_required_fields() {
         report.outcome,
         RunOutcome::Stalled {
             reason: "InvalidSourceConfiguration".into(),
-            message: "the object has no spec: spec.sourceRef and spec.interval are required"
-                .into(),
+            message: "the object has no spec: spec.sourceRef and spec.interval are required".into(),
         }
     );
     assert_eq!(git.updates.load(Ordering::SeqCst), 0);
