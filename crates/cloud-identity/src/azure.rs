@@ -1,0 +1,1 @@
+//! azure: in progress.
