@@ -142,26 +142,37 @@ pub fn error_body_excerpt(body: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
+    timeout: Duration,
 }
 
 impl HttpClient {
     /// A client with the 10 s timeout and, optionally, a proxy (`proxySecretRef`).
     pub fn new(proxy: Option<&url::Url>) -> std::result::Result<Self, reqwest::Error> {
+        Self::with_timeout(proxy, TIMEOUT)
+    }
+
+    /// A client with another timeout (tests of slow endpoints).
+    pub fn with_timeout(
+        proxy: Option<&url::Url>,
+        timeout: Duration,
+    ) -> std::result::Result<Self, reqwest::Error> {
         let mut builder = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(TIMEOUT)
+            .timeout(timeout)
+            .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none());
         if let Some(proxy) = proxy {
             builder = builder.proxy(reqwest::Proxy::all(proxy.as_str())?);
         }
         Ok(Self {
             client: builder.build()?,
+            timeout,
         })
     }
 
-    /// Wraps an existing client (tests add a CA; services may share theirs).
-    pub fn from_client(client: reqwest::Client) -> Self {
-        Self { client }
+    /// Wraps an existing client built with `timeout` (tests add a CA; services may share
+    /// theirs).
+    pub fn from_client(client: reqwest::Client, timeout: Duration) -> Self {
+        Self { client, timeout }
     }
 
     /// Sends the request; transport failures and timeouts become [`Error::Transport`].
@@ -185,16 +196,17 @@ impl HttpClient {
         if !request.body.is_empty() || request.method != Method::Get {
             builder = builder.body(request.body.clone());
         }
+        let timeout = self.timeout;
         let mut response = builder
             .send()
             .await
-            .map_err(|err| transport(describe_reqwest_error(&err)))?;
+            .map_err(|err| transport(describe_reqwest_error(&err, timeout)))?;
         let status = response.status().as_u16();
         let mut body = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|err| transport(describe_reqwest_error(&err)))?
+            .map_err(|err| transport(describe_reqwest_error(&err, timeout)))?
         {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(transport(format!(
@@ -208,9 +220,9 @@ impl HttpClient {
 }
 
 /// reqwest's message without the URL (which we print ourselves, minus its query).
-fn describe_reqwest_error(err: &reqwest::Error) -> String {
+fn describe_reqwest_error(err: &reqwest::Error, timeout: Duration) -> String {
     if err.is_timeout() {
-        return format!("timed out after {}s", TIMEOUT.as_secs());
+        return format!("timed out after {:?}", timeout);
     }
     let mut message = String::new();
     let mut source: Option<&dyn std::error::Error> = Some(err);
