@@ -33,6 +33,8 @@ pub struct Endpoints {
     pub azure_authority_host: Option<url::Url>,
     /// Azure IMDS root (default `http://169.254.169.254/`).
     pub azure_imds: Option<url::Url>,
+    /// Every ACR call to this root instead of `https://<registry>/` (tests only).
+    pub acr: Option<url::Url>,
 }
 
 /// AWS controller-level identity (aws-sdk-go-v2's default chain, minus shared files).
@@ -113,6 +115,7 @@ impl Environment {
             google_iam_credentials: None,
             azure_authority_host: url(Provider::Azure, "AZURE_AUTHORITY_HOST")?,
             azure_imds: None,
+            acr: None,
         };
         let aws = AwsEnvironment {
             region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),

@@ -243,11 +243,7 @@ pub fn impersonation_request(
         None => parse_default(DEFAULT_IAM_CREDENTIALS)?,
     };
     // The email as is (Flux formats it into the path), any other character encoded.
-    const EMAIL_PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'@')
-        .remove(b'.')
-        .remove(b'-')
-        .remove(b'_');
+    const EMAIL_PATH: &percent_encoding::AsciiSet = &crate::http::PATH_SEGMENT.remove(b'@');
     let encoded: String = percent_encoding::utf8_percent_encode(email, EMAIL_PATH).to_string();
     let url = join(
         &base,

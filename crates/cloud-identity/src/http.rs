@@ -8,6 +8,12 @@ use crate::error::{Error, Provider, Result, Step};
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Token responses are small; anything larger is refused rather than buffered.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Characters kept as they are in one path segment (RFC 3986 unreserved).
+pub(crate) const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 /// How much of an error body goes into an error message.
 const ERROR_BODY_CHARS: usize = 300;
 

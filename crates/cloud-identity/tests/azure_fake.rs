@@ -1,0 +1,197 @@
+//! Azure against a local fake of the documented endpoints: Entra ID's token endpoint
+//! (`/<tenant>/oauth2/v2.0/token`), IMDS and ACR's `/oauth2/exchange`. The fake checks
+//! grant type, client assertion, scopes, the `Metadata: true` header and the exchange form,
+//! and answers as the documentation shows.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use cloud_identity::azure::{ACR_SCOPE, AzureClient, AzureIdentity, REGISTRY_USERNAME};
+use cloud_identity::config::{AzureEnvironment, Endpoints};
+use cloud_identity::http::HttpClient;
+use cloud_identity::{Error, Provider, Secret, Step};
+use common::{assert_no_secret, expect_eq, form, serve};
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT: &str = "5a5d0a5e-0000-4000-8000-00000000c11e";
+const K8S_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.azure-federated-token.sig";
+const AAD_TOKEN: &str = "eyJ0eXAiOiJKV1QifQ.entra-access-token.sig";
+const IMDS_TOKEN: &str = "eyJ0eXAiOiJKV1QifQ.imds-access-token.sig";
+const REGISTRY: &str = "fluxtest.azurecr.io";
+const REFRESH_EXP: u64 = 1_900_000_000;
+
+type Reply = (StatusCode, String);
+
+fn refresh_token() -> String {
+    let enc = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    format!(
+        "{}.{}.c2ln",
+        enc(r#"{"alg":"RS256","typ":"JWT"}"#),
+        enc(&format!(
+            r#"{{"exp":{REFRESH_EXP},"grant_type":"refresh_token","aud":"{REGISTRY}"}}"#
+        ))
+    )
+}
+
+fn check(checks: Vec<Result<(), String>>) -> Result<(), Reply> {
+    match checks.into_iter().find(Result::is_err) {
+        Some(Err(e)) => Err((
+            StatusCode::BAD_REQUEST,
+            format!(r#"{{"error":"invalid_request","error_description":"{e}"}}"#),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn app() -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/{tenant}/oauth2/v2.0/token",
+            post(|Path(tenant): Path<String>, body: axum::body::Bytes| async move {
+                let fields = form(&body);
+                let field = |name: &str| fields.get(name).map(String::as_str);
+                if let Err(reply) = check(vec![
+                    expect_eq("tenant", Some(&tenant), TENANT),
+                    expect_eq("grant_type", field("grant_type"), "client_credentials"),
+                    expect_eq("client_id", field("client_id"), CLIENT),
+                    expect_eq("client_assertion_type", field("client_assertion_type"), "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    expect_eq("client_assertion", field("client_assertion"), K8S_TOKEN),
+                    // MSAL appends the OIDC scopes; the resource scope comes first.
+                    expect_eq("scope", field("scope"), &format!("{ACR_SCOPE} openid offline_access profile")),
+                ]) {
+                    return reply;
+                }
+                (StatusCode::OK, serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": AAD_TOKEN}).to_string())
+            }),
+        )
+        .route(
+            "/metadata/identity/oauth2/token",
+            get(|headers: HeaderMap, Query(query): Query<BTreeMap<String, String>>| async move {
+                let q = |name: &str| query.get(name).map(String::as_str);
+                if let Err(reply) = check(vec![
+                    expect_eq("Metadata header", headers.get("metadata").and_then(|v| v.to_str().ok()), "true"),
+                    expect_eq("api-version", q("api-version"), "2018-02-01"),
+                    expect_eq("resource", q("resource"), "https://containerregistry.azure.net"),
+                ]) {
+                    return reply;
+                }
+                let expires_on = cloud_identity::time::epoch_seconds(SystemTime::now() + Duration::from_secs(3600));
+                (StatusCode::OK, serde_json::json!({"access_token": IMDS_TOKEN, "expires_in": "3599", "expires_on": expires_on.to_string(), "resource": "https://containerregistry.azure.net", "token_type": "Bearer"}).to_string())
+            }),
+        )
+        .route(
+            "/oauth2/exchange",
+            post(|body: axum::body::Bytes| async move {
+                let fields = form(&body);
+                let field = |name: &str| fields.get(name).map(String::as_str);
+                let token = field("access_token").unwrap_or_default();
+                if let Err(reply) = check(vec![
+                    expect_eq("grant_type", field("grant_type"), "access_token"),
+                    expect_eq("service", field("service"), REGISTRY),
+                    if token == AAD_TOKEN || token == IMDS_TOKEN { Ok(()) } else { Err(format!("access_token {token:?} is not one the fake issued")) },
+                    if field("tenant").is_none() { Ok(()) } else { Err("tenant must not be sent".into()) },
+                ]) {
+                    return (StatusCode::UNAUTHORIZED, reply.1);
+                }
+                (StatusCode::OK, serde_json::json!({"refresh_token": refresh_token()}).to_string())
+            }),
+        )
+}
+
+async fn client(env: AzureEnvironment) -> AzureClient {
+    let base = serve(app()).await;
+    let endpoints = Endpoints {
+        azure_authority_host: Some(base.clone()),
+        azure_imds: Some(base.clone()),
+        acr: Some(base),
+        ..Endpoints::default()
+    };
+    AzureClient::new(HttpClient::new(None).unwrap(), endpoints, env)
+}
+
+#[tokio::test]
+async fn service_account_token_to_entra_to_acr_refresh_token() {
+    let client = client(AzureEnvironment::default()).await;
+    let identity = AzureIdentity::ServiceAccount {
+        tenant_id: TENANT.into(),
+        client_id: CLIENT.into(),
+        token: Secret::new(K8S_TOKEN),
+    };
+    let login = client.registry_login(REGISTRY, &identity).await.unwrap();
+    assert_eq!(login.username, REGISTRY_USERNAME);
+    assert_eq!(login.password.expose(), refresh_token());
+    assert_eq!(
+        cloud_identity::time::epoch_seconds(login.expires_at),
+        REFRESH_EXP
+    );
+    assert_no_secret(&format!("{login:?}"), &[&refresh_token()]);
+}
+
+#[tokio::test]
+async fn controller_workload_identity_reads_the_federated_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("azure-identity-token");
+    std::fs::write(&file, K8S_TOKEN).unwrap();
+    let env = AzureEnvironment {
+        tenant_id: Some(TENANT.into()),
+        client_id: Some(CLIENT.into()),
+        federated_token_file: Some(file),
+        cloud: None,
+    };
+    let client = client(env).await;
+    let login = client
+        .registry_login(REGISTRY, &AzureIdentity::Controller)
+        .await
+        .unwrap();
+    assert_eq!(login.password.expose(), refresh_token());
+}
+
+#[tokio::test]
+async fn controller_without_workload_identity_uses_imds() {
+    let client = client(AzureEnvironment::default()).await;
+    let token = client
+        .access_token(ACR_SCOPE, &AzureIdentity::Controller)
+        .await
+        .unwrap();
+    assert_eq!(token.token.expose(), IMDS_TOKEN);
+    let login = client.acr_exchange(REGISTRY, &token.token).await.unwrap();
+    assert_eq!(login.username, REGISTRY_USERNAME);
+}
+
+#[tokio::test]
+async fn wrong_client_is_a_clear_entra_error_without_tokens() {
+    let client = client(AzureEnvironment::default()).await;
+    let identity = AzureIdentity::ServiceAccount {
+        tenant_id: TENANT.into(),
+        client_id: "someone-else".into(),
+        token: Secret::new(K8S_TOKEN),
+    };
+    let err = client
+        .registry_login(REGISTRY, &identity)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Status {
+                provider: Provider::Azure,
+                step: Step::AzureAdToken,
+                status: 400,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("client_id"), "{text}");
+    assert!(text.contains("azure.workload.identity/client-id"), "{text}");
+    assert_no_secret(&format!("{text} {err:?}"), &[K8S_TOKEN]);
+}
