@@ -118,6 +118,16 @@ pub enum Error {
         /// The start of the error body, control characters removed.
         body: String,
     },
+    /// The Kubernetes TokenRequest for the object's ServiceAccount failed.
+    #[error(
+        "{provider}: failed to create kubernetes token for service account '{namespace}/{name}': {message}"
+    )]
+    ServiceAccountToken {
+        provider: Provider,
+        namespace: String,
+        name: String,
+        message: String,
+    },
     /// The endpoint answered 2xx with something we cannot use (Flux's texts where it has them).
     #[error("{provider}: {step}: {message}")]
     InvalidResponse {
@@ -135,6 +145,7 @@ impl Error {
             | Error::Config { provider, .. }
             | Error::Transport { provider, .. }
             | Error::Status { provider, .. }
+            | Error::ServiceAccountToken { provider, .. }
             | Error::InvalidResponse { provider, .. } => *provider,
         }
     }

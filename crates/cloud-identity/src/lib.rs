@@ -19,6 +19,7 @@ pub mod aws;
 pub mod azure;
 pub mod cache;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod gcp;
 pub mod github;
@@ -28,6 +29,7 @@ pub mod registry;
 pub mod secret;
 pub mod time;
 
+pub use credentials::{RegistryCredentials, ServiceAccountRef};
 pub use error::{Error, Provider, Result, Step};
 pub use login::RegistryLogin;
 pub use secret::Secret;

@@ -401,3 +401,61 @@ async fn pod_identity_agent_credentials_then_ecr() {
     assert_eq!(err.status(), Some(401), "{err}");
     assert!(err.to_string().contains("container credentials"), "{err}");
 }
+
+#[tokio::test]
+async fn registry_credentials_service_account_flow_against_moto() {
+    use cloud_identity::config::Environment;
+    use cloud_identity::{RegistryCredentials, ServiceAccountRef};
+
+    let moto = Moto::start(MotoOptions::default()).await.unwrap();
+    let env = Environment {
+        endpoints: moto_endpoints(&moto),
+        ..Environment::default()
+    };
+    let credentials =
+        RegistryCredentials::new(env, http(), 100, std::time::Duration::from_secs(3600));
+    let mut annotations = std::collections::BTreeMap::new();
+    annotations.insert("eks.amazonaws.com/role-arn".to_string(), role_arn("flux"));
+    let sa = ServiceAccountRef {
+        name: "reflector",
+        namespace: "apps",
+        annotations: &annotations,
+    };
+    let image = format!("{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/apps/podinfo");
+    let minted = std::sync::atomic::AtomicUsize::new(0);
+    for _ in 0..2 {
+        let (login, event) = credentials
+            .registry_login(Provider::Aws, &image, Some(sa), |audiences| {
+                minted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    assert_eq!(audiences, vec!["sts.amazonaws.com".to_string()]);
+                    Ok(Secret::new(WEB_IDENTITY_TOKEN))
+                }
+            })
+            .await
+            .unwrap();
+        // moto's ECR token expired in 2015: used once, fetched again next time.
+        assert_eq!(event, CacheEvent::Miss);
+        assert_eq!(login.password.expose(), format!("{ACCOUNT}-auth-token"));
+    }
+    assert_eq!(minted.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    let mut bad = std::collections::BTreeMap::new();
+    bad.insert("eks.amazonaws.com/role-arn".to_string(), "flux".to_string());
+    let sa = ServiceAccountRef {
+        name: "reflector",
+        namespace: "apps",
+        annotations: &bad,
+    };
+    let err = credentials
+        .registry_login(Provider::Aws, &image, Some(sa), |_| async {
+            panic!("must not mint")
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("invalid eks.amazonaws.com/role-arn annotation: 'flux'"),
+        "{err}"
+    );
+}

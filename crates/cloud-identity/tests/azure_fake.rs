@@ -195,3 +195,104 @@ async fn wrong_client_is_a_clear_entra_error_without_tokens() {
     assert!(text.contains("azure.workload.identity/client-id"), "{text}");
     assert_no_secret(&format!("{text} {err:?}"), &[K8S_TOKEN]);
 }
+
+#[tokio::test]
+async fn registry_credentials_mint_once_then_serve_from_cache() {
+    use cloud_identity::cache::CacheEvent;
+    use cloud_identity::config::Environment;
+    use cloud_identity::{RegistryCredentials, ServiceAccountRef};
+
+    let base = serve(app()).await;
+    let env = Environment {
+        endpoints: Endpoints {
+            azure_authority_host: Some(base.clone()),
+            acr: Some(base),
+            ..Endpoints::default()
+        },
+        ..Environment::default()
+    };
+    let credentials = RegistryCredentials::new(
+        env,
+        HttpClient::new(None).unwrap(),
+        100,
+        Duration::from_secs(3600),
+    );
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        "azure.workload.identity/tenant-id".to_string(),
+        TENANT.to_string(),
+    );
+    annotations.insert(
+        "azure.workload.identity/client-id".to_string(),
+        CLIENT.to_string(),
+    );
+    let sa = ServiceAccountRef {
+        name: "reflector",
+        namespace: "apps",
+        annotations: &annotations,
+    };
+    let minted = std::sync::atomic::AtomicUsize::new(0);
+    let image = format!("{REGISTRY}/podinfo");
+    for expected in [CacheEvent::Miss, CacheEvent::Hit] {
+        let (login, event) = credentials
+            .registry_login(Provider::Azure, &image, Some(sa), |audiences| {
+                minted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    assert_eq!(audiences, vec!["api://AzureADTokenExchange".to_string()]);
+                    Ok(Secret::new(K8S_TOKEN))
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(event, expected);
+        assert_eq!(login.password.expose(), refresh_token());
+    }
+    assert_eq!(minted.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // A TokenRequest failure is worded as Flux words it.
+    let other = ServiceAccountRef {
+        name: "other",
+        namespace: "apps",
+        annotations: &annotations,
+    };
+    let err = credentials
+        .registry_login(Provider::Azure, &image, Some(other), |_| async {
+            Err("serviceaccounts \"other\" is forbidden".to_string())
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("failed to create kubernetes token for service account 'apps/other': serviceaccounts \"other\" is forbidden"),
+        "{err}"
+    );
+
+    // Missing annotations fail before any token is minted.
+    let empty = BTreeMap::new();
+    let bare = ServiceAccountRef {
+        name: "bare",
+        namespace: "apps",
+        annotations: &empty,
+    };
+    let err = credentials
+        .registry_login(Provider::Azure, &image, Some(bare), |_| async {
+            panic!("must not mint")
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("azure tenant ID is not set"),
+        "{err}"
+    );
+    // A host that is not ACR is refused with Flux's text.
+    let err = credentials
+        .registry_login(Provider::Azure, "ghcr.io/app", None, |_| async {
+            panic!("must not mint")
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid Azure registry: 'ghcr.io'"),
+        "{err}"
+    );
+}
