@@ -459,3 +459,48 @@ async fn registry_credentials_service_account_flow_against_moto() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_ecr_login_moto_hands_out_opens_a_real_registry() {
+    // moto's ECR credential, put in front of the testbed's docker-registry as its htpasswd
+    // user: the registry accepts exactly that pair.
+    let moto = Moto::start(MotoOptions::default()).await.unwrap();
+    let client = AwsClient::new(http(), moto_endpoints(&moto), AwsEnvironment::default());
+    let input = ecr_input();
+    let credentials = client
+        .access_credentials(&input, &service_account_identity(ACCOUNT, "flux"))
+        .await
+        .unwrap();
+    let login = client.ecr_login(&credentials, &input).await.unwrap();
+
+    let registry = testbed::registry::Registry::start(
+        testbed::registry::RegistryOptions::htpasswd()
+            .with_credentials(&login.username, login.password.expose()),
+    )
+    .await
+    .unwrap();
+    registry
+        .push_tags("apps/podinfo", &["6.5.0", "6.5.1"])
+        .await
+        .unwrap();
+
+    let tags_url = format!("{}/v2/apps/podinfo/tags/list", registry.base_url());
+    let http = reqwest::Client::new();
+    let response = http
+        .get(&tags_url)
+        .basic_auth(&login.username, Some(login.password.expose()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["tags"], serde_json::json!(["6.5.0", "6.5.1"]));
+
+    let refused = http
+        .get(&tags_url)
+        .basic_auth(&login.username, Some("not-the-ecr-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}
