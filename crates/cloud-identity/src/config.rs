@@ -21,6 +21,9 @@ pub struct Endpoints {
     pub aws_ecr: Option<url::Url>,
     /// ECR Public API (`AWS_ENDPOINT_URL_ECR_PUBLIC`, else `AWS_ENDPOINT_URL`).
     pub aws_ecr_public: Option<url::Url>,
+    /// EC2 instance metadata (`AWS_EC2_METADATA_SERVICE_ENDPOINT`); default
+    /// `http://169.254.169.254/`.
+    pub aws_ec2_metadata: Option<url::Url>,
     /// The GCE metadata server `host[:port]` (`GCE_METADATA_HOST`); default
     /// `169.254.169.254`.
     pub gce_metadata_host: Option<String>,
@@ -52,6 +55,8 @@ pub struct AwsEnvironment {
     pub container_credentials_relative_uri: Option<String>,
     pub container_authorization_token_file: Option<PathBuf>,
     pub container_authorization_token: Option<crate::Secret>,
+    /// `AWS_EC2_METADATA_DISABLED=true`: do not ask the node's instance metadata.
+    pub ec2_metadata_disabled: bool,
 }
 
 /// Azure controller-level identity (what the AKS workload identity webhook injects).
@@ -110,6 +115,7 @@ impl Environment {
             aws_ecr: url(Provider::Aws, "AWS_ENDPOINT_URL_ECR")?.or_else(|| aws_any.clone()),
             aws_ecr_public: url(Provider::Aws, "AWS_ENDPOINT_URL_ECR_PUBLIC")?
                 .or_else(|| aws_any.clone()),
+            aws_ec2_metadata: url(Provider::Aws, "AWS_EC2_METADATA_SERVICE_ENDPOINT")?,
             gce_metadata_host: get("GCE_METADATA_HOST"),
             google_sts: None,
             google_iam_credentials: None,
@@ -131,6 +137,8 @@ impl Environment {
                 .map(PathBuf::from),
             container_authorization_token: get("AWS_CONTAINER_AUTHORIZATION_TOKEN")
                 .map(crate::Secret::new),
+            ec2_metadata_disabled: get("AWS_EC2_METADATA_DISABLED")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         };
         let cloud = match get("AZURE_ENVIRONMENT_FILEPATH") {
             Some(path) => Some(read_azure_environment_file(&path)?),

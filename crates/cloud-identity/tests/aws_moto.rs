@@ -504,3 +504,35 @@ async fn the_ecr_login_moto_hands_out_opens_a_real_registry() {
         .unwrap();
     assert_eq!(refused.status(), 401);
 }
+
+#[tokio::test]
+async fn ec2_node_role_from_instance_metadata_then_ecr() {
+    // moto serves IMDSv2 too: session token, role name, then the role's keys.
+    let moto = Moto::start(MotoOptions::default()).await.unwrap();
+    let mut endpoints = moto_endpoints(&moto);
+    endpoints.aws_ec2_metadata = Some(url::Url::parse(&moto.endpoint()).unwrap());
+    let client = AwsClient::new(http(), endpoints, AwsEnvironment::default());
+    let credentials = client.instance_metadata_credentials().await.unwrap();
+    assert!(!credentials.access_key_id.is_empty());
+    assert!(credentials.expires_at.is_some());
+    let login = client
+        .registry_login(&ecr_input(), &AwsIdentity::Controller)
+        .await
+        .unwrap();
+    assert_eq!(login.username, "AWS");
+
+    // Disabled: the chain ends with a message naming what to set.
+    let disabled = AwsEnvironment {
+        ec2_metadata_disabled: true,
+        ..AwsEnvironment::default()
+    };
+    let client = AwsClient::new(http(), moto_endpoints(&moto), disabled);
+    let err = client
+        .registry_login(&ecr_input(), &AwsIdentity::Controller)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no AWS credentials found"),
+        "{err}"
+    );
+}

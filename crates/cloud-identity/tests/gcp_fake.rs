@@ -103,6 +103,10 @@ fn app(fake: Fake) -> axum::Router {
             }),
         )
         .route(
+            "/computeMetadata/v1/instance/attributes/huge",
+            get(|| async { (StatusCode::OK, "x".repeat(2 * 1024 * 1024)) }),
+        )
+        .route(
             "/v1/token",
             post(move |body: axum::body::Bytes| {
                 let fake = sts_fake.clone();
@@ -299,4 +303,18 @@ async fn slow_metadata_server_times_out_cleanly() {
         "{err:?}"
     );
     assert!(err.to_string().contains("timed out after 300ms"), "{err}");
+}
+
+#[tokio::test]
+async fn oversized_answer_is_refused_not_buffered() {
+    let (client, _) = start(fake(String::new(), false)).await;
+    let err = client
+        .metadata_value("instance/attributes/huge", "huge")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("response larger than 1048576 bytes"),
+        "{err}"
+    );
 }

@@ -317,6 +317,7 @@ pub fn parse_authorization_token(body: &[u8], input: &RegistryInput) -> Result<R
 // ---------------------------------------------------------------------------------------
 
 const ECS_CONTAINER_HOST: &str = "169.254.170.2";
+const EC2_METADATA: &str = "http://169.254.169.254/";
 const EKS_CONTAINER_HOSTS: [&str; 3] = ["169.254.170.23", "[fd00:ec2::23]", "fd00:ec2::23"];
 
 /// The container credentials URL: the full URI (https, or http to loopback or the ECS/EKS
@@ -492,8 +493,8 @@ impl AwsClient {
     }
 
     /// The controller's credentials: static keys, then IRSA (web identity token file), then
-    /// container credentials (EKS Pod Identity). Shared config files and the EC2 node role
-    /// are not tried.
+    /// container credentials (EKS Pod Identity), then the EC2 node role (IMDSv2). Shared
+    /// config files are not read.
     pub async fn controller_credentials(&self, region: Option<&str>) -> Result<AwsCredentials> {
         let env = &self.env;
         if let (Some(key), Some(secret)) = (&env.access_key_id, &env.secret_access_key) {
@@ -536,12 +537,74 @@ impl AwsClient {
         if let Some(url) = container_credentials_url(env)? {
             return self.container_credentials(&url).await;
         }
+        if !env.ec2_metadata_disabled {
+            return self.instance_metadata_credentials().await;
+        }
         Err(Error::config(
             Provider::Aws,
             Step::ControllerCredentials,
             "the controller's AWS environment",
             "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (IRSA), or AWS_CONTAINER_CREDENTIALS_FULL_URI (EKS Pod Identity)",
         ))
+    }
+
+    /// The node role from EC2 instance metadata, IMDSv2: a session token, the role name,
+    /// then the role's credentials.
+    pub async fn instance_metadata_credentials(&self) -> Result<AwsCredentials> {
+        let step = Step::Ec2InstanceMetadata;
+        let base = match &self.endpoints.aws_ec2_metadata {
+            Some(url) => url.clone(),
+            None => endpoint(
+                None,
+                EC2_METADATA.to_string(),
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            )?,
+        };
+        let join = |path: &str| {
+            base.join(path).map_err(|err| {
+                Error::config(
+                    Provider::Aws,
+                    step,
+                    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                    err.to_string(),
+                )
+            })
+        };
+        let call = CallContext {
+            provider: Provider::Aws,
+            step,
+            field: "the node's instance profile (or AWS_EC2_METADATA_DISABLED)",
+        };
+        let token_url = join("latest/api/token")?;
+        let request = HttpRequest::new(Method::Put, token_url.clone())
+            .header("X-aws-ec2-metadata-token-ttl-seconds", "21600");
+        let body = check_status(self.http.send(&request, call).await?, call, &token_url)?;
+        let session = Secret::new(String::from_utf8_lossy(&body).trim().to_string());
+        let get = |url: url::Url| {
+            HttpRequest::new(Method::Get, url).header("X-aws-ec2-metadata-token", session.expose())
+        };
+        let roles_url = join("latest/meta-data/iam/security-credentials/")?;
+        let body = check_status(
+            self.http.send(&get(roles_url.clone()), call).await?,
+            call,
+            &roles_url,
+        )?;
+        let role = String::from_utf8_lossy(&body)
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| Error::invalid(Provider::Aws, step, "no instance profile role"))?;
+        let role_url = join(&format!(
+            "latest/meta-data/iam/security-credentials/{}",
+            percent_encoding::utf8_percent_encode(&role, crate::http::PATH_SEGMENT)
+        ))?;
+        let body = check_status(
+            self.http.send(&get(role_url.clone()), call).await?,
+            call,
+            &role_url,
+        )?;
+        parse_container_credentials(&body, step)
     }
 
     /// STS `AssumeRoleWithWebIdentity` in `region`.
