@@ -182,6 +182,15 @@ impl RegistryCredentials {
                         "no service account",
                     )
                 })?;
+                if region.is_empty() {
+                    // Before minting: Flux's message for a host without a region.
+                    return Err(Error::config(
+                        provider,
+                        crate::Step::StsAssumeRoleWithWebIdentity,
+                        "spec.image",
+                        "an AWS region is required for authenticating with a service account. please configure one in the object spec",
+                    ));
+                }
                 let token = mint(vec![aws::STS_AUDIENCE.to_string()]).await?;
                 let identity = AwsIdentity::ServiceAccount {
                     role_arn,

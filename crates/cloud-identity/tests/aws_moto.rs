@@ -536,3 +536,35 @@ async fn ec2_node_role_from_instance_metadata_then_ecr() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn service_account_needs_a_region_before_any_token_is_minted() {
+    use cloud_identity::config::Environment;
+    use cloud_identity::{RegistryCredentials, ServiceAccountRef};
+
+    let credentials = RegistryCredentials::new(
+        Environment::default(),
+        http(),
+        100,
+        std::time::Duration::from_secs(3600),
+    );
+    let mut annotations = std::collections::BTreeMap::new();
+    annotations.insert("eks.amazonaws.com/role-arn".to_string(), role_arn("flux"));
+    let sa = ServiceAccountRef {
+        name: "reflector",
+        namespace: "apps",
+        annotations: &annotations,
+    };
+    // The unanchored pattern matches with an empty region group.
+    let image = format!("{ACCOUNT}.dkr.ecr..amazonaws.com/app");
+    let err = credentials
+        .registry_login(Provider::Aws, &image, Some(sa), |_| async {
+            panic!("must not mint")
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("an AWS region is required for authenticating with a service account. please configure one in the object spec"),
+        "{err}"
+    );
+}
