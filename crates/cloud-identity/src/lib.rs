@@ -28,6 +28,7 @@ pub mod login;
 pub mod registry;
 pub mod secret;
 pub mod time;
+pub mod workload_identity;
 
 pub use credentials::{RegistryCredentials, ServiceAccountRef};
 pub use error::{Error, Provider, Result, Step};
