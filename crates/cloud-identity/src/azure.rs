@@ -96,15 +96,8 @@ fn with_trailing_slash(mut url: url::Url) -> url::Url {
     url
 }
 
-/// `POST <authority>/<tenant>/oauth2/v2.0/token`: client credentials with the federated
-/// token as the client assertion (what MSAL's `FromAssertion` sends).
-pub fn federated_token_request(
-    endpoints: &Endpoints,
-    tenant_id: &str,
-    client_id: &str,
-    assertion: &Secret,
-    scope: &str,
-) -> Result<HttpRequest> {
+/// `<authority>/<tenant>/oauth2/v2.0/token`.
+fn token_endpoint(endpoints: &Endpoints, tenant_id: &str) -> Result<url::Url> {
     let authority = match &endpoints.azure_authority_host {
         Some(url) => url.clone(),
         None => parse_url(
@@ -115,7 +108,7 @@ pub fn federated_token_request(
     };
     let tenant: String =
         percent_encoding::utf8_percent_encode(tenant_id, crate::http::PATH_SEGMENT).to_string();
-    let url = with_trailing_slash(authority)
+    with_trailing_slash(authority)
         .join(&format!("{tenant}/oauth2/v2.0/token"))
         .map_err(|err| {
             Error::config(
@@ -124,7 +117,19 @@ pub fn federated_token_request(
                 "AZURE_AUTHORITY_HOST",
                 err.to_string(),
             )
-        })?;
+        })
+}
+
+/// `POST <authority>/<tenant>/oauth2/v2.0/token`: client credentials with the federated
+/// token as the client assertion (what MSAL's `FromAssertion` sends).
+pub fn federated_token_request(
+    endpoints: &Endpoints,
+    tenant_id: &str,
+    client_id: &str,
+    assertion: &Secret,
+    scope: &str,
+) -> Result<HttpRequest> {
+    let url = token_endpoint(endpoints, tenant_id)?;
     Ok(HttpRequest::new(Method::Post, url).form(&[
         ("grant_type", "client_credentials"),
         ("client_id", client_id),
@@ -133,6 +138,26 @@ pub fn federated_token_request(
         ("client_info", "1"),
         ("scope", &format!("{scope} openid offline_access profile")),
     ]))
+}
+
+/// EnvironmentCredential with a client secret: the same endpoint, `client_secret` instead of
+/// an assertion.
+pub fn client_secret_token_request(
+    endpoints: &Endpoints,
+    tenant_id: &str,
+    client_id: &str,
+    client_secret: &Secret,
+    scope: &str,
+) -> Result<HttpRequest> {
+    Ok(
+        HttpRequest::new(Method::Post, token_endpoint(endpoints, tenant_id)?).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", client_secret.expose()),
+            ("client_info", "1"),
+            ("scope", &format!("{scope} openid offline_access profile")),
+        ]),
+    )
 }
 
 /// IMDS: `GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=…` with
@@ -354,43 +379,61 @@ impl AzureClient {
                 )
                 .await
             }
-            AzureIdentity::Controller => {
-                let env = &self.env;
-                match (
-                    &env.tenant_id,
-                    &env.client_id,
-                    &env.federated_token_file,
-                    &self.endpoints.azure_authority_host,
-                ) {
-                    (Some(tenant), Some(client), Some(file), Some(_)) => {
-                        let assertion = crate::aws::read_token_file(
-                            file,
-                            Step::AzureFederatedTokenFile,
-                            "AZURE_FEDERATED_TOKEN_FILE",
-                            Provider::Azure,
-                        )?;
-                        self.federated_token(
-                            tenant,
-                            client,
-                            &assertion,
-                            scope,
-                            "AZURE_CLIENT_ID, AZURE_TENANT_ID and the app's federated credential",
-                        )
-                        .await
-                    }
-                    _ => self.imds_token(scope).await.map_err(|imds| {
-                        Error::config(
-                            Provider::Azure,
-                            Step::ControllerCredentials,
-                            "the workload identity webhook and pod configuration",
-                            format!(
-                                "missing environment variables for workload identity. Check webhook and pod configuration\n{imds}"
-                            ),
-                        )
-                    }),
-                }
-            }
+            AzureIdentity::Controller => self.controller_token(scope).await,
         }
+    }
+
+    /// As Flux's default chain: EnvironmentCredential (client secret), workload identity,
+    /// then IMDS. A configured credential's failure is final; unconfigured ones are skipped
+    /// and, if IMDS fails too, listed in the error.
+    async fn controller_token(&self, scope: &str) -> Result<AccessToken> {
+        let env = &self.env;
+        if let (Some(tenant), Some(client), Some(secret)) =
+            (&env.tenant_id, &env.client_id, &env.client_secret)
+        {
+            let request =
+                client_secret_token_request(&self.endpoints, tenant, client, secret, scope)?;
+            let call = CallContext {
+                provider: Provider::Azure,
+                step: Step::AzureAdToken,
+                field: "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET",
+            };
+            let response = self.http.send(&request, call).await?;
+            let body = response.success_body(call, &request.url)?;
+            return parse_token_response(&body, Step::AzureAdToken, SystemTime::now());
+        }
+        if let (Some(tenant), Some(client), Some(file), Some(_)) = (
+            &env.tenant_id,
+            &env.client_id,
+            &env.federated_token_file,
+            &self.endpoints.azure_authority_host,
+        ) {
+            let assertion = crate::aws::read_token_file(
+                file,
+                Step::AzureFederatedTokenFile,
+                "AZURE_FEDERATED_TOKEN_FILE",
+                Provider::Azure,
+            )?;
+            return self
+                .federated_token(
+                    tenant,
+                    client,
+                    &assertion,
+                    scope,
+                    "AZURE_CLIENT_ID, AZURE_TENANT_ID and the app's federated credential",
+                )
+                .await;
+        }
+        self.imds_token(scope).await.map_err(|imds| {
+            Error::config(
+                Provider::Azure,
+                Step::ControllerCredentials,
+                "the workload identity webhook and pod configuration",
+                format!(
+                    "EnvironmentCredential: missing environment variables AZURE_TENANT_ID, AZURE_CLIENT_ID or AZURE_CLIENT_SECRET\nmissing environment variables for workload identity. Check webhook and pod configuration\n{imds}"
+                ),
+            )
+        })
     }
 
     async fn federated_token(

@@ -64,6 +64,8 @@ pub struct AwsEnvironment {
 pub struct AzureEnvironment {
     pub tenant_id: Option<String>,
     pub client_id: Option<String>,
+    /// `AZURE_CLIENT_SECRET` (EnvironmentCredential with a client secret).
+    pub client_secret: Option<crate::Secret>,
     pub federated_token_file: Option<PathBuf>,
     /// `AZURE_ENVIRONMENT_FILEPATH`, parsed.
     pub cloud: Option<AzureCloudEnvironment>,
@@ -147,6 +149,7 @@ impl Environment {
         let azure = AzureEnvironment {
             tenant_id: get("AZURE_TENANT_ID"),
             client_id: get("AZURE_CLIENT_ID"),
+            client_secret: get("AZURE_CLIENT_SECRET").map(crate::Secret::new),
             federated_token_file: get("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from),
             cloud,
         };

@@ -14,6 +14,19 @@ pub(crate) const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
+/// Form fields and headers that carry secrets: an error body echoing them is scrubbed.
+const SECRET_FORM_FIELDS: [&str; 5] = [
+    "WebIdentityToken",
+    "client_assertion",
+    "client_secret",
+    "subject_token",
+    "access_token",
+];
+const SECRET_HEADERS: [&str; 3] = [
+    "authorization",
+    "x-amz-security-token",
+    "x-aws-ec2-metadata-token",
+];
 /// How much of an error body goes into an error message.
 const ERROR_BODY_CHARS: usize = 300;
 
@@ -35,6 +48,33 @@ pub struct HttpRequest {
 }
 
 impl HttpRequest {
+    /// The secret values this request carries (tokens in headers and form fields).
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut values = Vec::new();
+        for (name, value) in &self.headers {
+            if SECRET_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                values.push(value.clone());
+                if let Some((_, credential)) = value.split_once(' ') {
+                    values.push(credential.to_string());
+                }
+            }
+        }
+        let is_form = self
+            .header_value("content-type")
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            for (name, value) in form_urlencoded::parse(&self.body) {
+                if SECRET_FORM_FIELDS.contains(&name.as_ref()) {
+                    values.push(value.into_owned());
+                }
+            }
+        }
+        // Longest first, so a value containing another is scrubbed whole.
+        values.retain(|v| v.len() >= 4);
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values
+    }
+
     pub fn new(method: Method, url: url::Url) -> Self {
         Self {
             method,
@@ -221,8 +261,23 @@ impl HttpClient {
             }
             body.extend_from_slice(&chunk);
         }
+        if !(200..300).contains(&status) {
+            body = scrub(&body, &request.secret_values());
+        }
         Ok(HttpResponse { status, body })
     }
+}
+
+/// `body` with every occurrence of the secrets replaced, for error bodies that echo the
+/// request.
+pub fn scrub(body: &[u8], secrets: &[String]) -> Vec<u8> {
+    let mut text = String::from_utf8_lossy(body).into_owned();
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "<redacted>");
+        }
+    }
+    text.into_bytes()
 }
 
 /// reqwest's message without the URL (which we print ourselves, minus its query).
@@ -276,6 +331,20 @@ mod tests {
             body: b"sekrit".to_vec(),
         };
         assert!(!format!("{response:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn secrets_the_request_carries_are_scrubbed_from_echoes() {
+        let url = url::Url::parse("https://login.example/t/oauth2/v2.0/token").unwrap();
+        let request = HttpRequest::new(Method::Post, url)
+            .header("Authorization", "Bearer header-token-value")
+            .form(&[
+                ("client_secret", "form-secret-value"),
+                ("scope", "public-scope"),
+            ]);
+        let echoed = b"bad: Bearer header-token-value form-secret-value public-scope";
+        let scrubbed = String::from_utf8(scrub(echoed, &request.secret_values())).unwrap();
+        assert_eq!(scrubbed, "bad: <redacted> <redacted> public-scope");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use common::{assert_no_secret, expect_eq, form, serve};
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT: &str = "5a5d0a5e-0000-4000-8000-00000000c11e";
+const CLIENT_SECRET: &str = "app-client-secret-value";
 const K8S_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.azure-federated-token.sig";
 const AAD_TOKEN: &str = "eyJ0eXAiOiJKV1QifQ.entra-access-token.sig";
 const IMDS_TOKEN: &str = "eyJ0eXAiOiJKV1QifQ.imds-access-token.sig";
@@ -62,8 +63,13 @@ fn app() -> axum::Router {
                     expect_eq("tenant", Some(&tenant), TENANT),
                     expect_eq("grant_type", field("grant_type"), "client_credentials"),
                     expect_eq("client_id", field("client_id"), CLIENT),
-                    expect_eq("client_assertion_type", field("client_assertion_type"), "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                    expect_eq("client_assertion", field("client_assertion"), K8S_TOKEN),
+                    // EnvironmentCredential sends a client secret, workload identity an assertion.
+                    match field("client_secret") {
+                        Some(secret) => expect_eq("client_secret", Some(secret), CLIENT_SECRET)
+                            .and(if field("client_assertion").is_none() { Ok(()) } else { Err("both secret and assertion".into()) }),
+                        None => expect_eq("client_assertion_type", field("client_assertion_type"), "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                            .and(expect_eq("client_assertion", field("client_assertion"), K8S_TOKEN)),
+                    },
                     // MSAL appends the OIDC scopes; the resource scope comes first.
                     expect_eq("scope", field("scope"), &format!("{ACR_SCOPE} openid offline_access profile")),
                 ]) {
@@ -143,6 +149,7 @@ async fn controller_workload_identity_reads_the_federated_token_file() {
     let env = AzureEnvironment {
         tenant_id: Some(TENANT.into()),
         client_id: Some(CLIENT.into()),
+        client_secret: None,
         federated_token_file: Some(file),
         cloud: None,
     };
@@ -295,4 +302,41 @@ async fn registry_credentials_mint_once_then_serve_from_cache() {
             .starts_with("invalid Azure registry: 'ghcr.io'"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn controller_environment_credential_with_client_secret_comes_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("azure-identity-token");
+    std::fs::write(&file, "not-used").unwrap();
+    let env = AzureEnvironment {
+        tenant_id: Some(TENANT.into()),
+        client_id: Some(CLIENT.into()),
+        client_secret: Some(Secret::new(CLIENT_SECRET)),
+        federated_token_file: Some(file),
+        cloud: None,
+    };
+    let client = client(env).await;
+    let token = client
+        .access_token(ACR_SCOPE, &AzureIdentity::Controller)
+        .await
+        .unwrap();
+    assert_eq!(token.token.expose(), AAD_TOKEN);
+
+    // A wrong secret is final (no fall-through to the token file), and not in the error.
+    let env = AzureEnvironment {
+        tenant_id: Some(TENANT.into()),
+        client_id: Some(CLIENT.into()),
+        client_secret: Some(Secret::new("wrong-secret-value")),
+        federated_token_file: None,
+        cloud: None,
+    };
+    let client = self::client(env).await;
+    let err = client
+        .access_token(ACR_SCOPE, &AzureIdentity::Controller)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.to_string().contains("AZURE_CLIENT_SECRET"), "{err}");
+    assert_no_secret(&format!("{err} {err:?}"), &["wrong-secret-value"]);
 }
