@@ -285,3 +285,87 @@ async fn a_different_key_is_refused_by_the_fake() {
     assert_eq!(err.status(), Some(401), "{err}");
     assert!(err.to_string().contains("bad signature"), "{err}");
 }
+
+#[tokio::test]
+async fn installation_token_pushes_a_commit_to_a_real_git_server() {
+    use testbed::git::{GitHttpServer, GitHttpServerOptions, auth_env};
+
+    let (config, _, _) = setup(false, (INSTALLATION_ID_KEY, "456")).await;
+    let login = GitHubClient::new(HttpClient::new(None).unwrap())
+        .installation_token(&config)
+        .await
+        .unwrap();
+    // The git server (lighttpd + git http-backend) accepts exactly x-access-token:<token>.
+    let server = GitHttpServer::start(GitHttpServerOptions {
+        username: Some(login.username.clone()),
+        password: Some(login.password.expose().to_string()),
+        repos: None,
+    })
+    .await
+    .unwrap();
+    let before = server
+        .repos()
+        .create("fleet", &[("apps/podinfo.yaml", "image: podinfo:6.5.0\n")])
+        .unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let git = |args: &[&str], auth: &[(String, String)]| {
+        let mut command = testbed::git::git_cli().unwrap();
+        command
+            .current_dir(work.path())
+            .args(args)
+            .envs(auth.iter().cloned());
+        command.output().unwrap()
+    };
+    let token_auth = auth_env(&login.username, login.password.expose());
+    let clone = git(&["clone", "-q", &server.url("fleet"), "."], &token_auth);
+    assert!(
+        clone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clone.stderr)
+    );
+    std::fs::write(
+        work.path().join("apps/podinfo.yaml"),
+        "image: podinfo:6.5.1\n",
+    )
+    .unwrap();
+    assert!(
+        git(&["commit", "-qam", "podinfo 6.5.1"], &[])
+            .status
+            .success()
+    );
+
+    // A wrong token is refused; the App's token pushes.
+    let refused = git(
+        &["push", "-q", "origin", "HEAD"],
+        &auth_env("x-access-token", "ghs_wrong"),
+    );
+    assert!(!refused.status.success());
+    let pushed = git(&["push", "-q", "origin", "HEAD"], &token_auth);
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let branch = server
+        .repos()
+        .branches("fleet")
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    let after = server
+        .repos()
+        .head_commit("fleet", &branch)
+        .unwrap()
+        .unwrap();
+    assert_ne!(after, before);
+    assert_eq!(
+        server
+            .repos()
+            .commit_message("fleet", &after)
+            .unwrap()
+            .trim(),
+        "podinfo 6.5.1"
+    );
+}
