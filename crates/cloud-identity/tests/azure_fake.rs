@@ -340,3 +340,57 @@ async fn controller_environment_credential_with_client_secret_comes_first() {
     assert!(err.to_string().contains("AZURE_CLIENT_SECRET"), "{err}");
     assert_no_secret(&format!("{err} {err:?}"), &["wrong-secret-value"]);
 }
+
+#[tokio::test]
+async fn acr_refresh_token_opens_a_real_token_auth_registry() {
+    // ACR's registry side is the Docker token flow with Basic `0000…:<refresh token>` at the
+    // realm; the testbed's docker-registry in token mode speaks exactly that.
+    use testbed::registry::{Registry, RegistryOptions, TOKEN_SERVICE};
+
+    let client = client(AzureEnvironment::default()).await;
+    let identity = AzureIdentity::ServiceAccount {
+        tenant_id: TENANT.into(),
+        client_id: CLIENT.into(),
+        token: Secret::new(K8S_TOKEN),
+    };
+    let login = client.registry_login(REGISTRY, &identity).await.unwrap();
+    let registry = Registry::start(
+        RegistryOptions::token().with_credentials(&login.username, login.password.expose()),
+    )
+    .await
+    .unwrap();
+    registry
+        .push_tags("apps/podinfo", &["6.5.0"])
+        .await
+        .unwrap();
+
+    let http = reqwest::Client::new();
+    let realm = registry.token_realm().unwrap();
+    let token_answer = |password: String| {
+        http.get(&realm)
+            .query(&[
+                ("service", TOKEN_SERVICE),
+                ("scope", "repository:apps/podinfo:pull"),
+            ])
+            .basic_auth(&login.username, Some(password))
+            .send()
+    };
+    let answer = token_answer(login.password.expose().to_string())
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    let bearer = answer["access_token"].as_str().unwrap().to_string();
+    let tags: serde_json::Value = http
+        .get(format!("{}/v2/apps/podinfo/tags/list", registry.base_url()))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["6.5.0"]));
+    let refused = token_answer("not-the-refresh-token".into()).await.unwrap();
+    assert_eq!(refused.status(), 401);
+}

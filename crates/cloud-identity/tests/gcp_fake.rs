@@ -318,3 +318,36 @@ async fn oversized_answer_is_refused_not_buffered() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn gcp_access_token_opens_a_real_registry_as_oauth2accesstoken() {
+    use testbed::registry::{Registry, RegistryOptions};
+
+    let (client, _) = start(fake(String::new(), false)).await;
+    let login = client.metadata_token().await.unwrap().registry_login();
+    let registry = Registry::start(
+        RegistryOptions::htpasswd().with_credentials(&login.username, login.password.expose()),
+    )
+    .await
+    .unwrap();
+    registry
+        .push_tags("project/repo/app", &["1.0.0"])
+        .await
+        .unwrap();
+    let url = format!("{}/v2/project/repo/app/tags/list", registry.base_url());
+    let http = reqwest::Client::new();
+    let ok = http
+        .get(&url)
+        .basic_auth("oauth2accesstoken", Some(METADATA_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let refused = http
+        .get(&url)
+        .basic_auth("oauth2accesstoken", Some("ya29.other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}
