@@ -180,6 +180,7 @@ missing_all() {
     [[ -n ${line#*=} ]] || echo "binary ${line%%=*}"
   done < <(env_entries | grep -v -e '^KUBE_APISERVER=' -e '^HELM_PYTHON=')
   helm_venv_ok || echo "helm-sdkpy $HELM_SDKPY_VERSION venv (missing or not working: $HELM_VENV)"
+  bash "$(dirname "${BASH_SOURCE[0]}")/moto.sh" --check || echo "moto venv (missing or not working: run e2e/moto.sh)"
   kube_apiserver_ok || echo "kube-apiserver $KUBE_VERSION (missing or not working: $KUBE_APISERVER_BIN)"
 }
 
@@ -452,6 +453,8 @@ do_install() {
   install_packages
   build_kube_apiserver
   install_helm_venv
+  # moto[server] (PyPI), the AWS emulator of the cloud-identity tests, in its own venv.
+  bash "$(dirname "${BASH_SOURCE[0]}")/moto.sh" || die "e2e/moto.sh failed"
 
   local missing
   missing="$(missing_all)"

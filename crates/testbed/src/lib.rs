@@ -24,6 +24,7 @@ pub mod fault_proxy;
 pub mod git;
 pub mod kube_apiserver;
 pub mod leaks;
+pub mod moto;
 pub mod process;
 pub mod prometheus;
 pub mod registry;

@@ -60,6 +60,10 @@ pub struct RegistryOptions {
     /// fresh directory under this one, instead of in memory: needed by
     /// [`Registry::seed_tags`].
     pub disk_storage: Option<PathBuf>,
+    /// The htpasswd or token-issuer user and password; generated when `None`. Lets a test
+    /// put a credential someone else issued (e.g. an ECR token from moto) in front of the
+    /// registry.
+    pub credentials: Option<(String, String)>,
 }
 
 impl RegistryOptions {
@@ -68,6 +72,7 @@ impl RegistryOptions {
             auth: AuthMode::Anonymous,
             tls: false,
             disk_storage: None,
+            credentials: None,
         }
     }
 
@@ -76,6 +81,7 @@ impl RegistryOptions {
             auth: AuthMode::Htpasswd,
             tls: false,
             disk_storage: None,
+            credentials: None,
         }
     }
 
@@ -84,7 +90,14 @@ impl RegistryOptions {
             auth: AuthMode::Token,
             tls: false,
             disk_storage: None,
+            credentials: None,
         }
+    }
+
+    /// Basic (or token-issuer) credentials of the caller's choosing.
+    pub fn with_credentials(mut self, username: &str, password: &str) -> Self {
+        self.credentials = Some((username.to_string(), password.to_string()));
+        self
     }
 
     pub fn with_tls(mut self) -> Self {
@@ -138,9 +151,12 @@ impl Registry {
         let port = free_port()?;
         let credentials = match options.auth {
             AuthMode::Anonymous => None,
-            AuthMode::Htpasswd | AuthMode::Token => {
-                Some((USERNAME.to_string(), random_password(dir.path())))
-            }
+            AuthMode::Htpasswd | AuthMode::Token => Some(
+                options
+                    .credentials
+                    .clone()
+                    .unwrap_or_else(|| (USERNAME.to_string(), random_password(dir.path()))),
+            ),
         };
         let certs = if options.tls {
             Some(Certificates::generate(dir.path())?)

@@ -1,0 +1,296 @@
+//! The entry point for the services: a registry login for `spec.provider` and `spec.image`,
+//! as the controller or as the object's ServiceAccount, cached per identity and registry.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use crate::aws::{self, AwsClient, AwsIdentity};
+use crate::azure::{self, AzureClient, AzureIdentity};
+use crate::cache::{CacheEvent, TokenCache, cache_key, registry_credential_key};
+use crate::config::Environment;
+use crate::error::{Error, Provider, Result};
+use crate::gcp::{self, GcpClient, GcpServiceAccountIdentity, GkeCluster};
+use crate::http::HttpClient;
+use crate::login::RegistryLogin;
+use crate::registry::{RegistryInput, parse_registry, registry_host};
+use crate::secret::Secret;
+
+/// The object's ServiceAccount (`spec.serviceAccountName`, or `--default-service-account`),
+/// already read from the object's namespace.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceAccountRef<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+/// Registry logins for the cloud providers, with Flux's token cache.
+#[derive(Debug)]
+pub struct RegistryCredentials {
+    env: Environment,
+    aws: AwsClient,
+    gcp: GcpClient,
+    azure: AzureClient,
+    cache: TokenCache<RegistryLogin>,
+    /// Read once per process, as Flux does.
+    gke_cluster: tokio::sync::OnceCell<GkeCluster>,
+}
+
+impl RegistryCredentials {
+    /// `cache_max_size` is `--token-cache-max-size` (0 disables), `cache_max_duration`
+    /// `--token-cache-max-duration` (capped at 1 h).
+    pub fn new(
+        env: Environment,
+        http: HttpClient,
+        cache_max_size: usize,
+        cache_max_duration: Duration,
+    ) -> Self {
+        Self {
+            aws: AwsClient::new(http.clone(), env.endpoints.clone(), env.aws.clone()),
+            gcp: GcpClient::new(http.clone(), env.endpoints.clone()),
+            azure: AzureClient::new(http, env.endpoints.clone(), env.azure.clone()),
+            env,
+            cache: TokenCache::new(cache_max_size, cache_max_duration),
+            gke_cluster: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The registry login for `image` with `provider`. With a ServiceAccount, `mint_token`
+    /// is called (only on a cache miss) with the audiences for the TokenRequest and returns
+    /// `status.token`; its error text goes into the error as Flux words it.
+    pub async fn registry_login<F, Fut>(
+        &self,
+        provider: Provider,
+        image: &str,
+        service_account: Option<ServiceAccountRef<'_>>,
+        mint_token: F,
+    ) -> Result<(RegistryLogin, CacheEvent)>
+    where
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = std::result::Result<Secret, String>>,
+    {
+        let host = registry_host(image);
+        let input = parse_registry(provider, &host, self.env.azure.cloud.as_ref())?;
+        let plan = self.plan(provider, &input, service_account)?;
+        let key = registry_credential_key(
+            &plan.access_token_key(provider, service_account),
+            input.cache_input(),
+        );
+        self.cache
+            .get_or_fetch(&key, || async {
+                let login = self
+                    .fetch(provider, &host, &input, service_account, plan, mint_token)
+                    .await?;
+                let expires_at = login.expires_at;
+                Ok((login, expires_at))
+            })
+            .await
+    }
+
+    /// Drops a cached login (e.g. after the registry refused it).
+    pub async fn invalidate(
+        &self,
+        provider: Provider,
+        image: &str,
+        service_account: Option<ServiceAccountRef<'_>>,
+    ) -> Result<()> {
+        let input = parse_registry(
+            provider,
+            &registry_host(image),
+            self.env.azure.cloud.as_ref(),
+        )?;
+        let plan = self.plan(provider, &input, service_account)?;
+        let key = registry_credential_key(
+            &plan.access_token_key(provider, service_account),
+            input.cache_input(),
+        );
+        self.cache.invalidate(&key).await;
+        Ok(())
+    }
+
+    /// Validates the ServiceAccount's annotations before anything is fetched.
+    fn plan(
+        &self,
+        provider: Provider,
+        input: &RegistryInput,
+        service_account: Option<ServiceAccountRef<'_>>,
+    ) -> Result<Plan> {
+        let Some(sa) = service_account else {
+            return Ok(Plan::Controller);
+        };
+        Ok(match provider {
+            Provider::Aws => Plan::Aws {
+                role_arn: aws::role_arn_from_annotations(sa.annotations)?,
+                region: input.aws_region().unwrap_or_default().to_string(),
+            },
+            Provider::Azure => {
+                let (tenant_id, client_id) = azure::identity_from_annotations(sa.annotations)?;
+                Plan::Azure {
+                    tenant_id,
+                    client_id,
+                }
+            }
+            Provider::Gcp => {
+                Plan::Gcp(GcpServiceAccountIdentity::from_annotations(sa.annotations)?)
+            }
+            Provider::GitHub => Plan::Controller,
+        })
+    }
+
+    async fn fetch<F, Fut>(
+        &self,
+        provider: Provider,
+        host: &str,
+        input: &RegistryInput,
+        service_account: Option<ServiceAccountRef<'_>>,
+        plan: Plan,
+        mint_token: F,
+    ) -> Result<RegistryLogin>
+    where
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = std::result::Result<Secret, String>>,
+    {
+        let mint = |audiences: Vec<String>| async {
+            let sa = service_account.ok_or_else(|| {
+                Error::invalid(
+                    provider,
+                    crate::Step::ControllerCredentials,
+                    "no service account",
+                )
+            })?;
+            mint_token(audiences)
+                .await
+                .map_err(|message| Error::ServiceAccountToken {
+                    provider,
+                    namespace: sa.namespace.to_string(),
+                    name: sa.name.to_string(),
+                    message,
+                })
+        };
+        match (provider, plan) {
+            (Provider::Aws, Plan::Controller) => {
+                self.aws
+                    .registry_login(input, &AwsIdentity::Controller)
+                    .await
+            }
+            (Provider::Aws, Plan::Aws { role_arn, region }) => {
+                let sa = service_account.ok_or_else(|| {
+                    Error::invalid(
+                        provider,
+                        crate::Step::ControllerCredentials,
+                        "no service account",
+                    )
+                })?;
+                if region.is_empty() {
+                    // Before minting: Flux's message for a host without a region.
+                    return Err(Error::config(
+                        provider,
+                        crate::Step::StsAssumeRoleWithWebIdentity,
+                        "spec.image",
+                        "an AWS region is required for authenticating with a service account. please configure one in the object spec",
+                    ));
+                }
+                let token = mint(vec![aws::STS_AUDIENCE.to_string()]).await?;
+                let identity = AwsIdentity::ServiceAccount {
+                    role_arn,
+                    session_name: aws::service_account_session_name(sa.name, sa.namespace, &region),
+                    token,
+                };
+                self.aws.registry_login(input, &identity).await
+            }
+            (Provider::Azure, Plan::Controller) => {
+                self.azure
+                    .registry_login(host, &AzureIdentity::Controller)
+                    .await
+            }
+            (
+                Provider::Azure,
+                Plan::Azure {
+                    tenant_id,
+                    client_id,
+                },
+            ) => {
+                let token = mint(vec![azure::TOKEN_AUDIENCE.to_string()]).await?;
+                let identity = AzureIdentity::ServiceAccount {
+                    tenant_id,
+                    client_id,
+                    token,
+                };
+                self.azure.registry_login(host, &identity).await
+            }
+            (Provider::Gcp, Plan::Controller) => {
+                Ok(self.gcp.metadata_token().await?.registry_login())
+            }
+            (Provider::Gcp, Plan::Gcp(identity)) => {
+                let (token_audience, sts_audience) = match &identity.workload_identity_provider {
+                    Some(wip) => {
+                        let audience = gcp::workload_identity_provider_audience(wip);
+                        (audience.clone(), audience)
+                    }
+                    None => {
+                        let cluster = self
+                            .gke_cluster
+                            .get_or_try_init(|| self.gcp.gke_cluster())
+                            .await?;
+                        (cluster.token_audience(), cluster.sts_audience())
+                    }
+                };
+                let token = mint(vec![token_audience]).await?;
+                Ok(self
+                    .gcp
+                    .exchange_service_account_token(&identity, &sts_audience, &token)
+                    .await?
+                    .registry_login())
+            }
+            (provider, _) => Err(Error::config(
+                provider,
+                crate::Step::RegistryHost,
+                "spec.provider",
+                format!("provider '{provider}' has no registry login"),
+            )),
+        }
+    }
+}
+
+/// What the ServiceAccount's annotations say, checked up front.
+#[derive(Debug)]
+enum Plan {
+    Controller,
+    Aws {
+        role_arn: String,
+        region: String,
+    },
+    Azure {
+        tenant_id: String,
+        client_id: String,
+    },
+    Gcp(GcpServiceAccountIdentity),
+}
+
+impl Plan {
+    /// Flux's access-token key: provider, then with a ServiceAccount its identity, name and
+    /// namespace, then the STS region.
+    fn access_token_key(&self, provider: Provider, sa: Option<ServiceAccountRef<'_>>) -> String {
+        let identity = match self {
+            Plan::Controller => String::new(),
+            Plan::Aws { role_arn, .. } => role_arn.clone(),
+            Plan::Azure {
+                tenant_id,
+                client_id,
+            } => format!("{tenant_id}/{client_id}"),
+            Plan::Gcp(identity) => identity.gcp_service_account.clone().unwrap_or_default(),
+        };
+        let mut parts = vec![("provider", provider.as_str().to_string())];
+        if let Some(sa) = sa {
+            parts.push(("providerIdentity", identity));
+            parts.push(("serviceAccountName", sa.name.to_string()));
+            parts.push(("serviceAccountNamespace", sa.namespace.to_string()));
+        }
+        if let Plan::Aws { region, .. } = self {
+            parts.push(("stsRegion", region.clone()));
+        }
+        let borrowed: Vec<(&str, &str)> = parts.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        cache_key(&borrowed)
+    }
+}
