@@ -13,7 +13,7 @@ help:
 	@echo "make setup     install what a fresh Debian machine lacks (packages, kube-apiserver build)"
 	@echo "make build     build the workspace"
 	@echo "make lint      rustfmt check and clippy -D warnings"
-	@echo "make test      setup + lint + every test (what CI runs)"
+	@echo "make test      setup + lint + images + every test (what CI runs)"
 	@echo "make generate  regenerate CRDs and docs/api.md from crates/api-types"
 	@echo "make demo      local registry + git repo + both services, end to end"
 	@echo "make e2e       the end-to-end suite on the testbed"
@@ -31,7 +31,8 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: setup lint
+# `images` first: e2e/tests/images.rs runs both images under the charts' securityContext.
+test: setup lint images
 	$(CARGO) test --workspace --locked
 
 generate:

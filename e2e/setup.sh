@@ -49,6 +49,7 @@ PACKAGES=(
   apache2-utils                        # htpasswd -B (bcrypt) for docker-registry and lighttpd basic auth
   git                                  # git CLI and git-http-backend (smart HTTP CGI)
   lighttpd                             # CGI-capable HTTP server in front of git-http-backend (mod_cgi, mod_auth)
+  lighttpd-mod-openssl                 # HTTPS for the git server (image tests: clone/push with the testbed CA)
   openssh-server                       # sshd for SSH git remotes with deploy keys
   openssh-client                       # ssh / ssh-keygen for SSH git remotes
   gnupg                                # gpg + gpg-agent: test OpenPGP keys and `git verify-commit` of signed commits
