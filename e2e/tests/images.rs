@@ -171,10 +171,10 @@ impl Container<'_> {
     /// The user id of every process in the container.
     fn process_uids(&self) -> Vec<String> {
         self.docker
-            .ok(&["top", &self.name, "-o", "uid"])
+            .ok(&["top", &self.name, "-o", "pid,uid"])
             .lines()
             .skip(1)
-            .map(|l| l.trim().to_string())
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
             .collect()
     }
 }
@@ -264,7 +264,8 @@ impl ChartContainer {
         flags
     }
 
-    /// The chart's plain environment values (`valueFrom` ones get `fields`' values).
+    /// The chart's environment; a `valueFrom.fieldRef` gets the value `fields` gives its
+    /// field path (what the kubelet would fill in).
     fn env_flags(&self, fields: &[(&str, &str)]) -> Vec<String> {
         let mut flags = Vec::new();
         for var in self.container["env"]
@@ -275,12 +276,15 @@ impl ChartContainer {
             let name = var["name"].as_str().unwrap();
             let value = match var["value"].as_str() {
                 Some(value) => value.to_string(),
-                None => fields
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .unwrap_or_else(|| panic!("no value for the chart's env {name}: {var}"))
-                    .1
-                    .to_string(),
+                None => {
+                    let field = var["valueFrom"]["fieldRef"]["fieldPath"].as_str();
+                    fields
+                        .iter()
+                        .find(|(path, _)| Some(*path) == field)
+                        .unwrap_or_else(|| panic!("no value for the chart's env {name}: {var}"))
+                        .1
+                        .to_string()
+                }
             };
             flags.extend(["--env".to_string(), format!("{name}={value}")]);
         }
@@ -358,7 +362,12 @@ fn start_container<'a>(
         destination.map(str::to_string)
     }));
     args.extend(volumes);
-    args.extend(chart.env_flags(&[("RUNTIME_NAMESPACE", seed::NAMESPACE)]));
+    // Host network: the Pod's IP is loopback's.
+    args.extend(chart.env_flags(&[
+        ("metadata.namespace", seed::NAMESPACE),
+        ("metadata.name", &name),
+        ("status.podIP", "127.0.0.1"),
+    ]));
     args.push(image.to_string());
     let mut local = vec![("--http-addr", format!("127.0.0.1:{port}"))];
     local.extend(local_args.iter().cloned());
@@ -455,8 +464,12 @@ fn signing_key(home: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// `key: |` followed by `text` indented for a Secret's stringData.
+/// A Secret's stringData entry: one quoted line, or a `|` block for multi-line text (a
+/// block adds a final newline, which single-line values like a password must not get).
 fn block(key: &str, text: &str) -> String {
+    if !text.contains('\n') {
+        return format!("  {key}: {}\n", Value::from(text));
+    }
     let mut out = format!("  {key}: |\n");
     for line in text.lines() {
         out.push_str(&format!("    {line}\n"));
