@@ -33,6 +33,8 @@ PIN_FILE="$IMAGES_DIR/debian-bookworm.pin"
 ENGINE="$ROOT/e2e/docker-engine.sh"
 DOCKER_BIN=/usr/bin/docker
 SUITE=bookworm
+# Bump when the way the root file system is trimmed changes: the pinned tarball is remade.
+BASE_RECIPE=2
 
 SLIM_TAG=debian:bookworm-slim
 DISTROLESS_TAG=gcr.io/distroless/cc-debian12:nonroot
@@ -101,13 +103,18 @@ deb822_sources() {
 # Debootstrap the base once and pin it; prints the pinned tarball's path.
 pinned_rootfs() {
   if [[ -f $PIN_FILE ]]; then
-    local tarball
+    local tarball recipe
     tarball="$(awk -F= '$1 == "TARBALL" {print $2}' "$PIN_FILE")"
-    if [[ -f $IMAGES_DIR/$tarball ]]; then
+    recipe="$(awk -F= '$1 == "RECIPE" {print $2}' "$PIN_FILE")"
+    if [[ $recipe != "$BASE_RECIPE" ]]; then
+      log "pinned tarball $tarball was trimmed by an older recipe: making it again"
+      rm -f "${IMAGES_DIR:?}/$tarball"
+    elif [[ -f $IMAGES_DIR/$tarball ]]; then
       echo "$IMAGES_DIR/$tarball"
       return 0
+    else
+      log "pinned tarball $tarball is missing: making it again"
     fi
-    log "pinned tarball $tarball is missing: making it again"
   fi
   command -v debootstrap >/dev/null || die "debootstrap is missing (run: make setup)"
   local mirror
@@ -125,7 +132,7 @@ pinned_rootfs() {
   date="$(awk -F': ' '$1 == "Date" {print $2; exit}' "$release")"
   version="$(awk -F': ' '$1 == "Version" {print $2; exit}' "$release")"
   [[ -n $date && -n $version ]] || die "no Date or Version in $release"
-  key="$SUITE-$version-$(date -u -d "$date" +%Y%m%dT%H%M%SZ)"
+  key="$SUITE-$version-$(date -u -d "$date" +%Y%m%dT%H%M%SZ)-r$BASE_RECIPE"
 
   local r="$TMP/root"
   # Slim, as Debian's own bookworm-slim image: no docs, man pages or locales now or later.
@@ -137,6 +144,13 @@ pinned_rootfs() {
   find "$r/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
   rm -rf "$r"/usr/share/man/* "$r"/usr/share/info/*
   find "$r/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +
+  # As Debian's own image: apt keeps no downloaded .debs (they would stay in every image
+  # layer that installs packages) and fetches no translations.
+  printf '%s\n' \
+    'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+    'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+    'Dir::Cache::pkgcache "";' 'Dir::Cache::srcpkgcache "";' >"$r/etc/apt/apt.conf.d/docker-clean"
+  echo 'Acquire::Languages "none";' >"$r/etc/apt/apt.conf.d/docker-no-languages"
   rm -f "$r/etc/apt/sources.list"
   deb822_sources >"$r/etc/apt/sources.list.d/debian.sources"
   rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/cache/apt/archives/*.deb \
@@ -146,8 +160,8 @@ pinned_rootfs() {
   local tarball="debian-$key-minbase.tar"
   tar --numeric-owner -C "$r" -cf "$IMAGES_DIR/$tarball.tmp" .
   mv -f "$IMAGES_DIR/$tarball.tmp" "$IMAGES_DIR/$tarball"
-  printf 'KEY=%s\nTARBALL=%s\nRELEASE_DATE=%s\nRELEASE_VERSION=%s\nMIRROR=%s\n' \
-    "$key" "$tarball" "$date" "$version" "$mirror" >"$PIN_FILE.tmp"
+  printf 'KEY=%s\nTARBALL=%s\nRELEASE_DATE=%s\nRELEASE_VERSION=%s\nMIRROR=%s\nRECIPE=%s\n' \
+    "$key" "$tarball" "$date" "$version" "$mirror" "$BASE_RECIPE" >"$PIN_FILE.tmp"
   mv -f "$PIN_FILE.tmp" "$PIN_FILE"
   rm -rf "$TMP"; TMP=""
   log "pinned $SUITE $version (Release of $date) in $PIN_FILE"
