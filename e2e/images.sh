@@ -316,6 +316,8 @@ do_build() {
       || die "building $ref failed"
     log "$ref: built in $((SECONDS - start))s, $(docker_cli image inspect --format '{{.Size}}' "$ref") bytes"
   done < <(do_tags)
+  # Images replaced by this run (untagged, dangling) only take disk space in the cache.
+  docker_cli image prune --force >/dev/null
 }
 
 engine_env() {
