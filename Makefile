@@ -7,18 +7,19 @@ CACHE_DIR ?= $(or $(IMAGE_AUTOMATION_CACHE),$(HOME)/.cache/image-automation-rs)
 export CARGO_TARGET_DIR ?= $(CACHE_DIR)/target
 CARGO ?= cargo
 
-.PHONY: help setup build lint test generate demo e2e bench fuzz
+.PHONY: help setup build lint test generate demo e2e bench fuzz images
 
 help:
 	@echo "make setup     install what a fresh Debian machine lacks (packages, kube-apiserver build)"
 	@echo "make build     build the workspace"
 	@echo "make lint      rustfmt check and clippy -D warnings"
-	@echo "make test      setup + lint + every test (what CI runs)"
+	@echo "make test      setup + lint + images + every test (what CI runs)"
 	@echo "make generate  regenerate CRDs and docs/api.md from crates/api-types"
 	@echo "make demo      local registry + git repo + both services, end to end"
 	@echo "make e2e       the end-to-end suite on the testbed"
 	@echo "make bench     benchmarks, with ratios against baselines measured in the same run"
 	@echo "make fuzz      coverage-guided fuzzing, FUZZ_SECONDS (default 60) per target"
+	@echo "make images    both controller images, tagged as the charts' defaults (project Docker engine)"
 
 setup:
 	bash e2e/setup.sh
@@ -30,13 +31,16 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: setup lint
+# `images` first: e2e/tests/images.rs runs both images under the charts' securityContext.
+test: setup lint images
 	$(CARGO) test --workspace --locked
 
 generate:
 	$(CARGO) run --quiet --locked -p crdgen -- .
 
-demo: setup
+# Only the demo's layer of the set-up: a few packages, no kube-apiserver, no Docker engine.
+demo:
+	bash e2e/setup.sh --demo
 	bash e2e/demo.sh
 
 # The tests run the controllers' binaries from the target directory: build them first.
@@ -73,3 +77,11 @@ fuzz:
 			scratch/$$t ../crates/fuzz-targets/corpus/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) || exit 1; \
 	done
+
+# --- Container images (issue 13) ---------------------------------------------------------------
+# Both controller images from docker/*.Dockerfile on the project's own Docker engine
+# (e2e/docker-engine.sh), from base images made locally (e2e/images.sh base), tagged
+# <values image.repository>:<Chart appVersion>. Point DOCKER_HOST at the engine to use them:
+#   eval "$$(bash e2e/docker-engine.sh print-env)"
+images: setup
+	bash e2e/images.sh build

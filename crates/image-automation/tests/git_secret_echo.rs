@@ -40,6 +40,7 @@ async fn server() -> (GitHttpServer, String) {
         username: Some(USER.into()),
         password: Some(PASSWORD.into()),
         repos: None,
+        tls: None,
     })
     .await
     .unwrap();

@@ -9,6 +9,7 @@ use testbed::git::{
     BareRepos, FIXTURE_AUTHOR, GitHttpServer, GitHttpServerOptions, GitServers, GitSshServer,
     auth_env, git_cli, seed_manifests, ssh_command,
 };
+use testbed::tls::Certificates;
 
 const REGISTRY: &str = "registry.test:5000";
 
@@ -534,4 +535,48 @@ fn bare_repos_seed_deterministically_and_read_back() {
     a.create_empty("empty").unwrap();
     assert!(a.branches("empty").unwrap().is_empty());
     assert_eq!(a.head_commit("empty", "main").unwrap(), None);
+}
+
+#[tokio::test]
+async fn https_clones_with_the_servers_ca_and_refuses_another() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["right", "other"] {
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+    }
+    let certs = Certificates::generate(&dir.path().join("right")).unwrap();
+    let other = Certificates::generate(&dir.path().join("other")).unwrap();
+    let server = GitHttpServer::start(GitHttpServerOptions {
+        tls: Some(certs.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let seeded = server
+        .repos()
+        .create("fleet", &seed_manifests(REGISTRY))
+        .unwrap();
+    let url = server.url_with_credentials("fleet");
+    assert!(url.starts_with("https://"), "{url}");
+    let work = tempfile::tempdir().unwrap();
+
+    // Another CA: the certificate does not verify and nothing is cloned.
+    let out = fail(
+        git(work.path())
+            .env("GIT_SSL_CAINFO", &other.ca_cert)
+            .args(["clone", "-q", &url, "refused"]),
+    );
+    assert!(
+        stderr(&out).contains("certificate verification failed"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The server's CA: cloned over TLS, at the seeded commit.
+    succeed(
+        git(work.path())
+            .env("GIT_SSL_CAINFO", &certs.ca_cert)
+            .args(["clone", "-q", &url, "clone"]),
+    );
+    let head = succeed(git(&work.path().join("clone")).args(["rev-parse", "HEAD"]));
+    assert_eq!(String::from_utf8_lossy(&head.stdout).trim(), seeded);
 }

@@ -11,6 +11,7 @@ use tempfile::TempDir;
 use super::{BareRepos, random_hex};
 use crate::error::{Error, IoContext, Result};
 use crate::process::{Process, free_port, port_open, run};
+use crate::tls::Certificates;
 use crate::tools;
 
 /// The verified lighttpd configuration, with `@PLACEHOLDER@`s (see its header).
@@ -25,17 +26,19 @@ pub struct GitHttpServerOptions {
     pub password: Option<String>,
     /// Repositories to serve; a new, empty root when `None`.
     pub repos: Option<BareRepos>,
+    /// Serve HTTPS with this CA's server certificate (lighttpd's `mod_openssl`, Debian
+    /// package `lighttpd-mod-openssl`); plain HTTP when `None`.
+    pub tls: Option<Certificates>,
 }
 
 /// lighttpd + `git http-backend` on 127.0.0.1, every request behind basic auth, pushes
-/// allowed, protocol v2 supported. Plain HTTP only: TLS would need lighttpd's
-/// `mod_openssl` (Debian package `lighttpd-mod-openssl`), which `e2e/setup.sh` does not
-/// install.
+/// allowed, protocol v2 supported. Plain HTTP, or HTTPS with [`GitHttpServerOptions::tls`].
 #[derive(Debug)]
 pub struct GitHttpServer {
     // Declared first so it is killed before its directory goes away.
     process: Process,
     port: u16,
+    scheme: &'static str,
     username: String,
     password: String,
     repos: BareRepos,
@@ -87,7 +90,11 @@ impl GitHttpServer {
         let mut last_error = None;
         for attempt in 0..3 {
             let port = free_port()?;
-            let config = render_config(port, repos.root(), &htpasswd_file, &backend, dir.path())?;
+            let mut config =
+                render_config(port, repos.root(), &htpasswd_file, &backend, dir.path())?;
+            if let Some(certs) = &options.tls {
+                config.push_str(&tls_config(certs)?);
+            }
             let config_file = dir.path().join(format!("lighttpd-{attempt}.conf"));
             std::fs::write(&config_file, config)
                 .context(|| format!("git-http: writing {}", config_file.display()))?;
@@ -106,6 +113,11 @@ impl GitHttpServer {
                     return Ok(Self {
                         process,
                         port,
+                        scheme: if options.tls.is_some() {
+                            "https"
+                        } else {
+                            "http"
+                        },
                         username,
                         password,
                         repos,
@@ -126,15 +138,21 @@ impl GitHttpServer {
         self.port
     }
 
-    /// `http://127.0.0.1:PORT/NAME.git`.
+    /// `http://127.0.0.1:PORT/NAME.git` (`https://` with TLS).
     pub fn url(&self, repo: &str) -> String {
-        format!("http://127.0.0.1:{}/{}", self.port, repo_path(repo))
+        format!(
+            "{}://127.0.0.1:{}/{}",
+            self.scheme,
+            self.port,
+            repo_path(repo)
+        )
     }
 
     /// [`url`](Self::url) with the credentials in it, for git CLI calls in tests.
     pub fn url_with_credentials(&self, repo: &str) -> String {
         format!(
-            "http://{}:{}@127.0.0.1:{}/{}",
+            "{}://{}:{}@127.0.0.1:{}/{}",
+            self.scheme,
             percent_encode(&self.username),
             percent_encode(&self.password),
             self.port,
@@ -227,6 +245,16 @@ fn render_config(
     // that check rejections should not wait for it.
     config.push_str("\nserver.feature-flags += ( \"auth.delay-invalid-creds\" => \"disable\" )\n");
     Ok(config)
+}
+
+/// HTTPS on the same socket: the server certificate of `certs` (valid for 127.0.0.1).
+fn tls_config(certs: &Certificates) -> Result<String> {
+    Ok(format!(
+        "\nserver.modules += ( \"mod_openssl\" )\nssl.engine = \"enable\"\n\
+         ssl.pemfile = \"{}\"\nssl.privkey = \"{}\"\n",
+        path_value(&certs.server_cert)?,
+        path_value(&certs.server_key)?
+    ))
 }
 
 /// A path for a double-quoted lighttpd string.
