@@ -491,13 +491,13 @@ build_kube_node() {
     log "node binaries: cached in $KUBE_NODE_DIR"
     return 0
   fi
-  log "building the node's binaries $KUBE_VERSION (${KUBE_NODE_BINARIES[*]}, pause)"
+  log "building the node's binaries $KUBE_VERSION (${KUBE_NODE_BINARIES[*]}, pause): ~5-12 min on 2 cores, the kubelet first, the others reuse its build cache"
   kube_source_tree
   local src=$KUBE_SRC b start rc goarch version
   goarch="$(go env GOARCH)"
   mkdir -p "$KUBE_NODE_DIR"
   for b in "${KUBE_NODE_BINARIES[@]}"; do
-    log "make WHAT=cmd/$b (kubelet ~4 min on 2 cores, the others reuse its build cache)"
+    log "make WHAT=cmd/$b"
     start=$SECONDS
     (
       cd "$src"

@@ -761,3 +761,27 @@ async fn seed_procedure_with_controllers_as_pods() {
     drop(prometheus);
     drop(node);
 }
+
+/// `up` checks every component before it changes anything, and names what is missing.
+#[test]
+fn up_names_a_missing_component_and_changes_nothing() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node_dir = dir.path().join("node");
+    let output = Command::new("bash")
+        .arg(repo_root().join("e2e/cluster.sh"))
+        .arg("up")
+        .arg(&node_dir)
+        .env("IMAGE_AUTOMATION_CACHE", cache.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    for component in ["kube-apiserver", "kubelet", "kube-proxy", "pause"] {
+        assert!(
+            stderr.contains(&format!("missing component: {component} (")),
+            "{component} not named: {stderr}"
+        );
+    }
+    assert!(!node_dir.exists(), "up created {} before failing", node_dir.display());
+}
