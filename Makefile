@@ -7,7 +7,7 @@ CACHE_DIR ?= $(or $(IMAGE_AUTOMATION_CACHE),$(HOME)/.cache/image-automation-rs)
 export CARGO_TARGET_DIR ?= $(CACHE_DIR)/target
 CARGO ?= cargo
 
-.PHONY: help setup build lint test generate demo e2e bench fuzz
+.PHONY: help setup build lint test generate demo e2e bench fuzz images
 
 help:
 	@echo "make setup     install what a fresh Debian machine lacks (packages, kube-apiserver build)"
@@ -19,6 +19,7 @@ help:
 	@echo "make e2e       the end-to-end suite on the testbed"
 	@echo "make bench     benchmarks, with ratios against baselines measured in the same run"
 	@echo "make fuzz      coverage-guided fuzzing, FUZZ_SECONDS (default 60) per target"
+	@echo "make images    both controller images, tagged as the charts' defaults (project Docker engine)"
 	@echo "make e2e-cluster  the seed procedure with both controllers as Pods on a real node (root)"
 
 setup:
@@ -37,7 +38,9 @@ test: setup lint
 generate:
 	$(CARGO) run --quiet --locked -p crdgen -- .
 
-demo: setup
+# Only the demo's layer of the set-up: a few packages, no kube-apiserver, no Docker engine.
+demo:
+	bash e2e/setup.sh --demo
 	bash e2e/demo.sh
 
 # The tests run the controllers' binaries from the target directory: build them first.
@@ -75,6 +78,14 @@ fuzz:
 			scratch/$$t ../crates/fuzz-targets/corpus/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) || exit 1; \
 	done
+
+# --- Container images (issue 13) ---------------------------------------------------------------
+# Both controller images from docker/*.Dockerfile on the project's own Docker engine
+# (e2e/docker-engine.sh), from base images made locally (e2e/images.sh base), tagged
+# <values image.repository>:<Chart appVersion>. Point DOCKER_HOST at the engine to use them:
+#   eval "$$(bash e2e/docker-engine.sh print-env)"
+images: setup
+	bash e2e/images.sh build
 
 # --- A real node (issue 13): e2e/cluster.sh starts a single-node Kubernetes in a network
 # namespace; the test installs both charts with our images (`make images`, in the project's

@@ -9,6 +9,12 @@
 #   bash e2e/setup.sh --check      exit 0 if everything is present, else 1 and list what is missing
 #   bash e2e/setup.sh --print-env  print `export NAME=path` lines for the test harness:
 #                                  eval "$(bash e2e/setup.sh --print-env)"
+#   bash e2e/setup.sh --demo       only what `make demo` needs (a few packages; no kube-apiserver
+#                                  build, no Helm venv, no Docker engine)
+#
+# Docker engine: Debian's docker.io, started as the project's own dockerd by
+# e2e/docker-engine.sh (own data root and socket under the cache, no host networking changes);
+# --print-env prints DOCKER and DOCKER_HOST. `make images` (e2e/images.sh) builds on it.
 #
 # kube-apiserver: no prebuilt binary can be downloaded here, so it is built from
 # Debian's `kubernetes` source package (v1.20.2, the one kubernetes-client comes
@@ -54,6 +60,18 @@ PACKAGES=(
   ca-certificates                      # TLS trust store for curl/apt
 )
 KUBECTL_PACKAGE=kubernetes-client      # kubectl 1.20; installed only when no `kubectl` is on PATH
+
+# --- Container engine (issue 13): the project's own dockerd and locally made base images.
+ENGINE_PACKAGES=(
+  docker.io                            # dockerd 20.10 + containerd + runc (e2e/docker-engine.sh)
+  debootstrap                          # minbase bookworm root file system for the base images (e2e/images.sh)
+)
+DOCKER_ENGINE="$(dirname "${BASH_SOURCE[0]}")/docker-engine.sh"
+
+# --- `make demo` layer: only what e2e/demo.sh runs (plus the Rust toolchain it builds with).
+DEMO_PACKAGES=(docker-registry git curl ca-certificates)
+# full (default) or demo (--demo): which layer do_install and the probes cover.
+LAYER=full
 
 # Source package kube-apiserver is built from, and the version it yields.
 KUBE_SRC_PACKAGE=kubernetes
@@ -118,10 +136,12 @@ pkg_installed() {
 
 # Packages that should be present but are not.
 missing_packages() {
-  local p
-  for p in "${PACKAGES[@]}"; do
+  local p wanted=()
+  if [[ $LAYER == demo ]]; then wanted=("${DEMO_PACKAGES[@]}"); else wanted=("${PACKAGES[@]}" "${ENGINE_PACKAGES[@]}"); fi
+  for p in "${wanted[@]}"; do
     pkg_installed "$p" || echo "$p"
   done
+  [[ $LAYER != demo ]] || return 0
   if ! command -v kubectl >/dev/null 2>&1 && ! pkg_installed "$KUBECTL_PACKAGE"; then
     echo "$KUBECTL_PACKAGE"
   fi
@@ -158,6 +178,10 @@ env_entries() {
   echo "HTPASSWD=$(command -v htpasswd || true)"
   echo "GO=$(command -v go || true)"
   echo "HELM_PYTHON=$(helm_venv_ok && echo "$HELM_PYTHON_BIN")"
+  # Debian's docker CLI (not another `docker` on PATH) and the project's engine socket.
+  echo "DOCKER=$( [[ -x /usr/bin/docker ]] && echo /usr/bin/docker )"
+  echo "DOCKER_HOST=$( [[ -x /usr/sbin/dockerd ]] && bash "$DOCKER_ENGINE" print-env 2>/dev/null \
+    | sed -n 's/^export DOCKER_HOST=//p' )"
   node_env_entries
 }
 
@@ -180,6 +204,7 @@ missing_all() {
   while IFS= read -r line; do
     [[ -n ${line#*=} ]] || echo "binary ${line%%=*}"
   done < <(env_entries | grep -v -e '^KUBE_APISERVER=' -e '^HELM_PYTHON=' -e '^KUBE_NODE_DIR=')
+  bash "$DOCKER_ENGINE" status >/dev/null 2>&1 || echo "docker engine (not running: bash $DOCKER_ENGINE start)"
   helm_venv_ok || echo "helm-sdkpy $HELM_SDKPY_VERSION venv (missing or not working: $HELM_VENV)"
   kube_apiserver_ok || echo "kube-apiserver $KUBE_VERSION (missing or not working: $KUBE_APISERVER_BIN)"
   missing_node_packages | sed 's/^/package /'
@@ -260,10 +285,12 @@ install_packages() {
         prometheus) unit=prometheus ;;
         docker-registry) unit=docker-registry ;;
         lighttpd) unit=lighttpd ;;
+        docker.io) unit="docker.socket docker containerd" ;;
         *) continue ;;
       esac
       log "disabling system service $unit (tests run their own instances)"
-      timeout 60 systemctl disable --now "$unit" >/dev/null 2>&1 || true
+      # shellcheck disable=SC2086 # one package may bring several units
+      timeout 60 systemctl disable --now $unit >/dev/null 2>&1 || true
     done
   fi
 
@@ -575,8 +602,14 @@ do_install() {
   fi
 
   install_packages
+  if [[ $LAYER == demo ]]; then
+    command -v cargo >/dev/null 2>&1 || die "make demo needs a Rust toolchain (cargo) on PATH"
+    log "demo layer done in $((SECONDS - total_start))s"
+    return 0
+  fi
   build_kube_apiserver
   install_helm_venv
+  bash "$DOCKER_ENGINE" start
   install_node_packages
   build_kube_node
 
@@ -592,6 +625,7 @@ do_install() {
 
 case "${1:-}" in
   "") do_install ;;
+  --demo) LAYER=demo; do_install ;;
   --check) do_check ;;
   --print-env) do_print_env ;;
   -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
