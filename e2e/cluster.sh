@@ -123,7 +123,8 @@ start_component() {
   local name=$1
   shift
   if pid_alive "$name"; then return 0; fi
-  setsid nsenter -t "$(state_get anchor.pid)" -m -n -- "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  # (7>&- 8>&-: the components must not inherit the locks.)
+  setsid nsenter -t "$(state_get anchor.pid)" -m -n -- "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 7>&- 8>&- &
   echo $! >"$STATE/$name.pid"
   log "started $name (pid $!, log $LOGS/$name.log)"
 }
@@ -203,7 +204,7 @@ start_anchor() {
   # it is DIR/varlog, where the kubelet's hard-coded /var/log/pods and /var/log/containers go.
   setsid unshare --mount --propagation slave \
     sh -c 'mount --bind "$1" /var/log && exec nsenter --net="/run/netns/$2" sleep infinity' \
-    anchor "$DIR/varlog" "$ns" >>"$LOGS/anchor.log" 2>&1 </dev/null &
+    anchor "$DIR/varlog" "$ns" >>"$LOGS/anchor.log" 2>&1 </dev/null 7>&- 8>&- &
   echo $! >"$STATE/anchor.pid"
   local deadline=$((SECONDS + 10)) want
   want="$(stat -L -c %i "/run/netns/$ns")"
