@@ -32,6 +32,10 @@
 # hierarchy: `down` removes them. `ip netns add` mounts /run/netns (left, as `ip` leaves it).
 # One node per host address subnet: `up` picks the first free 10.250.N.0/24 (N = 250..254).
 #
+# The kubelet shares the host's disk with everything else: it evicts Pods only below 1 GiB
+# free (not at its default 10-15 %, which a busy build machine crosses), and never
+# garbage-collects images (they come from `load`; no registry could give them back).
+#
 # Environment: IMAGE_AUTOMATION_CACHE (as setup.sh), CLUSTER_WAIT (seconds, default 180).
 
 set -euo pipefail
@@ -432,7 +436,9 @@ cmd_up() {
     --network-plugin=cni --cni-bin-dir="$CNI_BIN_DIR" --cni-conf-dir="$DIR/cni/net.d" \
     --cni-cache-dir="$DIR/cni/cache" --root-dir="$DIR/kubelet" \
     --volume-plugin-dir="$DIR/kubelet-plugins" --resolv-conf= --address="$node_ip" \
-    --read-only-port=0
+    --read-only-port=0 \
+    --eviction-hard='memory.available<100Mi,nodefs.available<1Gi,imagefs.available<1Gi' \
+    --image-gc-high-threshold=100 --image-gc-low-threshold=99
   start_component kube-proxy "$KUBE_NODE_DIR/kube-proxy" --kubeconfig="$PKI/proxy.kubeconfig" \
     --hostname-override="$NODE_NAME" --proxy-mode=iptables --cluster-cidr="$POD_CIDR" \
     --conntrack-max-per-core=0 --conntrack-tcp-timeout-established=0 \

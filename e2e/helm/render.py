@@ -79,6 +79,9 @@ VALUE_SETS: list[dict] = [
                              "effect": "NoSchedule"}],
             "podAnnotations": {"example.com/team": "platform"},
         },
+        # The reflector's chart refuses persistence with more than one replica (one process
+        # at a time opens its tag store).
+        "per_chart": {"image-reflector-controller": {"replicas": 1}},
     },
     {
         "name": "no-leader-election",

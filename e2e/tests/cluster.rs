@@ -208,9 +208,10 @@ impl Node {
         self.pods(app)
             .into_iter()
             .filter(|p| {
-                p["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                p["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
             })
             .collect()
     }
@@ -257,7 +258,13 @@ impl Node {
         };
         [
             run(&["get", "pods", "-A", "-o", "wide"]),
-            run(&["-n", seed::NAMESPACE, "get", "events", "--sort-by=.lastTimestamp"]),
+            run(&[
+                "-n",
+                seed::NAMESPACE,
+                "get",
+                "events",
+                "--sort-by=.lastTimestamp",
+            ]),
             run(&[
                 "-n",
                 seed::NAMESPACE,
@@ -356,11 +363,7 @@ fn pod_ip(pod: &Value) -> String {
     pod["status"]["podIP"].as_str().unwrap().to_string()
 }
 
-async fn wait_for<T, Fut>(
-    what: &str,
-    context: impl Fn() -> String,
-    check: impl Fn() -> Fut,
-) -> T
+async fn wait_for<T, Fut>(what: &str, context: impl Fn() -> String, check: impl Fn() -> Fut) -> T
 where
     Fut: std::future::Future<Output = Option<T>>,
 {
@@ -389,7 +392,7 @@ spec:
   storageClassName: \"\"
   claimRef:
     namespace: {ns}
-    name: {REFLECTOR}
+    name: {REFLECTOR}-data
   hostPath:
     path: {path}
     type: Directory
@@ -434,7 +437,10 @@ async fn seed_procedure_with_controllers_as_pods() {
     let files = seed::repository_files(&registry_host, "1.2.3", &[]);
     let seeded = git.repos().create(REPO, &files).unwrap();
 
-    step("1: helm install both charts (their defaults, our images)", started);
+    step(
+        "1: helm install both charts (their defaults, our images)",
+        started,
+    );
     // The GitRepository CRD belongs to Flux's source-controller.
     node.kubectl(&[
         "apply",
@@ -482,7 +488,10 @@ async fn seed_procedure_with_controllers_as_pods() {
         assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
     }
 
-    step("2-3: registry-pull, ImageRepository, ImagePolicy; kubectl wait Ready", started);
+    step(
+        "2-3: registry-pull, ImageRepository, ImagePolicy; kubectl wait Ready",
+        started,
+    );
     let docker_config = registry
         .docker_config_json()
         .replace(&registry.host(), &registry_host);
@@ -510,13 +519,20 @@ async fn seed_procedure_with_controllers_as_pods() {
     let policy = node.get("imagepolicy", seed::CHECKOUT);
     assert_eq!(policy["status"]["latestRef"]["tag"], "1.3.0", "{policy}");
 
-    step("4: GitRepository + ImageUpdateAutomation: exactly one commit", started);
+    step(
+        "4: GitRepository + ImageUpdateAutomation: exactly one commit",
+        started,
+    );
     node.apply(&seed::git_credentials_secret(
         "flux-system",
         git.username(),
         git.password(),
     ));
-    node.apply(&seed::git_repository("flux-system", &git_url, "flux-system"));
+    node.apply(&seed::git_repository(
+        "flux-system",
+        &git_url,
+        "flux-system",
+    ));
     node.apply(&seed::image_update_automation(
         AUTOMATION_MAIN,
         "flux-system",
@@ -633,7 +649,10 @@ async fn seed_procedure_with_controllers_as_pods() {
         repos.log(REPO, "main").unwrap()
     );
 
-    step("fault 2: helm upgrade with a changed value rolls the Pods; scan state survives", started);
+    step(
+        "fault 2: helm upgrade with a changed value rolls the Pods; scan state survives",
+        started,
+    );
     let tags_url = format!(
         "{reflector_url}/api/v1/namespaces/{}/imagerepositories/{}/tags",
         seed::NAMESPACE,
@@ -641,7 +660,8 @@ async fn seed_procedure_with_controllers_as_pods() {
     );
     let tags_before = get_json(&http, &tags_url).await.expect("tags before");
     assert_eq!(tags_before["total"], 4, "{tags_before}");
-    let scan_before = node.get("imagerepository", seed::CHECKOUT)["status"]["lastScanResult"].clone();
+    let scan_before =
+        node.get("imagerepository", seed::CHECKOUT)["status"]["lastScanResult"].clone();
     let old_reflector: Vec<String> = node.pods(REFLECTOR).iter().map(pod_name).collect();
     let upgraded = json!({
         "logLevel": "debug",
@@ -678,7 +698,10 @@ async fn seed_procedure_with_controllers_as_pods() {
         "the new Pod rescanned instead of using the stored scan"
     );
 
-    step("fault 3: reflector scaled to 2: one leader, both answer through the Service", started);
+    step(
+        "fault 3: reflector scaled to 2: one leader, both answer through the Service",
+        started,
+    );
     node.kubectl(&[
         "-n",
         seed::NAMESPACE,
@@ -783,5 +806,9 @@ fn up_names_a_missing_component_and_changes_nothing() {
             "{component} not named: {stderr}"
         );
     }
-    assert!(!node_dir.exists(), "up created {} before failing", node_dir.display());
+    assert!(
+        !node_dir.exists(),
+        "up created {} before failing",
+        node_dir.display()
+    );
 }
