@@ -702,13 +702,9 @@ async fn seed_procedure_with_controllers_as_pods() {
         "fault 3: reflector scaled to 2: one leader, both answer through the Service",
         started,
     );
-    node.kubectl(&[
-        "-n",
-        seed::NAMESPACE,
-        "scale",
-        &format!("deployment/{REFLECTOR}"),
-        "--replicas=2",
-    ]);
+    // The chart refuses persistence with 2 replicas (one process at a time opens the tag
+    // store): each replica gets its own emptyDir store, the leader scans.
+    node.helm("upgrade", REFLECTOR, &json!({"replicas": 2}));
     node.rollout(REFLECTOR);
     let replicas = node.ready_pods(REFLECTOR);
     assert_eq!(replicas.len(), 2, "{}", node.diagnostics());
