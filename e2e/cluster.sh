@@ -518,6 +518,12 @@ cmd_down_locked() {
   done
   stop_pid anchor 2
   if [[ -n $ns ]]; then
+    # Whatever still runs in the node's network namespace (containers left behind by a
+    # dockerd that died) was started by this node: stop it, by PID.
+    local pid
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do
+      kill -KILL "$pid" 2>/dev/null || true
+    done
     ip netns del "$ns" 2>/dev/null || true
   fi
   local host_if
