@@ -727,6 +727,8 @@ async fn seed_procedure_with_controllers_as_pods() {
         .filter(|n| holder.starts_with(n.as_str()))
         .count();
     assert_eq!(leaders, 1, "lease holder {holder:?}, pods {names:?}");
+    // The new leader scans first (its emptyDir store is empty: "no tags in database"); the
+    // follower forwards to the leader.
     for pod in &replicas {
         let url = format!(
             "http://{}:8080/api/v1/namespaces/{}/imagerepositories/{}/tags",
@@ -734,10 +736,27 @@ async fn seed_procedure_with_controllers_as_pods() {
             seed::NAMESPACE,
             seed::CHECKOUT
         );
-        let tags = get_json(&http, &url)
-            .await
-            .unwrap_or_else(|| panic!("{} does not answer {url}", pod_name(pod)));
-        assert_eq!(tags["total"], 4, "{}: {tags}", pod_name(pod));
+        let http = &http;
+        let url = &url;
+        wait_for(
+            &format!("{} to answer {url} with the 4 tags", pod_name(pod)),
+            || {
+                format!(
+                    "lease: {}\n{}",
+                    node.get("lease", LEASE)["spec"],
+                    node.diagnostics()
+                )
+            },
+            || async move {
+                let response = http.get(url).send().await.ok()?;
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                eprintln!("e2e-cluster: {url}: {status} {body:.200}");
+                let tags: Value = serde_json::from_str(&body).ok()?;
+                (status.is_success() && tags["total"] == 4).then_some(())
+            },
+        )
+        .await;
     }
     for _ in 0..20 {
         let tags = get_json(&http, &tags_url)
@@ -750,7 +769,11 @@ async fn seed_procedure_with_controllers_as_pods() {
     let automation_pod = node.ready_pods(AUTOMATION);
     let mut targets: Vec<ScrapeTarget> = replicas
         .iter()
-        .map(|p| ScrapeTarget::new(REFLECTOR, &format!("{}:8080", pod_ip(p))))
+        .enumerate()
+        // One job per target (the testbed's Prometheus config has one target per job).
+        .map(|(i, p)| {
+            ScrapeTarget::new(&format!("{REFLECTOR}-{i}"), &format!("{}:8080", pod_ip(p)))
+        })
         .collect();
     targets.push(ScrapeTarget::new(
         AUTOMATION,
@@ -764,7 +787,7 @@ async fn seed_procedure_with_controllers_as_pods() {
     assert_eq!(up.len(), 1);
     prometheus
         .wait_for(
-            &format!(r#"image_reflector_policy_latest_info{{job="{REFLECTOR}",tag="1.4.0"}}"#),
+            &format!(r#"image_reflector_policy_latest_info{{job=~"{REFLECTOR}-.*",tag="1.4.0"}}"#),
             WAIT,
         )
         .await
