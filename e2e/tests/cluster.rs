@@ -28,6 +28,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testbed::fault_proxy::{Fault, FaultProxy};
 use testbed::git::{GitHttpServer, GitHttpServerOptions};
 use testbed::prometheus::{Prometheus, ScrapeTarget};
 use testbed::registry::{Registry, RegistryOptions};
@@ -425,9 +426,13 @@ async fn seed_procedure_with_controllers_as_pods() {
         .unwrap();
     let registry_port: u16 = registry.host().rsplit_once(':').unwrap().1.parse().unwrap();
     let registry_host = format!("{host}:{}", relay(&host, registry_port).await);
+    // The git server behind a fault proxy: fault 1 holds a push in flight.
+    let git_proxy = FaultProxy::start(&format!("127.0.0.1:{}", git.port()))
+        .await
+        .unwrap();
     let git_url = format!(
         "http://{host}:{}/{REPO}.git",
-        relay(&host, git.port()).await
+        relay(&host, git_proxy.addr().port()).await
     );
     let image = format!("{registry_host}/{}", seed::IMAGE_PATH);
     registry
@@ -591,8 +596,17 @@ async fn seed_procedure_with_controllers_as_pods() {
         },
     )
     .await;
+    // The run is held mid-push (the git server never answers the push), and its Pod is
+    // deleted then: the commit exists only in the old Pod's clone.
+    git_proxy.set_fault_on("git-receive-pack", Fault::Hang);
     let old_pods: Vec<String> = node.pods(AUTOMATION).iter().map(pod_name).collect();
     node.request_reconcile("imageupdateautomation", AUTOMATION_MAIN);
+    wait_for(
+        "the automation to start pushing 1.4.0",
+        || node.diagnostics(),
+        || async { (git_proxy.faulted_requests() > 0).then_some(()) },
+    )
+    .await;
     node.kubectl(&[
         "-n",
         seed::NAMESPACE,
@@ -601,6 +615,12 @@ async fn seed_procedure_with_controllers_as_pods() {
         "--wait=false",
         &old_pods[0],
     ]);
+    assert_eq!(
+        repos.head_commit(REPO, "main").unwrap().as_deref(),
+        Some(head.as_str()),
+        "the held push reached the server"
+    );
+    git_proxy.clear();
     wait_for(
         "a new automation Pod, Ready",
         || node.diagnostics(),
