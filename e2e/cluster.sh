@@ -30,7 +30,8 @@
 # and kernel.panic_on_oops=1 (not per namespace; v1.20 cannot skip it): `up` saves the values
 # and `down` restores them. The kubelet creates `kubepods` cgroups at the root of each cgroup
 # hierarchy: `down` removes them. `ip netns add` mounts /run/netns (left, as `ip` leaves it).
-# One node per host address subnet: `up` picks the first free 10.250.N.0/24 (N = 250..254).
+# One node at a time per machine (the host routes the Pod and Service ranges to it; a second
+# `up` with another DIR says so); its veth subnet is the first free 10.250.N.0/24 (N = 250..254).
 #
 # The kubelet shares the host's disk with everything else: it evicts Pods only below 1 GiB
 # free (not at its default 10-15 %, which a busy build machine crosses), and never
