@@ -428,6 +428,8 @@ cmd_up() {
   wait_for "dockerd" dockerd node_docker version
   load_pause_image
 
+  # Only a DIR whose kubelet ran removes kubepods cgroups in `down`.
+  touch "$STATE/kubelet-started"
   start_component kubelet "$KUBE_NODE_DIR/kubelet" --kubeconfig="$PKI/node.kubeconfig" \
     --hostname-override="$NODE_NAME" --node-ip="$node_ip" \
     --container-runtime=docker --docker-endpoint="unix://$DIR/docker.sock" \
@@ -530,7 +532,7 @@ cmd_down_locked() {
   local host_if
   host_if="$(state_get host-if 2>/dev/null || true)"
   if [[ -n $host_if ]]; then ip link del "$host_if" 2>/dev/null || true; fi
-  remove_kubepods_cgroups
+  if [[ -f $STATE/kubelet-started ]]; then remove_kubepods_cgroups; fi
   if [[ -f $STATE/sysctls ]]; then
     local line
     while IFS= read -r line; do
