@@ -183,6 +183,7 @@ env_entries() {
   echo "DOCKER=$( [[ -x /usr/bin/docker ]] && echo /usr/bin/docker )"
   echo "DOCKER_HOST=$( [[ -x /usr/sbin/dockerd ]] && bash "$DOCKER_ENGINE" print-env 2>/dev/null \
     | sed -n 's/^export DOCKER_HOST=//p' )"
+  node_env_entries
 }
 
 # The venv exists and imports helm-sdkpy at the pinned version (loading Helm's library).
@@ -203,11 +204,13 @@ missing_all() {
   missing_packages | sed 's/^/package /'
   while IFS= read -r line; do
     [[ -n ${line#*=} ]] || echo "binary ${line%%=*}"
-  done < <(env_entries | grep -v -e '^KUBE_APISERVER=' -e '^HELM_PYTHON=')
+  done < <(env_entries | grep -v -e '^KUBE_APISERVER=' -e '^HELM_PYTHON=' -e '^KUBE_NODE_DIR=')
   bash "$DOCKER_ENGINE" status >/dev/null 2>&1 || echo "docker engine (not running: bash $DOCKER_ENGINE start)"
   helm_venv_ok || echo "helm-sdkpy $HELM_SDKPY_VERSION venv (missing or not working: $HELM_VENV)"
   bash "$(dirname "${BASH_SOURCE[0]}")/moto.sh" --check || echo "moto venv (missing or not working: run e2e/moto.sh)"
   kube_apiserver_ok || echo "kube-apiserver $KUBE_VERSION (missing or not working: $KUBE_APISERVER_BIN)"
+  missing_node_packages | sed 's/^/package /'
+  kube_node_ok || echo "node binaries $KUBE_VERSION (missing or not working: $KUBE_NODE_DIR)"
 }
 
 # --------------------------------------------------------------------------
@@ -347,18 +350,18 @@ ensure_deb_src() {
     || die "source package '$KUBE_SRC_PACKAGE' not found even with $DEB_SRC_FILE"
 }
 
-build_kube_apiserver() {
-  if kube_apiserver_ok; then
-    log "kube-apiserver: cached at $KUBE_APISERVER_BIN ($(timeout 30 "$KUBE_APISERVER_BIN" --version))"
-    return 0
-  fi
+# Downloads and unpacks Debian's kubernetes source package into a build directory in the
+# cache, ready for `make WHAT=cmd/...` (sets KUBE_SRC). Once per run: the kube-apiserver and
+# the node's binaries share the tree (and Go's build cache in it).
+KUBE_SRC=""
+kube_source_tree() {
+  [[ -z $KUBE_SRC ]] || return 0
   local c
   for c in go make rsync tar; do
-    command -v "$c" >/dev/null 2>&1 || die "kube-apiserver build needs '$c', which is missing"
+    command -v "$c" >/dev/null 2>&1 || die "building Kubernetes needs '$c', which is missing"
   done
   local reflect2=/usr/share/gocode/src/github.com/modern-go/reflect2
-  [[ -d $reflect2 ]] || die "kube-apiserver build needs $reflect2 (golang-github-modern-go-reflect2-dev)"
-
+  [[ -d $reflect2 ]] || die "building Kubernetes needs $reflect2 (golang-github-modern-go-reflect2-dev)"
   mkdir -p "$CACHE"
   # Leftovers of an interrupted build (we hold the lock, so nobody else is building).
   for c in "$CACHE"/build.*; do
@@ -369,10 +372,10 @@ build_kube_apiserver() {
   done
   local avail_kb
   avail_kb="$(df -Pk "$CACHE" | awk 'NR==2 {print $4}')"
-  (( avail_kb > 4 * 1024 * 1024 )) || die "kube-apiserver build needs ~4 GiB free in $CACHE (only $((avail_kb / 1024)) MiB)"
+  (( avail_kb > 4 * 1024 * 1024 )) || die "building Kubernetes needs ~4 GiB free in $CACHE (only $((avail_kb / 1024)) MiB)"
 
   BUILD_TMP="$(mktemp -d "$CACHE/build.XXXXXX")"
-  log "building kube-apiserver $KUBE_VERSION from Debian source package '$KUBE_SRC_PACKAGE' in $BUILD_TMP"
+  log "unpacking Debian source package '$KUBE_SRC_PACKAGE' in $BUILD_TMP"
   ensure_deb_src
   log "downloading source package $KUBE_SRC_PACKAGE"
   (cd "$BUILD_TMP" && timeout 900 apt-get "${APT_OPTS[@]}" source --download-only "$KUBE_SRC_PACKAGE" >&2) \
@@ -395,6 +398,18 @@ build_kube_apiserver() {
   # GOPATH layout, as Debian's own debian/rules does.
   mkdir -p "$src/.go/src/k8s.io" "$BUILD_TMP/home"
   ln -s ../../.. "$src/.go/src/k8s.io/kubernetes"
+
+  KUBE_SRC=$src
+}
+
+build_kube_apiserver() {
+  if kube_apiserver_ok; then
+    log "kube-apiserver: cached at $KUBE_APISERVER_BIN ($(timeout 30 "$KUBE_APISERVER_BIN" --version))"
+    return 0
+  fi
+  log "building kube-apiserver $KUBE_VERSION from Debian source package '$KUBE_SRC_PACKAGE'"
+  kube_source_tree
+  local src=$KUBE_SRC
 
   log "make WHAT=cmd/kube-apiserver (takes ~5-9 minutes on 2 cores; timeout ${BUILD_TIMEOUT}s)"
   local start=$SECONDS
@@ -429,11 +444,121 @@ build_kube_apiserver() {
   chmod 755 "$KUBE_APISERVER_BIN.tmp.$$"
   mv -f "$KUBE_APISERVER_BIN.tmp.$$" "$KUBE_APISERVER_BIN"
   log "kube-apiserver installed: $KUBE_APISERVER_BIN ($version)"
+}
 
-  log "removing build tree $BUILD_TMP"
-  chmod -R u+w "$BUILD_TMP" 2>/dev/null || true
-  rm -rf "$BUILD_TMP"
-  BUILD_TMP=""
+# --------------------------------------------------------------------------
+# A real node (issue 13, e2e/cluster.sh): kubelet, kube-controller-manager,
+# kube-scheduler and kube-proxy from the same source tree as kube-apiserver, and
+# the pause binary from its build/pause, cached in $KUBE_NODE_DIR. Packages:
+# Docker's engine for the kubelet's dockershim, the CNI plugins, what kube-proxy
+# and the runc wrapper call. See shared/notes/real-node.md.
+# --------------------------------------------------------------------------
+NODE_PACKAGES=(
+  docker.io                   # dockerd 20.10 (API 1.41), containerd, runc: the node's container engine
+  containernetworking-plugins # CNI bridge, host-local, portmap (in /usr/lib/cni)
+  conntrack                   # kube-proxy calls it
+  iptables                    # kube-proxy's Service rules, inside the node's network namespace
+  jq                          # e2e/cluster.sh's runc wrapper edits the OCI config
+  gcc                         # pause binary (static)
+  libc6-dev                   # static libc for the pause binary
+)
+KUBE_NODE_DIR="$CACHE/kube-node-$KUBE_VERSION"
+KUBE_NODE_BINARIES=(kubelet kube-controller-manager kube-scheduler kube-proxy)
+
+missing_node_packages() {
+  local p
+  for p in "${NODE_PACKAGES[@]}"; do
+    pkg_installed "$p" || echo "$p"
+  done
+}
+
+kube_node_ok() {
+  local b out
+  for b in "${KUBE_NODE_BINARIES[@]}"; do
+    [[ -x $KUBE_NODE_DIR/$b ]] || return 1
+    out="$(timeout 30 "$KUBE_NODE_DIR/$b" --version 2>/dev/null)" || return 1
+    [[ $out == "Kubernetes ${KUBE_VERSION%.*}."* ]] || return 1
+  done
+  [[ -x $KUBE_NODE_DIR/pause ]]
+}
+
+node_env_entries() {
+  echo "KUBE_NODE_DIR=$(kube_node_ok && echo "$KUBE_NODE_DIR")"
+}
+
+install_node_packages() {
+  local missing=()
+  mapfile -t missing < <(missing_node_packages)
+  if [[ ${#missing[@]} == 0 ]]; then
+    log "node packages: all present"
+    return 0
+  fi
+  log "node packages to install: ${missing[*]}"
+  apt_update
+  # Keep the maintainer scripts from starting a system-wide dockerd/containerd: the
+  # node runs its own (and dockerd would use a running system containerd instead).
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\n# temporary, from image-automation-rs e2e/setup.sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    CREATED_POLICY_RC=1
+  fi
+  timeout 1800 apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${missing[@]}" >&2 \
+    || die "apt-get install failed for: ${missing[*]}"
+  if [[ $CREATED_POLICY_RC == 1 ]]; then rm -f /usr/sbin/policy-rc.d; CREATED_POLICY_RC=0; fi
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+    local unit
+    for unit in docker.socket docker containerd; do
+      timeout 60 systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    done
+  fi
+  mapfile -t missing < <(missing_node_packages)
+  [[ ${#missing[@]} == 0 ]] || die "still missing after apt-get install: ${missing[*]}"
+}
+
+build_kube_node() {
+  if kube_node_ok; then
+    log "node binaries: cached in $KUBE_NODE_DIR"
+    return 0
+  fi
+  log "building the node's binaries $KUBE_VERSION (${KUBE_NODE_BINARIES[*]}, pause): ~5-12 min on 2 cores, the kubelet first, the others reuse its build cache"
+  kube_source_tree
+  local src=$KUBE_SRC b start rc goarch version
+  goarch="$(go env GOARCH)"
+  mkdir -p "$KUBE_NODE_DIR"
+  for b in "${KUBE_NODE_BINARIES[@]}"; do
+    log "make WHAT=cmd/$b"
+    start=$SECONDS
+    (
+      cd "$src"
+      exec timeout "$BUILD_TIMEOUT" env -u GOFLAGS -u GO111MODULE -u GOROOT -u GOBIN \
+        CGO_ENABLED=0 GOPATH="$src/.go" HOME="$BUILD_TMP/home" \
+        make WHAT="cmd/$b"
+    ) >"$BUILD_TMP/build-$b.log" 2>&1 </dev/null &
+    CHILD_PID=$!
+    rc=0
+    wait "$CHILD_PID" || rc=$?
+    CHILD_PID=""
+    if [[ $rc != 0 ]]; then
+      tail -n 40 "$BUILD_TMP/build-$b.log" | sed 's/^/setup:   | /' >&2
+      [[ $rc != 124 ]] || die "$b build timed out after ${BUILD_TIMEOUT}s (SETUP_BUILD_TIMEOUT)"
+      die "$b build failed (exit $rc) after $((SECONDS - start))s (log tail above)"
+    fi
+    version="$(timeout 30 "$src/_output/local/bin/linux/$goarch/$b" --version)" || die "built $b does not run"
+    [[ $version == "Kubernetes ${KUBE_VERSION%.*}."* ]] || die "built $b reports '$version', expected $KUBE_VERSION"
+    cp "$src/_output/local/bin/linux/$goarch/$b" "$KUBE_NODE_DIR/$b.tmp.$$"
+    chmod 755 "$KUBE_NODE_DIR/$b.tmp.$$"
+    mv -f "$KUBE_NODE_DIR/$b.tmp.$$" "$KUBE_NODE_DIR/$b"
+    log "$b installed in $KUBE_NODE_DIR ($((SECONDS - start))s)"
+  done
+  # The Pod sandbox's binary, built as upstream's build/pause does (VERSION as in its Makefile).
+  local pause_version
+  pause_version="$(sed -n 's/^TAG[ ?:]*= *//p' "$src/build/pause/Makefile" | head -n1)"
+  [[ -n $pause_version ]] || die "no TAG in $src/build/pause/Makefile"
+  gcc -Os -Wall -Werror -static -DVERSION="v$pause_version-$KUBE_VERSION" -o "$KUBE_NODE_DIR/pause.tmp.$$" \
+    "$src/build/pause/linux/pause.c" || die "building pause ($src/build/pause/linux/pause.c) failed"
+  mv -f "$KUBE_NODE_DIR/pause.tmp.$$" "$KUBE_NODE_DIR/pause"
+  echo "$pause_version" >"$KUBE_NODE_DIR/pause.version"
+  log "pause $pause_version installed in $KUBE_NODE_DIR"
 }
 
 install_helm_venv() {
@@ -489,6 +614,8 @@ do_install() {
   # moto[server] (PyPI), the AWS emulator of the cloud-identity tests, in its own venv.
   bash "$(dirname "${BASH_SOURCE[0]}")/moto.sh" || die "e2e/moto.sh failed"
   bash "$DOCKER_ENGINE" start
+  install_node_packages
+  build_kube_node
 
   local missing
   missing="$(missing_all)"

@@ -15,6 +15,8 @@ Subcommands:
   install --kubeconfig K --chart NAME --namespace NS [--release R] [--values JSON]
           [--out FILE]      `helm install` (namespace created when missing); the rendered
                             manifest goes to FILE or stdout
+  upgrade --kubeconfig K --chart NAME --namespace NS [--release R] [--values JSON]
+          [--out FILE]      `helm upgrade` with exactly these values (not reused ones)
   uninstall --kubeconfig K --namespace NS --release R
   suite --kubeconfig K --out DIR
                             lint, then install each value set of VALUE_SETS into its own
@@ -77,6 +79,9 @@ VALUE_SETS: list[dict] = [
                              "effect": "NoSchedule"}],
             "podAnnotations": {"example.com/team": "platform"},
         },
+        # The reflector's chart refuses persistence with more than one replica (one process
+        # at a time opens its tag store).
+        "per_chart": {"image-reflector-controller": {"replicas": 1}},
     },
     {
         "name": "no-leader-election",
@@ -152,6 +157,25 @@ async def install(kubeconfig: str, chart: str, namespace: str, release: str, val
     return manifest
 
 
+async def upgrade(kubeconfig: str, chart: str, namespace: str, release: str, values: dict) -> str:
+    config = helm_sdkpy.Configuration(namespace=namespace, kubeconfig=kubeconfig)
+    try:
+        result = await helm_sdkpy.Upgrade(config).run(
+            release,
+            chart_path(chart),
+            values=values,
+            wait=False,
+            timeout=60,
+            disable_openapi_validation=False,
+        )
+    except helm_sdkpy.HelmError as err:
+        fail(f"helm upgrade {release} ({chart}) in {namespace}: {err}")
+    manifest = result.get("manifest")
+    if not manifest:
+        fail(f"helm upgrade {release}: no manifest in the result (keys: {sorted(result)})")
+    return manifest
+
+
 async def uninstall(kubeconfig: str, namespace: str, release: str) -> None:
     config = helm_sdkpy.Configuration(namespace=namespace, kubeconfig=kubeconfig)
     try:
@@ -187,13 +211,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("lint")
-    p = sub.add_parser("install")
-    p.add_argument("--kubeconfig", required=True)
-    p.add_argument("--chart", required=True, choices=sorted(CHARTS))
-    p.add_argument("--namespace", required=True)
-    p.add_argument("--release")
-    p.add_argument("--values", default="{}", help="values as a JSON object")
-    p.add_argument("--out", type=Path)
+    for command in ("install", "upgrade"):
+        p = sub.add_parser(command)
+        p.add_argument("--kubeconfig", required=True)
+        p.add_argument("--chart", required=True, choices=sorted(CHARTS))
+        p.add_argument("--namespace", required=True)
+        p.add_argument("--release")
+        p.add_argument("--values", default="{}", help="values as a JSON object")
+        p.add_argument("--out", type=Path)
     p = sub.add_parser("uninstall")
     p.add_argument("--kubeconfig", required=True)
     p.add_argument("--namespace", required=True)
@@ -207,15 +232,16 @@ def main() -> None:
         fail(f"kubeconfig {args.kubeconfig} does not exist")
     if args.command == "lint":
         asyncio.run(lint())
-    elif args.command == "install":
+    elif args.command in ("install", "upgrade"):
         try:
             values = json.loads(args.values)
         except json.JSONDecodeError as err:
             fail(f"--values is not JSON: {err}")
         if not isinstance(values, dict):
             fail("--values must be a JSON object")
+        run = install if args.command == "install" else upgrade
         manifest = asyncio.run(
-            install(args.kubeconfig, args.chart, args.namespace, args.release or args.chart, values)
+            run(args.kubeconfig, args.chart, args.namespace, args.release or args.chart, values)
         )
         if args.out:
             args.out.write_text(manifest)

@@ -645,5 +645,33 @@ async fn charts_render_validate_and_grant_exactly_the_controllers_rbac() {
         );
     }
 
+    // The reflector's tag store is one file that one process opens at a time: with a
+    // PersistentVolumeClaim and two replicas, the second replica crashed ("Database already
+    // open", seen with the Pods on a real node, e2e/tests/cluster.rs). The chart refuses it.
+    let refused = Command::new(&python)
+        .arg(testbed::repo_root().join("e2e/helm/render.py"))
+        .args([
+            "install",
+            "--kubeconfig",
+            &kubeconfig,
+            "--chart",
+            REFLECTOR,
+            "--namespace",
+            "persistence-replicas",
+            "--values",
+            r#"{"replicas": 2, "storage": {"persistence": {"enabled": true}}}"#,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "{REFLECTOR} installed with persistence and 2 replicas"
+    );
+    assert!(
+        stderr.contains("storage.persistence.enabled") && stderr.contains("replicas"),
+        "the refusal does not say why: {stderr}"
+    );
+
     eprintln!("charts: done after {:?}", started.elapsed());
 }
