@@ -92,6 +92,7 @@ images: setup
 # Docker engine: DOCKER_HOST from setup.sh --print-env) and runs the seed procedure and the
 # Pod faults. Not part of `make test` (see docs/benchmarks.md for its times).
 .PHONY: e2e-cluster
-e2e-cluster: setup images
+e2e-cluster: images
+	bash e2e/setup.sh --cluster
 	eval "$$(bash e2e/setup.sh --print-env)" && \
 		$(CARGO) test --locked -p e2e --test cluster -- --ignored --nocapture

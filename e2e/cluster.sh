@@ -81,7 +81,7 @@ require_components() {
   [[ -x $KUBE_APISERVER_BIN ]] || missing+=("kube-apiserver ($KUBE_APISERVER_BIN; run: bash e2e/setup.sh)")
   local b
   for b in kubelet kube-controller-manager kube-scheduler kube-proxy pause; do
-    [[ -x $KUBE_NODE_DIR/$b ]] || missing+=("$b ($KUBE_NODE_DIR/$b; run: bash e2e/setup.sh)")
+    [[ -x $KUBE_NODE_DIR/$b ]] || missing+=("$b ($KUBE_NODE_DIR/$b; run: bash e2e/setup.sh --cluster)")
   done
   # Debian's docker.io: /usr/bin/docker first (another `docker` on PATH may not be a client of it).
   DOCKERD_BIN="$(find_tool dockerd /usr/sbin/dockerd)" || missing+=("dockerd (Debian package docker.io)")

@@ -11,6 +11,9 @@
 #                                  eval "$(bash e2e/setup.sh --print-env)"
 #   bash e2e/setup.sh --demo       only what `make demo` needs (a few packages; no kube-apiserver
 #                                  build, no Helm venv, no Docker engine)
+#   bash e2e/setup.sh --cluster    everything above plus the real node of `make e2e-cluster`
+#                                  (kubelet, controller-manager, scheduler, kube-proxy, pause;
+#                                  CNI and conntrack packages); --check-cluster checks it
 #
 # Docker engine: Debian's docker.io, started as the project's own dockerd by
 # e2e/docker-engine.sh (own data root and socket under the cache, no host networking changes);
@@ -209,6 +212,7 @@ missing_all() {
   helm_venv_ok || echo "helm-sdkpy $HELM_SDKPY_VERSION venv (missing or not working: $HELM_VENV)"
   bash "$(dirname "${BASH_SOURCE[0]}")/moto.sh" --check || echo "moto venv (missing or not working: run e2e/moto.sh)"
   kube_apiserver_ok || echo "kube-apiserver $KUBE_VERSION (missing or not working: $KUBE_APISERVER_BIN)"
+  [[ $LAYER == cluster ]] || return 0
   missing_node_packages | sed 's/^/package /'
   kube_node_ok || echo "node binaries $KUBE_VERSION (missing or not working: $KUBE_NODE_DIR)"
 }
@@ -614,8 +618,11 @@ do_install() {
   # moto[server] (PyPI), the AWS emulator of the cloud-identity tests, in its own venv.
   bash "$(dirname "${BASH_SOURCE[0]}")/moto.sh" || die "e2e/moto.sh failed"
   bash "$DOCKER_ENGINE" start
-  install_node_packages
-  build_kube_node
+  # The real node (make e2e-cluster) is a layer of its own: make test does not need it.
+  if [[ $LAYER == cluster ]]; then
+    install_node_packages
+    build_kube_node
+  fi
 
   local missing
   missing="$(missing_all)"
@@ -630,8 +637,10 @@ do_install() {
 case "${1:-}" in
   "") do_install ;;
   --demo) LAYER=demo; do_install ;;
+  --cluster) LAYER=cluster; do_install ;;
   --check) do_check ;;
+  --check-cluster) LAYER=cluster; do_check ;;
   --print-env) do_print_env ;;
   -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
-  *) die "unknown argument '$1' (use --check, --print-env or no argument)" ;;
+  *) die "unknown argument '$1' (use --demo, --cluster, --check, --check-cluster, --print-env or no argument)" ;;
 esac

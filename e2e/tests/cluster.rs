@@ -19,7 +19,7 @@
 //! `reflectorUrl` instead of the chart's DNS default; there is no volume provisioner, so
 //! the reflector's PersistentVolumeClaim binds a hostPath PersistentVolume the test makes.
 //!
-//! Needs root, `bash e2e/setup.sh` and `make images`; ignored by `cargo test`, run by
+//! Needs root, `bash e2e/setup.sh --cluster` and `make images`; ignored by `cargo test`, run by
 //! `make e2e-cluster`.
 
 use std::io::Write as _;
