@@ -1,0 +1,169 @@
+//! Git credentials from a GitRepository's `spec.provider`, as Flux's image-automation
+//! builds its auth options (reference cloud-identity.md §5-6):
+//!
+//! - `generic` (or none): the Secret's own keys; GitHub App data in it stalls
+//!   (`InvalidSourceConfiguration`), since the user most likely forgot `provider: github`.
+//! - `github`: a GitHub App in the `secretRef`; its installation token is sent as Basic
+//!   `x-access-token:<token>` for fetch and push, replacing the Secret's username,
+//!   password and bearer token. No `secretRef`, or one without App data, stalls.
+//! - `azure`, `aws`: `spec.serviceAccountName` needs the `ObjectLevelWorkloadIdentity` gate
+//!   (Stalled `FeatureGateDisabled`); otherwise not implemented yet (stalls, saying so).
+//!
+//! Checking the spec ([`plan`]) is pure; only [`fetch`] calls the provider. Tokens are
+//! cached per App for 80% of their validity (at most an hour), process-wide, as Flux does.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use api_types::GitRepositorySpec;
+use cloud_identity::cache::TokenCache;
+use cloud_identity::github::{self, GitHubAppConfig, GitHubClient};
+use cloud_identity::http::HttpClient;
+use cloud_identity::login::RegistryLogin;
+use kube_support::redact::Secrets;
+
+use super::auth::{HttpAuth, ProxyAuth, Secret};
+use super::error::GitError;
+
+/// Flux's `ObjectLevelWorkloadIdentity` gate. It is off by default in Flux and this
+/// controller has no flag for it yet, so a `serviceAccountName` always stalls.
+pub const OBJECT_LEVEL_WORKLOAD_IDENTITY: bool = false;
+
+const GATE_MESSAGE: &str = "to use spec.serviceAccountName for provider authentication please enable the ObjectLevelWorkloadIdentity feature gate in the controller";
+const GITHUB_WITHOUT_APP: &str =
+    "secretRef with github app data must be specified when provider is set to github";
+
+/// What a GitRepository's provider asks for, checked but not yet fetched.
+#[derive(Debug, Clone)]
+pub enum ProviderPlan {
+    /// The Secret's own credentials.
+    Generic,
+    /// A GitHub App installation token; `cache_key` is Flux's (the key PEM hashed in).
+    GitHub {
+        config: Box<GitHubAppConfig>,
+        cache_key: String,
+    },
+}
+
+/// Checks the provider against the spec and its Secret (`secret` is the `secretRef`'s
+/// data, already read); `namespace` is the GitRepository's.
+pub fn plan(
+    spec: &GitRepositorySpec,
+    namespace: &str,
+    secret: Option<&BTreeMap<String, Vec<u8>>>,
+    gate_enabled: bool,
+) -> Result<ProviderPlan, GitError> {
+    let secret_name = spec
+        .secret_ref
+        .as_ref()
+        .map(|r| format!("{namespace}/{}", r.name))
+        .unwrap_or_default();
+    let has_app_data = secret.is_some_and(|data| {
+        data.get(github::APP_ID_KEY)
+            .is_some_and(|id| !id.is_empty())
+    });
+    match spec.provider.as_deref().unwrap_or("generic") {
+        "" | "generic" => {
+            if has_app_data {
+                return Err(GitError::InvalidProviderConfig(format!(
+                    "secretRef '{secret_name}' has github app data but provider is not set to github"
+                )));
+            }
+            Ok(ProviderPlan::Generic)
+        }
+        "github" => {
+            let Some(data) = secret.filter(|data| has_any_app_key(data)) else {
+                return Err(GitError::InvalidProviderConfig(GITHUB_WITHOUT_APP.into()));
+            };
+            let config = GitHubAppConfig::from_secret_data(data, &secret_name)
+                .map_err(|e| GitError::ProviderCredentials(e.to_string()))?;
+            Ok(ProviderPlan::GitHub {
+                config: Box::new(config),
+                cache_key: github::cache_key(data),
+            })
+        }
+        provider @ ("azure" | "aws") => {
+            let wants_service_account = spec
+                .service_account_name
+                .as_deref()
+                .is_some_and(|n| !n.is_empty());
+            if wants_service_account && !gate_enabled {
+                return Err(GitError::FeatureGateDisabled(GATE_MESSAGE.into()));
+            }
+            Err(GitError::Unsupported(format!(
+                "GitRepository provider '{provider}' is not implemented yet (generic and github are)"
+            )))
+        }
+        other => Err(GitError::InvalidProviderConfig(format!(
+            "unsupported GitRepository provider '{other}' (generic, github, azure or aws)"
+        ))),
+    }
+}
+
+fn has_any_app_key(data: &BTreeMap<String, Vec<u8>>) -> bool {
+    [
+        github::APP_ID_KEY,
+        github::INSTALLATION_ID_KEY,
+        github::INSTALLATION_OWNER_KEY,
+        github::PRIVATE_KEY_KEY,
+    ]
+    .iter()
+    .any(|key| data.contains_key(*key))
+}
+
+/// Installation tokens, process-wide (Flux's default size; an hour at most).
+fn github_tokens() -> &'static TokenCache<RegistryLogin> {
+    static CACHE: OnceLock<TokenCache<RegistryLogin>> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        TokenCache::new(
+            cloud_identity::cache::DEFAULT_MAX_SIZE,
+            Duration::from_secs(3600),
+        )
+    })
+}
+
+/// The provider's credentials for Git over HTTP(S), or `None` for `generic`. The token
+/// calls go through the GitRepository's proxy, as Flux's do.
+pub(crate) async fn fetch(
+    plan: &ProviderPlan,
+    proxy: Option<&ProxyAuth>,
+) -> Result<Option<HttpAuth>, GitError> {
+    let ProviderPlan::GitHub { config, cache_key } = plan else {
+        return Ok(None);
+    };
+    // Proxy credentials may appear in a transport error's text: scrubbed like git's.
+    let scrub = |text: String| match proxy.and_then(|p| p.credentials.as_ref()) {
+        Some((user, password)) => Secrets::new()
+            .with_basic(user, password.expose())
+            .scrub(&text),
+        None => text,
+    };
+    let (login, _event) = github_tokens()
+        .get_or_fetch(cache_key, || async {
+            let proxy_url = match proxy {
+                Some(proxy) => Some(
+                    reqwest::Url::parse(proxy.url_with_credentials().expose()).map_err(|_| {
+                        GitError::ProviderCredentials("the proxy address is not a URL".into())
+                    })?,
+                ),
+                None => None,
+            };
+            let http = HttpClient::new(proxy_url.as_ref()).map_err(|_| {
+                GitError::ProviderCredentials(
+                    "github: building the HTTP client for the GitHub API failed".into(),
+                )
+            })?;
+            let login = GitHubClient::new(http)
+                .installation_token(config)
+                .await
+                .map_err(|e| GitError::ProviderCredentials(scrub(e.to_string())))?;
+            let expires_at = login.expires_at;
+            Ok::<_, GitError>((login, expires_at))
+        })
+        .await?;
+    Ok(Some(HttpAuth::Basic {
+        username: login.username,
+        password: Secret::new(login.password.expose()),
+    }))
+}
