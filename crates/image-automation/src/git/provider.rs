@@ -167,3 +167,84 @@ pub(crate) async fn fetch(
         password: Secret::new(login.password.expose()),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(provider: Option<&str>, secret_ref: bool) -> GitRepositorySpec {
+        GitRepositorySpec {
+            url: "https://git.example/r.git".into(),
+            provider: provider.map(Into::into),
+            secret_ref: secret_ref
+                .then(|| api_types::meta::LocalObjectReference { name: "s".into() }),
+            ..GitRepositorySpec::default()
+        }
+    }
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn generic_keeps_the_secret_unless_it_holds_an_app_id() {
+        let basic = data(&[("username", "u"), ("password", "p")]);
+        for provider in [None, Some(""), Some("generic")] {
+            assert!(matches!(
+                plan(&spec(provider, true), "ns", Some(&basic), false),
+                Ok(ProviderPlan::Generic)
+            ));
+        }
+        // An empty githubAppID is no App data (Flux checks the length).
+        let empty = data(&[("githubAppID", "")]);
+        assert!(matches!(
+            plan(&spec(None, true), "ns", Some(&empty), false),
+            Ok(ProviderPlan::Generic)
+        ));
+        let app = data(&[("githubAppID", "1")]);
+        let err = plan(&spec(None, true), "ns", Some(&app), false).unwrap_err();
+        assert!(err.is_stall());
+        assert_eq!(err.flux_reason(), "InvalidSourceConfiguration");
+        assert_eq!(
+            err.to_string(),
+            "secretRef 'ns/s' has github app data but provider is not set to github"
+        );
+    }
+
+    #[test]
+    fn cloud_providers_check_the_gate_then_say_what_is_missing() {
+        let mut with_sa = spec(Some("aws"), false);
+        with_sa.service_account_name = Some("sa".into());
+        let err = plan(&with_sa, "ns", None, false).unwrap_err();
+        assert_eq!(err.flux_reason(), "FeatureGateDisabled");
+        assert!(err.is_stall());
+        let err = plan(&with_sa, "ns", None, true).unwrap_err();
+        assert_eq!(err.flux_reason(), "InvalidSourceConfiguration");
+        assert!(
+            err.to_string().contains("'aws' is not implemented"),
+            "{err}"
+        );
+        let err = plan(&spec(Some("gitlab"), false), "ns", None, false).unwrap_err();
+        assert!(err.is_stall());
+        assert!(
+            err.to_string()
+                .contains("unsupported GitRepository provider 'gitlab'")
+        );
+    }
+
+    #[test]
+    fn app_data_errors_are_retried_not_stalled() {
+        let partial = data(&[("githubAppID", "1"), ("githubAppInstallationID", "2")]);
+        let err = plan(&spec(Some("github"), true), "ns", Some(&partial), false).unwrap_err();
+        assert!(!err.is_stall());
+        assert_eq!(err.flux_reason(), "SourceManagerFailed");
+        assert!(
+            err.to_string()
+                .starts_with("failed to configure authentication options: "),
+            "{err}"
+        );
+    }
+}
