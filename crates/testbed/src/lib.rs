@@ -22,6 +22,7 @@ pub mod controllers;
 pub mod error;
 pub mod fault_proxy;
 pub mod git;
+pub mod github_app;
 pub mod kube_apiserver;
 pub mod leaks;
 pub mod moto;

@@ -301,7 +301,7 @@ fn apply_in(root: &Path, input: &ApplyInput, found: &Mutex<Applied>) -> ApplyRes
 }
 
 /// The source setup: what `update_and_push` needs, or how the run ends.
-fn source_setup(
+async fn source_setup(
     obj: &ImageUpdateAutomation,
     namespace: &str,
     objects: &dyn Objects,
@@ -372,6 +372,10 @@ fn source_setup(
         };
         auth = auth.with_proxy_secret(&url, &proxy).map_err(git_err)?;
     }
+    auth = auth
+        .with_provider(&repo.spec, repo_ns, data.as_ref())
+        .await
+        .map_err(git_err)?;
     let timeout = match repo.spec.timeout.as_deref().filter(|t| !t.is_empty()) {
         Some(t) => parse_duration(t).map_err(|e| {
             RunOutcome::stalled(
@@ -558,7 +562,9 @@ impl<P: PolicySource> Reconciler<P> {
             objects,
             &self.options,
             self.options.max_push_attempts,
-        ) {
+        )
+        .await
+        {
             Ok(r) => r,
             Err(outcome) => return outcome,
         };

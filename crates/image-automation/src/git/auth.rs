@@ -14,6 +14,8 @@ use base64::Engine as _;
 use kube_support::redact::Secrets;
 
 use super::error::GitError;
+use super::provider;
+use api_types::GitRepositorySpec;
 
 /// A secret value; `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
@@ -298,6 +300,29 @@ impl GitAuth {
             address: parsed.as_str().trim_end_matches('/').to_string(),
             credentials,
         });
+        Ok(self)
+    }
+
+    /// Applies the GitRepository's `spec.provider` ([`super::provider`]): checks it against
+    /// the `secretRef`'s data, then for `github` replaces the HTTP credentials with the
+    /// App's installation token (Basic `x-access-token`), as Flux's provider credentials
+    /// overwrite the Secret's. Call after [`Self::with_proxy_secret`]: the token calls use
+    /// the GitRepository's proxy. `namespace` is the GitRepository's.
+    pub async fn with_provider(
+        mut self,
+        spec: &GitRepositorySpec,
+        namespace: &str,
+        secret: Option<&BTreeMap<String, Vec<u8>>>,
+    ) -> Result<Self, GitError> {
+        let plan = provider::plan(
+            spec,
+            namespace,
+            secret,
+            provider::OBJECT_LEVEL_WORKLOAD_IDENTITY,
+        )?;
+        if let Some(http) = provider::fetch(&plan, self.proxy.as_ref()).await? {
+            self.http = http;
+        }
         Ok(self)
     }
 

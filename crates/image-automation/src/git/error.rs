@@ -55,6 +55,17 @@ pub enum GitError {
     /// was in flight (a push names its commit).
     #[error("cancelled by shutdown: {0}")]
     Cancelled(String),
+    /// A GitRepository `provider` that cannot work as configured (GitHub App data under
+    /// `generic`, `github` without App data): stalls as `InvalidSourceConfiguration`.
+    #[error("{0}")]
+    InvalidProviderConfig(String),
+    /// The spec needs a feature gate that is off: stalls as `FeatureGateDisabled`.
+    #[error("{0}")]
+    FeatureGateDisabled(String),
+    /// The provider's credentials could not be obtained (bad App data, a refused or failed
+    /// token call): retried as `SourceManagerFailed`.
+    #[error("failed to configure authentication options: {0}")]
+    ProviderCredentials(String),
     /// Local repository or file-system trouble, or an unclassified git failure.
     #[error("git operation failed: {0}")]
     Git(String),
@@ -65,14 +76,25 @@ impl GitError {
     /// Secret problems are retried like Flux does (`SourceManagerFailed`), since a secret
     /// can be fixed without a new generation.
     pub fn is_stall(&self) -> bool {
-        matches!(self, Self::InvalidConfig(_) | Self::Unsupported(_))
+        matches!(
+            self,
+            Self::InvalidConfig(_)
+                | Self::Unsupported(_)
+                | Self::InvalidProviderConfig(_)
+                | Self::FeatureGateDisabled(_)
+        )
     }
 
     /// The Flux condition reason for this error.
     pub fn flux_reason(&self) -> &'static str {
         match self {
-            Self::InvalidSecret(_) | Self::Signing(_) => "SourceManagerFailed",
-            Self::InvalidConfig(_) | Self::Unsupported(_) => "InvalidSourceConfiguration",
+            Self::InvalidSecret(_) | Self::Signing(_) | Self::ProviderCredentials(_) => {
+                "SourceManagerFailed"
+            }
+            Self::InvalidConfig(_) | Self::Unsupported(_) | Self::InvalidProviderConfig(_) => {
+                "InvalidSourceConfiguration"
+            }
+            Self::FeatureGateDisabled(_) => "FeatureGateDisabled",
             Self::Apply(_) => "UpdateFailed",
             _ => "GitOperationFailed",
         }

@@ -31,6 +31,7 @@ mod auth;
 mod cli;
 mod error;
 mod locked;
+pub mod provider;
 mod recovery;
 mod repo;
 mod sign;
