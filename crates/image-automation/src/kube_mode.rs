@@ -51,7 +51,7 @@ use tokio::time::Instant;
 use crate::controller::{EventType, Objects, Reconciler, RunOutcome};
 use crate::metrics::Metrics;
 use crate::reflector_client::{FeedEvent, ReflectorClient};
-use crate::serve::{RetryBackoff, interval_of, log_deprecations, log_report, now};
+use crate::serve::{RetryDelays, interval_of, log_deprecations, log_report, now};
 
 /// The one field manager of every status write.
 pub const FIELD_MANAGER: &str = "image-automation-controller";
@@ -79,7 +79,7 @@ pub struct KubeSettings {
     pub reflector_url: String,
     /// `--no-cross-namespace-refs`: cross-namespace GitRepositories are not even read.
     pub no_cross_namespace_refs: bool,
-    pub backoff: RetryBackoff,
+    pub backoff: RetryDelays,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,7 +290,7 @@ struct Ctx {
     metrics: Metrics,
     /// Folds only identical events: a push after "repository up-to-date" stays visible.
     events: EventPublisher,
-    backoff: RetryBackoff,
+    backoff: RetryDelays,
     no_cross_namespace_refs: bool,
     schedule: Mutex<Schedule>,
 }

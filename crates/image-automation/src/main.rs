@@ -9,7 +9,7 @@ use api_types::duration::parse_duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use image_automation::message::RemovedFields;
 use image_automation::serve::{
-    self, KubeServeOptions, LogEncoding, LogLevel, RetryBackoff, ServeOptions,
+    self, KubeServeOptions, LogEncoding, LogLevel, RetryDelays, ServeOptions,
 };
 use image_automation::update::{self, OutputFormat, UpdateOptions};
 
@@ -68,10 +68,10 @@ struct ServeArgs {
     #[arg(long, default_value = "35s", value_parser = go_duration)]
     leader_election_lease_duration: Duration,
     /// The first retry delay after a failed run; doubles per failure (Go duration).
-    #[arg(long, default_value = "2s", value_parser = go_duration)]
+    #[arg(long, default_value = "750ms", value_parser = go_duration)]
     min_retry_delay: Duration,
     /// The longest retry delay after failed runs (Go duration).
-    #[arg(long, default_value = "5m", value_parser = go_duration)]
+    #[arg(long, default_value = "15m", value_parser = go_duration)]
     max_retry_delay: Duration,
     /// What to do with a commit message template that reads `.Updated`, which Flux v1
     /// removed: `render` it (the v1beta1 data) and warn once per generation with a
@@ -158,7 +158,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         eprintln!("image-automation: error: {e}");
         return ExitCode::FAILURE;
     }
-    let backoff = RetryBackoff {
+    let backoff = RetryDelays {
         min: args.min_retry_delay,
         max: args.max_retry_delay,
     };

@@ -46,28 +46,8 @@ use crate::standalone::{Key, ManifestError, Manifests};
 const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Per-object exponential backoff after a failed run: `min`, doubling, at most `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryBackoff {
-    pub min: Duration,
-    pub max: Duration,
-}
-
-impl Default for RetryBackoff {
-    fn default() -> Self {
-        Self {
-            min: Duration::from_secs(2),
-            max: Duration::from_secs(300),
-        }
-    }
-}
-
-impl RetryBackoff {
-    /// The delay after a failure that follows `previous` failures in a row.
-    pub fn delay(&self, previous: u32) -> Duration {
-        (self.min * 2u32.saturating_pow(previous.min(16))).min(self.max)
-    }
-}
+/// The retry delays after failed runs (Flux's, shared with the reflector).
+pub use kube_support::schedule::RetryDelays;
 
 pub use kube_support::process::{LogEncoding, LogLevel, init_logging};
 
@@ -80,7 +60,7 @@ pub struct ServeOptions {
     pub http_addr: SocketAddr,
     pub once: bool,
     pub no_cross_namespace_refs: bool,
-    pub backoff: RetryBackoff,
+    pub backoff: RetryDelays,
     /// `--removed-template-fields`.
     pub removed_template_fields: RemovedFields,
     /// `--feature-gates=GitSparseCheckout=true`.
@@ -94,7 +74,7 @@ pub struct KubeServeOptions {
     pub storage_path: PathBuf,
     pub http_addr: SocketAddr,
     pub no_cross_namespace_refs: bool,
-    pub backoff: RetryBackoff,
+    pub backoff: RetryDelays,
     pub concurrent: u16,
     pub watch_label_selector: String,
     pub enable_leader_election: bool,
@@ -662,7 +642,7 @@ fn merge(entries: &mut BTreeMap<Key, Entry>, manifests: &Manifests) {
 }
 
 /// Records a finished run and schedules the next.
-fn finish(key: &Key, entry: &mut Entry, report: RunReport, backoff: RetryBackoff) {
+fn finish(key: &Key, entry: &mut Entry, report: RunReport, backoff: RetryDelays) {
     entry.running = false;
     entry.ran_once = true;
     // Deprecations hold until the spec changes: logged once per generation.
@@ -692,18 +672,5 @@ fn finish(key: &Key, entry: &mut Entry, report: RunReport, backoff: RetryBackoff
             unmatched = ?report.result.unmatched.iter().map(describe_unmatched).collect::<Vec<_>>(),
             "markers not applied"
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_min_up_to_max() {
-        let b = RetryBackoff::default();
-        let delays: Vec<u64> = (0..10).map(|n| b.delay(n).as_secs()).collect();
-        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-        assert_eq!(b.delay(u32::MAX), b.max);
     }
 }

@@ -8,6 +8,7 @@
 //! - [`objects`]: the label-selector watcher config and the server-side-apply status write.
 //! - [`redact`]: scrubs the credentials sent to a remote out of text the remote sent back.
 //! - [`http`]: the HTTP/1.1 server with header-read, idle and connection limits.
+//! - [`schedule`]: the one retry backoff (Flux's 750ms to 15m) of both services.
 //! - [`process`]: the stderr logger, the termination signal, whether a kubeconfig exists.
 
 pub mod events;
@@ -17,3 +18,4 @@ pub mod leader;
 pub mod objects;
 pub mod process;
 pub mod redact;
+pub mod schedule;

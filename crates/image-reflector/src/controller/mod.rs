@@ -14,7 +14,6 @@
 //! - [`repository_info`] / [`policy_info`]: the HTTP API documents.
 
 mod access;
-mod backoff;
 mod events;
 mod info;
 mod policy;
@@ -44,9 +43,9 @@ use crate::registry::{RegistryAccess, RegistryError, SecretData};
 use crate::store::TagStore;
 
 pub use access::{AccessSetupError, registry_access};
-pub use backoff::{Backoff, MAX_RETRY_DELAY, MIN_RETRY_DELAY};
 pub use events::{Event, EventType, decide_event};
 pub use info::{policy_info, readiness, repository_info};
+pub use kube_support::schedule::{Backoff, MAX_RETRY_DELAY, MIN_RETRY_DELAY};
 pub use policy::{
     PolicyOutcome, PolicyReconcileError, ready_message, reconcile_policy, repository_ref,
 };

@@ -1,18 +1,47 @@
-//! Per-object exponential backoff for retryable failures, like the controller-runtime
-//! workqueue's limiter Flux uses (`--min-retry-delay` 750ms, `--max-retry-delay` 15m).
+//! When an object is retried: one exponential backoff for both services and both modes,
+//! like the controller-runtime workqueue limiter Flux uses (`--min-retry-delay` 750ms,
+//! `--max-retry-delay` 15m).
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
+/// Flux's `--min-retry-delay`.
 pub const MIN_RETRY_DELAY: Duration = Duration::from_millis(750);
+/// Flux's `--max-retry-delay`.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
 
-/// Consecutive failures per object; the delay doubles with each, from `min` to `max`.
+/// The retry delay shape: `min` doubled per consecutive failure, capped at `max`. Like the
+/// workqueue's limiter, `max` wins when it is below `min`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryDelays {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryDelays {
+    fn default() -> Self {
+        Self {
+            min: MIN_RETRY_DELAY,
+            max: MAX_RETRY_DELAY,
+        }
+    }
+}
+
+impl RetryDelays {
+    /// The delay after a failure that follows `previous` failures in a row.
+    pub fn delay(&self, previous: u32) -> Duration {
+        let exponent = previous.min(31);
+        self.min
+            .checked_mul(1u32 << exponent)
+            .map_or(self.max, |d| d.min(self.max))
+    }
+}
+
+/// Consecutive failures per object, and the delay they earn.
 #[derive(Debug, Clone)]
 pub struct Backoff<K> {
-    min: Duration,
-    max: Duration,
+    delays: RetryDelays,
     failures: HashMap<K, u32>,
 }
 
@@ -23,12 +52,13 @@ impl<K: Hash + Eq> Default for Backoff<K> {
 }
 
 impl<K: Hash + Eq> Backoff<K> {
-    /// `min` doubled per consecutive failure, capped at `max`. Like the workqueue's
-    /// limiter, `max` wins when it is below `min`.
     pub fn new(min: Duration, max: Duration) -> Self {
+        Self::with_delays(RetryDelays { min, max })
+    }
+
+    pub fn with_delays(delays: RetryDelays) -> Self {
         Self {
-            min,
-            max,
+            delays,
             failures: HashMap::new(),
         }
     }
@@ -36,11 +66,9 @@ impl<K: Hash + Eq> Backoff<K> {
     /// Records a failure of `key` and returns how long to wait before the retry.
     pub fn failure(&mut self, key: K) -> Duration {
         let count = self.failures.entry(key).or_insert(0);
-        let exponent = (*count).min(31);
+        let delay = self.delays.delay(*count);
         *count = count.saturating_add(1);
-        self.min
-            .checked_mul(1u32 << exponent)
-            .map_or(self.max, |d| d.min(self.max))
+        delay
     }
 
     /// A success (or a stall, or deletion): the next failure starts from `min` again.
@@ -56,6 +84,7 @@ impl<K: Hash + Eq> Backoff<K> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -87,5 +116,6 @@ mod tests {
         let mut b = Backoff::new(Duration::from_secs(2), Duration::from_millis(500));
         assert_eq!(b.failure("a"), Duration::from_millis(500));
         assert_eq!(b.failure("a"), Duration::from_millis(500));
+        assert_eq!(RetryDelays::default().delay(u32::MAX), MAX_RETRY_DELAY);
     }
 }
