@@ -12,6 +12,7 @@ use image_automation::serve::{
     self, KubeServeOptions, LogEncoding, LogLevel, RetryDelays, ServeOptions,
 };
 use image_automation::update::{self, OutputFormat, UpdateOptions};
+use kube_support::selector::LabelSelector;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,7 +56,7 @@ struct ServeArgs {
     /// Refuse sourceRefs to GitRepositories in other namespaces.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     no_cross_namespace_refs: bool,
-    /// Reconciles running at once (Kubernetes mode).
+    /// Reconciles running at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     concurrent: u16,
     /// Only reconcile automations with matching labels (to shard them across instances).
@@ -186,8 +187,20 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             Err(code) => code,
         };
     };
+    let selector = match args.watch_label_selector.trim() {
+        "" => None,
+        text => match text.parse::<LabelSelector>() {
+            Ok(selector) => Some(selector),
+            Err(e) => {
+                eprintln!("image-automation: error: --watch-label-selector: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let opts = ServeOptions {
         manifests,
+        concurrent: usize::from(args.concurrent),
+        selector,
         reflector_url: args.reflector_url,
         storage_path: args.storage_path,
         http_addr: args.http_addr,

@@ -41,7 +41,9 @@ use crate::message::RemovedFields;
 use crate::metrics::Metrics;
 use crate::reflector_client::{FeedEvent, ReflectorClient, ReflectorError};
 use crate::setters::Unmatched;
-use crate::standalone::{Key, ManifestError, Manifests};
+use crate::standalone::{Key, ManifestError, ManifestSource, Manifests};
+use kube_support::schedule::{Backoff, Next, Schedule};
+use kube_support::selector::LabelSelector;
 
 const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -61,6 +63,10 @@ pub struct ServeOptions {
     pub once: bool,
     pub no_cross_namespace_refs: bool,
     pub backoff: RetryDelays,
+    /// `--concurrent`: runs in flight at most (at least 1).
+    pub concurrent: usize,
+    /// `--watch-label-selector`: only matching automations run; `None` when empty.
+    pub selector: Option<LabelSelector>,
     /// `--removed-template-fields`.
     pub removed_template_fields: RemovedFields,
     /// `--feature-gates=GitSparseCheckout=true`.
@@ -90,6 +96,12 @@ pub struct KubeServeOptions {
 pub enum ServeError {
     #[error(transparent)]
     Manifests(#[from] ManifestError),
+    #[error("--manifests {path}: {source}")]
+    ManifestDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Reflector(#[from] ReflectorError),
     #[error("creating storage path {path}: {source}")]
@@ -227,7 +239,7 @@ fn reconciler(
 /// `--once`: runs every automation once and prints the summary. Returns whether all are
 /// Ready.
 pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, ServeError> {
-    let manifests = Manifests::load(&opts.manifests)?;
+    let manifests = Manifests::load(&opts.manifests, opts.selector.as_ref())?;
     let reconciler = reconciler(
         &opts.reflector_url,
         &opts.storage_path,
@@ -325,17 +337,13 @@ async fn serve_http(
 /// Namespaces with changed policies and when the first change was seen (`""`: all).
 type ChangedNamespaces = BTreeMap<String, Option<Instant>>;
 
-/// One automation's schedule.
+/// One automation of the standalone schedule.
 #[derive(Debug)]
-struct Entry {
+struct Automation {
     obj: ImageUpdateAutomation,
     /// The spec and metadata last read, to notice manifest edits.
     fingerprint: String,
-    next_run: Option<Instant>,
-    failures: u32,
-    running: bool,
-    ran_once: bool,
-    /// When the feed first reported a policy change that this entry has not run for yet.
+    /// When the feed first reported a policy change that this automation has not run for.
     change_seen: Option<Instant>,
     /// The generation whose deprecation warnings were logged.
     warned_generation: Option<Option<i64>>,
@@ -353,9 +361,18 @@ pub(crate) fn interval_of(obj: &ImageUpdateAutomation) -> Duration {
         .unwrap_or(DEFAULT_INTERVAL)
 }
 
+type RunResult = (Key, RunReport, Duration, Option<Instant>);
+
 /// The long-running standalone controller.
 pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
-    let mut manifests = Arc::new(Manifests::load(&opts.manifests)?);
+    let mut source = ManifestSource::default();
+    source
+        .refresh(&opts.manifests)
+        .map_err(|source| ServeError::ManifestDir {
+            path: opts.manifests.display().to_string(),
+            source,
+        })?;
+    let mut manifests = Arc::new(source.snapshot(opts.selector.as_ref()));
     let reconciler = Arc::new(reconciler(
         &opts.reflector_url,
         &opts.storage_path,
@@ -402,20 +419,26 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         })
     };
 
-    let mut entries: BTreeMap<Key, Entry> = BTreeMap::new();
-    let mut tasks: JoinSet<(Key, RunReport, Duration, Option<Instant>)> = JoinSet::new();
+    let mut schedule: Schedule<Key, Automation> = Schedule::default();
+    let mut backoff: Backoff<Key> = Backoff::with_delays(opts.backoff);
+    merge(&mut schedule, &mut backoff, &manifests);
+    let mut tasks: JoinSet<RunResult> = JoinSet::new();
     let shutdown = kube_support::process::termination();
     tokio::pin!(shutdown);
-    let mut reload_at = Instant::now();
+    let mut reload_at = Instant::now() + RELOAD_INTERVAL;
+    let concurrent = opts.concurrent.max(1);
     loop {
         if Instant::now() >= reload_at {
             reload_at = Instant::now() + RELOAD_INTERVAL;
-            match Manifests::load(&opts.manifests) {
-                Ok(m) => {
-                    merge(&mut entries, &m);
+            match source.refresh(&opts.manifests) {
+                Ok(true) => {
+                    let m = source.snapshot(opts.selector.as_ref());
+                    merge(&mut schedule, &mut backoff, &m);
                     manifests = Arc::new(m);
                 }
-                Err(e) => tracing::warn!("manifests not reloaded: {e}"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(path = %opts.manifests.display(),
+                    "cannot read the manifest directory: {e}"),
             }
         }
         let changed = triggered
@@ -423,49 +446,39 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(namespaces) = changed {
+            let now_i = Instant::now();
             let all = namespaces.contains_key("");
-            for (key, entry) in entries.iter_mut() {
-                if all || namespaces.contains_key(&key.0) {
-                    entry.next_run = Some(Instant::now());
-                }
+            schedule.trigger_where(now_i, |key, _| all || namespaces.contains_key(&key.0));
+            for (key, automation) in schedule.iter_mut() {
                 if let Some(Some(seen)) = namespaces.get(&key.0) {
-                    entry.change_seen = Some(entry.change_seen.map_or(*seen, |t| t.min(*seen)));
+                    automation.change_seen =
+                        Some(automation.change_seen.map_or(*seen, |t| t.min(*seen)));
                 }
             }
         }
         let now_i = Instant::now();
-        for (key, entry) in entries.iter_mut() {
-            if entry.obj.spec.suspend {
+        for key in schedule.take_due(now_i, concurrent.saturating_sub(tasks.len())) {
+            let Some(automation) = schedule.get_mut(&key) else {
+                continue;
+            };
+            if automation.obj.spec.suspend {
                 metrics.set_suspended(&key.0, &key.1, true);
+                schedule.finished(&key, None, now_i);
                 continue;
             }
-            if entry.running {
-                continue;
-            }
-            if entry.next_run.is_some_and(|t| t <= now_i) {
-                entry.running = true;
-                let (key, obj) = (key.clone(), entry.obj.clone());
-                let (reconciler, manifests) = (reconciler.clone(), manifests.clone());
-                let change_seen = entry.change_seen.take();
-                tasks.spawn(async move {
-                    let started = std::time::Instant::now();
-                    let report = reconciler.reconcile(&obj, &*manifests, now()).await;
-                    (key, report, started.elapsed(), change_seen)
-                });
-            }
+            let obj = automation.obj.clone();
+            let change_seen = automation.change_seen.take();
+            let (reconciler, manifests) = (reconciler.clone(), manifests.clone());
+            tasks.spawn(async move {
+                let started = std::time::Instant::now();
+                let report = reconciler.reconcile(&obj, &*manifests, now()).await;
+                (key, report, started.elapsed(), change_seen)
+            });
         }
-        if !ready.load(Ordering::SeqCst)
-            && entries.values().all(|e| e.ran_once || e.obj.spec.suspend)
-        {
+        if !ready.load(Ordering::SeqCst) && schedule.all_ran(|a| !a.obj.spec.suspend) {
             ready.store(true, Ordering::SeqCst);
         }
-        let next_due = entries
-            .values()
-            .filter(|e| !e.running)
-            .filter_map(|e| e.next_run)
-            .min()
-            .unwrap_or(reload_at)
-            .min(reload_at);
+        let next_due = schedule.next_due().unwrap_or(reload_at).min(reload_at);
         tokio::select! {
             _ = &mut shutdown => break,
             _ = wake.notified() => {}
@@ -476,9 +489,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
                         log_report(&key, &report, elapsed);
                         let since_change = change_seen.map(|t| t.elapsed());
                         metrics.record_run(&key.0, &key.1, &report, elapsed, since_change);
-                        if let Some(entry) = entries.get_mut(&key) {
-                            finish(&key, entry, report, opts.backoff);
-                        }
+                        finish(&mut schedule, &mut backoff, &key, report);
                     }
                     Err(e) => tracing::error!("reconcile task failed: {e}"),
                 }
@@ -487,12 +498,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     }
     tracing::info!("shutting down");
     feed.abort();
-    let running: Vec<Key> = entries
-        .iter()
-        .filter(|(_, e)| e.running)
-        .map(|(k, _)| k.clone())
-        .collect();
-    finish_runs_at_shutdown(&reconciler, &mut tasks, running, &metrics).await;
+    finish_runs_at_shutdown(&reconciler, &mut tasks, schedule.running(), &metrics).await;
     http_shutdown.notify_waiters();
     let _ = http.await;
     Ok(())
@@ -601,76 +607,78 @@ pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
 }
 
 /// Merges freshly read manifests into the schedule.
-fn merge(entries: &mut BTreeMap<Key, Entry>, manifests: &Manifests) {
-    entries.retain(|key, _| manifests.automations.contains_key(key));
+fn merge(
+    schedule: &mut Schedule<Key, Automation>,
+    backoff: &mut Backoff<Key>,
+    manifests: &Manifests,
+) {
+    for key in schedule.keys_not_in(|k| manifests.automations.contains_key(k)) {
+        schedule.remove(&key);
+        backoff.reset(&key);
+    }
+    let now_i = Instant::now();
     for (key, obj) in &manifests.automations {
         let fp = fingerprint(obj);
-        match entries.get_mut(key) {
-            Some(entry) if entry.fingerprint == fp => {}
-            Some(entry) => {
-                let status = entry.obj.status.take();
-                let generation = entry.obj.metadata.generation.unwrap_or(1);
-                let spec_changed = entry.obj.spec != obj.spec;
-                entry.obj = obj.clone();
-                entry.obj.status = status;
-                entry.obj.metadata.generation = Some(if spec_changed {
+        match schedule.get_mut(key) {
+            Some(automation) if automation.fingerprint == fp => {}
+            Some(automation) => {
+                let status = automation.obj.status.take();
+                let generation = automation.obj.metadata.generation.unwrap_or(1);
+                let spec_changed = automation.obj.spec != obj.spec;
+                automation.obj = obj.clone();
+                automation.obj.status = status;
+                automation.obj.metadata.generation = Some(if spec_changed {
                     generation + 1
                 } else {
                     generation
                 });
-                entry.fingerprint = fp;
-                entry.next_run = Some(Instant::now());
-                entry.failures = 0;
+                automation.fingerprint = fp;
+                backoff.reset(key);
+                schedule.trigger(key, now_i);
             }
             None => {
-                entries.insert(
-                    key.clone(),
-                    Entry {
-                        obj: obj.clone(),
-                        fingerprint: fp,
-                        next_run: Some(Instant::now()),
-                        failures: 0,
-                        running: false,
-                        ran_once: false,
-                        change_seen: None,
-                        warned_generation: None,
-                    },
-                );
+                let automation = Automation {
+                    obj: obj.clone(),
+                    fingerprint: fp,
+                    change_seen: None,
+                    warned_generation: None,
+                };
+                schedule.insert(key.clone(), automation, now_i);
             }
         }
     }
 }
 
 /// Records a finished run and schedules the next.
-fn finish(key: &Key, entry: &mut Entry, report: RunReport, backoff: RetryDelays) {
-    entry.running = false;
-    entry.ran_once = true;
+fn finish(
+    schedule: &mut Schedule<Key, Automation>,
+    backoff: &mut Backoff<Key>,
+    key: &Key,
+    report: RunReport,
+) {
+    let Some(automation) = schedule.get_mut(key) else {
+        return;
+    };
     // Deprecations hold until the spec changes: logged once per generation.
-    let generation = entry.obj.metadata.generation;
+    let generation = automation.obj.metadata.generation;
     if report.deprecations.is_empty() {
-        entry.warned_generation = None;
-    } else if entry.warned_generation != Some(generation) {
+        automation.warned_generation = None;
+    } else if automation.warned_generation != Some(generation) {
         log_deprecations(key, &report);
-        entry.warned_generation = Some(generation);
+        automation.warned_generation = Some(generation);
     }
     let next = match &report.outcome {
-        RunOutcome::Ready => {
-            entry.failures = 0;
-            Some(interval_of(&entry.obj))
-        }
-        RunOutcome::Retry { .. } => {
-            let delay = backoff.delay(entry.failures);
-            entry.failures = entry.failures.saturating_add(1);
-            Some(delay)
-        }
-        RunOutcome::Stalled { .. } => None,
+        RunOutcome::Ready => Next::After(interval_of(&automation.obj)),
+        RunOutcome::Retry { .. } => Next::Backoff,
+        RunOutcome::Stalled { .. } => Next::OnChange,
     };
-    entry.next_run = next.map(|d| Instant::now() + d);
-    entry.obj.status = Some(report.status);
     if !report.result.unmatched.is_empty() {
         tracing::debug!(
             unmatched = ?report.result.unmatched.iter().map(describe_unmatched).collect::<Vec<_>>(),
             "markers not applied"
         );
     }
+    automation.obj.status = Some(report.status);
+    let delay = backoff.delay_for(key, next, None);
+    schedule.finished(key, delay, Instant::now());
 }

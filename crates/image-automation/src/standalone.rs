@@ -1,33 +1,75 @@
 //! Standalone manifests: ImageUpdateAutomation (`image.toolkit.fluxcd.io`, any version),
 //! GitRepository (`source.toolkit.fluxcd.io`) and Secret (`v1`) objects read from the
-//! YAML/JSON files under a directory (recursively, multi-document, `kind: List` expanded,
-//! dot-files skipped, other kinds ignored).
+//! YAML/JSON files under a directory through the kit's directory front end
+//! ([`kube_support::manifests`]: recursive, multi-document, `kind: List` expanded, dot-files
+//! skipped, other kinds ignored, `metadata.namespace` defaulting to `default`).
 //!
-//! `metadata.namespace` defaults to `default`, as `kubectl apply` would.
+//! [`ManifestSource`] is the long-running mode's view: each file keeps its last good objects
+//! when an edit breaks it. [`Manifests::load`] reads once and fails on the first bad file
+//! (`--once`, where a skipped file would go unnoticed).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use api_types::{GitRepository, ImageUpdateAutomation};
-use base64::Engine as _;
+use kube_support::manifests::{self, DecodedSecret, ManifestDir};
+use kube_support::selector::LabelSelector;
 use serde_json::Value;
 
 use crate::controller::Objects;
 
-/// `(namespace, name)`.
-pub type Key = (String, String);
+pub use kube_support::manifests::{Key, ManifestError};
 
-/// A manifest that could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
-    #[error("reading {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+/// One object read from a manifest file.
+#[derive(Debug, Clone)]
+enum Object {
+    Automation(Box<ImageUpdateAutomation>),
+    Repository(Box<GitRepository>),
+    Secret(DecodedSecret),
+}
+
+/// Parses one document; `Ok(None)` for kinds we do not read.
+fn parse_object(mut doc: Value) -> Result<Option<Object>, String> {
+    manifests::with_default_namespace(&mut doc);
+    let (group, api_version, kind) = manifests::type_of(&doc);
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let namespace = doc
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let what = format!("{kind} {namespace}/{name}");
+    let object = match (group, api_version, kind) {
+        (api_types::GROUP, _, "ImageUpdateAutomation") => {
+            if doc.pointer("/metadata/generation").is_none()
+                && let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut)
+            {
+                meta.insert("generation".into(), Value::from(1));
+            }
+            let obj: ImageUpdateAutomation =
+                serde_json::from_value(doc).map_err(|e| format!("{what}: {e}"))?;
+            Object::Automation(Box::new(obj))
+        }
+        ("source.toolkit.fluxcd.io", _, "GitRepository") => {
+            let obj: GitRepository =
+                serde_json::from_value(doc).map_err(|e| format!("{what}: {e}"))?;
+            Object::Repository(Box::new(obj))
+        }
+        (_, "v1", "Secret") => {
+            Object::Secret(manifests::decode_secret(doc).map_err(|e| format!("{what}: {e}"))?)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(object))
+}
+
+fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
+    (
+        meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        meta.name.clone().unwrap_or_default(),
+    )
 }
 
 /// The objects of a manifest directory.
@@ -53,121 +95,59 @@ impl std::fmt::Debug for Manifests {
 }
 
 impl Manifests {
-    /// Reads every manifest under `dir`. Any unparseable file is an error naming it.
-    pub fn load(dir: &Path) -> Result<Self, ManifestError> {
+    /// Reads every manifest under `dir` once; any unparseable file is an error naming it.
+    /// Only automations `selector` matches are kept.
+    pub fn load(dir: &Path, selector: Option<&LabelSelector>) -> Result<Self, ManifestError> {
+        let objects = manifests::load_strict(dir, parse_object)?;
+        Ok(Self::from_objects(objects.iter(), selector))
+    }
+
+    /// Later objects replace earlier ones with the same key. The selector picks the
+    /// automations only: a selected automation may use any GitRepository and Secret.
+    fn from_objects<'a>(
+        objects: impl Iterator<Item = &'a Object>,
+        selector: Option<&LabelSelector>,
+    ) -> Self {
         let mut out = Self::default();
-        for file in files(dir)? {
-            out.add_file(&file)?;
+        let empty = BTreeMap::new();
+        for object in objects {
+            match object {
+                Object::Automation(obj) => {
+                    let labels = obj.metadata.labels.as_ref().unwrap_or(&empty);
+                    if selector.is_none_or(|s| s.matches(labels)) {
+                        out.automations
+                            .insert(key_of(&obj.metadata), (**obj).clone());
+                    }
+                }
+                Object::Repository(obj) => {
+                    out.repositories
+                        .insert(key_of(&obj.metadata), (**obj).clone());
+                }
+                Object::Secret(secret) => {
+                    out.secrets.insert(secret.key.clone(), secret.data.clone());
+                }
+            }
         }
-        Ok(out)
+        out
+    }
+}
+
+/// The long-running mode's manifest directory: files re-read when they change, each
+/// keeping its last good objects.
+#[derive(Debug, Default)]
+pub struct ManifestSource {
+    dir: ManifestDir<Object>,
+}
+
+impl ManifestSource {
+    /// Re-reads changed files; returns whether anything changed.
+    pub fn refresh(&mut self, dir: &Path) -> std::io::Result<bool> {
+        self.dir.refresh(dir, parse_object)
     }
 
-    /// Adds a Secret's data (for tests and tools).
-    pub fn insert_secret(&mut self, key: Key, data: BTreeMap<String, Vec<u8>>) {
-        self.secrets.insert(key, data);
-    }
-
-    fn add_file(&mut self, path: &Path) -> Result<(), ManifestError> {
-        let parse_err = |message: String| ManifestError::Parse {
-            path: path.display().to_string(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let docs: Vec<Value> =
-            serde_saphyr::from_multiple(&text).map_err(|e| parse_err(e.to_string()))?;
-        for doc in docs {
-            if doc.get("kind").and_then(Value::as_str) == Some("List") {
-                for item in doc
-                    .get("items")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    self.add_doc(item.clone()).map_err(parse_err)?;
-                }
-            } else if !doc.is_null() {
-                self.add_doc(doc).map_err(parse_err)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn add_doc(&mut self, mut doc: Value) -> Result<(), String> {
-        let api_version = doc
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let kind = doc
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-        let name = doc
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.entry("namespace")
-                .or_insert_with(|| Value::String("default".into()));
-        }
-        let namespace = doc
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default")
-            .to_owned();
-        let what = format!("{kind} {namespace}/{name}");
-        match (group, api_version.as_str(), kind.as_str()) {
-            (api_types::GROUP, _, "ImageUpdateAutomation") => {
-                if doc.pointer("/metadata/generation").is_none()
-                    && let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut)
-                {
-                    meta.insert("generation".into(), Value::from(1));
-                }
-                let obj: ImageUpdateAutomation =
-                    serde_json::from_value(doc).map_err(|e| format!("{what}: {e}"))?;
-                self.automations.insert((namespace, name), obj);
-            }
-            ("source.toolkit.fluxcd.io", _, "GitRepository") => {
-                let obj: GitRepository =
-                    serde_json::from_value(doc).map_err(|e| format!("{what}: {e}"))?;
-                self.repositories.insert((namespace, name), obj);
-            }
-            (_, "v1", "Secret") => {
-                let mut data = BTreeMap::new();
-                for (k, v) in doc
-                    .get("data")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten()
-                {
-                    let text = v.as_str().unwrap_or_default();
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(text.trim())
-                        .map_err(|_| format!("{what}: data.{k} is not base64"))?;
-                    data.insert(k.clone(), bytes);
-                }
-                for (k, v) in doc
-                    .get("stringData")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten()
-                {
-                    data.insert(
-                        k.clone(),
-                        v.as_str().unwrap_or_default().as_bytes().to_vec(),
-                    );
-                }
-                self.secrets.insert((namespace, name), data);
-            }
-            _ => {}
-        }
-        Ok(())
+    /// The objects now, automations filtered by `selector`.
+    pub fn snapshot(&self, selector: Option<&LabelSelector>) -> Manifests {
+        Manifests::from_objects(self.dir.objects().map(|(_, o)| o), selector)
     }
 }
 
@@ -183,40 +163,6 @@ impl Objects for Manifests {
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
     }
-}
-
-/// The manifest files under `dir`, sorted.
-fn files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| ManifestError::Io { path, source }
-    };
-    let mut out = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current).map_err(io(&current))? {
-            let entry = entry.map_err(io(&current))?;
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                pending.push(path);
-            } else if meta.is_file()
-                && path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-            {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -275,7 +221,7 @@ metadata: { name: other }
 ",
         )
         .unwrap();
-        let m = Manifests::load(dir.path()).unwrap();
+        let m = Manifests::load(dir.path(), None).unwrap();
         let key = ("flux-system".to_string(), "flux-image-updates".to_string());
         let a = &m.automations[&key];
         assert_eq!(a.metadata.generation, Some(1));
@@ -296,7 +242,7 @@ metadata: { name: other }
     fn bad_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("bad.yaml"), "a: [").unwrap();
-        let err = Manifests::load(dir.path()).unwrap_err().to_string();
+        let err = Manifests::load(dir.path(), None).unwrap_err().to_string();
         assert!(err.contains("bad.yaml"), "{err}");
     }
 }

@@ -8,14 +8,20 @@
 //! - [`objects`]: the label-selector watcher config and the server-side-apply status write.
 //! - [`redact`]: scrubs the credentials sent to a remote out of text the remote sent back.
 //! - [`http`]: the HTTP/1.1 server with header-read, idle and connection limits.
-//! - [`schedule`]: the one retry backoff (Flux's 750ms to 15m) of both services.
+//! - [`manifests`]: the directory front end of the standalone modes (polling, keep-last-good
+//!   per file, `List` flattening, default namespace, the one Secret decoder).
+//! - [`selector`]: Kubernetes label selectors (`--watch-label-selector`, `?labelSelector=`).
+//! - [`schedule`]: one `Next`, one retry backoff (Flux's 750ms to 15m) and one `Schedule` of
+//!   due times for both services.
 //! - [`process`]: the stderr logger, the termination signal, whether a kubeconfig exists.
 
 pub mod events;
 pub mod gotk;
 pub mod http;
 pub mod leader;
+pub mod manifests;
 pub mod objects;
 pub mod process;
 pub mod redact;
 pub mod schedule;
+pub mod selector;
