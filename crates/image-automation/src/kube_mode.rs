@@ -44,7 +44,10 @@ use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource};
 use kube_support::events::{self, EventPublisher};
 use kube_support::leader;
-use kube_support::objects::{Fingerprint, Handled, fingerprint, watcher_config, write_status};
+use kube_support::objects::{
+    Fingerprint, action_after, fingerprint, skip_action, watcher_config, write_status,
+};
+use kube_support::schedule::{Handled, Next};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -236,15 +239,7 @@ impl Fetched {
                 .await
                 .map_err(read_error("Secret", &ns, &name))?;
             if let Some(secret) = secret {
-                let mut data: BTreeMap<String, Vec<u8>> = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                for (k, v) in secret.string_data.unwrap_or_default() {
-                    data.insert(k, v.into_bytes());
-                }
+                let data = kube_support::manifests::secret_of(secret).data;
                 out.secrets.insert((ns, name), data);
             }
         }
@@ -255,11 +250,9 @@ impl Fetched {
 // ---------------------------------------------------------------------------------------
 // The schedule
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Schedule {
-    handled: HashMap<Key, Handled>,
-    /// Failed attempts in a row, for the backoff.
-    failures: HashMap<Key, u32>,
+    handled: Handled<Key>,
     /// Automations to run even though they did not change, with when the policy change
     /// that asks for it was seen (`None`: unknown, e.g. a feed resync).
     forced: HashMap<Key, Option<Instant>>,
@@ -274,6 +267,16 @@ struct Schedule {
 }
 
 impl Schedule {
+    fn new(delays: RetryDelays) -> Self {
+        Self {
+            handled: Handled::new(delays),
+            forced: HashMap::new(),
+            written: HashMap::new(),
+            repositories: HashMap::new(),
+            warned: HashMap::new(),
+        }
+    }
+
     fn force(&mut self, key: Key, seen: Option<Instant>) {
         let entry = self.forced.entry(key).or_insert(seen);
         // Keep the earliest known change: that is the one waiting longest for a push.
@@ -301,14 +304,6 @@ impl fmt::Debug for Ctx {
     }
 }
 
-/// When the next run is due after one ended.
-#[derive(Debug, Clone, Copy)]
-enum Next {
-    After(Duration),
-    Backoff,
-    OnChange,
-}
-
 impl Ctx {
     fn schedule(&self) -> std::sync::MutexGuard<'_, Schedule> {
         self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
@@ -318,57 +313,22 @@ impl Ctx {
     /// our own status write or the finalizer, a label change, or a trigger meant for
     /// another automation).
     fn skip(&self, key: &Key, print: &Fingerprint) -> Option<Action> {
-        let schedule = self.schedule();
-        let handled = schedule.handled.get(key)?;
-        if handled.fingerprint != *print {
-            return None;
-        }
-        match handled.due {
-            None => Some(Action::await_change()),
-            Some(due) => {
-                let now = Instant::now();
-                (due > now + Duration::from_millis(50)).then(|| Action::requeue(due - now))
-            }
-        }
+        skip_action(self.schedule().handled.skip(key, print, Instant::now()))
     }
 
     /// The action for `next`, recording when the next run is due.
     fn action(&self, key: &Key, print: Fingerprint, next: Next) -> Action {
-        let mut schedule = self.schedule();
-        let delay = match next {
-            Next::After(d) => {
-                schedule.failures.remove(key);
-                Some(d)
-            }
-            Next::OnChange => {
-                schedule.failures.remove(key);
-                None
-            }
-            Next::Backoff => Some(self.failure(&mut schedule, key)),
-        };
-        schedule.handled.insert(
-            key.clone(),
-            Handled {
-                fingerprint: print,
-                due: delay.map(|d| Instant::now() + d),
-            },
-        );
-        delay.map_or_else(Action::await_change, Action::requeue)
-    }
-
-    /// Counts a failure and returns the delay before the next attempt.
-    fn failure(&self, schedule: &mut Schedule, key: &Key) -> Duration {
-        let failures = schedule.failures.entry(key.clone()).or_insert(0);
-        let delay = self.backoff.delay(*failures);
-        *failures = failures.saturating_add(1);
-        delay
+        let delay = self
+            .schedule()
+            .handled
+            .record(key, print, next, None, Instant::now());
+        action_after(delay)
     }
 
     fn forget(&self, obj: &ImageUpdateAutomation) {
         let key = key_of(obj);
         let mut schedule = self.schedule();
-        schedule.handled.remove(&key);
-        schedule.failures.remove(&key);
+        schedule.handled.forget(&key);
         schedule.forced.remove(&key);
         schedule.written.remove(&key);
         schedule.warned.remove(&key);
@@ -575,13 +535,8 @@ async fn apply(
 
 fn error_policy(obj: Arc<ImageUpdateAutomation>, error: &ReconcileError, ctx: Arc<Ctx>) -> Action {
     let key = key_of(obj.as_ref());
-    let delay = {
-        let mut schedule = ctx.schedule();
-        let delay = ctx.failure(&mut schedule, &key);
-        // The next attempt must run even though the object did not change.
-        schedule.handled.remove(&key);
-        delay
-    };
+    // The next attempt must run even though the object did not change.
+    let delay = ctx.schedule().handled.failed(&key);
     tracing::warn!(namespace = key.0, name = key.1, %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -772,7 +727,7 @@ pub async fn run(
         events: EventPublisher::new(client.clone(), events::reporter(FIELD_MANAGER)),
         backoff: settings.backoff,
         no_cross_namespace_refs: settings.no_cross_namespace_refs,
-        schedule: Mutex::new(Schedule::default()),
+        schedule: Mutex::new(Schedule::new(settings.backoff)),
     });
 
     let readiness = tokio::spawn(first_sync(
@@ -800,7 +755,7 @@ pub async fn run(
         }
         tracing::warn!("lost leadership: controller stopped, following");
         // The next leader starts from the objects' status: forget our schedule.
-        *ctx.schedule() = Schedule::default();
+        *ctx.schedule() = Schedule::new(ctx.backoff);
     }
     ready.store(false, Ordering::SeqCst);
     readiness.abort();
@@ -897,7 +852,7 @@ mod tests {
 
     #[test]
     fn forcing_keeps_the_earliest_change() {
-        let mut s = Schedule::default();
+        let mut s = Schedule::new(RetryDelays::default());
         let key = ("ns".to_string(), "a".to_string());
         let early = Instant::now();
         let late = early + Duration::from_secs(1);

@@ -40,14 +40,17 @@ use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource};
 use kube_support::events::{self, EventPublisher};
 use kube_support::leader;
-use kube_support::objects::{Fingerprint, Handled, fingerprint, watcher_config, write_status};
+use kube_support::objects::{
+    Fingerprint, action_after, fingerprint, skip_action, watcher_config, write_status,
+};
+use kube_support::schedule::{Handled, RetryDelays};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::controller::{
-    Backoff, BoxFuture, Deps, Event, EventType, Next, ObjectSource, RegistryPool, ScanProgress,
-    SourceError, name_of, namespace_of, policy_info, reconcile_policy, reconcile_repository_with,
+    BoxFuture, Deps, Event, EventType, Next, ObjectSource, RegistryPool, ScanProgress, SourceError,
+    name_of, namespace_of, policy_info, reconcile_policy, reconcile_repository_with,
     repository_info, repository_ref,
 };
 use crate::metrics::Metrics;
@@ -154,19 +157,11 @@ impl ObjectSource for KubeObjects {
                 .await
                 .map_err(|e| source_error("Secret", namespace, name, &e))?;
             Ok(secret.map(|secret| {
-                let mut data: BTreeMap<String, Vec<u8>> = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                for (k, v) in secret.string_data.unwrap_or_default() {
-                    data.insert(k, v.into_bytes());
-                }
+                let secret = kube_support::manifests::secret_of(secret);
                 SecretData {
                     name: name.to_string(),
-                    type_: secret.type_.unwrap_or_else(|| "Opaque".into()),
-                    data,
+                    type_: secret.type_,
+                    data: secret.data,
                 }
             }))
         })
@@ -243,8 +238,7 @@ impl Kind {
 }
 
 struct Schedule {
-    backoff: Backoff<(Kind, Key)>,
-    handled: HashMap<(Kind, Key), Handled>,
+    handled: Handled<(Kind, Key)>,
     /// Policies to reconcile even though they did not change (their repository did).
     forced: HashSet<Key>,
     /// The last seen (revision, generation) of each repository, for the policy trigger.
@@ -273,8 +267,10 @@ impl Schedule {
     /// Empty, with the backoff of `--min-retry-delay` and `--max-retry-delay`.
     fn new(options: &crate::controller::Options) -> Self {
         Self {
-            backoff: Backoff::new(options.min_retry_delay, options.max_retry_delay),
-            handled: HashMap::new(),
+            handled: Handled::new(RetryDelays {
+                min: options.min_retry_delay,
+                max: options.max_retry_delay,
+            }),
             forced: HashSet::new(),
             repositories: HashMap::new(),
             latest_changed: HashMap::new(),
@@ -294,17 +290,11 @@ impl Ctx {
         if kind == Kind::Policy && schedule.forced.remove(key) {
             return None;
         }
-        let handled = schedule.handled.get(&(kind, key.clone()))?;
-        if handled.fingerprint != *print {
-            return None;
-        }
-        match handled.due {
-            None => Some(Action::await_change()),
-            Some(due) => {
-                let now = Instant::now();
-                (due > now + Duration::from_millis(50)).then(|| Action::requeue(due - now))
-            }
-        }
+        skip_action(
+            schedule
+                .handled
+                .skip(&(kind, key.clone()), print, Instant::now()),
+        )
     }
 
     /// The action for the core's `next()`, recording when the next run is due.
@@ -316,37 +306,20 @@ impl Ctx {
         next: Next,
         retry_after: Option<Duration>,
     ) -> Action {
-        let mut schedule = self.schedule();
-        let backoff_key = (kind, key.clone());
-        let delay = match next {
-            Next::After(d) => {
-                schedule.backoff.reset(&backoff_key);
-                Some(d)
-            }
-            Next::OnChange => {
-                schedule.backoff.reset(&backoff_key);
-                None
-            }
-            Next::Backoff => {
-                let delay = schedule.backoff.failure(backoff_key.clone());
-                Some(retry_after.map_or(delay, |r| r.max(delay)))
-            }
-        };
-        schedule.handled.insert(
-            backoff_key,
-            Handled {
-                fingerprint: print,
-                due: delay.map(|d| Instant::now() + d),
-            },
+        let delay = self.schedule().handled.record(
+            &(kind, key.clone()),
+            print,
+            next,
+            retry_after,
+            Instant::now(),
         );
-        delay.map_or_else(Action::await_change, Action::requeue)
+        action_after(delay)
     }
 
     fn forget(&self, kind: Kind, key: &Key) {
         let mut schedule = self.schedule();
         let k = (kind, key.clone());
-        schedule.backoff.reset(&k);
-        schedule.handled.remove(&k);
+        schedule.handled.forget(&k);
         schedule.forced.remove(key);
         if kind == Kind::Policy {
             schedule.latest_changed.remove(key);
@@ -620,10 +593,9 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     } else {
         Kind::Policy
     };
-    let delay = ctx.schedule().backoff.failure((kind, key.clone()));
-    tracing::warn!(kind = kind.as_str(), namespace = key.0, name = key.1, %error, retry_in = ?delay, "reconcile failed");
     // The next attempt must run even though the object did not change.
-    ctx.schedule().handled.remove(&(kind, key));
+    let delay = ctx.schedule().handled.failed(&(kind, key.clone()));
+    tracing::warn!(kind = kind.as_str(), namespace = key.0, name = key.1, %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -642,7 +614,7 @@ fn store_losses(ctx: Arc<Ctx>) -> impl futures::Stream<Item = ()> + Send + Sync 
             if generation != seen {
                 ctx.schedule()
                     .handled
-                    .retain(|(kind, _), _| *kind != Kind::Repository);
+                    .unhandle_where(|(kind, _)| *kind == Kind::Repository);
                 tracing::info!("the tag store was replaced; rescanning every ImageRepository");
                 return Some(((), (ctx, generation)));
             }
@@ -965,9 +937,7 @@ mod tests {
         };
         let mut schedule = Schedule::new(&options);
         let key = (Kind::Repository, ("ns".to_string(), "app".to_string()));
-        let delays: Vec<_> = (0..3)
-            .map(|_| schedule.backoff.failure(key.clone()))
-            .collect();
+        let delays: Vec<_> = (0..3).map(|_| schedule.handled.failed(&key)).collect();
         assert_eq!(delays, [1, 2, 3].map(Duration::from_secs));
     }
 

@@ -25,7 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use api_types::meta::{condition_type, find_condition};
 use api_types::{GROUP, ImagePolicy, ImageRepository};
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube_support::manifests;
 use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -40,6 +41,7 @@ use crate::metrics::Metrics;
 use crate::registry::{ClientSettings, SecretData};
 use crate::state::ApiState;
 use crate::store::{RepoKey, TagStore};
+use kube_support::schedule::Schedule;
 
 /// How often the manifest directory is checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -101,12 +103,7 @@ fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
 
 /// Parses one document; `Ok(None)` for kinds we do not read.
 fn parse_object(doc: Value) -> Result<Option<Object>, String> {
-    let api_version = doc
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let group = api_version.split_once('/').map_or("", |(g, _)| g);
+    let (group, api_version, kind) = manifests::type_of(&doc);
     let object = match (group, api_version, kind) {
         (GROUP, _, REPOSITORY) => {
             let mut repo: ImageRepository =
@@ -121,24 +118,13 @@ fn parse_object(doc: Value) -> Result<Option<Object>, String> {
             Object::Policy(Box::new(policy))
         }
         (_, "v1", "Secret") => {
-            let secret: Secret = serde_json::from_value(doc).map_err(|e| e.to_string())?;
-            let key = key_of(&secret.metadata);
-            let mut data: BTreeMap<String, Vec<u8>> = secret
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect();
-            // `stringData` wins over `data`, as the API server merges them.
-            for (k, v) in secret.string_data.unwrap_or_default() {
-                data.insert(k, v.into_bytes());
-            }
-            let secret = SecretData {
-                name: key.1.clone(),
-                type_: secret.type_.unwrap_or_else(|| "Opaque".into()),
-                data,
+            let secret = manifests::decode_secret(doc)?;
+            let data = SecretData {
+                name: secret.key.1.clone(),
+                type_: secret.type_,
+                data: secret.data,
             };
-            Object::Secret(key, secret)
+            Object::Secret(secret.key, data)
         }
         (_, "v1", "ServiceAccount") => {
             let sa: ServiceAccount = serde_json::from_value(doc).map_err(|e| e.to_string())?;
@@ -166,104 +152,14 @@ fn parse_object(doc: Value) -> Result<Option<Object>, String> {
     Ok(Some(object))
 }
 
-/// Parses a file's documents. Any error rejects the whole file.
-fn parse_file(path: &Path) -> Result<Vec<Object>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| e.to_string())?;
-    let mut objects = Vec::new();
-    for doc in docs {
-        if doc.is_null() {
-            continue;
-        }
-        if doc.get("kind").and_then(Value::as_str) == Some("List") {
-            for item in doc
-                .get("items")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                objects.extend(parse_object(item.clone())?);
-            }
-            continue;
-        }
-        objects.extend(parse_object(doc)?);
-    }
-    Ok(objects)
-}
-
-/// What identifies a file version without reading it.
-type Fingerprint = (SystemTime, u64);
-
-/// The manifest files under `dir`, recursively, with their fingerprints.
-fn scan_dir(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Fingerprint>> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current)? {
-            let entry = entry?;
-            let path = entry.path();
-            let hidden = entry.file_name().to_string_lossy().starts_with('.');
-            if hidden {
-                continue;
-            }
-            // Follows symlinks (ConfigMap volumes are symlink farms).
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                pending.push(path);
-            } else if meta.is_file()
-                && path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-            {
-                let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-                files.insert(path, (modified, meta.len()));
-            }
-        }
-    }
-    Ok(files)
-}
-
-/// The manifest files and their last good parse.
+/// The manifest files and their last good objects ([`kube_support::manifests`]).
 #[derive(Debug, Default)]
-struct ManifestDir {
-    files: BTreeMap<PathBuf, (Fingerprint, Vec<Object>)>,
-}
+struct ManifestDir(manifests::ManifestDir<Object>);
 
 impl ManifestDir {
     /// Re-reads changed files; returns whether anything changed.
     fn refresh(&mut self, dir: &Path) -> std::io::Result<bool> {
-        let current = scan_dir(dir)?;
-        let mut changed = false;
-        let before = self.files.len();
-        self.files.retain(|path, _| current.contains_key(path));
-        changed |= before != self.files.len();
-        for (path, fingerprint) in current {
-            if self
-                .files
-                .get(&path)
-                .is_some_and(|(f, _)| *f == fingerprint)
-            {
-                continue;
-            }
-            changed = true;
-            match parse_file(&path) {
-                Ok(objects) => {
-                    tracing::debug!(path = %path.display(), objects = objects.len(), "read manifests");
-                    self.files.insert(path, (fingerprint, objects));
-                }
-                Err(error) => {
-                    // Keep the last good objects; record the fingerprint so we do not
-                    // log the same error every second.
-                    tracing::warn!(path = %path.display(), %error, "cannot parse manifest file; keeping its previous objects");
-                    let previous = self.files.remove(&path).map(|(_, o)| o).unwrap_or_default();
-                    self.files.insert(path, (fingerprint, previous));
-                }
-            }
-        }
-        Ok(changed)
+        self.0.refresh(dir, parse_object)
     }
 
     fn snapshot(&self, selector: Option<&LabelSelector>) -> Snapshot {
@@ -272,8 +168,8 @@ impl ManifestDir {
         let selected = |labels: Option<&BTreeMap<String, String>>| {
             selector.is_none_or(|s| s.matches(labels.unwrap_or(&empty)))
         };
-        for (path, (_, objects)) in &self.files {
-            for object in objects {
+        for (path, object) in self.0.objects() {
+            {
                 let duplicate = match object.clone() {
                     Object::Repository(repo) => {
                         if !selected(repo.metadata.labels.as_ref()) {
@@ -392,91 +288,6 @@ impl Kind {
     }
 }
 
-/// One object and its schedule.
-#[derive(Debug)]
-struct Entry<T> {
-    object: T,
-    /// When to reconcile next; `None`: only on change.
-    next: Option<Instant>,
-    running: bool,
-    /// Changed while a reconcile ran: run again when it finishes.
-    rerun: bool,
-    reconciled: bool,
-}
-
-impl<T> Entry<T> {
-    fn new(object: T, now: Instant) -> Self {
-        Self {
-            object,
-            next: Some(now),
-            running: false,
-            rerun: false,
-            reconciled: false,
-        }
-    }
-
-    fn due(&self, now: Instant) -> bool {
-        !self.running && self.next.is_some_and(|n| n <= now)
-    }
-
-    fn trigger(&mut self, now: Instant) {
-        if self.running {
-            self.rerun = true;
-        } else {
-            self.next = Some(now);
-        }
-    }
-
-    /// A reconcile finished: run next at `next`, or at once when changed meanwhile.
-    fn finished(&mut self, next: Option<Instant>) {
-        self.running = false;
-        self.reconciled = true;
-        self.next = if std::mem::take(&mut self.rerun) {
-            Some(Instant::now())
-        } else {
-            next
-        };
-    }
-}
-
-/// Marks up to `room` due entries running and returns them to reconcile.
-fn take_due<T: Clone>(
-    entries: &mut BTreeMap<Key, Entry<T>>,
-    now: Instant,
-    room: usize,
-) -> Vec<(Key, T)> {
-    let mut due = Vec::new();
-    for (key, entry) in entries {
-        if due.len() >= room {
-            break;
-        }
-        if !entry.due(now) {
-            continue;
-        }
-        entry.running = true;
-        due.push((key.clone(), entry.object.clone()));
-    }
-    due
-}
-
-/// The earliest next run of an entry not running.
-fn next_idle<T>(entries: &BTreeMap<Key, Entry<T>>) -> Option<Instant> {
-    entries
-        .values()
-        .filter(|e| !e.running)
-        .filter_map(|e| e.next)
-        .min()
-}
-
-/// The keys of `entries` the snapshot no longer has.
-fn removed_keys<T, U>(entries: &BTreeMap<Key, Entry<T>>, snapshot: &BTreeMap<Key, U>) -> Vec<Key> {
-    entries
-        .keys()
-        .filter(|k| !snapshot.contains_key(*k))
-        .cloned()
-        .collect()
-}
-
 /// Publishes a repository's in-progress status ("scanning: <reason>") in the API while
 /// its scan runs.
 struct ApiProgress {
@@ -503,8 +314,8 @@ struct Engine {
     deps: Deps,
     objects: Objects,
     manifests: ManifestDir,
-    repositories: BTreeMap<Key, Entry<ImageRepository>>,
-    policies: BTreeMap<Key, Entry<ImagePolicy>>,
+    repositories: Schedule<Key, ImageRepository>,
+    policies: Schedule<Key, ImagePolicy>,
     backoff: Backoff<(Kind, Key)>,
     /// When each policy's selected tag last changed (for the stuck-policy metric).
     latest_changed: BTreeMap<Key, (String, f64)>,
@@ -554,23 +365,25 @@ impl Engine {
         let changed_repos = self.apply_repositories(&snapshot, now);
         self.apply_policies(&snapshot, now);
         // A policy follows its repository's spec (its image, its accessFrom).
-        for (key, entry) in &mut self.policies {
-            let repo = crate::controller::repository_ref(&entry.object);
-            if changed_repos.contains(&repo) {
+        self.policies.trigger_where(now, |key, policy| {
+            let follows = changed_repos.contains(&crate::controller::repository_ref(policy));
+            if follows {
                 tracing::debug!(
                     namespace = key.0,
                     name = key.1,
                     "repository changed; re-evaluating"
                 );
-                entry.trigger(now);
             }
-        }
+            follows
+        });
         self.objects.replace(snapshot);
     }
 
     fn apply_repositories(&mut self, snapshot: &Snapshot, now: Instant) -> BTreeSet<Key> {
         let mut changed = BTreeSet::new();
-        let removed = removed_keys(&self.repositories, &snapshot.repositories);
+        let removed = self
+            .repositories
+            .keys_not_in(|k| snapshot.repositories.contains_key(k));
         for key in removed {
             self.repositories.remove(&key);
             self.backoff.reset(&(Kind::Repository, key.clone()));
@@ -586,11 +399,10 @@ impl Engine {
                 None => {
                     repo.metadata.generation = Some(1);
                     self.state.upsert_repository(repository_info(&repo));
-                    self.repositories.insert(key.clone(), Entry::new(repo, now));
+                    self.repositories.insert(key.clone(), repo, now);
                     changed.insert(key.clone());
                 }
-                Some(entry) => {
-                    let old = &entry.object;
+                Some(old) => {
                     let Some(generation) =
                         changed_generation(&old.metadata, &old.spec, &repo.metadata, &repo.spec)
                     else {
@@ -598,8 +410,8 @@ impl Engine {
                     };
                     repo.metadata.generation = Some(generation);
                     repo.status = old.status.clone();
-                    entry.object = repo;
-                    entry.trigger(now);
+                    *old = repo;
+                    self.repositories.trigger(key, now);
                     self.backoff.reset(&(Kind::Repository, key.clone()));
                     changed.insert(key.clone());
                 }
@@ -609,7 +421,9 @@ impl Engine {
     }
 
     fn apply_policies(&mut self, snapshot: &Snapshot, now: Instant) {
-        let removed = removed_keys(&self.policies, &snapshot.policies);
+        let removed = self
+            .policies
+            .keys_not_in(|k| snapshot.policies.contains_key(k));
         for key in removed {
             self.policies.remove(&key);
             self.latest_changed.remove(&key);
@@ -624,10 +438,9 @@ impl Engine {
                 None => {
                     policy.metadata.generation = Some(1);
                     self.state.upsert_policy(policy_info(&policy));
-                    self.policies.insert(key.clone(), Entry::new(policy, now));
+                    self.policies.insert(key.clone(), policy, now);
                 }
-                Some(entry) => {
-                    let old = &entry.object;
+                Some(old) => {
                     let Some(generation) = changed_generation(
                         &old.metadata,
                         &old.spec,
@@ -638,8 +451,8 @@ impl Engine {
                     };
                     policy.metadata.generation = Some(generation);
                     policy.status = old.status.clone();
-                    entry.object = policy;
-                    entry.trigger(now);
+                    *old = policy;
+                    self.policies.trigger(key, now);
                     self.backoff.reset(&(Kind::Policy, key.clone()));
                 }
             }
@@ -661,7 +474,13 @@ impl Engine {
     fn launch(&mut self, tasks: &mut JoinSet<Done>) {
         let now = Instant::now();
         let limit = self.config.concurrent.max(1);
-        for (key, policy) in take_due(&mut self.policies, now, limit.saturating_sub(tasks.len())) {
+        for key in self
+            .policies
+            .take_due(now, limit.saturating_sub(tasks.len()))
+        {
+            let Some(policy) = self.policies.get(&key).cloned() else {
+                continue;
+            };
             let deps = self.deps.clone();
             tasks.spawn(async move {
                 let started = std::time::Instant::now();
@@ -670,7 +489,10 @@ impl Engine {
             });
         }
         let room = limit.saturating_sub(tasks.len());
-        for (key, repo) in take_due(&mut self.repositories, now, room) {
+        for key in self.repositories.take_due(now, room) {
+            let Some(repo) = self.repositories.get(&key).cloned() else {
+                continue;
+            };
             let deps = self.deps.clone();
             let progress = ApiProgress {
                 state: self.state.clone(),
@@ -688,35 +510,22 @@ impl Engine {
 
     /// The earliest next run of an object not running.
     fn next_due(&self) -> Option<Instant> {
-        [next_idle(&self.policies), next_idle(&self.repositories)]
+        [self.policies.next_due(), self.repositories.next_due()]
             .into_iter()
             .flatten()
             .min()
     }
 
-    fn schedule(
+    /// How long until the next run for `next` (`None`: on change), with the backoff.
+    fn delay(
         &mut self,
         kind: Kind,
         key: &Key,
         next: Next,
         retry_after: Option<Duration>,
-    ) -> Option<Instant> {
-        let now = Instant::now();
-        let backoff_key = (kind, key.clone());
-        match next {
-            Next::After(d) => {
-                self.backoff.reset(&backoff_key);
-                Some(now + d)
-            }
-            Next::OnChange => {
-                self.backoff.reset(&backoff_key);
-                None
-            }
-            Next::Backoff => {
-                let delay = self.backoff.failure(backoff_key);
-                Some(now + retry_after.map_or(delay, |r| r.max(delay)))
-            }
-        }
+    ) -> Option<Duration> {
+        self.backoff
+            .delay_for(&(kind, key.clone()), next, retry_after)
     }
 
     fn finish(&mut self, done: Done) {
@@ -779,7 +588,7 @@ impl Engine {
     }
 
     fn finish_repository(&mut self, key: &Key, outcome: RepositoryOutcome, elapsed: Duration) {
-        if !self.repositories.contains_key(key) {
+        if !self.repositories.contains(key) {
             // Deleted while scanning: the scan may have stored tags, and published its
             // progress in the API, after the deletion.
             self.delete_tags(key);
@@ -804,32 +613,29 @@ impl Engine {
         );
         Self::log_event(Kind::Repository, key, outcome.event.as_ref());
         let retry_after = outcome.error.as_ref().and_then(|e| e.retry_after());
-        let next = self.schedule(Kind::Repository, key, outcome.next(), retry_after);
-        let Some(entry) = self.repositories.get_mut(key) else {
+        let next = self.delay(Kind::Repository, key, outcome.next(), retry_after);
+        let Some(repo) = self.repositories.get_mut(key) else {
             return;
         };
-        let old_revision = entry
-            .object
+        let old_revision = repo
             .status
             .as_ref()
             .and_then(|s| s.last_scan_result.as_ref())
             .map(|s| s.revision.clone());
         let revision_changed = outcome.revision().map(str::to_string) != old_revision;
-        entry.object.status = Some(outcome.status);
-        entry.finished(next);
-        self.state.upsert_repository(repository_info(&entry.object));
+        repo.status = Some(outcome.status);
+        self.state.upsert_repository(repository_info(repo));
+        let now = Instant::now();
+        self.repositories.finished(key, next, now);
         if revision_changed {
-            let now = Instant::now();
-            for entry in self.policies.values_mut() {
-                if crate::controller::repository_ref(&entry.object) == *key {
-                    entry.trigger(now);
-                }
-            }
+            self.policies.trigger_where(now, |_, policy| {
+                crate::controller::repository_ref(policy) == *key
+            });
         }
     }
 
     fn finish_policy(&mut self, key: &Key, outcome: PolicyOutcome, elapsed: Duration) {
-        if !self.policies.contains_key(key) {
+        if !self.policies.contains(key) {
             return;
         }
         self.record(
@@ -850,18 +656,18 @@ impl Engine {
             self.metrics
                 .set_policy_latest(&key.0, &key.1, &latest.name, &latest.tag, changed_at);
         }
-        let next = self.schedule(Kind::Policy, key, outcome.next(), None);
-        let Some(entry) = self.policies.get_mut(key) else {
+        let next = self.delay(Kind::Policy, key, outcome.next(), None);
+        let Some(policy) = self.policies.get_mut(key) else {
             return;
         };
-        entry.object.status = Some(outcome.status);
-        entry.finished(next);
-        self.state.upsert_policy(policy_info(&entry.object));
+        policy.status = Some(outcome.status);
+        self.state.upsert_policy(policy_info(policy));
+        self.policies.finished(key, next, Instant::now());
     }
 
     /// Ready once every policy has been evaluated once (from the store after a restart).
     fn first_sync_done(&self) -> bool {
-        self.policies.values().all(|e| e.reconciled)
+        self.policies.all_ran(|_| true)
     }
 
     fn refresh(&mut self) {
@@ -870,9 +676,7 @@ impl Engine {
             self.store_generation = generation;
             tracing::info!("the tag store was replaced; rescanning every ImageRepository");
             let now = Instant::now();
-            for entry in self.repositories.values_mut() {
-                entry.trigger(now);
-            }
+            self.repositories.trigger_where(now, |_, _| true);
         }
         match self.manifests.refresh(&self.config.manifests) {
             Ok(true) => {
@@ -919,8 +723,8 @@ pub async fn run(
         deps,
         objects,
         manifests,
-        repositories: BTreeMap::new(),
-        policies: BTreeMap::new(),
+        repositories: Schedule::default(),
+        policies: Schedule::default(),
         backoff: Backoff::new(
             config.options.min_retry_delay,
             config.options.max_retry_delay,

@@ -104,6 +104,12 @@ impl std::fmt::Debug for DecodedSecret {
 pub fn decode_secret(mut doc: Value) -> Result<DecodedSecret, String> {
     with_default_namespace(&mut doc);
     let secret: Secret = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+    Ok(secret_of(secret))
+}
+
+/// The one Secret decoder, for Secrets read from files and from the API server alike:
+/// `data` with `stringData` merged over it (it wins, as the API server merges them).
+pub fn secret_of(secret: Secret) -> DecodedSecret {
     let key = (
         secret.metadata.namespace.unwrap_or_default(),
         secret.metadata.name.unwrap_or_default(),
@@ -114,15 +120,14 @@ pub fn decode_secret(mut doc: Value) -> Result<DecodedSecret, String> {
         .into_iter()
         .map(|(k, v)| (k, v.0))
         .collect();
-    // `stringData` wins over `data`, as the API server merges them.
     for (k, v) in secret.string_data.unwrap_or_default() {
         data.insert(k, v.into_bytes());
     }
-    Ok(DecodedSecret {
+    DecodedSecret {
         key,
         type_: secret.type_.unwrap_or_else(|| "Opaque".into()),
         data,
-    })
+    }
 }
 
 /// Parses one file with `parse` per document (`Ok(None)`: a kind the caller ignores). Any

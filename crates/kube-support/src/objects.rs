@@ -71,10 +71,19 @@ pub fn fingerprint<K: Resource>(obj: &K) -> Fingerprint {
     }
 }
 
-/// The last handled trigger of an object and when its next reconcile is due (`None`: only
-/// on change).
-#[derive(Debug, Clone)]
-pub struct Handled {
-    pub fingerprint: Fingerprint,
-    pub due: Option<tokio::time::Instant>,
+/// The controller action for a delay before the next run (`None`: on change).
+pub fn action_after(delay: Option<std::time::Duration>) -> kube::runtime::controller::Action {
+    use kube::runtime::controller::Action;
+    delay.map_or_else(Action::await_change, Action::requeue)
+}
+
+/// The controller action that skips a reconcile, or `None` when it must run.
+pub fn skip_action(skip: crate::schedule::Skip) -> Option<kube::runtime::controller::Action> {
+    use crate::schedule::Skip;
+    use kube::runtime::controller::Action;
+    match skip {
+        Skip::Run => None,
+        Skip::AwaitChange => Some(Action::await_change()),
+        Skip::RequeueAfter(delay) => Some(Action::requeue(delay)),
+    }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::objects::Fingerprint;
+
 /// When the caller should run the reconciler for this object again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -119,6 +121,101 @@ impl<K: Hash + Eq + Clone> Backoff<K> {
                 Some(retry_after.map_or(delay, |r| r.max(delay)))
             }
         }
+    }
+}
+
+/// What a Kubernetes-mode reconcile should do when it is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Run the reconcile.
+    Run,
+    /// Nothing new: wait for a change.
+    AwaitChange,
+    /// Nothing new: requeue after this long (the next run is not due yet).
+    RequeueAfter(Duration),
+}
+
+/// The Kubernetes mode's schedule: per object, the trigger it last handled (its
+/// fingerprint: uid, generation, reconcile request), when its next run is due, and its
+/// backoff. A watch event that changes nothing a reconcile reads (our own status write, the
+/// finalizer, a label) finds the same fingerprint and is skipped until the run is due.
+#[derive(Debug)]
+pub struct Handled<K> {
+    runs: HashMap<K, (Fingerprint, Option<Instant>)>,
+    backoff: Backoff<K>,
+}
+
+impl<K: Hash + Eq + Clone> Handled<K> {
+    pub fn new(delays: RetryDelays) -> Self {
+        Self {
+            runs: HashMap::new(),
+            backoff: Backoff::with_delays(delays),
+        }
+    }
+
+    /// Whether a reconcile of `key`, which now has `print`, should run.
+    pub fn skip(&self, key: &K, print: &Fingerprint, now: Instant) -> Skip {
+        let Some((handled, due)) = self.runs.get(key) else {
+            return Skip::Run;
+        };
+        if handled != print {
+            return Skip::Run;
+        }
+        match due {
+            None => Skip::AwaitChange,
+            // Within 50 ms of due is due (timers fire a little early or late).
+            Some(due) if *due > now + Duration::from_millis(50) => Skip::RequeueAfter(*due - now),
+            Some(_) => Skip::Run,
+        }
+    }
+
+    /// Records that `key` ran with `print` and answered `next`; returns the delay before
+    /// its next run (`None`: on change).
+    pub fn record(
+        &mut self,
+        key: &K,
+        print: Fingerprint,
+        next: Next,
+        retry_after: Option<Duration>,
+        now: Instant,
+    ) -> Option<Duration> {
+        let delay = self.backoff.delay_for(key, next, retry_after);
+        self.runs
+            .insert(key.clone(), (print, delay.map(|d| now + d)));
+        delay
+    }
+
+    /// A reconcile failed outside the core (finalizer, status write): counts a failure and
+    /// forgets what `key` handled, so the retry runs; returns the delay before it.
+    pub fn failed(&mut self, key: &K) -> Duration {
+        self.runs.remove(key);
+        self.backoff.failure(key.clone())
+    }
+
+    /// Forgets what `key` handled (it runs at its next trigger), keeping its backoff.
+    pub fn unhandle(&mut self, key: &K) {
+        self.runs.remove(key);
+    }
+
+    /// Forgets what every object `select` picks handled.
+    pub fn unhandle_where(&mut self, select: impl Fn(&K) -> bool) {
+        self.runs.retain(|k, _| !select(k));
+    }
+
+    /// Forgets `key` entirely (deleted).
+    pub fn forget(&mut self, key: &K) {
+        self.runs.remove(key);
+        self.backoff.reset(key);
+    }
+
+    /// Consecutive failures of `key`.
+    pub fn failures(&self, key: &K) -> u32 {
+        self.backoff.failures(key)
+    }
+
+    /// The objects that ran at least once.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.runs.keys()
     }
 }
 
@@ -361,5 +458,34 @@ mod tests {
         s.trigger_where(later, |k, _| *k == "c");
         assert_eq!(s.take_due(later, 5), ["c"]);
         assert_eq!(s.keys_not_in(|k| *k != "b"), ["b"]);
+    }
+
+    #[test]
+    fn handled_skips_the_same_trigger_until_due() {
+        let now = Instant::now();
+        let print = |generation| Fingerprint {
+            uid: Some("u".into()),
+            generation: Some(generation),
+            requested_at: None,
+        };
+        let mut h: Handled<&str> = Handled::new(RetryDelays::default());
+        assert_eq!(h.skip(&"a", &print(1), now), Skip::Run);
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            h.record(&"a", print(1), Next::After(minute), None, now),
+            Some(minute)
+        );
+        assert_eq!(h.skip(&"a", &print(1), now), Skip::RequeueAfter(minute));
+        assert_eq!(h.skip(&"a", &print(2), now), Skip::Run, "spec changed");
+        assert_eq!(h.skip(&"a", &print(1), now + minute), Skip::Run, "due");
+        assert_eq!(
+            h.record(&"a", print(1), Next::Backoff, None, now),
+            Some(MIN_RETRY_DELAY)
+        );
+        assert_eq!(h.failures(&"a"), 1);
+        h.record(&"a", print(1), Next::OnChange, None, now);
+        assert_eq!(h.skip(&"a", &print(1), now + minute), Skip::AwaitChange);
+        h.unhandle(&"a");
+        assert_eq!(h.skip(&"a", &print(1), now), Skip::Run);
     }
 }

@@ -166,16 +166,8 @@ impl fmt::Debug for Deps {
     }
 }
 
-/// When the caller should run the reconciler for this object again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// After this long (the next scan, the digest interval, or the dependency retry).
-    After(Duration),
-    /// After the object's backoff delay ([`Backoff::failure`]): a transient error.
-    Backoff,
-    /// Only when the object changes (stalled, suspended, or nothing scheduled by time).
-    OnChange,
-}
+/// When the caller should run the reconciler for this object again (the kit's one `Next`).
+pub use kube_support::schedule::Next;
 
 /// Records a pending `reconcile.fluxcd.io/requestedAt` token as handled (Flux does so
 /// whatever the result).
