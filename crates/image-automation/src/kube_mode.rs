@@ -35,24 +35,22 @@ use api_types::{GitRepository, ImageUpdateAutomation, ImageUpdateAutomationStatu
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType as KubeEventType;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use kube_support::events::{self, EventPublisher};
-use kube_support::leader;
 use kube_support::objects::{
     Fingerprint, action_after, fingerprint, skip_action, watcher_config, write_status,
 };
 use kube_support::schedule::{Handled, Next};
+use kube_support::{driver, leader};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::controller::{EventType, Objects, Reconciler, RunOutcome};
-use crate::metrics::Metrics;
+use crate::metrics::{KIND, Metrics};
 use crate::reflector_client::{FeedEvent, ReflectorClient};
 use crate::serve::{RetryDelays, interval_of, log_deprecations, log_report, now};
 
@@ -113,9 +111,7 @@ pub enum ApplyError {
     Status(#[source] kube::Error),
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct ReconcileError(#[from] Box<kube::runtime::finalizer::Error<ApplyError>>);
+pub type ReconcileError = driver::ReconcileError<ApplyError>;
 
 /// The Lease name for a label selector (one Lease per shard).
 pub fn lease_name(label_selector: &str) -> String {
@@ -124,13 +120,7 @@ pub fn lease_name(label_selector: &str) -> String {
 
 type Key = (String, String);
 
-fn key_of<K: Resource>(obj: &K) -> Key {
-    let meta = obj.meta();
-    (
-        meta.namespace.clone().unwrap_or_else(|| "default".into()),
-        meta.name.clone().unwrap_or_default(),
-    )
-}
+use kube_support::driver::key_of;
 
 // ---------------------------------------------------------------------------------------
 // The objects of one run, read from the API server
@@ -433,24 +423,22 @@ async fn reconcile_object(
 ) -> Result<Action, ReconcileError> {
     let key = key_of(obj.as_ref());
     let api: Api<ImageUpdateAutomation> = Api::namespaced(ctx.client.clone(), &key.0);
-    finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(obj) => apply(&api, obj, &ctx).await,
-            FinalizerEvent::Cleanup(obj) => {
-                let key = key_of(obj.as_ref());
-                ctx.metrics.delete_object(&key.0, &key.1);
-                ctx.forget(obj.as_ref());
-                tracing::info!(
-                    namespace = key.0,
-                    name = key.1,
-                    "ImageUpdateAutomation deleted"
-                );
-                Ok(Action::await_change())
-            }
-        }
-    })
+    driver::with_finalizer(
+        &api,
+        obj,
+        |obj| apply(&api, obj, &ctx),
+        |obj| {
+            ctx.metrics.delete_object(&key.0, &key.1);
+            ctx.forget(obj.as_ref());
+            tracing::info!(
+                namespace = key.0,
+                name = key.1,
+                "ImageUpdateAutomation deleted"
+            );
+            std::future::ready(Ok(Action::await_change()))
+        },
+    )
     .await
-    .map_err(|e| ReconcileError(Box::new(e)))
 }
 
 async fn apply(
@@ -535,10 +523,8 @@ async fn apply(
 
 fn error_policy(obj: Arc<ImageUpdateAutomation>, error: &ReconcileError, ctx: Arc<Ctx>) -> Action {
     let key = key_of(obj.as_ref());
-    // The next attempt must run even though the object did not change.
-    let delay = ctx.schedule().handled.failed(&key);
-    tracing::warn!(namespace = key.0, name = key.1, %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    let handled = &mut ctx.schedule().handled;
+    driver::retry_after_failure(handled, &key, (KIND, &key), error)
 }
 
 /// Follows the reflector's change feed: marks the automations of a namespace with a changed
@@ -663,50 +649,6 @@ async fn run_controller(
     Ok(())
 }
 
-/// Sets `ready` after the first complete list of the watched automations (every replica),
-/// then returns.
-async fn first_sync(
-    api: Api<ImageUpdateAutomation>,
-    config: watcher::Config,
-    ready: Arc<AtomicBool>,
-) {
-    let stream = watcher(api, config).default_backoff();
-    futures::pin_mut!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(WatchEvent::InitDone) => {
-                tracing::info!("watch synced; ready");
-                ready.store(true, Ordering::SeqCst);
-                return;
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "watch failed; retrying"),
-        }
-    }
-}
-
-async fn leadership(
-    client: Client,
-    settings: &KubeSettings,
-    stop: watch::Receiver<bool>,
-) -> Result<leader::Leadership, KubeModeError> {
-    if !settings.enable_leader_election {
-        return Ok(leader::always_leading(stop));
-    }
-    Ok(leader::elect(
-        client,
-        leader::LeaderSettings {
-            lease_name: lease_name(&settings.label_selector),
-            lease_namespace: settings.lease_namespace.clone(),
-            identity: leader::holder_identity(""),
-            lease_duration: settings.lease_duration.max(Duration::from_secs(2)),
-            field_manager: format!("{FIELD_MANAGER}-lease"),
-        },
-        stop,
-    )
-    .await?)
-}
-
 // ---------------------------------------------------------------------------------------
 // Entry point
 
@@ -730,33 +672,37 @@ pub async fn run(
         schedule: Mutex::new(Schedule::new(settings.backoff)),
     });
 
-    let readiness = tokio::spawn(first_sync(
+    // Ready after the first complete list of the watched automations (every replica).
+    let synced = ready.clone();
+    let readiness = tokio::spawn(driver::first_sync(
         Api::<ImageUpdateAutomation>::all(client.clone()),
         watcher_config(&settings.label_selector),
-        ready.clone(),
     ));
+    let readiness = tokio::spawn(async move {
+        if readiness.await.is_ok() {
+            tracing::info!("watch synced; ready");
+            synced.store(true, Ordering::SeqCst);
+        }
+    });
 
-    let election = leadership(client.clone(), &settings, shutdown.clone()).await?;
-    let mut leading = election.leading;
-    let mut stop = shutdown.clone();
-    let mut result = Ok(());
-    loop {
-        if !leader::wait_to_lead(&mut leading, &mut stop).await {
-            break;
-        }
-        tracing::info!("leading: starting the controller");
-        let until = leader::until_lost_or_stopped(&leading, &shutdown);
-        if let Err(e) = run_controller(ctx.clone(), &settings, until).await {
-            result = Err(e);
-            break;
-        }
-        if *stop.borrow() {
-            break;
-        }
-        tracing::warn!("lost leadership: controller stopped, following");
+    let election = driver::LeaderElection {
+        enabled: settings.enable_leader_election,
+        lease_name: LEASE_NAME,
+        label_selector: settings.label_selector.clone(),
+        lease_namespace: settings.lease_namespace.clone(),
+        lease_duration: settings.lease_duration,
+        identity_suffix: String::new(),
+        field_manager: FIELD_MANAGER,
+    };
+    let election = driver::leadership(client.clone(), &election, shutdown.clone()).await?;
+    let result = driver::while_leading(
+        election.leading,
+        &shutdown,
+        |until| run_controller(ctx.clone(), &settings, until),
         // The next leader starts from the objects' status: forget our schedule.
-        *ctx.schedule() = Schedule::new(ctx.backoff);
-    }
+        || *ctx.schedule() = Schedule::new(ctx.backoff),
+    )
+    .await;
     ready.store(false, Ordering::SeqCst);
     readiness.abort();
     if let Err(error) = election.task.await {

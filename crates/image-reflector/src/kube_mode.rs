@@ -34,16 +34,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType as KubeEventType;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource};
 use kube_support::events::{self, EventPublisher};
-use kube_support::leader;
 use kube_support::objects::{
     Fingerprint, action_after, fingerprint, skip_action, watcher_config, write_status,
 };
 use kube_support::schedule::{Handled, RetryDelays};
+use kube_support::{driver, leader};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -104,9 +103,7 @@ pub enum ApplyError {
     Status(#[source] kube::Error),
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct ReconcileError(#[from] Box<kube::runtime::finalizer::Error<ApplyError>>);
+pub type ReconcileError = driver::ReconcileError<ApplyError>;
 
 /// The Lease name for a label selector (one Lease per shard).
 pub fn lease_name(label_selector: &str) -> String {
@@ -363,12 +360,7 @@ impl Ctx {
     }
 }
 
-fn key_of<K: Resource>(obj: &K) -> Key {
-    (
-        namespace_of(obj.meta()).to_string(),
-        name_of(obj.meta()).to_string(),
-    )
-}
+use kube_support::driver::key_of;
 
 async fn reconcile_repository_object(
     repo: Arc<ImageRepository>,
@@ -376,29 +368,27 @@ async fn reconcile_repository_object(
 ) -> Result<Action, ReconcileError> {
     let key = key_of(repo.as_ref());
     let api: Api<ImageRepository> = Api::namespaced(ctx.client.clone(), &key.0);
-    finalizer(&api, FINALIZER, repo, |event| async {
-        match event {
-            FinalizerEvent::Apply(repo) => apply_repository(&api, repo, &ctx).await,
-            FinalizerEvent::Cleanup(repo) => {
-                let key = key_of(repo.as_ref());
-                if let Err(error) = ctx
-                    .deps
-                    .store
-                    .delete(&crate::store::RepoKey::new(key.0.as_str(), key.1.as_str()))
-                {
-                    tracing::warn!(namespace = key.0, name = key.1, %error, "cannot delete stored tags");
-                }
-                ctx.state.remove_repository(&key.0, &key.1);
-                ctx.metrics.delete_object(REPOSITORY, &key.0, &key.1);
-                ctx.forget(Kind::Repository, &key);
-                ctx.events.forget(&repo.object_ref(&()));
-                tracing::info!(namespace = key.0, name = key.1, "ImageRepository deleted; stored tags removed");
-                Ok(Action::await_change())
+    driver::with_finalizer(
+        &api,
+        repo,
+        |repo| apply_repository(&api, repo, &ctx),
+        |repo| {
+            if let Err(error) = ctx
+                .deps
+                .store
+                .delete(&crate::store::RepoKey::new(key.0.as_str(), key.1.as_str()))
+            {
+                tracing::warn!(namespace = key.0, name = key.1, %error, "cannot delete stored tags");
             }
-        }
-    })
+            ctx.state.remove_repository(&key.0, &key.1);
+            ctx.metrics.delete_object(REPOSITORY, &key.0, &key.1);
+            ctx.forget(Kind::Repository, &key);
+            ctx.events.forget(&repo.object_ref(&()));
+            tracing::info!(namespace = key.0, name = key.1, "ImageRepository deleted; stored tags removed");
+            std::future::ready(Ok(Action::await_change()))
+        },
+    )
     .await
-    .map_err(|e| ReconcileError(Box::new(e)))
 }
 
 /// Writes a repository's in-progress status ("scanning: <reason>") once before its scan,
@@ -506,22 +496,20 @@ async fn reconcile_policy_object(
 ) -> Result<Action, ReconcileError> {
     let key = key_of(policy.as_ref());
     let api: Api<ImagePolicy> = Api::namespaced(ctx.client.clone(), &key.0);
-    finalizer(&api, FINALIZER, policy, |event| async {
-        match event {
-            FinalizerEvent::Apply(policy) => apply_policy(&api, policy, &ctx).await,
-            FinalizerEvent::Cleanup(policy) => {
-                let key = key_of(policy.as_ref());
-                ctx.state.remove_policy(&key.0, &key.1);
-                ctx.metrics.delete_object(POLICY, &key.0, &key.1);
-                ctx.forget(Kind::Policy, &key);
-                ctx.events.forget(&policy.object_ref(&()));
-                tracing::info!(namespace = key.0, name = key.1, "ImagePolicy deleted");
-                Ok(Action::await_change())
-            }
-        }
-    })
+    driver::with_finalizer(
+        &api,
+        policy,
+        |policy| apply_policy(&api, policy, &ctx),
+        |policy| {
+            ctx.state.remove_policy(&key.0, &key.1);
+            ctx.metrics.delete_object(POLICY, &key.0, &key.1);
+            ctx.forget(Kind::Policy, &key);
+            ctx.events.forget(&policy.object_ref(&()));
+            tracing::info!(namespace = key.0, name = key.1, "ImagePolicy deleted");
+            std::future::ready(Ok(Action::await_change()))
+        },
+    )
     .await
-    .map_err(|e| ReconcileError(Box::new(e)))
 }
 
 async fn apply_policy(
@@ -593,10 +581,8 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     } else {
         Kind::Policy
     };
-    // The next attempt must run even though the object did not change.
-    let delay = ctx.schedule().handled.failed(&(kind, key.clone()));
-    tracing::warn!(kind = kind.as_str(), namespace = key.0, name = key.1, %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    let handled = &mut ctx.schedule().handled;
+    driver::retry_after_failure(handled, &(kind, key.clone()), (kind.as_str(), &key), error)
 }
 
 /// How often the tag store is checked for a replacement ([`store_losses`]).
@@ -765,23 +751,20 @@ async fn leadership(
     state: ApiState,
     stop: watch::Receiver<bool>,
 ) -> Result<(watch::Receiver<bool>, tokio::task::JoinHandle<()>), KubeModeError> {
+    let election = driver::LeaderElection {
+        enabled: settings.enable_leader_election,
+        lease_name: LEASE_NAME,
+        label_selector: settings.label_selector.clone(),
+        lease_namespace: settings.lease_namespace.clone(),
+        lease_duration: settings.lease_duration,
+        identity_suffix: settings.advertise_url.clone(),
+        field_manager: FIELD_MANAGER,
+    };
+    let election = driver::leadership(client, &election, stop).await?;
     if !settings.enable_leader_election {
         state.set_leader(LeaderInfo::leader());
-        let election = leader::always_leading(stop);
         return Ok((election.leading, election.task));
     }
-    let election = leader::elect(
-        client,
-        leader::LeaderSettings {
-            lease_name: lease_name(&settings.label_selector),
-            lease_namespace: settings.lease_namespace.clone(),
-            identity: leader::holder_identity(&settings.advertise_url),
-            lease_duration: settings.lease_duration.max(Duration::from_secs(2)),
-            field_manager: format!("{FIELD_MANAGER}-lease"),
-        },
-        stop,
-    )
-    .await?;
     let (leading, mut holder, election_task) = (election.leading, election.holder, election.task);
     let mut watching = leading.clone();
     // Followers forward `/tags` to the leader's advertised URL, read from the holder identity.
@@ -887,24 +870,26 @@ pub async fn run(
         }
     });
 
-    let (mut leading, leader_task) =
+    let (leading, leader_task) =
         leadership(client.clone(), &settings, state.clone(), shutdown.clone()).await?;
-    let mut stop = shutdown.clone();
-    loop {
-        if !leader::wait_to_lead(&mut leading, &mut stop).await {
-            break;
-        }
-        tracing::info!("leading: starting the controllers");
-        let until = leader::until_lost_or_stopped(&leading, &shutdown);
-        run_controllers(ctx.clone(), &settings, until).await;
-        if *stop.borrow() {
-            break;
-        }
-        tracing::warn!("lost leadership: controllers stopped, following");
-        // The next leader starts from the objects' status: forget our schedule, and stop
-        // exporting per-object series the new leader now owns (they would go stale here).
-        *ctx.schedule() = Schedule::new(&ctx.deps.options);
-        ctx.metrics.clear_objects();
+    let controllers = driver::while_leading(
+        leading,
+        &shutdown,
+        |until| async {
+            run_controllers(ctx.clone(), &settings, until).await;
+            Ok::<(), std::convert::Infallible>(())
+        },
+        || {
+            // The next leader starts from the objects' status: forget our schedule, and
+            // stop exporting per-object series the new leader now owns (they would go
+            // stale here).
+            *ctx.schedule() = Schedule::new(&ctx.deps.options);
+            ctx.metrics.clear_objects();
+        },
+    )
+    .await;
+    if let Err(never) = controllers {
+        match never {}
     }
     state.set_ready(false);
     readiness.abort();

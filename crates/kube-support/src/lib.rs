@@ -2,6 +2,8 @@
 //!
 //! - [`leader`]: leader election on a `coordination.k8s.io/v1` Lease with compare-and-swap
 //!   writes, so two replicas never lead at once, even when they start in the same instant.
+//! - [`driver`]: the Kubernetes front end around both services' cores: keys, the finalizer
+//!   wrapper, `error_policy`, leader election and the leader-gated loop, first-sync readiness.
 //! - [`events`]: events.k8s.io/v1 events that fold only identical events (working around
 //!   kube-runtime's `Recorder`, which folds every event with the same reason).
 //! - [`gotk`]: Flux's `gotk_*` reconcile metrics on a `prometheus::Registry`.
@@ -15,6 +17,7 @@
 //!   due times for both services.
 //! - [`process`]: the stderr logger, the termination signal, whether a kubeconfig exists.
 
+pub mod driver;
 pub mod events;
 pub mod gotk;
 pub mod http;
