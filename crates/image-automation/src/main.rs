@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
-use api_types::duration::parse_duration;
+use api_types::duration::parse_flag;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use image_automation::message::RemovedFields;
 use image_automation::serve::{
@@ -66,13 +66,13 @@ struct ServeArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true", action = ArgAction::Set)]
     enable_leader_election: bool,
     /// How long a leader's Lease stays valid without renewal (Go duration, at least 2s).
-    #[arg(long, default_value = "35s", value_parser = go_duration)]
+    #[arg(long, default_value = "35s", value_parser = parse_flag)]
     leader_election_lease_duration: Duration,
     /// The first retry delay after a failed run; doubles per failure (Go duration).
-    #[arg(long, default_value = "750ms", value_parser = go_duration)]
+    #[arg(long, default_value = "750ms", value_parser = parse_flag)]
     min_retry_delay: Duration,
     /// The longest retry delay after failed runs (Go duration).
-    #[arg(long, default_value = "15m", value_parser = go_duration)]
+    #[arg(long, default_value = "15m", value_parser = parse_flag)]
     max_retry_delay: Duration,
     /// What to do with a commit message template that reads `.Updated`, which Flux v1
     /// removed: `render` it (the v1beta1 data) and warn once per generation with a
@@ -131,10 +131,6 @@ fn feature_gates(text: &str) -> Result<FeatureGates, String> {
         }
     }
     Ok(gates)
-}
-
-fn go_duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {

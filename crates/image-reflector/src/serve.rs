@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_types::duration::parse_duration;
+use api_types::duration::parse_flag;
 use clap::{ArgAction, Args};
 use tokio::sync::watch;
 
@@ -45,14 +45,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrent: u16,
     /// How soon a policy whose repository has no tags yet is retried (Go duration).
-    #[arg(long, default_value = "30s", value_parser = go_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_flag)]
     pub requeue_dependency: Duration,
     /// The first retry delay after a transient failure; it doubles per consecutive failure
     /// of the same object (Go duration).
-    #[arg(long, default_value = "750ms", value_parser = go_duration)]
+    #[arg(long, default_value = "750ms", value_parser = parse_flag)]
     pub min_retry_delay: Duration,
     /// The longest retry delay (Go duration).
-    #[arg(long, default_value = "15m", value_parser = go_duration)]
+    #[arg(long, default_value = "15m", value_parser = parse_flag)]
     pub max_retry_delay: Duration,
     /// Deny ImagePolicies referring to ImageRepositories in other namespaces.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
@@ -64,7 +64,7 @@ pub struct ServeArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub enable_leader_election: bool,
     /// How long a leader's Lease stays valid without renewal (Go duration, at least 2s).
-    #[arg(long, default_value = "35s", value_parser = go_duration)]
+    #[arg(long, default_value = "35s", value_parser = parse_flag)]
     pub leader_election_lease_duration: Duration,
     /// The URL other replicas reach this one's API at (followers forward `/tags` to the
     /// leader). Default: `http://$POD_IP:<port>`, else the `--http-addr` (loopback when it
@@ -106,10 +106,6 @@ pub fn client_settings(args: &ServeArgs) -> ClientSettings {
         max_tag_page_bytes: size(args.max_tag_page_bytes),
         ..ClientSettings::default()
     }
-}
-
-fn go_duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, thiserror::Error)]
