@@ -268,70 +268,19 @@ pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, 
     Ok(summary.automations.iter().all(|a| a.ready))
 }
 
-#[derive(Debug, Clone)]
-struct HttpState {
-    ready: Arc<AtomicBool>,
-    metrics: Metrics,
-}
-
-/// Binds `addr` and serves `/healthz`, `/readyz` and `/metrics` in the background until the
-/// returned `Notify` is notified.
+/// Starts the one admin server (`/healthz`, `/readyz`, `/metrics`) on `addr`.
 async fn start_http(
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     ready: Arc<AtomicBool>,
     metrics: Metrics,
 ) -> Result<(tokio::task::JoinHandle<std::io::Result<()>>, Arc<Notify>), ServeError> {
-    let listener = tokio::net::TcpListener::bind(addr)
+    let server = kube_support::admin::start(addr, ready, move || metrics.render())
         .await
-        .map_err(|source| ServeError::Listen { addr, source })?;
-    let shutdown = Arc::new(Notify::new());
-    let http = tokio::spawn(serve_http(
-        listener,
-        HttpState { ready, metrics },
-        shutdown.clone(),
-    ));
-    Ok((http, shutdown))
-}
-
-async fn serve_http(
-    listener: tokio::net::TcpListener,
-    state: HttpState,
-    shutdown: Arc<Notify>,
-) -> std::io::Result<()> {
-    use axum::http::StatusCode;
-    use axum::routing::get;
-    let ready = state.ready.clone();
-    let metrics = state.metrics.clone();
-    let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.load(Ordering::SeqCst);
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ok")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-                    }
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let text = metrics.render();
-                async move { text }
-            }),
-        );
-    // Header-read and idle timeouts, connection cap: slow clients cannot pin the probes.
-    kube_support::http::serve(
-        listener,
-        app,
-        kube_support::http::ServerLimits::default(),
-        async move { shutdown.notified().await },
-    )
-    .await
+        .map_err(|e| ServeError::Listen {
+            addr: e.addr,
+            source: e.source,
+        })?;
+    Ok((server.task, server.shutdown))
 }
 
 /// Namespaces with changed policies and when the first change was seen (`""`: all).

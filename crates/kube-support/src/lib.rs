@@ -2,6 +2,7 @@
 //!
 //! - [`leader`]: leader election on a `coordination.k8s.io/v1` Lease with compare-and-swap
 //!   writes, so two replicas never lead at once, even when they start in the same instant.
+//! - [`admin`]: the `/healthz`, `/readyz` and `/metrics` server.
 //! - [`driver`]: the Kubernetes front end around both services' cores: keys, the finalizer
 //!   wrapper, `error_policy`, leader election and the leader-gated loop, first-sync readiness.
 //! - [`events`]: events.k8s.io/v1 events that fold only identical events (working around
@@ -17,6 +18,7 @@
 //!   due times for both services.
 //! - [`process`]: the stderr logger, the termination signal, whether a kubeconfig exists.
 
+pub mod admin;
 pub mod driver;
 pub mod events;
 pub mod gotk;
