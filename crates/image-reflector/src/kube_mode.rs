@@ -137,8 +137,14 @@ impl fmt::Debug for KubeObjects {
     }
 }
 
-fn source_error(what: &str, namespace: &str, name: &str, e: &kube::Error) -> SourceError {
-    SourceError(format!("reading {what} {namespace}/{name}: {e}"))
+fn source_error(kind: &'static str, namespace: &str, name: &str, e: &kube::Error) -> SourceError {
+    SourceError {
+        kind,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        category: kube_support::objects::ErrorCategory::of(e),
+        detail: e.to_string(),
+    }
 }
 
 impl ObjectSource for KubeObjects {

@@ -118,7 +118,7 @@ pub enum ServeError {
     #[error("opening the tag store: {0}")]
     Store(#[from] StoreError),
     #[error("--watch-label-selector: {0}")]
-    Selector(String),
+    Selector(#[from] kube_support::selector::SelectorError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("--http-addr {addr}: {source}")]
@@ -136,8 +136,8 @@ pub enum ServeError {
         "no --manifests directory and no Kubernetes configuration ($KUBECONFIG, ~/.kube/config or in-cluster)"
     )]
     NoMode,
-    #[error("{0}")]
-    Kubernetes(String),
+    #[error(transparent)]
+    Kubernetes(#[from] crate::kube_mode::KubeModeError),
 }
 
 /// What both modes share, built by [`run`].
@@ -190,7 +190,7 @@ pub async fn run_kubernetes(
         shutdown,
     )
     .await
-    .map_err(|e| ServeError::Kubernetes(e.to_string()))
+    .map_err(ServeError::from)
 }
 
 /// `--advertise-url`, or `http://$POD_IP:<port>`, or the listening address (loopback when
@@ -265,7 +265,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         "" => None,
         text => Some(
             text.parse::<LabelSelector>()
-                .map_err(|e| ServeError::Selector(e.to_string()))?,
+                .map_err(ServeError::Selector)?,
         ),
     };
     let metrics = Metrics::new()?;

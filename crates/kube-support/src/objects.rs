@@ -87,3 +87,51 @@ pub fn skip_action(skip: crate::schedule::Skip) -> Option<kube::runtime::control
         Skip::RequeueAfter(delay) => Some(Action::requeue(delay)),
     }
 }
+
+/// What kind of failure an API call met, for metric labels and logs (as Stackable's
+/// operators label errors): a stable, small set of values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCategory {
+    /// 401/403: RBAC or credentials.
+    NotAllowed,
+    /// 404/409/422 and other 4xx: the request or the object.
+    Invalid,
+    /// 429 and 5xx: the API server is overloaded or failing.
+    Unavailable,
+    /// The connection, TLS or a timeout.
+    Transport,
+    /// Anything else (decoding, configuration).
+    Other,
+}
+
+impl ErrorCategory {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAllowed => "not_allowed",
+            Self::Invalid => "invalid",
+            Self::Unavailable => "unavailable",
+            Self::Transport => "transport",
+            Self::Other => "other",
+        }
+    }
+
+    /// The category of a Kubernetes client error.
+    pub fn of(error: &kube::Error) -> Self {
+        match error {
+            kube::Error::Api(status) => match status.code {
+                401 | 403 => Self::NotAllowed,
+                429 | 500..=599 => Self::Unavailable,
+                _ => Self::Invalid,
+            },
+            kube::Error::HyperError(_) | kube::Error::Service(_) => Self::Transport,
+            _ => Self::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCategory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -67,8 +67,16 @@ pub const DEFAULT_REQUEUE_DEPENDENCY: Duration = Duration::from_secs(30);
 
 /// Reading an object failed for a reason other than "it does not exist" (which is `None`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SourceError(pub String);
+#[error("reading {kind} {namespace}/{name}: {detail}")]
+pub struct SourceError {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    /// For metric labels and logs.
+    pub category: kube_support::objects::ErrorCategory,
+    /// The client's message.
+    pub detail: String,
+}
 
 /// The objects the reconcilers read besides the one they reconcile. Every method returns
 /// `Ok(None)` when the object does not exist.
