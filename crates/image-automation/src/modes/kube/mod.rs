@@ -1,4 +1,4 @@
-//! Kubernetes mode: the shared reconcile core ([`crate::controller`]) driven by a kube-runtime
+//! Kubernetes mode: the shared reconcile core ([`crate::reconcile`]) driven by a kube-runtime
 //! controller on `ImageUpdateAutomation` (storage version v1; v1beta1 and v1beta2 objects are
 //! the same objects, served from one schema).
 //!
@@ -23,6 +23,9 @@
 //!   (a stalled object waits for a change), when the reflector's change feed reports a
 //!   policy change in its namespace, and when its GitRepository's generation changes. Our own
 //!   status writes do not start a run.
+
+mod objects;
+pub mod serve;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -49,10 +52,11 @@ use kube_support::{driver, leader};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::controller::{EventType, Objects, Reconciler, RunOutcome};
 use crate::metrics::{KIND, Metrics};
+use crate::modes::{RetryDelays, interval_of, log_deprecations, log_report, now};
+use crate::reconcile::{EventType, Objects, Reconciler, RunOutcome};
 use crate::reflector_client::{FeedEvent, ReflectorClient};
-use crate::serve::{RetryDelays, interval_of, log_deprecations, log_report, now};
+use objects::Fetched;
 
 /// The one field manager of every status write.
 pub const FIELD_MANAGER: &str = "image-automation-controller";
@@ -121,121 +125,6 @@ pub fn lease_name(label_selector: &str) -> String {
 type Key = (String, String);
 
 use kube_support::driver::key_of;
-
-// ---------------------------------------------------------------------------------------
-// The objects of one run, read from the API server
-
-/// The GitRepository and Secrets one run reads, fetched before it (the core's lookups are
-/// synchronous). Secret data is never logged: `Debug` shows keys only.
-#[derive(Default)]
-struct Fetched {
-    repositories: BTreeMap<Key, GitRepository>,
-    secrets: BTreeMap<Key, BTreeMap<String, Vec<u8>>>,
-}
-
-impl fmt::Debug for Fetched {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fetched")
-            .field(
-                "repositories",
-                &self.repositories.keys().collect::<Vec<_>>(),
-            )
-            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl Objects for Fetched {
-    fn git_repository(&self, namespace: &str, name: &str) -> Option<GitRepository> {
-        self.repositories
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
-    }
-
-    fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
-        self.secrets
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
-    }
-}
-
-fn read_error(
-    what: &'static str,
-    namespace: &str,
-    name: &str,
-) -> impl FnOnce(kube::Error) -> ApplyError {
-    let (namespace, name) = (namespace.to_owned(), name.to_owned());
-    move |source| ApplyError::Read {
-        what,
-        namespace,
-        name,
-        source,
-    }
-}
-
-impl Fetched {
-    /// Reads what a run of `obj` needs: its GitRepository, that one's secretRef and
-    /// proxySecretRef, and the signing key Secret. Missing objects stay missing (the core
-    /// reports them); other API errors fail the attempt.
-    async fn read(
-        client: &Client,
-        obj: &ImageUpdateAutomation,
-        no_cross_namespace_refs: bool,
-    ) -> Result<Self, ApplyError> {
-        let mut out = Self::default();
-        let namespace = key_of(obj).0;
-        let source = &obj.spec.source_ref;
-        let repo_ns = source
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| namespace.clone());
-        let mut secrets: Vec<Key> = Vec::new();
-        // A denied cross-namespace reference is not read at all (the core stalls on it).
-        let denied = no_cross_namespace_refs && repo_ns != namespace;
-        if !denied && !source.name.is_empty() {
-            let api: Api<GitRepository> = Api::namespaced(client.clone(), &repo_ns);
-            let repo = api.get_opt(&source.name).await.map_err(read_error(
-                "GitRepository",
-                &repo_ns,
-                &source.name,
-            ))?;
-            if let Some(repo) = repo {
-                for r in [&repo.spec.secret_ref, &repo.spec.proxy_secret_ref]
-                    .into_iter()
-                    .flatten()
-                {
-                    secrets.push((repo_ns.clone(), r.name.clone()));
-                }
-                out.repositories
-                    .insert((repo_ns.clone(), source.name.clone()), repo);
-            }
-        }
-        if let Some(key) = obj
-            .spec
-            .git
-            .as_ref()
-            .and_then(|g| g.commit.signing_key.as_ref())
-        {
-            secrets.push((namespace.clone(), key.secret_ref.name.clone()));
-        }
-        for (ns, name) in secrets {
-            if name.is_empty() || out.secrets.contains_key(&(ns.clone(), name.clone())) {
-                continue;
-            }
-            let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-            let secret = api
-                .get_opt(&name)
-                .await
-                .map_err(read_error("Secret", &ns, &name))?;
-            if let Some(secret) = secret {
-                let data = kube_support::manifests::secret_of(secret).data;
-                out.secrets.insert((ns, name), data);
-            }
-        }
-        Ok(out)
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The schedule
@@ -326,7 +215,7 @@ impl Ctx {
         self.events.forget(&obj.object_ref(&()));
     }
 
-    async fn publish(&self, obj: &ImageUpdateAutomation, event: &crate::controller::Event) {
+    async fn publish(&self, obj: &ImageUpdateAutomation, event: &crate::reconcile::Event) {
         let type_ = match event.type_ {
             EventType::Normal => KubeEventType::Normal,
             EventType::Warning => KubeEventType::Warning,
@@ -712,100 +601,4 @@ pub async fn run(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lease_names() {
-        assert_eq!(lease_name(""), LEASE_NAME);
-        let sharded = lease_name("shard=a");
-        assert!(sharded.starts_with("image-automation-controller-leader-election-"));
-        assert_ne!(sharded, lease_name("shard=b"));
-    }
-
-    #[test]
-    fn the_newer_status_wins() {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-        let at = |s: i64| ImageUpdateAutomationStatus {
-            last_automation_run_time: Some(Time(
-                k8s_openapi::jiff::Timestamp::from_second(s).unwrap(),
-            )),
-            ..Default::default()
-        };
-        let mut obj = ImageUpdateAutomation::new("a", Default::default());
-        obj.status = Some(at(10));
-        assert_eq!(current_status(&obj, Some(at(20))), Some(at(20)));
-        assert_eq!(current_status(&obj, Some(at(5))), Some(at(10)));
-        assert_eq!(current_status(&obj, None), Some(at(10)));
-        obj.status = None;
-        assert_eq!(current_status(&obj, Some(at(5))), Some(at(5)));
-    }
-
-    #[test]
-    fn progress_on_a_new_generation_or_a_reconcile_request_only() {
-        let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
-        let mut obj = ImageUpdateAutomation::new("a", Default::default());
-        obj.metadata.generation = Some(2);
-        obj.status = Some(ImageUpdateAutomationStatus {
-            observed_generation: Some(1),
-            ..Default::default()
-        });
-        let s = progress_status(&obj, &now).unwrap();
-        let reconciling = find_condition(&s.conditions, "Reconciling").unwrap();
-        assert_eq!(
-            (reconciling.status.as_str(), reconciling.reason.as_str()),
-            ("True", "Progressing")
-        );
-        assert_eq!(
-            reconciling.message,
-            "processing object: new generation 1 -> 2"
-        );
-        assert_eq!(
-            find_condition(&s.conditions, "Ready").unwrap().status,
-            "Unknown"
-        );
-        assert_eq!(s.last_automation_run_time, Some(now.clone()));
-
-        // Ready=True stays while the run is in progress; a handled generation needs a
-        // reconcile request.
-        let mut done = s.clone();
-        done.observed_generation = Some(2);
-        set_condition(
-            &mut done.conditions,
-            "Ready",
-            "True",
-            "Succeeded",
-            "ok",
-            Some(2),
-            &now,
-        );
-        obj.status = Some(done);
-        assert!(progress_status(&obj, &now).is_none());
-        obj.metadata.annotations =
-            Some([(RECONCILE_REQUEST_ANNOTATION.to_string(), "t1".to_string())].into());
-        let s = progress_status(&obj, &now).unwrap();
-        assert_eq!(
-            find_condition(&s.conditions, "Ready").unwrap().status,
-            "True"
-        );
-        assert_eq!(
-            find_condition(&s.conditions, "Reconciling")
-                .unwrap()
-                .message,
-            "reconciliation in progress"
-        );
-    }
-
-    #[test]
-    fn forcing_keeps_the_earliest_change() {
-        let mut s = Schedule::new(RetryDelays::default());
-        let key = ("ns".to_string(), "a".to_string());
-        let early = Instant::now();
-        let late = early + Duration::from_secs(1);
-        s.force(key.clone(), None);
-        s.force(key.clone(), Some(late));
-        s.force(key.clone(), Some(early));
-        s.force(key.clone(), None);
-        assert_eq!(s.forced[&key], Some(early));
-    }
-}
+mod tests;

@@ -1,134 +1,41 @@
-//! `image-automation serve`: the controller process.
+//! Standalone mode: `image-automation serve --manifests DIR`.
 //!
-//! Mode: `--manifests DIR` runs the standalone mode below; otherwise the Kubernetes mode
-//! ([`crate::kube_mode`]) runs when a kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or the
-//! in-cluster configuration exists (the reflector's rule). Both serve `/healthz`, `/readyz`
-//! and `/metrics` on `--http-addr` and share [`Metrics`] and the retry backoff shape.
-//!
-//! Standalone mode:
 //! - `--once`: every automation runs once (sorted by namespace/name); a JSON summary goes to
 //!   stdout; the exit status says whether all ended Ready.
-//! - Otherwise: the manifest directory is re-read every second; each automation runs when
-//!   first seen, when its manifest changes, at its `interval` after a success, with
-//!   exponential backoff after a failure (a stalled one waits for a manifest change), and
-//!   within a second of the reflector's change feed reporting a policy change in its
-//!   namespace. `/healthz`, `/readyz` (after every automation ran once) and `/metrics` are
-//!   served on `--http-addr`. SIGTERM or Ctrl-C stops it after the runs in flight.
-//!
-//! Statuses live in memory. Logs name objects, reasons and messages, never secret data.
+//! - Otherwise: the manifest directory is re-read every second (a file that fails to parse
+//!   keeps its last good objects); each automation runs when first seen, when its manifest
+//!   changes, at its `interval` after a success, with exponential backoff after a failure
+//!   (a stalled one waits for a manifest change), and within a second of the reflector's
+//!   change feed reporting a policy change in its namespace; at most `--concurrent` run at
+//!   once, and `--watch-label-selector` picks the automations. `/readyz` turns ready after
+//!   every automation ran once. SIGTERM or Ctrl-C stops it after the runs in flight.
+
+pub mod manifests;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use api_types::ImageUpdateAutomation;
-use api_types::duration::parse_duration;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::controller::{
-    EventType, Reconciler, ReconcilerOptions, RunOutcome, RunReport, describe_unmatched,
+use super::{
+    SHUTDOWN_GRACE, ServeError, ServeOptions, interval_of, log_deprecations, log_report, now,
+    reconciler, start_http,
 };
-use crate::git::GitCache;
-use crate::message::RemovedFields;
 use crate::metrics::Metrics;
-use crate::reflector_client::{FeedEvent, ReflectorClient, ReflectorError};
+use crate::reconcile::{Reconciler, RunOutcome, RunReport, describe_unmatched};
+use crate::reflector_client::{FeedEvent, ReflectorClient};
 use crate::setters::Unmatched;
-use crate::standalone::{Key, ManifestError, ManifestSource, Manifests};
 use kube_support::schedule::{Backoff, Next, Schedule};
-use kube_support::selector::LabelSelector;
+use manifests::{Key, ManifestSource, Manifests};
 
 const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
-
-/// The retry delays after failed runs (Flux's, shared with the reflector).
-pub use kube_support::schedule::RetryDelays;
-
-pub use kube_support::process::{LogEncoding, LogLevel, init_logging};
-
-/// The options of `serve`.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    pub manifests: PathBuf,
-    pub reflector_url: String,
-    pub storage_path: PathBuf,
-    pub http_addr: SocketAddr,
-    pub once: bool,
-    pub no_cross_namespace_refs: bool,
-    pub backoff: RetryDelays,
-    /// `--concurrent`: runs in flight at most (at least 1).
-    pub concurrent: usize,
-    /// `--watch-label-selector`: only matching automations run; `None` when empty.
-    pub selector: Option<LabelSelector>,
-    /// `--removed-template-fields`.
-    pub removed_template_fields: RemovedFields,
-    /// `--feature-gates=GitSparseCheckout=true`.
-    pub sparse_checkout: bool,
-}
-
-/// The options of `serve` in Kubernetes mode.
-#[derive(Debug, Clone)]
-pub struct KubeServeOptions {
-    pub reflector_url: String,
-    pub storage_path: PathBuf,
-    pub http_addr: SocketAddr,
-    pub no_cross_namespace_refs: bool,
-    pub backoff: RetryDelays,
-    pub concurrent: u16,
-    pub watch_label_selector: String,
-    pub enable_leader_election: bool,
-    pub leader_election_lease_duration: Duration,
-    /// `--removed-template-fields`.
-    pub removed_template_fields: RemovedFields,
-    /// `--feature-gates=GitSparseCheckout=true`.
-    pub sparse_checkout: bool,
-}
-
-/// Why `serve` could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error(transparent)]
-    Manifests(#[from] ManifestError),
-    #[error("--manifests {path}: {source}")]
-    ManifestDir {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Reflector(#[from] ReflectorError),
-    #[error("creating storage path {path}: {source}")]
-    Storage {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("listening on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("writing output: {0}")]
-    Output(#[from] std::io::Error),
-    #[error("logging: {0}")]
-    Logging(#[from] kube_support::process::LoggingError),
-    #[error(transparent)]
-    Kubernetes(#[from] crate::kube_mode::KubeModeError),
-    #[error("HTTP server: {0}")]
-    Http(std::io::Error),
-}
-
-pub use kube_support::process::kubernetes_config_exists;
 
 /// One automation in the `--once` summary.
 #[derive(Debug, Serialize)]
@@ -182,60 +89,6 @@ impl AutomationSummary {
     }
 }
 
-pub(crate) fn now() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
-}
-
-pub(crate) fn log_report(key: &Key, report: &RunReport, elapsed: Duration) {
-    let (ns, name) = (key.0.as_str(), key.1.as_str());
-    for event in &report.events {
-        match event.type_ {
-            EventType::Warning => tracing::warn!(
-                namespace = ns, name, reason = %event.reason, elapsed = ?elapsed,
-                "{}", event.message
-            ),
-            EventType::Normal => tracing::info!(
-                namespace = ns, name, reason = %event.reason, elapsed = ?elapsed,
-                "{}", event.message
-            ),
-            EventType::Trace => tracing::debug!(
-                namespace = ns, name, reason = %event.reason, elapsed = ?elapsed,
-                "{}", event.message
-            ),
-        }
-    }
-}
-
-/// A warning log line per deprecation of the spec (see [`RunReport::deprecations`]).
-pub(crate) fn log_deprecations(key: &Key, report: &RunReport) {
-    for d in &report.deprecations {
-        tracing::warn!(namespace = %key.0, name = %key.1, reason = %d.reason, "{}", d.message);
-    }
-}
-
-fn reconciler(
-    reflector_url: &str,
-    storage_path: &std::path::Path,
-    no_cross_namespace_refs: bool,
-    removed_template_fields: RemovedFields,
-    sparse_checkout: bool,
-) -> Result<Reconciler<ReflectorClient>, ServeError> {
-    std::fs::create_dir_all(storage_path).map_err(|source| ServeError::Storage {
-        path: storage_path.display().to_string(),
-        source,
-    })?;
-    Ok(Reconciler {
-        policies: ReflectorClient::new(reflector_url)?,
-        git: Arc::new(GitCache::new(storage_path)),
-        options: ReconcilerOptions {
-            no_cross_namespace_refs,
-            removed_template_fields,
-            sparse_checkout,
-            ..ReconcilerOptions::default()
-        },
-    })
-}
-
 /// `--once`: runs every automation once and prints the summary. Returns whether all are
 /// Ready.
 pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, ServeError> {
@@ -268,21 +121,6 @@ pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, 
     Ok(summary.automations.iter().all(|a| a.ready))
 }
 
-/// Starts the one admin server (`/healthz`, `/readyz`, `/metrics`) on `addr`.
-async fn start_http(
-    addr: SocketAddr,
-    ready: Arc<AtomicBool>,
-    metrics: Metrics,
-) -> Result<(tokio::task::JoinHandle<std::io::Result<()>>, Arc<Notify>), ServeError> {
-    let server = kube_support::admin::start(addr, ready, move || metrics.render())
-        .await
-        .map_err(|e| ServeError::Listen {
-            addr: e.addr,
-            source: e.source,
-        })?;
-    Ok((server.task, server.shutdown))
-}
-
 /// Namespaces with changed policies and when the first change was seen (`""`: all).
 type ChangedNamespaces = BTreeMap<String, Option<Instant>>;
 
@@ -301,13 +139,6 @@ struct Automation {
 fn fingerprint(obj: &ImageUpdateAutomation) -> String {
     serde_json::to_string(&(&obj.spec, &obj.metadata.annotations, &obj.metadata.labels))
         .unwrap_or_default()
-}
-
-pub(crate) fn interval_of(obj: &ImageUpdateAutomation) -> Duration {
-    parse_duration(&obj.spec.interval)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .unwrap_or(DEFAULT_INTERVAL)
 }
 
 type RunResult = (Key, RunReport, Duration, Option<Instant>);
@@ -453,12 +284,6 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// How long shutdown waits for runs in flight once git I/O is cancelled: a fetch stops at
-/// its next read and a push is killed at once, so only a connection that hangs before its
-/// first byte (which gix cannot interrupt) takes this long. Well below the charts' 10 s
-/// `terminationGracePeriodSeconds`.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
 /// Shutdown: cancels git I/O, then logs every run that still ends (a push that completed
 /// is logged with its commit, a cancelled one as cancelled) and names those that did not
 /// end within [`SHUTDOWN_GRACE`] (stuck before any push could start).
@@ -491,67 +316,6 @@ async fn finish_runs_at_shutdown(
                 break;
             }
         }
-    }
-}
-
-/// The Kubernetes mode: `/healthz`, `/readyz` (after the first sync of the watch) and
-/// `/metrics` on `--http-addr`, and [`crate::kube_mode::run`] until SIGTERM or Ctrl-C.
-pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
-    let reconciler = Arc::new(reconciler(
-        &opts.reflector_url,
-        &opts.storage_path,
-        opts.no_cross_namespace_refs,
-        opts.removed_template_fields,
-        opts.sparse_checkout,
-    )?);
-    let metrics = Metrics::new()?;
-    let ready = Arc::new(AtomicBool::new(false));
-    let (http, http_shutdown) = start_http(opts.http_addr, ready.clone(), metrics.clone()).await?;
-    tracing::info!(addr = %opts.http_addr, reflector = %opts.reflector_url,
-        "serving (Kubernetes mode)");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let git = reconciler.git.clone();
-    let signals = tokio::spawn(async move {
-        kube_support::process::termination().await;
-        tracing::info!("termination signal received; shutting down");
-        // Runs in flight end quickly (fetches interrupted, pushes killed) and report
-        // what they did through their status and events.
-        git.cancel();
-        let _ = stop_tx.send(true);
-    });
-    let settings = crate::kube_mode::KubeSettings {
-        concurrent: opts.concurrent,
-        label_selector: opts.watch_label_selector.trim().to_owned(),
-        enable_leader_election: opts.enable_leader_election,
-        lease_duration: opts.leader_election_lease_duration,
-        lease_namespace: kube_support::leader::lease_namespace(),
-        reflector_url: opts.reflector_url.clone(),
-        no_cross_namespace_refs: opts.no_cross_namespace_refs,
-        backoff: opts.backoff,
-    };
-    let mut stopping = stop_rx.clone();
-    let run = crate::kube_mode::run(settings, reconciler, metrics, ready, stop_rx);
-    tokio::pin!(run);
-    let result = tokio::select! {
-        result = &mut run => result,
-        () = async {
-            let _ = stopping.wait_for(|stop| *stop).await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => {
-            tracing::warn!(grace = ?SHUTDOWN_GRACE,
-                "shutdown: reconciles still waiting on network I/O were abandoned; no push was in progress (pushes are killed at once and reported)");
-            Ok(())
-        }
-    };
-    signals.abort();
-    // Wakes the server whether or not it is already waiting.
-    http_shutdown.notify_one();
-    let http_result = http.await;
-    result?;
-    match http_result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ServeError::Http(e)),
-        Err(e) => Err(ServeError::Http(std::io::Error::other(e))),
     }
 }
 

@@ -16,7 +16,7 @@ use kube_support::manifests::{self, DecodedSecret, ManifestDir};
 use kube_support::selector::LabelSelector;
 use serde_json::Value;
 
-use crate::controller::Objects;
+use crate::reconcile::Objects;
 
 pub use kube_support::manifests::{Key, ManifestError};
 
