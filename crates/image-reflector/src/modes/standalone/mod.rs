@@ -17,6 +17,10 @@
 //!
 //! `metadata.generation` is kept here: 1 when first read, incremented when the spec changes.
 
+mod snapshot;
+use snapshot::*;
+pub use snapshot::{Snapshot, load_manifests};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -32,12 +36,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::api::selector::LabelSelector;
-use crate::controller::{
+use crate::metrics::Metrics;
+use crate::reconcile::{
     Backoff, BoxFuture, Deps, EventType, Next, ObjectSource, Options, PolicyOutcome, RegistryPool,
     RepositoryOutcome, ScanProgress, SourceError, name_of, namespace_of, policy_info,
     reconcile_policy, reconcile_repository_with, repository_info,
 };
-use crate::metrics::Metrics;
 use crate::registry::{ClientSettings, SecretData};
 use crate::state::ApiState;
 use crate::store::{RepoKey, TagStore};
@@ -72,202 +76,6 @@ pub enum StandaloneError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-// ---------------------------------------------------------------------------------------
-// Manifests
-
-/// One object read from a manifest file.
-#[derive(Debug, Clone)]
-enum Object {
-    Repository(Box<ImageRepository>),
-    Policy(Box<ImagePolicy>),
-    Secret(Key, SecretData),
-    ServiceAccount(Key, Vec<String>),
-    Namespace(String, BTreeMap<String, String>),
-}
-
-/// Everything read from the directory.
-#[derive(Debug, Default, Clone)]
-pub struct Snapshot {
-    pub repositories: BTreeMap<Key, ImageRepository>,
-    pub policies: BTreeMap<Key, ImagePolicy>,
-    pub secrets: BTreeMap<Key, SecretData>,
-    pub service_accounts: BTreeMap<Key, Vec<String>>,
-    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
-    (namespace_of(meta).to_string(), name_of(meta).to_string())
-}
-
-/// Parses one document; `Ok(None)` for kinds we do not read.
-fn parse_object(doc: Value) -> Result<Option<Object>, String> {
-    let (group, api_version, kind) = manifests::type_of(&doc);
-    let object = match (group, api_version, kind) {
-        (GROUP, _, REPOSITORY) => {
-            let mut repo: ImageRepository =
-                serde_json::from_value(doc).map_err(|e| e.to_string())?;
-            // Status comes from our reconciles, never from a file.
-            repo.status = None;
-            Object::Repository(Box::new(repo))
-        }
-        (GROUP, _, POLICY) => {
-            let mut policy: ImagePolicy = serde_json::from_value(doc).map_err(|e| e.to_string())?;
-            policy.status = None;
-            Object::Policy(Box::new(policy))
-        }
-        (_, "v1", "Secret") => {
-            let secret = manifests::decode_secret(doc)?;
-            let data = SecretData {
-                name: secret.key.1.clone(),
-                type_: secret.type_,
-                data: secret.data,
-            };
-            Object::Secret(secret.key, data)
-        }
-        (_, "v1", "ServiceAccount") => {
-            let sa: ServiceAccount = serde_json::from_value(doc).map_err(|e| e.to_string())?;
-            let names = sa
-                .image_pull_secrets
-                .unwrap_or_default()
-                .into_iter()
-                .map(|r| r.name)
-                .filter(|n| !n.is_empty())
-                .collect();
-            Object::ServiceAccount(key_of(&sa.metadata), names)
-        }
-        (_, "v1", "Namespace") => {
-            let ns: Namespace = serde_json::from_value(doc).map_err(|e| e.to_string())?;
-            Object::Namespace(
-                ns.metadata.name.unwrap_or_default(),
-                ns.metadata.labels.unwrap_or_default(),
-            )
-        }
-        _ => {
-            tracing::debug!(api_version, kind, "ignoring manifest of another kind");
-            return Ok(None);
-        }
-    };
-    Ok(Some(object))
-}
-
-/// The manifest files and their last good objects ([`kube_support::manifests`]).
-#[derive(Debug, Default)]
-struct ManifestDir(manifests::ManifestDir<Object>);
-
-impl ManifestDir {
-    /// Re-reads changed files; returns whether anything changed.
-    fn refresh(&mut self, dir: &Path) -> std::io::Result<bool> {
-        self.0.refresh(dir, parse_object)
-    }
-
-    fn snapshot(&self, selector: Option<&LabelSelector>) -> Snapshot {
-        let mut snapshot = Snapshot::default();
-        let empty = BTreeMap::new();
-        let selected = |labels: Option<&BTreeMap<String, String>>| {
-            selector.is_none_or(|s| s.matches(labels.unwrap_or(&empty)))
-        };
-        for (path, object) in self.0.objects() {
-            {
-                let duplicate = match object.clone() {
-                    Object::Repository(repo) => {
-                        if !selected(repo.metadata.labels.as_ref()) {
-                            continue;
-                        }
-                        snapshot
-                            .repositories
-                            .insert(key_of(&repo.metadata), *repo)
-                            .is_some()
-                    }
-                    Object::Policy(policy) => {
-                        if !selected(policy.metadata.labels.as_ref()) {
-                            continue;
-                        }
-                        snapshot
-                            .policies
-                            .insert(key_of(&policy.metadata), *policy)
-                            .is_some()
-                    }
-                    Object::Secret(key, secret) => snapshot.secrets.insert(key, secret).is_some(),
-                    Object::ServiceAccount(key, names) => {
-                        snapshot.service_accounts.insert(key, names).is_some()
-                    }
-                    Object::Namespace(name, labels) => {
-                        snapshot.namespaces.insert(name, labels).is_some()
-                    }
-                };
-                if duplicate {
-                    tracing::warn!(path = %path.display(), "an object is defined twice; the last file (by path) wins");
-                }
-            }
-        }
-        snapshot
-    }
-}
-
-/// Reads every manifest under `dir` once (for tools and tests).
-pub fn load_manifests(dir: &Path) -> std::io::Result<Snapshot> {
-    let mut manifests = ManifestDir::default();
-    manifests.refresh(dir)?;
-    Ok(manifests.snapshot(None))
-}
-
-// ---------------------------------------------------------------------------------------
-// The ObjectSource over the manifests
-
-#[derive(Debug, Default, Clone)]
-struct Objects(Arc<RwLock<Snapshot>>);
-
-impl Objects {
-    fn read<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> T {
-        f(&self.0.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    fn replace(&self, snapshot: Snapshot) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
-    }
-}
-
-fn key(namespace: &str, name: &str) -> Key {
-    (namespace.to_string(), name.to_string())
-}
-
-impl ObjectSource for Objects {
-    fn secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>> {
-        let found = self.read(|s| s.secrets.get(&key(namespace, name)).cloned());
-        Box::pin(async move { Ok(found) })
-    }
-
-    fn service_account_pull_secrets<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>> {
-        let found = self.read(|s| s.service_accounts.get(&key(namespace, name)).cloned());
-        Box::pin(async move { Ok(found) })
-    }
-
-    fn namespace_labels<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
-        let found = self.read(|s| s.namespaces.get(namespace).cloned());
-        Box::pin(async move { Ok(found) })
-    }
-
-    fn image_repository<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>> {
-        let found = self.read(|s| s.repositories.get(&key(namespace, name)).cloned());
-        Box::pin(async move { Ok(found) })
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -366,7 +174,7 @@ impl Engine {
         self.apply_policies(&snapshot, now);
         // A policy follows its repository's spec (its image, its accessFrom).
         self.policies.trigger_where(now, |key, policy| {
-            let follows = changed_repos.contains(&crate::controller::repository_ref(policy));
+            let follows = changed_repos.contains(&crate::reconcile::repository_ref(policy));
             if follows {
                 tracing::debug!(
                     namespace = key.0,
@@ -560,7 +368,7 @@ impl Engine {
         }
     }
 
-    fn log_event(kind: Kind, key: &Key, event: Option<&crate::controller::Event>) {
+    fn log_event(kind: Kind, key: &Key, event: Option<&crate::reconcile::Event>) {
         let Some(event) = event else { return };
         let (namespace, name, kind) = (key.0.as_str(), key.1.as_str(), kind.as_str());
         match event.type_ {
@@ -629,7 +437,7 @@ impl Engine {
         self.repositories.finished(key, next, now);
         if revision_changed {
             self.policies.trigger_where(now, |_, policy| {
-                crate::controller::repository_ref(policy) == *key
+                crate::reconcile::repository_ref(policy) == *key
             });
         }
     }
@@ -780,326 +588,4 @@ async fn sleep_until(when: Option<Instant>) {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-
-    #[test]
-    fn reads_every_kind_and_ignores_others() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("nested")).unwrap();
-        std::fs::write(
-            dir.path().join("nested/all.yaml"),
-            r#"
-apiVersion: image.toolkit.fluxcd.io/v1beta2
-kind: ImageRepository
-metadata: {name: checkout, namespace: flux-system}
-spec: {image: registry.example.com/team/checkout, interval: 5m, secretRef: {name: registry-pull}}
----
-apiVersion: image.toolkit.fluxcd.io/v1
-kind: ImagePolicy
-metadata: {name: checkout, namespace: flux-system}
-spec:
-  imageRepositoryRef: {name: checkout}
-  policy: {semver: {range: '>=1.0.0 <2.0.0'}}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: registry-pull, namespace: flux-system}
-type: kubernetes.io/dockerconfigjson
-data: {.dockerconfigjson: eyJhdXRocyI6e319}
-stringData: {extra: plain}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: puller}
-imagePullSecrets: [{name: registry-pull}]
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: apps, labels: {team: a}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: ignored}
-"#,
-        )
-        .unwrap();
-        std::fs::write(dir.path().join(".hidden.yaml"), "not: [valid").unwrap();
-        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
-        let s = load_manifests(dir.path()).unwrap();
-        let key = ("flux-system".to_string(), "checkout".to_string());
-        assert_eq!(
-            s.repositories[&key].spec.image,
-            "registry.example.com/team/checkout"
-        );
-        assert_eq!(
-            s.policies[&key].spec.policy.semver.as_ref().unwrap().range,
-            ">=1.0.0 <2.0.0"
-        );
-        let secret = &s.secrets[&("flux-system".to_string(), "registry-pull".to_string())];
-        assert_eq!(secret.type_, "kubernetes.io/dockerconfigjson");
-        assert_eq!(secret.data[".dockerconfigjson"], br#"{"auths":{}}"#);
-        assert_eq!(secret.data["extra"], b"plain");
-        assert_eq!(
-            s.service_accounts[&("default".to_string(), "puller".to_string())],
-            ["registry-pull"]
-        );
-        assert_eq!(s.namespaces["apps"]["team"], "a");
-    }
-
-    #[test]
-    fn a_broken_edit_keeps_the_previous_objects() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("repo.yaml");
-        let repo = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: a}\nspec: {image: r.example.com/a, interval: 1m}\n";
-        std::fs::write(&file, repo).unwrap();
-        let mut manifests = ManifestDir::default();
-        assert!(manifests.refresh(dir.path()).unwrap());
-        assert!(!manifests.refresh(dir.path()).unwrap(), "unchanged");
-        std::fs::write(&file, "kind: [broken").unwrap();
-        assert!(manifests.refresh(dir.path()).unwrap());
-        assert_eq!(manifests.snapshot(None).repositories.len(), 1);
-        std::fs::remove_file(&file).unwrap();
-        assert!(manifests.refresh(dir.path()).unwrap());
-        assert!(manifests.snapshot(None).repositories.is_empty());
-    }
-
-    #[test]
-    fn selector_filters_reconciled_objects_only() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("repos.yaml"),
-            "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: a, labels: {shard: one}}\nspec: {image: r.example.com/a, interval: 1m}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: b}\nspec: {image: r.example.com/b, interval: 1m}\n",
-        )
-        .unwrap();
-        let mut manifests = ManifestDir::default();
-        manifests.refresh(dir.path()).unwrap();
-        let selector: LabelSelector = "shard=one".parse().unwrap();
-        let s = manifests.snapshot(Some(&selector));
-        assert_eq!(s.repositories.len(), 1);
-        assert!(
-            s.repositories
-                .contains_key(&("default".to_string(), "a".to_string()))
-        );
-    }
-
-    /// While a (slow) scan runs, the API shows Flux's progress status; then the result.
-    #[tokio::test(flavor = "multi_thread")]
-    async fn the_api_shows_the_scanning_status_while_a_scan_runs() {
-        use wiremock::matchers::{method, path};
-        use wiremock::{Mock, MockServer, ResponseTemplate};
-
-        let registry = MockServer::start().await;
-        Mock::given(method("GET"))
-            .and(path("/v2/"))
-            .respond_with(ResponseTemplate::new(200))
-            .mount(&registry)
-            .await;
-        Mock::given(method("GET"))
-            .and(path("/v2/team/app/tags/list"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(serde_json::json!({"name": "team/app", "tags": ["1.0.0"]}))
-                    .set_delay(Duration::from_secs(2)),
-            )
-            .mount(&registry)
-            .await;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("repo.yaml"),
-            format!(
-                "apiVersion: image.toolkit.fluxcd.io/v1beta2
-kind: ImageRepository
-metadata: {{name: app, namespace: apps}}
-spec:
-  image: {}/team/app
-  insecure: true
-  interval: 1h
-",
-                registry.address()
-            ),
-        )
-        .unwrap();
-        let store: Arc<dyn TagStore> = Arc::new(crate::store::MemoryTagStore::new());
-        let state = ApiState::new(store.clone());
-        let config = StandaloneConfig {
-            manifests: dir.path().to_path_buf(),
-            concurrent: 2,
-            options: Options::default(),
-            selector: None,
-            poll_interval: POLL_INTERVAL,
-            registry: ClientSettings::default(),
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let engine = tokio::spawn(run(
-            config,
-            store,
-            state.clone(),
-            Metrics::new().unwrap(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        // Polls the API state until `check` holds for the repository's document.
-        let wait = async |check: fn(&api_types::http_api::ImageRepositoryInfo) -> bool| {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let info = state.repository("apps", "app");
-                if let Some(info) = info.as_ref().filter(|r| check(r)) {
-                    return info.clone();
-                }
-                assert!(Instant::now() < deadline, "last: {info:?}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        let scanning = wait(|r| r.readiness.reason == "Progressing").await;
-        assert_eq!(scanning.readiness.message, "scanning: first scan");
-        assert!(!scanning.readiness.ready);
-        let done = wait(|r| r.readiness.ready).await;
-        assert_eq!(done.tag_count, 1);
-        assert!(
-            done.readiness
-                .message
-                .starts_with("successful scan: found 1 tags")
-        );
-        stop.send(()).unwrap();
-        engine.await.unwrap().unwrap();
-    }
-
-    /// A store that can lose its contents, as a damaged redb file replaced at run time does.
-    #[derive(Debug, Default)]
-    struct LosableStore {
-        inner: std::sync::Mutex<crate::store::MemoryTagStore>,
-        generation: std::sync::atomic::AtomicU64,
-    }
-
-    impl LosableStore {
-        fn lose_everything(&self) {
-            *self.inner.lock().unwrap() = crate::store::MemoryTagStore::new();
-            self.generation
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-
-    impl TagStore for LosableStore {
-        fn put(
-            &self,
-            key: &crate::store::RepoKey,
-            scan: &crate::registry::ScanResult,
-        ) -> Result<(), crate::store::StoreError> {
-            self.inner.lock().unwrap().put(key, scan)
-        }
-        fn get_tags(
-            &self,
-            key: &crate::store::RepoKey,
-        ) -> Result<Option<Vec<String>>, crate::store::StoreError> {
-            self.inner.lock().unwrap().get_tags(key)
-        }
-        fn get_page(
-            &self,
-            key: &crate::store::RepoKey,
-            token: Option<&str>,
-            limit: usize,
-        ) -> Result<Option<crate::store::TagPage>, crate::store::StoreError> {
-            self.inner.lock().unwrap().get_page(key, token, limit)
-        }
-        fn meta(
-            &self,
-            key: &crate::store::RepoKey,
-        ) -> Result<Option<crate::store::TagMeta>, crate::store::StoreError> {
-            self.inner.lock().unwrap().meta(key)
-        }
-        fn delete(&self, key: &crate::store::RepoKey) -> Result<bool, crate::store::StoreError> {
-            self.inner.lock().unwrap().delete(key)
-        }
-        fn keys(&self) -> Result<Vec<crate::store::RepoKey>, crate::store::StoreError> {
-            self.inner.lock().unwrap().keys()
-        }
-        fn generation(&self) -> u64 {
-            self.generation.load(std::sync::atomic::Ordering::SeqCst)
-        }
-    }
-
-    /// A store that lost its contents at run time (a damaged file replaced by an empty
-    /// one) gets every repository rescanned at once, not at the next interval (1h here).
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_store_that_lost_its_contents_is_refilled_at_once() {
-        use wiremock::matchers::{method, path};
-        use wiremock::{Mock, MockServer, ResponseTemplate};
-
-        let registry = MockServer::start().await;
-        Mock::given(method("GET"))
-            .and(path("/v2/"))
-            .respond_with(ResponseTemplate::new(200))
-            .mount(&registry)
-            .await;
-        Mock::given(method("GET"))
-            .and(path("/v2/team/app/tags/list"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(serde_json::json!({"name": "team/app", "tags": ["1.0.0"]})),
-            )
-            .mount(&registry)
-            .await;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("repo.yaml"),
-            format!(
-                "apiVersion: image.toolkit.fluxcd.io/v1beta2
-kind: ImageRepository
-metadata: {{name: app, namespace: apps}}
-spec: {{image: {}/team/app, insecure: true, interval: 1h}}
-",
-                registry.address()
-            ),
-        )
-        .unwrap();
-        let losable = Arc::new(LosableStore::default());
-        let store: Arc<dyn TagStore> = losable.clone();
-        let state = ApiState::new(store.clone());
-        let config = StandaloneConfig {
-            manifests: dir.path().to_path_buf(),
-            concurrent: 2,
-            options: Options::default(),
-            selector: None,
-            poll_interval: Duration::from_millis(100),
-            registry: ClientSettings::default(),
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let engine = tokio::spawn(run(
-            config,
-            store.clone(),
-            state.clone(),
-            Metrics::new().unwrap(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        let key = crate::store::RepoKey::new("apps", "app");
-        let wait_stored = async || {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while store.get_tags(&key).unwrap().is_none() {
-                assert!(Instant::now() < deadline, "never (re)scanned");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        wait_stored().await;
-        let scans = || async {
-            registry
-                .received_requests()
-                .await
-                .unwrap()
-                .iter()
-                .filter(|r| r.url.path().ends_with("/tags/list"))
-                .count()
-        };
-        assert_eq!(scans().await, 1);
-        losable.lose_everything();
-        wait_stored().await;
-        assert_eq!(scans().await, 2);
-        stop.send(()).unwrap();
-        engine.await.unwrap().unwrap();
-    }
-}
+mod tests;

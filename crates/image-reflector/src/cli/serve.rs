@@ -1,6 +1,6 @@
 //! `image-reflector serve`: the controller process.
 //!
-//! Mode: `--manifests DIR` runs [`crate::standalone`]; otherwise the Kubernetes mode runs
+//! Mode: `--manifests DIR` runs [`crate::modes::standalone`]; otherwise the Kubernetes mode runs
 //! when a kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or the in-cluster configuration
 //! exists. Both serve the HTTP API, `/metrics`, `/healthz` and `/readyz` on `--http-addr`
 //! and keep tags in the redb store under `--storage-path`. SIGTERM and Ctrl-C stop the
@@ -16,10 +16,10 @@ use clap::{ArgAction, Args};
 use tokio::sync::watch;
 
 use crate::api::selector::LabelSelector;
-use crate::controller::Options;
 use crate::metrics::Metrics;
+use crate::modes::standalone::{self, StandaloneConfig};
+use crate::reconcile::Options;
 use crate::registry::ClientSettings;
-use crate::standalone::{self, StandaloneConfig};
 use crate::state::ApiState;
 use crate::store::{QuarantineObserver, Quarantined, RedbTagStore, StoreError, TagStore};
 
@@ -137,7 +137,7 @@ pub enum ServeError {
     )]
     NoMode,
     #[error(transparent)]
-    Kubernetes(#[from] crate::kube_mode::KubeModeError),
+    Kubernetes(#[from] crate::modes::kube::KubeModeError),
 }
 
 /// What both modes share, built by [`run`].
@@ -166,22 +166,22 @@ impl std::fmt::Debug for ServeContext {
 
 pub use kube_support::process::kubernetes_config_exists;
 
-/// The Kubernetes mode ([`crate::kube_mode`]).
+/// The Kubernetes mode ([`crate::modes::kube`]).
 pub async fn run_kubernetes(
     args: &ServeArgs,
     context: ServeContext,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
-    let settings = crate::kube_mode::KubeSettings {
+    let settings = crate::modes::kube::KubeSettings {
         concurrent: args.concurrent,
         label_selector: args.watch_label_selector.trim().to_string(),
         enable_leader_election: args.enable_leader_election,
         lease_duration: args.leader_election_lease_duration,
         advertise_url: advertise_url(args.advertise_url.as_deref(), context.http_addr),
-        lease_namespace: crate::kube_mode::lease_namespace(),
+        lease_namespace: crate::modes::kube::lease_namespace(),
         registry: client_settings(args),
     };
-    crate::kube_mode::run(
+    crate::modes::kube::run(
         settings,
         context.store,
         context.state,

@@ -394,8 +394,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::controller::EventType;
-    use crate::controller::testing::*;
+    use crate::reconcile::EventType;
+    use crate::reconcile::testing::*;
     use api_types::meta::is_condition_true;
     use api_types::{LocalObjectReference, RegistryProvider};
 

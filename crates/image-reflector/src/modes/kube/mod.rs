@@ -22,6 +22,13 @@
 //! - On losing leadership the controllers stop, the schedule is forgotten and the
 //!   per-object metric series are dropped (the new leader exports them).
 
+mod objects;
+use objects::*;
+mod progress;
+use progress::*;
+mod mirror;
+use mirror::*;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -47,12 +54,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::controller::{
+use crate::metrics::Metrics;
+use crate::reconcile::{
     BoxFuture, Deps, Event, EventType, Next, ObjectSource, RegistryPool, ScanProgress, SourceError,
     name_of, namespace_of, policy_info, reconcile_policy, reconcile_repository_with,
     repository_info, repository_ref,
 };
-use crate::metrics::Metrics;
 use crate::registry::{ClientSettings, SecretData};
 use crate::state::{ApiState, LeaderInfo};
 
@@ -124,103 +131,6 @@ pub fn leader_url_of(holder: &str) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// The ObjectSource over the API server
-
-#[derive(Clone)]
-struct KubeObjects {
-    client: Client,
-}
-
-impl fmt::Debug for KubeObjects {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KubeObjects").finish_non_exhaustive()
-    }
-}
-
-fn source_error(kind: &'static str, namespace: &str, name: &str, e: &kube::Error) -> SourceError {
-    SourceError {
-        kind,
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        category: kube_support::objects::ErrorCategory::of(e),
-        detail: e.to_string(),
-    }
-}
-
-impl ObjectSource for KubeObjects {
-    fn secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-            let secret = api
-                .get_opt(name)
-                .await
-                .map_err(|e| source_error("Secret", namespace, name, &e))?;
-            Ok(secret.map(|secret| {
-                let secret = kube_support::manifests::secret_of(secret);
-                SecretData {
-                    name: name.to_string(),
-                    type_: secret.type_,
-                    data: secret.data,
-                }
-            }))
-        })
-    }
-
-    fn service_account_pull_secrets<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-            let sa = api
-                .get_opt(name)
-                .await
-                .map_err(|e| source_error("ServiceAccount", namespace, name, &e))?;
-            Ok(sa.map(|sa| {
-                sa.image_pull_secrets
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| r.name)
-                    .filter(|n| !n.is_empty())
-                    .collect()
-            }))
-        })
-    }
-
-    fn namespace_labels<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<Namespace> = Api::all(self.client.clone());
-            let ns = api
-                .get_opt(namespace)
-                .await
-                .map_err(|e| source_error("Namespace", "", namespace, &e))?;
-            Ok(ns.map(|ns| ns.metadata.labels.unwrap_or_default()))
-        })
-    }
-
-    fn image_repository<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<ImageRepository> = Api::namespaced(self.client.clone(), namespace);
-            api.get_opt(name)
-                .await
-                .map_err(|e| source_error(REPOSITORY, namespace, name, &e))
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // The reconcilers
 
 type Key = (String, String);
@@ -268,7 +178,7 @@ impl fmt::Debug for Ctx {
 
 impl Schedule {
     /// Empty, with the backoff of `--min-retry-delay` and `--max-retry-delay`.
-    fn new(options: &crate::controller::Options) -> Self {
+    fn new(options: &crate::reconcile::Options) -> Self {
         Self {
             handled: Handled::new(RetryDelays {
                 min: options.min_retry_delay,
@@ -395,52 +305,6 @@ async fn reconcile_repository_object(
         },
     )
     .await
-}
-
-/// Writes a repository's in-progress status ("scanning: <reason>") once before its scan,
-/// as Flux patches it, and keeps what the server now holds for the final comparison.
-struct StatusProgress<'a> {
-    api: &'a Api<ImageRepository>,
-    repo: &'a ImageRepository,
-    state: &'a ApiState,
-    written: Mutex<Option<ImageRepositoryStatus>>,
-}
-
-impl StatusProgress<'_> {
-    /// The status the server holds: the one written before the scan, else the object's.
-    fn current(&self) -> Option<ImageRepositoryStatus> {
-        let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
-        written.clone().or_else(|| self.repo.status.clone())
-    }
-}
-
-impl ScanProgress for StatusProgress<'_> {
-    fn scanning<'a>(&'a self, status: &'a ImageRepositoryStatus) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            let name = name_of(&self.repo.metadata);
-            match write_status(
-                self.api,
-                FIELD_MANAGER,
-                name,
-                self.repo.status.as_ref(),
-                status,
-            )
-            .await
-            {
-                Ok(_) => {
-                    *self.written.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(status.clone());
-                    let mut updated = self.repo.clone();
-                    updated.status = Some(status.clone());
-                    self.state.upsert_repository(repository_info(&updated));
-                }
-                // Only informative: the scan goes on, and the final write follows.
-                Err(error) => {
-                    tracing::warn!(namespace = namespace_of(&self.repo.metadata), name, %error, "cannot write the scanning status");
-                }
-            }
-        })
-    }
 }
 
 async fn apply_repository(
@@ -694,119 +558,6 @@ async fn run_controllers(
 }
 
 // ---------------------------------------------------------------------------------------
-// The API mirror (every replica)
-
-/// Mirrors the objects `api` lists into the API state until `stop`; `synced` is set
-/// after the first complete list.
-async fn mirror<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    upsert: impl Fn(&K) + Send,
-    remove: impl Fn(&str, &str) + Send,
-    synced: watch::Sender<bool>,
-    mut stop: watch::Receiver<bool>,
-) where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + 'static,
-{
-    let stream = watcher(api, config).default_backoff();
-    futures::pin_mut!(stream);
-    let mut known: BTreeSet<Key> = BTreeSet::new();
-    let mut listing: BTreeSet<Key> = BTreeSet::new();
-    loop {
-        let event = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            event = stream.next() => event,
-        };
-        match event {
-            None => return,
-            Some(Err(error)) => {
-                tracing::warn!(kind = K::kind(&()).as_ref(), %error, "watch failed; retrying");
-            }
-            Some(Ok(WatchEvent::Init)) => listing.clear(),
-            Some(Ok(WatchEvent::InitApply(obj))) => {
-                listing.insert(key_of(&obj));
-                upsert(&obj);
-            }
-            Some(Ok(WatchEvent::InitDone)) => {
-                for gone in known.difference(&listing) {
-                    remove(&gone.0, &gone.1);
-                }
-                known = std::mem::take(&mut listing);
-                synced.send_replace(true);
-            }
-            Some(Ok(WatchEvent::Apply(obj))) => {
-                known.insert(key_of(&obj));
-                upsert(&obj);
-            }
-            Some(Ok(WatchEvent::Delete(obj))) => {
-                let key = key_of(&obj);
-                known.remove(&key);
-                remove(&key.0, &key.1);
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Leadership
-
-/// Keeps `state`'s leader information current and returns whether this replica leads.
-async fn leadership(
-    client: Client,
-    settings: &KubeSettings,
-    state: ApiState,
-    stop: watch::Receiver<bool>,
-) -> Result<(watch::Receiver<bool>, tokio::task::JoinHandle<()>), KubeModeError> {
-    let election = driver::LeaderElection {
-        enabled: settings.enable_leader_election,
-        lease_name: LEASE_NAME,
-        label_selector: settings.label_selector.clone(),
-        lease_namespace: settings.lease_namespace.clone(),
-        lease_duration: settings.lease_duration,
-        identity_suffix: settings.advertise_url.clone(),
-        field_manager: FIELD_MANAGER,
-    };
-    let election = driver::leadership(client, &election, stop).await?;
-    if !settings.enable_leader_election {
-        state.set_leader(LeaderInfo::leader());
-        return Ok((election.leading, election.task));
-    }
-    let (leading, mut holder, election_task) = (election.leading, election.holder, election.task);
-    let mut watching = leading.clone();
-    // Followers forward `/tags` to the leader's advertised URL, read from the holder identity.
-    let task = tokio::spawn(async move {
-        loop {
-            let info = if *watching.borrow_and_update() {
-                LeaderInfo::leader()
-            } else {
-                LeaderInfo::follower(
-                    holder
-                        .borrow_and_update()
-                        .as_deref()
-                        .and_then(leader_url_of),
-                )
-            };
-            if state.leader() != info {
-                tracing::info!(
-                    is_leader = info.is_leader,
-                    leader_url = info.leader_url,
-                    "leadership"
-                );
-                state.set_leader(info);
-            }
-            tokio::select! {
-                changed = watching.changed() => if changed.is_err() { break },
-                changed = holder.changed() => if changed.is_err() { break },
-            }
-        }
-        if let Err(error) = election_task.await {
-            tracing::warn!(%error, "leader election task failed");
-        }
-    });
-    Ok((leading, task))
-}
-
-// ---------------------------------------------------------------------------------------
 // Entry point
 
 /// Runs the Kubernetes mode until `shutdown` turns true.
@@ -815,7 +566,7 @@ pub async fn run(
     store: Arc<dyn crate::store::TagStore>,
     state: ApiState,
     metrics: Metrics,
-    options: crate::controller::Options,
+    options: crate::reconcile::Options,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), KubeModeError> {
     let config = kube::Config::infer().await?;
@@ -906,37 +657,4 @@ pub async fn run(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lease_names() {
-        assert_eq!(lease_name(""), LEASE_NAME);
-        assert_eq!(lease_name("  "), LEASE_NAME);
-        let sharded = lease_name("shard=a");
-        assert!(sharded.starts_with("image-reflector-controller-leader-election-"));
-        assert_eq!(sharded.len(), LEASE_NAME.len() + 9);
-        assert_ne!(sharded, lease_name("shard=b"));
-    }
-
-    #[test]
-    fn schedule_backs_off_with_the_retry_delay_flags() {
-        let options = crate::controller::Options {
-            min_retry_delay: Duration::from_secs(1),
-            max_retry_delay: Duration::from_secs(3),
-            ..Default::default()
-        };
-        let mut schedule = Schedule::new(&options);
-        let key = (Kind::Repository, ("ns".to_string(), "app".to_string()));
-        let delays: Vec<_> = (0..3).map(|_| schedule.handled.failed(&key)).collect();
-        assert_eq!(delays, [1, 2, 3].map(Duration::from_secs));
-    }
-
-    #[test]
-    fn holder_identity_carries_the_url() {
-        let id = leader::holder_identity("http://10.0.0.7:8080");
-        assert_eq!(leader_url_of(&id).as_deref(), Some("http://10.0.0.7:8080"));
-        assert!(id.contains('_'));
-        assert_eq!(leader_url_of("host_abc"), None);
-    }
-}
+mod tests;
