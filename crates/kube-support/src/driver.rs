@@ -65,6 +65,39 @@ where
     .map_err(|e| ReconcileError(Box::new(e)))
 }
 
+/// The reconcile of a namespaced object: [`with_finalizer`] over the object's namespace,
+/// `apply` for a live object, and `cleanup` (then wait for nothing more) for a deleted one.
+pub async fn reconcile_finalized<K, E, A, AF>(
+    client: &Client,
+    obj: Arc<K>,
+    apply: A,
+    cleanup: impl FnOnce(&Key, &K),
+) -> Result<Action, ReconcileError<E>>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+    E: std::error::Error + Send + 'static,
+    A: FnOnce(Api<K>, Arc<K>) -> AF,
+    AF: Future<Output = Result<Action, E>>,
+{
+    let key = key_of(obj.as_ref());
+    let api: Api<K> = Api::namespaced(client.clone(), &key.0);
+    let for_apply = api.clone();
+    with_finalizer(
+        &api,
+        obj,
+        |obj| apply(for_apply, obj),
+        |obj| {
+            cleanup(&key, obj.as_ref());
+            std::future::ready(Ok(Action::await_change()))
+        },
+    )
+    .await
+}
+
 /// The `error_policy` of both controllers: counts a failure of `key`, the schedule key of
 /// object `kind` `namespace/name` (the next attempt runs even though the object did not
 /// change), and requeues after its backoff delay.

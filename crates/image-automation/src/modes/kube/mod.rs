@@ -222,19 +222,9 @@ impl Ctx {
             // Flux's Trace events (a no-op success) are logged only.
             EventType::Trace => return,
         };
-        if let Err(error) = self
-            .events
-            .publish(
-                &obj.object_ref(&()),
-                type_,
-                &event.reason,
-                &event.message,
-                "Reconcile",
-            )
-            .await
-        {
-            tracing::warn!(%error, name = obj.metadata.name, "cannot record an event");
-        }
+        self.events
+            .record(obj, type_, &event.reason, &event.message)
+            .await;
     }
 }
 
@@ -310,21 +300,19 @@ async fn reconcile_object(
     obj: Arc<ImageUpdateAutomation>,
     ctx: Arc<Ctx>,
 ) -> Result<Action, ReconcileError> {
-    let key = key_of(obj.as_ref());
-    let api: Api<ImageUpdateAutomation> = Api::namespaced(ctx.client.clone(), &key.0);
-    driver::with_finalizer(
-        &api,
+    let ctx = &ctx;
+    driver::reconcile_finalized(
+        &ctx.client,
         obj,
-        |obj| apply(&api, obj, &ctx),
-        |obj| {
+        |api, obj| async move { apply(&api, obj, ctx).await },
+        |key, obj| {
             ctx.metrics.delete_object(&key.0, &key.1);
-            ctx.forget(obj.as_ref());
+            ctx.forget(obj);
             tracing::info!(
                 namespace = key.0,
                 name = key.1,
                 "ImageUpdateAutomation deleted"
             );
-            std::future::ready(Ok(Action::await_change()))
         },
     )
     .await

@@ -260,19 +260,9 @@ impl Ctx {
             EventType::Normal => KubeEventType::Normal,
             EventType::Warning => KubeEventType::Warning,
         };
-        if let Err(error) = self
-            .events
-            .publish(
-                &obj.object_ref(&()),
-                type_,
-                &event.reason,
-                &event.message,
-                "Reconcile",
-            )
-            .await
-        {
-            tracing::warn!(%error, name = obj.meta().name, "cannot record an event");
-        }
+        self.events
+            .record(obj, type_, &event.reason, &event.message)
+            .await;
     }
 }
 
@@ -282,26 +272,21 @@ async fn reconcile_repository_object(
     repo: Arc<ImageRepository>,
     ctx: Arc<Ctx>,
 ) -> Result<Action, ReconcileError> {
-    let key = key_of(repo.as_ref());
-    let api: Api<ImageRepository> = Api::namespaced(ctx.client.clone(), &key.0);
-    driver::with_finalizer(
-        &api,
+    let ctx = &ctx;
+    driver::reconcile_finalized(
+        &ctx.client,
         repo,
-        |repo| apply_repository(&api, repo, &ctx),
-        |repo| {
-            if let Err(error) = ctx
-                .deps
-                .store
-                .delete(&crate::store::RepoKey::new(key.0.as_str(), key.1.as_str()))
-            {
+        |api, repo| async move { apply_repository(&api, repo, ctx).await },
+        |key, repo| {
+            let stored = crate::store::RepoKey::new(key.0.as_str(), key.1.as_str());
+            if let Err(error) = ctx.deps.store.delete(&stored) {
                 tracing::warn!(namespace = key.0, name = key.1, %error, "cannot delete stored tags");
             }
             ctx.state.remove_repository(&key.0, &key.1);
             ctx.metrics.delete_object(REPOSITORY, &key.0, &key.1);
-            ctx.forget(Kind::Repository, &key);
+            ctx.forget(Kind::Repository, key);
             ctx.events.forget(&repo.object_ref(&()));
             tracing::info!(namespace = key.0, name = key.1, "ImageRepository deleted; stored tags removed");
-            std::future::ready(Ok(Action::await_change()))
         },
     )
     .await
@@ -364,19 +349,17 @@ async fn reconcile_policy_object(
     policy: Arc<ImagePolicy>,
     ctx: Arc<Ctx>,
 ) -> Result<Action, ReconcileError> {
-    let key = key_of(policy.as_ref());
-    let api: Api<ImagePolicy> = Api::namespaced(ctx.client.clone(), &key.0);
-    driver::with_finalizer(
-        &api,
+    let ctx = &ctx;
+    driver::reconcile_finalized(
+        &ctx.client,
         policy,
-        |policy| apply_policy(&api, policy, &ctx),
-        |policy| {
+        |api, policy| async move { apply_policy(&api, policy, ctx).await },
+        |key, policy| {
             ctx.state.remove_policy(&key.0, &key.1);
             ctx.metrics.delete_object(POLICY, &key.0, &key.1);
-            ctx.forget(Kind::Policy, &key);
+            ctx.forget(Kind::Policy, key);
             ctx.events.forget(&policy.object_ref(&()));
             tracing::info!(namespace = key.0, name = key.1, "ImagePolicy deleted");
-            std::future::ready(Ok(Action::await_change()))
         },
     )
     .await
