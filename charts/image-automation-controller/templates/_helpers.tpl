@@ -62,6 +62,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - {{ printf "--reflector-url=%s" (include "iac.reflectorUrl" .) | quote }}
 {{- if .Values.leaderElection.enabled }}
 - --enable-leader-election
+{{- else }}
+{{- /* Explicit: image-automation's binary defaults to true. */}}
+- --enable-leader-election=false
 {{- end }}
 - {{ printf "--log-level=%s" .Values.logLevel | quote }}
 - {{ printf "--log-encoding=%s" .Values.logEncoding | quote }}

@@ -61,6 +61,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - --concurrent={{ int .Values.concurrent }}
 {{- if .Values.leaderElection.enabled }}
 - --enable-leader-election
+{{- else }}
+{{- /* Explicit: image-automation's binary defaults to true. */}}
+- --enable-leader-election=false
 {{- end }}
 - {{ printf "--log-level=%s" .Values.logLevel | quote }}
 - {{ printf "--log-encoding=%s" .Values.logEncoding | quote }}

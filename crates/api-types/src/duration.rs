@@ -83,9 +83,76 @@ pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
     Ok(Duration::new(secs, subsec))
 }
 
+/// A duration as Go's `time.Duration.String()` prints it (`30s`, `1m0s`, `1.5s`, `750ms`),
+/// for messages Flux users know.
+pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    if d < Duration::from_secs(1) {
+        let nanos = d.as_nanos();
+        return if nanos < 1_000 {
+            format!("{nanos}ns")
+        } else if nanos < 1_000_000 {
+            format!("{}µs", trim_fraction(nanos, 1_000))
+        } else {
+            format!("{}ms", trim_fraction(nanos, 1_000_000))
+        };
+    }
+    let total = d.as_secs();
+    let (hours, minutes, seconds) = (total / 3600, (total / 60) % 60, total % 60);
+    let seconds = trim_fraction(
+        u128::from(seconds) * 1_000_000_000 + u128::from(d.subsec_nanos()),
+        1_000_000_000,
+    );
+    if hours > 0 {
+        format!("{hours}h{minutes}m{seconds}s")
+    } else if minutes > 0 {
+        format!("{minutes}m{seconds}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// `value / unit` with the fraction's trailing zeros removed.
+fn trim_fraction(value: u128, unit: u128) -> String {
+    let whole = value / unit;
+    let fraction = value % unit;
+    if fraction == 0 {
+        return whole.to_string();
+    }
+    let width = unit.ilog10() as usize;
+    let digits = format!("{fraction:0width$}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+/// [`parse_duration`] as a command-line value parser (`--min-retry-delay=750ms`): the
+/// one Go-duration flag grammar of both binaries.
+pub fn parse_flag(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_duration_matches_go() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_secs(60), "1m0s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_millis(750), "750ms"),
+            (Duration::from_micros(1500), "1.5ms"),
+            (Duration::from_nanos(12), "12ns"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(format_duration(d), want, "{d:?}");
+        }
+    }
 
     #[test]
     fn parses_what_go_parses() {

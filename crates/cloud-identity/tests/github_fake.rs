@@ -131,6 +131,7 @@ async fn installation_token_pushes_a_commit_to_a_real_git_server() {
         username: Some(login.username.clone()),
         password: Some(login.password.expose().to_string()),
         repos: None,
+        tls: None,
     })
     .await
     .unwrap();

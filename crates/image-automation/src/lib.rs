@@ -5,11 +5,12 @@
 //!   the marked scalars in place ([`setters::rewrite`] is pure, [`setters::apply`] does the I/O).
 //! - [`message`]: Flux's commit-message template data (`.AutomationObject`, `.Changed`,
 //!   `.Values`, and the legacy `.Updated`) rendered with the `go-template` crate.
-//! - [`update`]: the `image-automation update` command.
-//! - [`controller`]: the reconcile core of one ImageUpdateAutomation (Flux's algorithm);
-//!   [`reflector_client`]: image-reflector's HTTP API and change feed; [`standalone`] and
-//!   [`serve`]: `image-automation serve --manifests DIR`; [`kube_mode`]: `serve` against
-//!   a cluster; [`metrics`]: the Prometheus series of both modes.
+//! - [`cli`]: the commands (`serve`, and [`cli::update`], `image-automation update`).
+//! - [`reconcile`]: the reconcile core of one ImageUpdateAutomation (Flux's algorithm);
+//!   [`reflector_client`]: image-reflector's HTTP API and change feed.
+//! - [`modes`]: `serve` on the controller kit (`kube-support`): [`modes::standalone`]
+//!   (`--manifests DIR`) and [`modes::kube`] (against a cluster); [`metrics`]: the
+//!   Prometheus series of both modes.
 //!
 //! # Deliberate differences from Flux
 //!
@@ -41,14 +42,12 @@
 //! own `apiVersion`/`kind`/`metadata`, one invalid policy image failing the run, dangling
 //! symlinks skipped, symlinked directories not followed.
 
-pub mod controller;
+pub mod cli;
 pub mod git;
-pub mod kube_mode;
 pub mod message;
 pub mod metrics;
+pub mod modes;
+pub mod reconcile;
 pub mod reflector_client;
-pub mod serve;
 pub mod setters;
-pub mod standalone;
 pub mod template_data;
-pub mod update;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use kube_support::gotk::{GotkMetrics, exponential_buckets_range, remove_matching};
 use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
-use crate::controller::RunReport;
+use crate::reconcile::RunReport;
 
 /// The kind label of every `gotk_*` series this process exports.
 pub const KIND: &str = "ImageUpdateAutomation";
@@ -209,8 +209,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::RunOutcome;
     use crate::git::PushedCommit;
+    use crate::reconcile::RunOutcome;
 
     fn report(outcome: RunOutcome, pushed: bool) -> RunReport {
         RunReport {

@@ -319,3 +319,16 @@ fn bad_template_fails_before_writing() {
     assert!(err.contains("commit message:2"), "{err}");
     assert_eq!(deploy(tmp.path()), DEPLOY);
 }
+
+/// One retry backoff for both services: Flux's 750ms doubling up to 15m, the same defaults
+/// as image-reflector (issue 14: the automation used 2s to 5m).
+#[test]
+fn serve_retry_delays_default_to_fluxs_like_the_reflector() {
+    use testbed::controllers::{reflector_binary, serve_flag_default};
+    let automation = Path::new(BIN);
+    let reflector = reflector_binary();
+    for (flag, flux) in [("--min-retry-delay", "750ms"), ("--max-retry-delay", "15m")] {
+        assert_eq!(serve_flag_default(automation, flag), flux, "{flag}");
+        assert_eq!(serve_flag_default(&reflector, flag), flux, "{flag}");
+    }
+}

@@ -14,8 +14,8 @@ use api_types::{
     CommitSpec, CommitUser, GitRepository, GitRepositoryRef, GitRepositorySpec, GitSpec, ImageRef,
     ImageUpdateAutomation, ImageUpdateAutomationSpec,
 };
-use image_automation::controller::{Objects, PolicySource, Reconciler, ReconcilerOptions};
-use image_automation::controller::{RunOutcome, RunReport};
+use image_automation::reconcile::{Objects, PolicySource, Reconciler, ReconcilerOptions};
+use image_automation::reconcile::{RunOutcome, RunReport};
 use image_automation::git::GitCache;
 use image_automation::reflector_client::ReflectorError;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -153,6 +153,7 @@ async fn github_app_token_fetches_and_pushes_as_x_access_token() {
         username: Some("x-access-token".into()),
         password: Some(fake.token().into()),
         repos: None,
+        tls: None,
     })
     .await
     .unwrap();

@@ -21,12 +21,27 @@ use testbed::controllers::serve_manifests_command;
 use testbed::process::{Process, free_port, peak_rss_kib, proc_status_kib};
 use testbed::registry::{Registry, RegistryOptions};
 
-const REPOSITORIES: usize = 500;
-const TAGS: usize = 1_000;
+/// `SCALE_REPOSITORIES` and `SCALE_TAGS` (at most 1,000) override the size, for runs larger
+/// than `make bench` can seed on every machine (three storage entries per tag).
+static REPOSITORIES: std::sync::LazyLock<usize> =
+    std::sync::LazyLock::new(|| env_size("SCALE_REPOSITORIES", 500));
+static TAGS: std::sync::LazyLock<usize> =
+    std::sync::LazyLock::new(|| env_size("SCALE_TAGS", 1_000).min(1_000));
+
+/// The newest of [`tags`], which every policy must select.
+static NEWEST: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| tags().pop().unwrap_or_default());
+
+fn env_size(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
 /// Repositories seeded at once (one image push each, then files written into the storage).
 const SEEDING: usize = 4;
 const RSS_GOAL_MIB: f64 = 100.0;
-const NEWEST: &str = "9.9.9";
 const WAIT: Duration = Duration::from_secs(900);
 
 fn main() {
@@ -46,7 +61,7 @@ fn repo_name(i: usize) -> String {
 
 /// `0.0.0` .. `9.9.9`: 1,000 semver tags, the newest `9.9.9`.
 fn tags() -> Vec<String> {
-    (0..TAGS)
+    (0..*TAGS)
         .map(|i| format!("{}.{}.{}", i / 100, (i / 10) % 10, i % 10))
         .collect()
 }
@@ -59,7 +74,7 @@ async fn seed_all(registry: &Arc<Registry>) {
     for worker in 0..SEEDING {
         let (registry, tags) = (registry.clone(), tags.clone());
         workers.spawn(async move {
-            for i in (worker..REPOSITORIES).step_by(SEEDING) {
+            for i in (worker..*REPOSITORIES).step_by(SEEDING) {
                 registry.seed_tags(&repo_name(i), &tags).await.unwrap();
             }
         });
@@ -71,7 +86,7 @@ async fn seed_all(registry: &Arc<Registry>) {
 
 /// One file per repository: the ImageRepository and its semver ImagePolicy.
 fn write_manifests(dir: &Path, registry: &Registry) {
-    for i in 0..REPOSITORIES {
+    for i in 0..*REPOSITORIES {
         std::fs::write(
             dir.join(format!("app-{i:03}.yaml")),
             format!(
@@ -107,7 +122,7 @@ spec:
 async fn baseline(registry: &Registry) -> Duration {
     let http = reqwest::Client::new();
     let started = Instant::now();
-    for i in 0..REPOSITORIES {
+    for i in 0..*REPOSITORIES {
         let url = format!(
             "{}/v2/{}/tags/list?n=1000",
             registry.base_url(),
@@ -120,7 +135,7 @@ async fn baseline(registry: &Registry) -> Duration {
             response.status()
         );
         let body: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(body["tags"].as_array().map(Vec::len), Some(TAGS), "{url}");
+        assert_eq!(body["tags"].as_array().map(Vec::len), Some(*TAGS), "{url}");
     }
     started.elapsed()
 }
@@ -141,7 +156,7 @@ async fn ready_policies(http: &reqwest::Client, base: &str) -> Option<usize> {
         list.items
             .iter()
             .filter(|p| p.readiness.ready)
-            .filter(|p| p.latest_ref.as_ref().is_some_and(|r| r.tag == NEWEST))
+            .filter(|p| p.latest_ref.as_ref().is_some_and(|r| r.tag == *NEWEST))
             .count(),
     )
 }
@@ -159,7 +174,9 @@ async fn run() -> bool {
     let started = Instant::now();
     seed_all(&registry).await;
     println!(
-        "seeded {REPOSITORIES} repositories x {TAGS} tags in {:.1} s",
+        "seeded {} repositories x {} tags in {:.1} s",
+        *REPOSITORIES,
+        *TAGS,
         started.elapsed().as_secs_f64()
     );
 
@@ -190,10 +207,11 @@ async fn run() -> bool {
     .unwrap();
     let pid = process.pid();
     let mut ready = 0;
-    while ready < REPOSITORIES {
+    while ready < *REPOSITORIES {
         assert!(
             started.elapsed() < WAIT,
-            "only {ready} of {REPOSITORIES} policies ready after {WAIT:?}; log:\n{}",
+            "only {ready} of {} policies ready after {WAIT:?}; log:\n{}",
+            *REPOSITORIES,
             process.log_tail()
         );
         process.check_running().unwrap();
@@ -207,11 +225,13 @@ async fn run() -> bool {
 
     let peak = mib(hwm);
     println!(
-        "baseline: sequential plain client listing the {REPOSITORIES} tag lists: {:.3} s",
+        "baseline: sequential plain client listing the {} tag lists: {:.3} s",
+        *REPOSITORIES,
         baseline.as_secs_f64()
     );
     println!(
-        "image-reflector serve --manifests: all {REPOSITORIES} policies Ready after {:.3} s ({:.2}x the baseline)",
+        "image-reflector serve --manifests: all {} policies Ready after {:.3} s ({:.2}x the baseline)",
+        *REPOSITORIES,
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() / baseline.as_secs_f64()
     );

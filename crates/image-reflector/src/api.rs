@@ -7,7 +7,7 @@
 //! Only the leader scans and has tags: a follower forwards `/tags` to it.
 
 pub mod openapi;
-pub mod selector;
+pub use kube_support::selector;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -5,23 +5,21 @@
 //! - [`store`]: the per-repository tag store.
 //! - [`schedule`]: when a repository is scanned (pure).
 //! - [`policy`]: which tag is latest, and digest reflection (pure).
-//! - [`select`]: the offline `image-reflector select` command.
-//! - [`serve`]: the `image-reflector serve` command (mode selection, flags, shutdown).
-//! - [`kube_mode`]: the Kubernetes mode of `serve` (kube-runtime controllers, leader election).
-//! - [`standalone`]: `serve --manifests DIR`, the reconcilers without a cluster.
-//! - [`controller`]: the ImageRepository and ImagePolicy reconcilers (no Kubernetes client).
+//! - [`cli`]: the commands: [`cli::select`] (offline) and [`cli::serve`] (mode selection,
+//!   flags, shutdown).
+//! - [`modes`]: `serve` on the controller kit: [`modes::kube`] (kube-runtime controllers,
+//!   leader election) and [`modes::standalone`] (`--manifests DIR`, without a cluster).
+//! - [`reconcile`]: the ImageRepository and ImagePolicy reconcilers (no Kubernetes client).
 //! - [`api`], [`state`], [`metrics`]: the HTTP API, what it serves, and the Prometheus metrics.
 
 pub mod api;
-pub mod controller;
-pub mod kube_mode;
+pub mod cli;
 pub mod metrics;
+pub mod modes;
 pub mod policy;
+pub mod reconcile;
 pub mod reference;
 pub mod registry;
 pub mod schedule;
-pub mod select;
-pub mod serve;
-pub mod standalone;
 pub mod state;
 pub mod store;

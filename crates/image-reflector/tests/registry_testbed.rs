@@ -190,8 +190,8 @@ fn requests(text: &str, host: &str, code: u16) -> u64 {
 /// and digest request, and a 404.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pool_counts_every_registry_response_by_host_and_code() {
-    use image_reflector::controller::{DigestSource, RegistryPool, ScanSource};
     use image_reflector::metrics::Metrics;
+    use image_reflector::reconcile::{DigestSource, RegistryPool, ScanSource};
 
     let registry = Registry::start(RegistryOptions::token()).await.unwrap();
     registry

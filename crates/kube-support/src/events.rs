@@ -113,6 +113,24 @@ impl EventPublisher {
         slot.1.clone()
     }
 
+    /// Publishes a `Reconcile` event about `obj`; a failure is logged, never returned (an
+    /// event is best effort and must not fail the reconcile).
+    pub async fn record<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+    ) {
+        let object = obj.object_ref(&());
+        if let Err(error) = self
+            .publish(&object, type_, reason, note, "Reconcile")
+            .await
+        {
+            tracing::warn!(%error, name = object.name, "cannot record an event");
+        }
+    }
+
     /// Publishes one event about `object` (the note cut to [`NOTE_MAX`] bytes).
     pub async fn publish(
         &self,

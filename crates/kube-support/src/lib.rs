@@ -2,18 +2,31 @@
 //!
 //! - [`leader`]: leader election on a `coordination.k8s.io/v1` Lease with compare-and-swap
 //!   writes, so two replicas never lead at once, even when they start in the same instant.
+//! - [`admin`]: the `/healthz`, `/readyz` and `/metrics` server.
+//! - [`driver`]: the Kubernetes front end around both services' cores: keys, the finalizer
+//!   wrapper, `error_policy`, leader election and the leader-gated loop, first-sync readiness.
 //! - [`events`]: events.k8s.io/v1 events that fold only identical events (working around
 //!   kube-runtime's `Recorder`, which folds every event with the same reason).
 //! - [`gotk`]: Flux's `gotk_*` reconcile metrics on a `prometheus::Registry`.
 //! - [`objects`]: the label-selector watcher config and the server-side-apply status write.
 //! - [`redact`]: scrubs the credentials sent to a remote out of text the remote sent back.
 //! - [`http`]: the HTTP/1.1 server with header-read, idle and connection limits.
+//! - [`manifests`]: the directory front end of the standalone modes (polling, keep-last-good
+//!   per file, `List` flattening, default namespace, the one Secret decoder).
+//! - [`selector`]: Kubernetes label selectors (`--watch-label-selector`, `?labelSelector=`).
+//! - [`schedule`]: one `Next`, one retry backoff (Flux's 750ms to 15m) and one `Schedule` of
+//!   due times for both services.
 //! - [`process`]: the stderr logger, the termination signal, whether a kubeconfig exists.
 
+pub mod admin;
+pub mod driver;
 pub mod events;
 pub mod gotk;
 pub mod http;
 pub mod leader;
+pub mod manifests;
 pub mod objects;
 pub mod process;
 pub mod redact;
+pub mod schedule;
+pub mod selector;

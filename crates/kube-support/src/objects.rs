@@ -71,10 +71,67 @@ pub fn fingerprint<K: Resource>(obj: &K) -> Fingerprint {
     }
 }
 
-/// The last handled trigger of an object and when its next reconcile is due (`None`: only
-/// on change).
-#[derive(Debug, Clone)]
-pub struct Handled {
-    pub fingerprint: Fingerprint,
-    pub due: Option<tokio::time::Instant>,
+/// The controller action for a delay before the next run (`None`: on change).
+pub fn action_after(delay: Option<std::time::Duration>) -> kube::runtime::controller::Action {
+    use kube::runtime::controller::Action;
+    delay.map_or_else(Action::await_change, Action::requeue)
+}
+
+/// The controller action that skips a reconcile, or `None` when it must run.
+pub fn skip_action(skip: crate::schedule::Skip) -> Option<kube::runtime::controller::Action> {
+    use crate::schedule::Skip;
+    use kube::runtime::controller::Action;
+    match skip {
+        Skip::Run => None,
+        Skip::AwaitChange => Some(Action::await_change()),
+        Skip::RequeueAfter(delay) => Some(Action::requeue(delay)),
+    }
+}
+
+/// What kind of failure an API call met, for metric labels and logs (as Stackable's
+/// operators label errors): a stable, small set of values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCategory {
+    /// 401/403: RBAC or credentials.
+    NotAllowed,
+    /// 404/409/422 and other 4xx: the request or the object.
+    Invalid,
+    /// 429 and 5xx: the API server is overloaded or failing.
+    Unavailable,
+    /// The connection, TLS or a timeout.
+    Transport,
+    /// Anything else (decoding, configuration).
+    Other,
+}
+
+impl ErrorCategory {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAllowed => "not_allowed",
+            Self::Invalid => "invalid",
+            Self::Unavailable => "unavailable",
+            Self::Transport => "transport",
+            Self::Other => "other",
+        }
+    }
+
+    /// The category of a Kubernetes client error.
+    pub fn of(error: &kube::Error) -> Self {
+        match error {
+            kube::Error::Api(status) => match status.code {
+                401 | 403 => Self::NotAllowed,
+                429 | 500..=599 => Self::Unavailable,
+                _ => Self::Invalid,
+            },
+            kube::Error::HyperError(_) | kube::Error::Service(_) => Self::Transport,
+            _ => Self::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCategory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -32,34 +32,67 @@ pub async fn start_kube_testbed() -> (KubeApiServer, Registry, GitHttpServer) {
     (server, registry, git)
 }
 
-/// The image-reflector binary for a test of another package: `cargo test` builds only the
-/// tested package's binaries, so it is taken from the shared target directory
-/// (`target/<profile>/image-reflector`, next to the test's `deps/`), as `cargo test
-/// --workspace` or `cargo build` leave it. When it is missing it is built with `cargo build
-/// -p image-reflector` into a separate target directory (the outer cargo holds the lock on
-/// the shared one while tests run).
+/// The image-reflector binary for a test of another package: see [`controller_binary`].
 pub fn reflector_binary() -> PathBuf {
+    controller_binary("image-reflector")
+}
+
+/// The binary `package` (whose binary has the package's name) for a test of another
+/// package: `cargo test` builds only the tested package's binaries, so it is taken from the
+/// shared target directory (`target/<profile>/<package>`, next to the test's `deps/`), as
+/// `cargo test --workspace` or `cargo build` leave it. When it is missing it is built with
+/// `cargo build -p <package>` into a separate target directory (the outer cargo holds the
+/// lock on the shared one while tests run).
+pub fn controller_binary(package: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
-    // target/<profile>/deps/<test> -> target/<profile>/image-reflector
+    // target/<profile>/deps/<test> -> target/<profile>/<package>
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", exe.display()));
-    let shared = profile_dir.join("image-reflector");
+    let shared = profile_dir.join(package);
     if shared.is_file() {
         return shared;
     }
-    let target = profile_dir.join("reflector-for-tests");
+    let target = profile_dir.join(format!("{package}-for-tests"));
     let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "image-reflector", "--bin", "image-reflector"])
+        .args(["build", "-p", package, "--bin", package])
         .env("CARGO_TARGET_DIR", &target)
         .current_dir(crate::repo_root())
         .status()
         .unwrap_or_else(|e| panic!("start cargo build: {e}"));
-    assert!(status.success(), "building image-reflector failed");
-    let built = target.join("debug").join("image-reflector");
+    assert!(status.success(), "building {package} failed");
+    let built = target.join("debug").join(package);
     assert!(built.is_file(), "{} missing", built.display());
     built
+}
+
+/// The default of `flag` as `PROGRAM serve --help` prints it (`[default: VALUE]`): what the
+/// binary does when a manifest leaves the flag out.
+pub fn serve_flag_default(program: &Path, flag: &str) -> String {
+    let output = Command::new(program)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap_or_else(|e| panic!("start {} serve --help: {e}", program.display()));
+    assert!(
+        output.status.success(),
+        "{} serve --help failed",
+        program.display()
+    );
+    let help = String::from_utf8_lossy(&output.stdout);
+    // clap prints `      --flag ...`, its help text, then `[default: VALUE]`, then the next
+    // flag's line.
+    let (_, section) = help
+        .split_once(&format!("\n      {flag} "))
+        .or_else(|| help.split_once(&format!("\n      {flag}\n")))
+        .unwrap_or_else(|| panic!("{flag} not in {} serve --help:\n{help}", program.display()));
+    let section = section.split("\n      -").next().unwrap_or(section);
+    let default = section
+        .split("[default: ")
+        .nth(1)
+        .and_then(|d| d.split(']').next())
+        .unwrap_or_else(|| panic!("no default for {flag} in:\n{section}"));
+    default.to_owned()
 }
 
 /// `PROGRAM serve --manifests MANIFESTS --storage-path STORAGE --http-addr 127.0.0.1:PORT`:

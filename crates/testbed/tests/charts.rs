@@ -71,6 +71,25 @@ fn get<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
     })
 }
 
+/// Whether `package`'s binary, started with `args`, runs leader election: the last
+/// `--enable-leader-election[=BOOL]` in `args`, else the binary's default.
+fn leader_election(args: &[String], package: &str) -> bool {
+    const FLAG: &str = "--enable-leader-election";
+    let explicit = args
+        .iter()
+        .rev()
+        .find_map(|arg| match arg.strip_prefix(FLAG)? {
+            "" => Some("true".to_owned()),
+            rest => rest.strip_prefix('=').map(str::to_owned),
+        });
+    let value = explicit.unwrap_or_else(|| {
+        controllers::serve_flag_default(&controllers::controller_binary(package), FLAG)
+    });
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("{FLAG}={value} is not a bool"))
+}
+
 fn args_of(deployment: &Value) -> Vec<String> {
     deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
@@ -408,6 +427,8 @@ async fn charts_render_validate_and_grant_exactly_the_controllers_rbac() {
                         "--log-encoding=json",
                     ]
                 );
+                assert!(leader_election(&reflector_args, "image-reflector"));
+                assert!(leader_election(&automation_args, "image-automation"));
                 for kind in [
                     "PersistentVolumeClaim",
                     "ServiceMonitor",
@@ -523,11 +544,13 @@ async fn charts_render_validate_and_grant_exactly_the_controllers_rbac() {
                 );
             }
             "no-leader-election" => {
-                for args in [&reflector_args, &automation_args] {
-                    assert!(
-                        !args.contains(&"--enable-leader-election".to_owned()),
-                        "{args:?}"
-                    );
+                // What the binary will do with the rendered args (its own default where
+                // the chart leaves the flag out), not merely whether the flag is there.
+                for (args, package) in [
+                    (&reflector_args, "image-reflector"),
+                    (&automation_args, "image-automation"),
+                ] {
+                    assert!(!leader_election(args, package), "{package}: {args:?}");
                 }
                 assert!(
                     automation_args

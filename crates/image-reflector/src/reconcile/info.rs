@@ -62,8 +62,8 @@ pub fn policy_info(policy: &ImagePolicy) -> ImagePolicyInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::testing::{Fixture, at, repository};
-    use crate::controller::{reconcile_repository, scanning_status};
+    use crate::reconcile::testing::{Fixture, at, repository};
+    use crate::reconcile::{reconcile_repository, scanning_status};
     use crate::schedule::ScanReason;
 
     #[tokio::test]

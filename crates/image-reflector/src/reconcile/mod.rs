@@ -14,7 +14,6 @@
 //! - [`repository_info`] / [`policy_info`]: the HTTP API documents.
 
 mod access;
-mod backoff;
 mod events;
 mod info;
 mod policy;
@@ -44,9 +43,9 @@ use crate::registry::{RegistryAccess, RegistryError, SecretData};
 use crate::store::TagStore;
 
 pub use access::{AccessSetupError, registry_access};
-pub use backoff::{Backoff, MAX_RETRY_DELAY, MIN_RETRY_DELAY};
 pub use events::{Event, EventType, decide_event};
 pub use info::{policy_info, readiness, repository_info};
+pub use kube_support::schedule::{Backoff, MAX_RETRY_DELAY, MIN_RETRY_DELAY};
 pub use policy::{
     PolicyOutcome, PolicyReconcileError, ready_message, reconcile_policy, repository_ref,
 };
@@ -68,8 +67,16 @@ pub const DEFAULT_REQUEUE_DEPENDENCY: Duration = Duration::from_secs(30);
 
 /// Reading an object failed for a reason other than "it does not exist" (which is `None`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SourceError(pub String);
+#[error("reading {kind} {namespace}/{name}: {detail}")]
+pub struct SourceError {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    /// For metric labels and logs.
+    pub category: kube_support::objects::ErrorCategory,
+    /// The client's message.
+    pub detail: String,
+}
 
 /// The objects the reconcilers read besides the one they reconcile. Every method returns
 /// `Ok(None)` when the object does not exist.
@@ -167,16 +174,8 @@ impl fmt::Debug for Deps {
     }
 }
 
-/// When the caller should run the reconciler for this object again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// After this long (the next scan, the digest interval, or the dependency retry).
-    After(Duration),
-    /// After the object's backoff delay ([`Backoff::failure`]): a transient error.
-    Backoff,
-    /// Only when the object changes (stalled, suspended, or nothing scheduled by time).
-    OnChange,
-}
+/// When the caller should run the reconciler for this object again (the kit's one `Next`).
+pub use kube_support::schedule::Next;
 
 /// Records a pending `reconcile.fluxcd.io/requestedAt` token as handled (Flux does so
 /// whatever the result).
@@ -233,70 +232,11 @@ pub fn from_time(t: &Time) -> SystemTime {
     SystemTime::from(t.0)
 }
 
-/// A duration as Go's `time.Duration.String()` prints it (`30s`, `1m0s`, `1.5s`, `750ms`),
-/// for messages Flux users know.
-pub fn go_duration(d: Duration) -> String {
-    if d.is_zero() {
-        return "0s".into();
-    }
-    if d < Duration::from_secs(1) {
-        let nanos = d.as_nanos();
-        return if nanos < 1_000 {
-            format!("{nanos}ns")
-        } else if nanos < 1_000_000 {
-            format!("{}µs", trim_fraction(nanos, 1_000))
-        } else {
-            format!("{}ms", trim_fraction(nanos, 1_000_000))
-        };
-    }
-    let total = d.as_secs();
-    let (hours, minutes, seconds) = (total / 3600, (total / 60) % 60, total % 60);
-    let seconds = trim_fraction(
-        u128::from(seconds) * 1_000_000_000 + u128::from(d.subsec_nanos()),
-        1_000_000_000,
-    );
-    if hours > 0 {
-        format!("{hours}h{minutes}m{seconds}s")
-    } else if minutes > 0 {
-        format!("{minutes}m{seconds}s")
-    } else {
-        format!("{seconds}s")
-    }
-}
-
-/// `value / unit` with the fraction's trailing zeros removed.
-fn trim_fraction(value: u128, unit: u128) -> String {
-    let whole = value / unit;
-    let fraction = value % unit;
-    if fraction == 0 {
-        return whole.to_string();
-    }
-    let width = unit.ilog10() as usize;
-    let digits = format!("{fraction:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
-}
+pub use api_types::duration::format_duration as go_duration;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_duration_matches_go() {
-        let cases = [
-            (Duration::ZERO, "0s"),
-            (Duration::from_secs(30), "30s"),
-            (Duration::from_secs(60), "1m0s"),
-            (Duration::from_secs(90), "1m30s"),
-            (Duration::from_secs(3600), "1h0m0s"),
-            (Duration::from_millis(1500), "1.5s"),
-            (Duration::from_millis(750), "750ms"),
-            (Duration::from_micros(1500), "1.5ms"),
-            (Duration::from_nanos(12), "12ns"),
-        ];
-        for (d, want) in cases {
-            assert_eq!(go_duration(d), want, "{d:?}");
-        }
-    }
 
     #[test]
     fn time_round_trips() {

@@ -1,6 +1,6 @@
 //! `image-reflector serve`: the controller process.
 //!
-//! Mode: `--manifests DIR` runs [`crate::standalone`]; otherwise the Kubernetes mode runs
+//! Mode: `--manifests DIR` runs [`crate::modes::standalone`]; otherwise the Kubernetes mode runs
 //! when a kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or the in-cluster configuration
 //! exists. Both serve the HTTP API, `/metrics`, `/healthz` and `/readyz` on `--http-addr`
 //! and keep tags in the redb store under `--storage-path`. SIGTERM and Ctrl-C stop the
@@ -11,15 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_types::duration::parse_duration;
+use api_types::duration::parse_flag;
 use clap::{ArgAction, Args};
 use tokio::sync::watch;
 
 use crate::api::selector::LabelSelector;
-use crate::controller::Options;
 use crate::metrics::Metrics;
+use crate::modes::standalone::{self, StandaloneConfig};
+use crate::reconcile::Options;
 use crate::registry::ClientSettings;
-use crate::standalone::{self, StandaloneConfig};
 use crate::state::ApiState;
 use crate::store::{QuarantineObserver, Quarantined, RedbTagStore, StoreError, TagStore};
 
@@ -45,14 +45,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrent: u16,
     /// How soon a policy whose repository has no tags yet is retried (Go duration).
-    #[arg(long, default_value = "30s", value_parser = go_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_flag)]
     pub requeue_dependency: Duration,
     /// The first retry delay after a transient failure; it doubles per consecutive failure
     /// of the same object (Go duration).
-    #[arg(long, default_value = "750ms", value_parser = go_duration)]
+    #[arg(long, default_value = "750ms", value_parser = parse_flag)]
     pub min_retry_delay: Duration,
     /// The longest retry delay (Go duration).
-    #[arg(long, default_value = "15m", value_parser = go_duration)]
+    #[arg(long, default_value = "15m", value_parser = parse_flag)]
     pub max_retry_delay: Duration,
     /// Deny ImagePolicies referring to ImageRepositories in other namespaces.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
@@ -64,7 +64,7 @@ pub struct ServeArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub enable_leader_election: bool,
     /// How long a leader's Lease stays valid without renewal (Go duration, at least 2s).
-    #[arg(long, default_value = "35s", value_parser = go_duration)]
+    #[arg(long, default_value = "35s", value_parser = parse_flag)]
     pub leader_election_lease_duration: Duration,
     /// The URL other replicas reach this one's API at (followers forward `/tags` to the
     /// leader). Default: `http://$POD_IP:<port>`, else the `--http-addr` (loopback when it
@@ -108,10 +108,6 @@ pub fn client_settings(args: &ServeArgs) -> ClientSettings {
     }
 }
 
-fn go_duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.to_string())
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("--storage-path {path}: {source}")]
@@ -122,7 +118,7 @@ pub enum ServeError {
     #[error("opening the tag store: {0}")]
     Store(#[from] StoreError),
     #[error("--watch-label-selector: {0}")]
-    Selector(String),
+    Selector(#[from] kube_support::selector::SelectorError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("--http-addr {addr}: {source}")]
@@ -140,8 +136,8 @@ pub enum ServeError {
         "no --manifests directory and no Kubernetes configuration ($KUBECONFIG, ~/.kube/config or in-cluster)"
     )]
     NoMode,
-    #[error("{0}")]
-    Kubernetes(String),
+    #[error(transparent)]
+    Kubernetes(#[from] crate::modes::kube::KubeModeError),
 }
 
 /// What both modes share, built by [`run`].
@@ -170,22 +166,22 @@ impl std::fmt::Debug for ServeContext {
 
 pub use kube_support::process::kubernetes_config_exists;
 
-/// The Kubernetes mode ([`crate::kube_mode`]).
+/// The Kubernetes mode ([`crate::modes::kube`]).
 pub async fn run_kubernetes(
     args: &ServeArgs,
     context: ServeContext,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
-    let settings = crate::kube_mode::KubeSettings {
+    let settings = crate::modes::kube::KubeSettings {
         concurrent: args.concurrent,
         label_selector: args.watch_label_selector.trim().to_string(),
         enable_leader_election: args.enable_leader_election,
         lease_duration: args.leader_election_lease_duration,
         advertise_url: advertise_url(args.advertise_url.as_deref(), context.http_addr),
-        lease_namespace: crate::kube_mode::lease_namespace(),
+        lease_namespace: crate::modes::kube::lease_namespace(),
         registry: client_settings(args),
     };
-    crate::kube_mode::run(
+    crate::modes::kube::run(
         settings,
         context.store,
         context.state,
@@ -194,7 +190,7 @@ pub async fn run_kubernetes(
         shutdown,
     )
     .await
-    .map_err(|e| ServeError::Kubernetes(e.to_string()))
+    .map_err(ServeError::from)
 }
 
 /// `--advertise-url`, or `http://$POD_IP:<port>`, or the listening address (loopback when
@@ -269,7 +265,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         "" => None,
         text => Some(
             text.parse::<LabelSelector>()
-                .map_err(|e| ServeError::Selector(e.to_string()))?,
+                .map_err(ServeError::Selector)?,
         ),
     };
     let metrics = Metrics::new()?;

@@ -22,6 +22,13 @@
 //! - On losing leadership the controllers stop, the schedule is forgotten and the
 //!   per-object metric series are dropped (the new leader exports them).
 
+mod objects;
+use objects::*;
+mod progress;
+use progress::*;
+mod mirror;
+use mirror::*;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -34,23 +41,25 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType as KubeEventType;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource};
 use kube_support::events::{self, EventPublisher};
-use kube_support::leader;
-use kube_support::objects::{Fingerprint, Handled, fingerprint, watcher_config, write_status};
+use kube_support::objects::{
+    Fingerprint, action_after, fingerprint, skip_action, watcher_config, write_status,
+};
+use kube_support::schedule::{Handled, RetryDelays};
+use kube_support::{driver, leader};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::controller::{
-    Backoff, BoxFuture, Deps, Event, EventType, Next, ObjectSource, RegistryPool, ScanProgress,
-    SourceError, name_of, namespace_of, policy_info, reconcile_policy, reconcile_repository_with,
+use crate::metrics::Metrics;
+use crate::reconcile::{
+    BoxFuture, Deps, Event, EventType, Next, ObjectSource, RegistryPool, ScanProgress, SourceError,
+    name_of, namespace_of, policy_info, reconcile_policy, reconcile_repository_with,
     repository_info, repository_ref,
 };
-use crate::metrics::Metrics;
 use crate::registry::{ClientSettings, SecretData};
 use crate::state::{ApiState, LeaderInfo};
 
@@ -101,9 +110,7 @@ pub enum ApplyError {
     Status(#[source] kube::Error),
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct ReconcileError(#[from] Box<kube::runtime::finalizer::Error<ApplyError>>);
+pub type ReconcileError = driver::ReconcileError<ApplyError>;
 
 /// The Lease name for a label selector (one Lease per shard).
 pub fn lease_name(label_selector: &str) -> String {
@@ -121,105 +128,6 @@ pub fn leader_url_of(holder: &str) -> Option<String> {
         .split_once('@')
         .map(|(_, url)| url.to_string())
         .filter(|u| !u.is_empty())
-}
-
-// ---------------------------------------------------------------------------------------
-// The ObjectSource over the API server
-
-#[derive(Clone)]
-struct KubeObjects {
-    client: Client,
-}
-
-impl fmt::Debug for KubeObjects {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KubeObjects").finish_non_exhaustive()
-    }
-}
-
-fn source_error(what: &str, namespace: &str, name: &str, e: &kube::Error) -> SourceError {
-    SourceError(format!("reading {what} {namespace}/{name}: {e}"))
-}
-
-impl ObjectSource for KubeObjects {
-    fn secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-            let secret = api
-                .get_opt(name)
-                .await
-                .map_err(|e| source_error("Secret", namespace, name, &e))?;
-            Ok(secret.map(|secret| {
-                let mut data: BTreeMap<String, Vec<u8>> = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                for (k, v) in secret.string_data.unwrap_or_default() {
-                    data.insert(k, v.into_bytes());
-                }
-                SecretData {
-                    name: name.to_string(),
-                    type_: secret.type_.unwrap_or_else(|| "Opaque".into()),
-                    data,
-                }
-            }))
-        })
-    }
-
-    fn service_account_pull_secrets<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-            let sa = api
-                .get_opt(name)
-                .await
-                .map_err(|e| source_error("ServiceAccount", namespace, name, &e))?;
-            Ok(sa.map(|sa| {
-                sa.image_pull_secrets
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| r.name)
-                    .filter(|n| !n.is_empty())
-                    .collect()
-            }))
-        })
-    }
-
-    fn namespace_labels<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<Namespace> = Api::all(self.client.clone());
-            let ns = api
-                .get_opt(namespace)
-                .await
-                .map_err(|e| source_error("Namespace", "", namespace, &e))?;
-            Ok(ns.map(|ns| ns.metadata.labels.unwrap_or_default()))
-        })
-    }
-
-    fn image_repository<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<ImageRepository> = Api::namespaced(self.client.clone(), namespace);
-            api.get_opt(name)
-                .await
-                .map_err(|e| source_error(REPOSITORY, namespace, name, &e))
-        })
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -243,8 +151,7 @@ impl Kind {
 }
 
 struct Schedule {
-    backoff: Backoff<(Kind, Key)>,
-    handled: HashMap<(Kind, Key), Handled>,
+    handled: Handled<(Kind, Key)>,
     /// Policies to reconcile even though they did not change (their repository did).
     forced: HashSet<Key>,
     /// The last seen (revision, generation) of each repository, for the policy trigger.
@@ -271,10 +178,12 @@ impl fmt::Debug for Ctx {
 
 impl Schedule {
     /// Empty, with the backoff of `--min-retry-delay` and `--max-retry-delay`.
-    fn new(options: &crate::controller::Options) -> Self {
+    fn new(options: &crate::reconcile::Options) -> Self {
         Self {
-            backoff: Backoff::new(options.min_retry_delay, options.max_retry_delay),
-            handled: HashMap::new(),
+            handled: Handled::new(RetryDelays {
+                min: options.min_retry_delay,
+                max: options.max_retry_delay,
+            }),
             forced: HashSet::new(),
             repositories: HashMap::new(),
             latest_changed: HashMap::new(),
@@ -294,17 +203,11 @@ impl Ctx {
         if kind == Kind::Policy && schedule.forced.remove(key) {
             return None;
         }
-        let handled = schedule.handled.get(&(kind, key.clone()))?;
-        if handled.fingerprint != *print {
-            return None;
-        }
-        match handled.due {
-            None => Some(Action::await_change()),
-            Some(due) => {
-                let now = Instant::now();
-                (due > now + Duration::from_millis(50)).then(|| Action::requeue(due - now))
-            }
-        }
+        skip_action(
+            schedule
+                .handled
+                .skip(&(kind, key.clone()), print, Instant::now()),
+        )
     }
 
     /// The action for the core's `next()`, recording when the next run is due.
@@ -316,37 +219,20 @@ impl Ctx {
         next: Next,
         retry_after: Option<Duration>,
     ) -> Action {
-        let mut schedule = self.schedule();
-        let backoff_key = (kind, key.clone());
-        let delay = match next {
-            Next::After(d) => {
-                schedule.backoff.reset(&backoff_key);
-                Some(d)
-            }
-            Next::OnChange => {
-                schedule.backoff.reset(&backoff_key);
-                None
-            }
-            Next::Backoff => {
-                let delay = schedule.backoff.failure(backoff_key.clone());
-                Some(retry_after.map_or(delay, |r| r.max(delay)))
-            }
-        };
-        schedule.handled.insert(
-            backoff_key,
-            Handled {
-                fingerprint: print,
-                due: delay.map(|d| Instant::now() + d),
-            },
+        let delay = self.schedule().handled.record(
+            &(kind, key.clone()),
+            print,
+            next,
+            retry_after,
+            Instant::now(),
         );
-        delay.map_or_else(Action::await_change, Action::requeue)
+        action_after(delay)
     }
 
     fn forget(&self, kind: Kind, key: &Key) {
         let mut schedule = self.schedule();
         let k = (kind, key.clone());
-        schedule.backoff.reset(&k);
-        schedule.handled.remove(&k);
+        schedule.handled.forget(&k);
         schedule.forced.remove(key);
         if kind == Kind::Policy {
             schedule.latest_changed.remove(key);
@@ -374,104 +260,36 @@ impl Ctx {
             EventType::Normal => KubeEventType::Normal,
             EventType::Warning => KubeEventType::Warning,
         };
-        if let Err(error) = self
-            .events
-            .publish(
-                &obj.object_ref(&()),
-                type_,
-                &event.reason,
-                &event.message,
-                "Reconcile",
-            )
-            .await
-        {
-            tracing::warn!(%error, name = obj.meta().name, "cannot record an event");
-        }
+        self.events
+            .record(obj, type_, &event.reason, &event.message)
+            .await;
     }
 }
 
-fn key_of<K: Resource>(obj: &K) -> Key {
-    (
-        namespace_of(obj.meta()).to_string(),
-        name_of(obj.meta()).to_string(),
-    )
-}
+use kube_support::driver::key_of;
 
 async fn reconcile_repository_object(
     repo: Arc<ImageRepository>,
     ctx: Arc<Ctx>,
 ) -> Result<Action, ReconcileError> {
-    let key = key_of(repo.as_ref());
-    let api: Api<ImageRepository> = Api::namespaced(ctx.client.clone(), &key.0);
-    finalizer(&api, FINALIZER, repo, |event| async {
-        match event {
-            FinalizerEvent::Apply(repo) => apply_repository(&api, repo, &ctx).await,
-            FinalizerEvent::Cleanup(repo) => {
-                let key = key_of(repo.as_ref());
-                if let Err(error) = ctx
-                    .deps
-                    .store
-                    .delete(&crate::store::RepoKey::new(key.0.as_str(), key.1.as_str()))
-                {
-                    tracing::warn!(namespace = key.0, name = key.1, %error, "cannot delete stored tags");
-                }
-                ctx.state.remove_repository(&key.0, &key.1);
-                ctx.metrics.delete_object(REPOSITORY, &key.0, &key.1);
-                ctx.forget(Kind::Repository, &key);
-                ctx.events.forget(&repo.object_ref(&()));
-                tracing::info!(namespace = key.0, name = key.1, "ImageRepository deleted; stored tags removed");
-                Ok(Action::await_change())
+    let ctx = &ctx;
+    driver::reconcile_finalized(
+        &ctx.client,
+        repo,
+        |api, repo| async move { apply_repository(&api, repo, ctx).await },
+        |key, repo| {
+            let stored = crate::store::RepoKey::new(key.0.as_str(), key.1.as_str());
+            if let Err(error) = ctx.deps.store.delete(&stored) {
+                tracing::warn!(namespace = key.0, name = key.1, %error, "cannot delete stored tags");
             }
-        }
-    })
+            ctx.state.remove_repository(&key.0, &key.1);
+            ctx.metrics.delete_object(REPOSITORY, &key.0, &key.1);
+            ctx.forget(Kind::Repository, key);
+            ctx.events.forget(&repo.object_ref(&()));
+            tracing::info!(namespace = key.0, name = key.1, "ImageRepository deleted; stored tags removed");
+        },
+    )
     .await
-    .map_err(|e| ReconcileError(Box::new(e)))
-}
-
-/// Writes a repository's in-progress status ("scanning: <reason>") once before its scan,
-/// as Flux patches it, and keeps what the server now holds for the final comparison.
-struct StatusProgress<'a> {
-    api: &'a Api<ImageRepository>,
-    repo: &'a ImageRepository,
-    state: &'a ApiState,
-    written: Mutex<Option<ImageRepositoryStatus>>,
-}
-
-impl StatusProgress<'_> {
-    /// The status the server holds: the one written before the scan, else the object's.
-    fn current(&self) -> Option<ImageRepositoryStatus> {
-        let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
-        written.clone().or_else(|| self.repo.status.clone())
-    }
-}
-
-impl ScanProgress for StatusProgress<'_> {
-    fn scanning<'a>(&'a self, status: &'a ImageRepositoryStatus) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            let name = name_of(&self.repo.metadata);
-            match write_status(
-                self.api,
-                FIELD_MANAGER,
-                name,
-                self.repo.status.as_ref(),
-                status,
-            )
-            .await
-            {
-                Ok(_) => {
-                    *self.written.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(status.clone());
-                    let mut updated = self.repo.clone();
-                    updated.status = Some(status.clone());
-                    self.state.upsert_repository(repository_info(&updated));
-                }
-                // Only informative: the scan goes on, and the final write follows.
-                Err(error) => {
-                    tracing::warn!(namespace = namespace_of(&self.repo.metadata), name, %error, "cannot write the scanning status");
-                }
-            }
-        })
-    }
 }
 
 async fn apply_repository(
@@ -531,24 +349,20 @@ async fn reconcile_policy_object(
     policy: Arc<ImagePolicy>,
     ctx: Arc<Ctx>,
 ) -> Result<Action, ReconcileError> {
-    let key = key_of(policy.as_ref());
-    let api: Api<ImagePolicy> = Api::namespaced(ctx.client.clone(), &key.0);
-    finalizer(&api, FINALIZER, policy, |event| async {
-        match event {
-            FinalizerEvent::Apply(policy) => apply_policy(&api, policy, &ctx).await,
-            FinalizerEvent::Cleanup(policy) => {
-                let key = key_of(policy.as_ref());
-                ctx.state.remove_policy(&key.0, &key.1);
-                ctx.metrics.delete_object(POLICY, &key.0, &key.1);
-                ctx.forget(Kind::Policy, &key);
-                ctx.events.forget(&policy.object_ref(&()));
-                tracing::info!(namespace = key.0, name = key.1, "ImagePolicy deleted");
-                Ok(Action::await_change())
-            }
-        }
-    })
+    let ctx = &ctx;
+    driver::reconcile_finalized(
+        &ctx.client,
+        policy,
+        |api, policy| async move { apply_policy(&api, policy, ctx).await },
+        |key, policy| {
+            ctx.state.remove_policy(&key.0, &key.1);
+            ctx.metrics.delete_object(POLICY, &key.0, &key.1);
+            ctx.forget(Kind::Policy, key);
+            ctx.events.forget(&policy.object_ref(&()));
+            tracing::info!(namespace = key.0, name = key.1, "ImagePolicy deleted");
+        },
+    )
     .await
-    .map_err(|e| ReconcileError(Box::new(e)))
 }
 
 async fn apply_policy(
@@ -620,11 +434,8 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     } else {
         Kind::Policy
     };
-    let delay = ctx.schedule().backoff.failure((kind, key.clone()));
-    tracing::warn!(kind = kind.as_str(), namespace = key.0, name = key.1, %error, retry_in = ?delay, "reconcile failed");
-    // The next attempt must run even though the object did not change.
-    ctx.schedule().handled.remove(&(kind, key));
-    Action::requeue(delay)
+    let handled = &mut ctx.schedule().handled;
+    driver::retry_after_failure(handled, &(kind, key.clone()), (kind.as_str(), &key), error)
 }
 
 /// How often the tag store is checked for a replacement ([`store_losses`]).
@@ -642,7 +453,7 @@ fn store_losses(ctx: Arc<Ctx>) -> impl futures::Stream<Item = ()> + Send + Sync 
             if generation != seen {
                 ctx.schedule()
                     .handled
-                    .retain(|(kind, _), _| *kind != Kind::Repository);
+                    .unhandle_where(|(kind, _)| *kind == Kind::Repository);
                 tracing::info!("the tag store was replaced; rescanning every ImageRepository");
                 return Some(((), (ctx, generation)));
             }
@@ -730,122 +541,6 @@ async fn run_controllers(
 }
 
 // ---------------------------------------------------------------------------------------
-// The API mirror (every replica)
-
-/// Mirrors the objects `api` lists into the API state until `stop`; `synced` is set
-/// after the first complete list.
-async fn mirror<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    upsert: impl Fn(&K) + Send,
-    remove: impl Fn(&str, &str) + Send,
-    synced: watch::Sender<bool>,
-    mut stop: watch::Receiver<bool>,
-) where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + 'static,
-{
-    let stream = watcher(api, config).default_backoff();
-    futures::pin_mut!(stream);
-    let mut known: BTreeSet<Key> = BTreeSet::new();
-    let mut listing: BTreeSet<Key> = BTreeSet::new();
-    loop {
-        let event = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            event = stream.next() => event,
-        };
-        match event {
-            None => return,
-            Some(Err(error)) => {
-                tracing::warn!(kind = K::kind(&()).as_ref(), %error, "watch failed; retrying");
-            }
-            Some(Ok(WatchEvent::Init)) => listing.clear(),
-            Some(Ok(WatchEvent::InitApply(obj))) => {
-                listing.insert(key_of(&obj));
-                upsert(&obj);
-            }
-            Some(Ok(WatchEvent::InitDone)) => {
-                for gone in known.difference(&listing) {
-                    remove(&gone.0, &gone.1);
-                }
-                known = std::mem::take(&mut listing);
-                synced.send_replace(true);
-            }
-            Some(Ok(WatchEvent::Apply(obj))) => {
-                known.insert(key_of(&obj));
-                upsert(&obj);
-            }
-            Some(Ok(WatchEvent::Delete(obj))) => {
-                let key = key_of(&obj);
-                known.remove(&key);
-                remove(&key.0, &key.1);
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Leadership
-
-/// Keeps `state`'s leader information current and returns whether this replica leads.
-async fn leadership(
-    client: Client,
-    settings: &KubeSettings,
-    state: ApiState,
-    stop: watch::Receiver<bool>,
-) -> Result<(watch::Receiver<bool>, tokio::task::JoinHandle<()>), KubeModeError> {
-    if !settings.enable_leader_election {
-        state.set_leader(LeaderInfo::leader());
-        let election = leader::always_leading(stop);
-        return Ok((election.leading, election.task));
-    }
-    let election = leader::elect(
-        client,
-        leader::LeaderSettings {
-            lease_name: lease_name(&settings.label_selector),
-            lease_namespace: settings.lease_namespace.clone(),
-            identity: leader::holder_identity(&settings.advertise_url),
-            lease_duration: settings.lease_duration.max(Duration::from_secs(2)),
-            field_manager: format!("{FIELD_MANAGER}-lease"),
-        },
-        stop,
-    )
-    .await?;
-    let (leading, mut holder, election_task) = (election.leading, election.holder, election.task);
-    let mut watching = leading.clone();
-    // Followers forward `/tags` to the leader's advertised URL, read from the holder identity.
-    let task = tokio::spawn(async move {
-        loop {
-            let info = if *watching.borrow_and_update() {
-                LeaderInfo::leader()
-            } else {
-                LeaderInfo::follower(
-                    holder
-                        .borrow_and_update()
-                        .as_deref()
-                        .and_then(leader_url_of),
-                )
-            };
-            if state.leader() != info {
-                tracing::info!(
-                    is_leader = info.is_leader,
-                    leader_url = info.leader_url,
-                    "leadership"
-                );
-                state.set_leader(info);
-            }
-            tokio::select! {
-                changed = watching.changed() => if changed.is_err() { break },
-                changed = holder.changed() => if changed.is_err() { break },
-            }
-        }
-        if let Err(error) = election_task.await {
-            tracing::warn!(%error, "leader election task failed");
-        }
-    });
-    Ok((leading, task))
-}
-
-// ---------------------------------------------------------------------------------------
 // Entry point
 
 /// Runs the Kubernetes mode until `shutdown` turns true.
@@ -854,7 +549,7 @@ pub async fn run(
     store: Arc<dyn crate::store::TagStore>,
     state: ApiState,
     metrics: Metrics,
-    options: crate::controller::Options,
+    options: crate::reconcile::Options,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), KubeModeError> {
     let config = kube::Config::infer().await?;
@@ -915,24 +610,26 @@ pub async fn run(
         }
     });
 
-    let (mut leading, leader_task) =
+    let (leading, leader_task) =
         leadership(client.clone(), &settings, state.clone(), shutdown.clone()).await?;
-    let mut stop = shutdown.clone();
-    loop {
-        if !leader::wait_to_lead(&mut leading, &mut stop).await {
-            break;
-        }
-        tracing::info!("leading: starting the controllers");
-        let until = leader::until_lost_or_stopped(&leading, &shutdown);
-        run_controllers(ctx.clone(), &settings, until).await;
-        if *stop.borrow() {
-            break;
-        }
-        tracing::warn!("lost leadership: controllers stopped, following");
-        // The next leader starts from the objects' status: forget our schedule, and stop
-        // exporting per-object series the new leader now owns (they would go stale here).
-        *ctx.schedule() = Schedule::new(&ctx.deps.options);
-        ctx.metrics.clear_objects();
+    let controllers = driver::while_leading(
+        leading,
+        &shutdown,
+        |until| async {
+            run_controllers(ctx.clone(), &settings, until).await;
+            Ok::<(), std::convert::Infallible>(())
+        },
+        || {
+            // The next leader starts from the objects' status: forget our schedule, and
+            // stop exporting per-object series the new leader now owns (they would go
+            // stale here).
+            *ctx.schedule() = Schedule::new(&ctx.deps.options);
+            ctx.metrics.clear_objects();
+        },
+    )
+    .await;
+    if let Err(never) = controllers {
+        match never {}
     }
     state.set_ready(false);
     readiness.abort();
@@ -943,39 +640,4 @@ pub async fn run(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lease_names() {
-        assert_eq!(lease_name(""), LEASE_NAME);
-        assert_eq!(lease_name("  "), LEASE_NAME);
-        let sharded = lease_name("shard=a");
-        assert!(sharded.starts_with("image-reflector-controller-leader-election-"));
-        assert_eq!(sharded.len(), LEASE_NAME.len() + 9);
-        assert_ne!(sharded, lease_name("shard=b"));
-    }
-
-    #[test]
-    fn schedule_backs_off_with_the_retry_delay_flags() {
-        let options = crate::controller::Options {
-            min_retry_delay: Duration::from_secs(1),
-            max_retry_delay: Duration::from_secs(3),
-            ..Default::default()
-        };
-        let mut schedule = Schedule::new(&options);
-        let key = (Kind::Repository, ("ns".to_string(), "app".to_string()));
-        let delays: Vec<_> = (0..3)
-            .map(|_| schedule.backoff.failure(key.clone()))
-            .collect();
-        assert_eq!(delays, [1, 2, 3].map(Duration::from_secs));
-    }
-
-    #[test]
-    fn holder_identity_carries_the_url() {
-        let id = leader::holder_identity("http://10.0.0.7:8080");
-        assert_eq!(leader_url_of(&id).as_deref(), Some("http://10.0.0.7:8080"));
-        assert!(id.contains('_'));
-        assert_eq!(leader_url_of("host_abc"), None);
-    }
-}
+mod tests;

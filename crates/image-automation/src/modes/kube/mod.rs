@@ -1,4 +1,4 @@
-//! Kubernetes mode: the shared reconcile core ([`crate::controller`]) driven by a kube-runtime
+//! Kubernetes mode: the shared reconcile core ([`crate::reconcile`]) driven by a kube-runtime
 //! controller on `ImageUpdateAutomation` (storage version v1; v1beta1 and v1beta2 objects are
 //! the same objects, served from one schema).
 //!
@@ -24,6 +24,9 @@
 //!   policy change in its namespace, and when its GitRepository's generation changes. Our own
 //!   status writes do not start a run.
 
+mod objects;
+pub mod serve;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,23 +38,25 @@ use api_types::{GitRepository, ImageUpdateAutomation, ImageUpdateAutomationStatu
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType as KubeEventType;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use kube_support::events::{self, EventPublisher};
-use kube_support::leader;
-use kube_support::objects::{Fingerprint, Handled, fingerprint, watcher_config, write_status};
+use kube_support::objects::{
+    Fingerprint, action_after, fingerprint, skip_action, watcher_config, write_status,
+};
+use kube_support::schedule::{Handled, Next};
+use kube_support::{driver, leader};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::controller::{EventType, Objects, Reconciler, RunOutcome};
-use crate::metrics::Metrics;
+use crate::metrics::{KIND, Metrics};
+use crate::modes::{RetryDelays, interval_of, log_deprecations, log_report, now};
+use crate::reconcile::{EventType, Objects, Reconciler, RunOutcome};
 use crate::reflector_client::{FeedEvent, ReflectorClient};
-use crate::serve::{RetryBackoff, interval_of, log_deprecations, log_report, now};
+use objects::Fetched;
 
 /// The one field manager of every status write.
 pub const FIELD_MANAGER: &str = "image-automation-controller";
@@ -79,7 +84,7 @@ pub struct KubeSettings {
     pub reflector_url: String,
     /// `--no-cross-namespace-refs`: cross-namespace GitRepositories are not even read.
     pub no_cross_namespace_refs: bool,
-    pub backoff: RetryBackoff,
+    pub backoff: RetryDelays,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,9 +115,7 @@ pub enum ApplyError {
     Status(#[source] kube::Error),
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct ReconcileError(#[from] Box<kube::runtime::finalizer::Error<ApplyError>>);
+pub type ReconcileError = driver::ReconcileError<ApplyError>;
 
 /// The Lease name for a label selector (one Lease per shard).
 pub fn lease_name(label_selector: &str) -> String {
@@ -121,145 +124,14 @@ pub fn lease_name(label_selector: &str) -> String {
 
 type Key = (String, String);
 
-fn key_of<K: Resource>(obj: &K) -> Key {
-    let meta = obj.meta();
-    (
-        meta.namespace.clone().unwrap_or_else(|| "default".into()),
-        meta.name.clone().unwrap_or_default(),
-    )
-}
-
-// ---------------------------------------------------------------------------------------
-// The objects of one run, read from the API server
-
-/// The GitRepository and Secrets one run reads, fetched before it (the core's lookups are
-/// synchronous). Secret data is never logged: `Debug` shows keys only.
-#[derive(Default)]
-struct Fetched {
-    repositories: BTreeMap<Key, GitRepository>,
-    secrets: BTreeMap<Key, BTreeMap<String, Vec<u8>>>,
-}
-
-impl fmt::Debug for Fetched {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fetched")
-            .field(
-                "repositories",
-                &self.repositories.keys().collect::<Vec<_>>(),
-            )
-            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl Objects for Fetched {
-    fn git_repository(&self, namespace: &str, name: &str) -> Option<GitRepository> {
-        self.repositories
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
-    }
-
-    fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
-        self.secrets
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
-    }
-}
-
-fn read_error(
-    what: &'static str,
-    namespace: &str,
-    name: &str,
-) -> impl FnOnce(kube::Error) -> ApplyError {
-    let (namespace, name) = (namespace.to_owned(), name.to_owned());
-    move |source| ApplyError::Read {
-        what,
-        namespace,
-        name,
-        source,
-    }
-}
-
-impl Fetched {
-    /// Reads what a run of `obj` needs: its GitRepository, that one's secretRef and
-    /// proxySecretRef, and the signing key Secret. Missing objects stay missing (the core
-    /// reports them); other API errors fail the attempt.
-    async fn read(
-        client: &Client,
-        obj: &ImageUpdateAutomation,
-        no_cross_namespace_refs: bool,
-    ) -> Result<Self, ApplyError> {
-        let mut out = Self::default();
-        let namespace = key_of(obj).0;
-        let source = &obj.spec.source_ref;
-        let repo_ns = source
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| namespace.clone());
-        let mut secrets: Vec<Key> = Vec::new();
-        // A denied cross-namespace reference is not read at all (the core stalls on it).
-        let denied = no_cross_namespace_refs && repo_ns != namespace;
-        if !denied && !source.name.is_empty() {
-            let api: Api<GitRepository> = Api::namespaced(client.clone(), &repo_ns);
-            let repo = api.get_opt(&source.name).await.map_err(read_error(
-                "GitRepository",
-                &repo_ns,
-                &source.name,
-            ))?;
-            if let Some(repo) = repo {
-                for r in [&repo.spec.secret_ref, &repo.spec.proxy_secret_ref]
-                    .into_iter()
-                    .flatten()
-                {
-                    secrets.push((repo_ns.clone(), r.name.clone()));
-                }
-                out.repositories
-                    .insert((repo_ns.clone(), source.name.clone()), repo);
-            }
-        }
-        if let Some(key) = obj
-            .spec
-            .git
-            .as_ref()
-            .and_then(|g| g.commit.signing_key.as_ref())
-        {
-            secrets.push((namespace.clone(), key.secret_ref.name.clone()));
-        }
-        for (ns, name) in secrets {
-            if name.is_empty() || out.secrets.contains_key(&(ns.clone(), name.clone())) {
-                continue;
-            }
-            let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-            let secret = api
-                .get_opt(&name)
-                .await
-                .map_err(read_error("Secret", &ns, &name))?;
-            if let Some(secret) = secret {
-                let mut data: BTreeMap<String, Vec<u8>> = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                for (k, v) in secret.string_data.unwrap_or_default() {
-                    data.insert(k, v.into_bytes());
-                }
-                out.secrets.insert((ns, name), data);
-            }
-        }
-        Ok(out)
-    }
-}
+use kube_support::driver::key_of;
 
 // ---------------------------------------------------------------------------------------
 // The schedule
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Schedule {
-    handled: HashMap<Key, Handled>,
-    /// Failed attempts in a row, for the backoff.
-    failures: HashMap<Key, u32>,
+    handled: Handled<Key>,
     /// Automations to run even though they did not change, with when the policy change
     /// that asks for it was seen (`None`: unknown, e.g. a feed resync).
     forced: HashMap<Key, Option<Instant>>,
@@ -274,6 +146,16 @@ struct Schedule {
 }
 
 impl Schedule {
+    fn new(delays: RetryDelays) -> Self {
+        Self {
+            handled: Handled::new(delays),
+            forced: HashMap::new(),
+            written: HashMap::new(),
+            repositories: HashMap::new(),
+            warned: HashMap::new(),
+        }
+    }
+
     fn force(&mut self, key: Key, seen: Option<Instant>) {
         let entry = self.forced.entry(key).or_insert(seen);
         // Keep the earliest known change: that is the one waiting longest for a push.
@@ -290,7 +172,7 @@ struct Ctx {
     metrics: Metrics,
     /// Folds only identical events: a push after "repository up-to-date" stays visible.
     events: EventPublisher,
-    backoff: RetryBackoff,
+    backoff: RetryDelays,
     no_cross_namespace_refs: bool,
     schedule: Mutex<Schedule>,
 }
@@ -299,14 +181,6 @@ impl fmt::Debug for Ctx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ctx").finish_non_exhaustive()
     }
-}
-
-/// When the next run is due after one ended.
-#[derive(Debug, Clone, Copy)]
-enum Next {
-    After(Duration),
-    Backoff,
-    OnChange,
 }
 
 impl Ctx {
@@ -318,57 +192,22 @@ impl Ctx {
     /// our own status write or the finalizer, a label change, or a trigger meant for
     /// another automation).
     fn skip(&self, key: &Key, print: &Fingerprint) -> Option<Action> {
-        let schedule = self.schedule();
-        let handled = schedule.handled.get(key)?;
-        if handled.fingerprint != *print {
-            return None;
-        }
-        match handled.due {
-            None => Some(Action::await_change()),
-            Some(due) => {
-                let now = Instant::now();
-                (due > now + Duration::from_millis(50)).then(|| Action::requeue(due - now))
-            }
-        }
+        skip_action(self.schedule().handled.skip(key, print, Instant::now()))
     }
 
     /// The action for `next`, recording when the next run is due.
     fn action(&self, key: &Key, print: Fingerprint, next: Next) -> Action {
-        let mut schedule = self.schedule();
-        let delay = match next {
-            Next::After(d) => {
-                schedule.failures.remove(key);
-                Some(d)
-            }
-            Next::OnChange => {
-                schedule.failures.remove(key);
-                None
-            }
-            Next::Backoff => Some(self.failure(&mut schedule, key)),
-        };
-        schedule.handled.insert(
-            key.clone(),
-            Handled {
-                fingerprint: print,
-                due: delay.map(|d| Instant::now() + d),
-            },
-        );
-        delay.map_or_else(Action::await_change, Action::requeue)
-    }
-
-    /// Counts a failure and returns the delay before the next attempt.
-    fn failure(&self, schedule: &mut Schedule, key: &Key) -> Duration {
-        let failures = schedule.failures.entry(key.clone()).or_insert(0);
-        let delay = self.backoff.delay(*failures);
-        *failures = failures.saturating_add(1);
-        delay
+        let delay = self
+            .schedule()
+            .handled
+            .record(key, print, next, None, Instant::now());
+        action_after(delay)
     }
 
     fn forget(&self, obj: &ImageUpdateAutomation) {
         let key = key_of(obj);
         let mut schedule = self.schedule();
-        schedule.handled.remove(&key);
-        schedule.failures.remove(&key);
+        schedule.handled.forget(&key);
         schedule.forced.remove(&key);
         schedule.written.remove(&key);
         schedule.warned.remove(&key);
@@ -376,26 +215,16 @@ impl Ctx {
         self.events.forget(&obj.object_ref(&()));
     }
 
-    async fn publish(&self, obj: &ImageUpdateAutomation, event: &crate::controller::Event) {
+    async fn publish(&self, obj: &ImageUpdateAutomation, event: &crate::reconcile::Event) {
         let type_ = match event.type_ {
             EventType::Normal => KubeEventType::Normal,
             EventType::Warning => KubeEventType::Warning,
             // Flux's Trace events (a no-op success) are logged only.
             EventType::Trace => return,
         };
-        if let Err(error) = self
-            .events
-            .publish(
-                &obj.object_ref(&()),
-                type_,
-                &event.reason,
-                &event.message,
-                "Reconcile",
-            )
-            .await
-        {
-            tracing::warn!(%error, name = obj.metadata.name, "cannot record an event");
-        }
+        self.events
+            .record(obj, type_, &event.reason, &event.message)
+            .await;
     }
 }
 
@@ -471,26 +300,22 @@ async fn reconcile_object(
     obj: Arc<ImageUpdateAutomation>,
     ctx: Arc<Ctx>,
 ) -> Result<Action, ReconcileError> {
-    let key = key_of(obj.as_ref());
-    let api: Api<ImageUpdateAutomation> = Api::namespaced(ctx.client.clone(), &key.0);
-    finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(obj) => apply(&api, obj, &ctx).await,
-            FinalizerEvent::Cleanup(obj) => {
-                let key = key_of(obj.as_ref());
-                ctx.metrics.delete_object(&key.0, &key.1);
-                ctx.forget(obj.as_ref());
-                tracing::info!(
-                    namespace = key.0,
-                    name = key.1,
-                    "ImageUpdateAutomation deleted"
-                );
-                Ok(Action::await_change())
-            }
-        }
-    })
+    let ctx = &ctx;
+    driver::reconcile_finalized(
+        &ctx.client,
+        obj,
+        |api, obj| async move { apply(&api, obj, ctx).await },
+        |key, obj| {
+            ctx.metrics.delete_object(&key.0, &key.1);
+            ctx.forget(obj);
+            tracing::info!(
+                namespace = key.0,
+                name = key.1,
+                "ImageUpdateAutomation deleted"
+            );
+        },
+    )
     .await
-    .map_err(|e| ReconcileError(Box::new(e)))
 }
 
 async fn apply(
@@ -575,15 +400,8 @@ async fn apply(
 
 fn error_policy(obj: Arc<ImageUpdateAutomation>, error: &ReconcileError, ctx: Arc<Ctx>) -> Action {
     let key = key_of(obj.as_ref());
-    let delay = {
-        let mut schedule = ctx.schedule();
-        let delay = ctx.failure(&mut schedule, &key);
-        // The next attempt must run even though the object did not change.
-        schedule.handled.remove(&key);
-        delay
-    };
-    tracing::warn!(namespace = key.0, name = key.1, %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    let handled = &mut ctx.schedule().handled;
+    driver::retry_after_failure(handled, &key, (KIND, &key), error)
 }
 
 /// Follows the reflector's change feed: marks the automations of a namespace with a changed
@@ -708,50 +526,6 @@ async fn run_controller(
     Ok(())
 }
 
-/// Sets `ready` after the first complete list of the watched automations (every replica),
-/// then returns.
-async fn first_sync(
-    api: Api<ImageUpdateAutomation>,
-    config: watcher::Config,
-    ready: Arc<AtomicBool>,
-) {
-    let stream = watcher(api, config).default_backoff();
-    futures::pin_mut!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(WatchEvent::InitDone) => {
-                tracing::info!("watch synced; ready");
-                ready.store(true, Ordering::SeqCst);
-                return;
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "watch failed; retrying"),
-        }
-    }
-}
-
-async fn leadership(
-    client: Client,
-    settings: &KubeSettings,
-    stop: watch::Receiver<bool>,
-) -> Result<leader::Leadership, KubeModeError> {
-    if !settings.enable_leader_election {
-        return Ok(leader::always_leading(stop));
-    }
-    Ok(leader::elect(
-        client,
-        leader::LeaderSettings {
-            lease_name: lease_name(&settings.label_selector),
-            lease_namespace: settings.lease_namespace.clone(),
-            identity: leader::holder_identity(""),
-            lease_duration: settings.lease_duration.max(Duration::from_secs(2)),
-            field_manager: format!("{FIELD_MANAGER}-lease"),
-        },
-        stop,
-    )
-    .await?)
-}
-
 // ---------------------------------------------------------------------------------------
 // Entry point
 
@@ -772,36 +546,40 @@ pub async fn run(
         events: EventPublisher::new(client.clone(), events::reporter(FIELD_MANAGER)),
         backoff: settings.backoff,
         no_cross_namespace_refs: settings.no_cross_namespace_refs,
-        schedule: Mutex::new(Schedule::default()),
+        schedule: Mutex::new(Schedule::new(settings.backoff)),
     });
 
-    let readiness = tokio::spawn(first_sync(
+    // Ready after the first complete list of the watched automations (every replica).
+    let synced = ready.clone();
+    let readiness = tokio::spawn(driver::first_sync(
         Api::<ImageUpdateAutomation>::all(client.clone()),
         watcher_config(&settings.label_selector),
-        ready.clone(),
     ));
+    let readiness = tokio::spawn(async move {
+        if readiness.await.is_ok() {
+            tracing::info!("watch synced; ready");
+            synced.store(true, Ordering::SeqCst);
+        }
+    });
 
-    let election = leadership(client.clone(), &settings, shutdown.clone()).await?;
-    let mut leading = election.leading;
-    let mut stop = shutdown.clone();
-    let mut result = Ok(());
-    loop {
-        if !leader::wait_to_lead(&mut leading, &mut stop).await {
-            break;
-        }
-        tracing::info!("leading: starting the controller");
-        let until = leader::until_lost_or_stopped(&leading, &shutdown);
-        if let Err(e) = run_controller(ctx.clone(), &settings, until).await {
-            result = Err(e);
-            break;
-        }
-        if *stop.borrow() {
-            break;
-        }
-        tracing::warn!("lost leadership: controller stopped, following");
+    let election = driver::LeaderElection {
+        enabled: settings.enable_leader_election,
+        lease_name: LEASE_NAME,
+        label_selector: settings.label_selector.clone(),
+        lease_namespace: settings.lease_namespace.clone(),
+        lease_duration: settings.lease_duration,
+        identity_suffix: String::new(),
+        field_manager: FIELD_MANAGER,
+    };
+    let election = driver::leadership(client.clone(), &election, shutdown.clone()).await?;
+    let result = driver::while_leading(
+        election.leading,
+        &shutdown,
+        |until| run_controller(ctx.clone(), &settings, until),
         // The next leader starts from the objects' status: forget our schedule.
-        *ctx.schedule() = Schedule::default();
-    }
+        || *ctx.schedule() = Schedule::new(ctx.backoff),
+    )
+    .await;
     ready.store(false, Ordering::SeqCst);
     readiness.abort();
     if let Err(error) = election.task.await {
@@ -811,100 +589,4 @@ pub async fn run(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lease_names() {
-        assert_eq!(lease_name(""), LEASE_NAME);
-        let sharded = lease_name("shard=a");
-        assert!(sharded.starts_with("image-automation-controller-leader-election-"));
-        assert_ne!(sharded, lease_name("shard=b"));
-    }
-
-    #[test]
-    fn the_newer_status_wins() {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-        let at = |s: i64| ImageUpdateAutomationStatus {
-            last_automation_run_time: Some(Time(
-                k8s_openapi::jiff::Timestamp::from_second(s).unwrap(),
-            )),
-            ..Default::default()
-        };
-        let mut obj = ImageUpdateAutomation::new("a", Default::default());
-        obj.status = Some(at(10));
-        assert_eq!(current_status(&obj, Some(at(20))), Some(at(20)));
-        assert_eq!(current_status(&obj, Some(at(5))), Some(at(10)));
-        assert_eq!(current_status(&obj, None), Some(at(10)));
-        obj.status = None;
-        assert_eq!(current_status(&obj, Some(at(5))), Some(at(5)));
-    }
-
-    #[test]
-    fn progress_on_a_new_generation_or_a_reconcile_request_only() {
-        let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
-        let mut obj = ImageUpdateAutomation::new("a", Default::default());
-        obj.metadata.generation = Some(2);
-        obj.status = Some(ImageUpdateAutomationStatus {
-            observed_generation: Some(1),
-            ..Default::default()
-        });
-        let s = progress_status(&obj, &now).unwrap();
-        let reconciling = find_condition(&s.conditions, "Reconciling").unwrap();
-        assert_eq!(
-            (reconciling.status.as_str(), reconciling.reason.as_str()),
-            ("True", "Progressing")
-        );
-        assert_eq!(
-            reconciling.message,
-            "processing object: new generation 1 -> 2"
-        );
-        assert_eq!(
-            find_condition(&s.conditions, "Ready").unwrap().status,
-            "Unknown"
-        );
-        assert_eq!(s.last_automation_run_time, Some(now.clone()));
-
-        // Ready=True stays while the run is in progress; a handled generation needs a
-        // reconcile request.
-        let mut done = s.clone();
-        done.observed_generation = Some(2);
-        set_condition(
-            &mut done.conditions,
-            "Ready",
-            "True",
-            "Succeeded",
-            "ok",
-            Some(2),
-            &now,
-        );
-        obj.status = Some(done);
-        assert!(progress_status(&obj, &now).is_none());
-        obj.metadata.annotations =
-            Some([(RECONCILE_REQUEST_ANNOTATION.to_string(), "t1".to_string())].into());
-        let s = progress_status(&obj, &now).unwrap();
-        assert_eq!(
-            find_condition(&s.conditions, "Ready").unwrap().status,
-            "True"
-        );
-        assert_eq!(
-            find_condition(&s.conditions, "Reconciling")
-                .unwrap()
-                .message,
-            "reconciliation in progress"
-        );
-    }
-
-    #[test]
-    fn forcing_keeps_the_earliest_change() {
-        let mut s = Schedule::default();
-        let key = ("ns".to_string(), "a".to_string());
-        let early = Instant::now();
-        let late = early + Duration::from_secs(1);
-        s.force(key.clone(), None);
-        s.force(key.clone(), Some(late));
-        s.force(key.clone(), Some(early));
-        s.force(key.clone(), None);
-        assert_eq!(s.forced[&key], Some(early));
-    }
-}
+mod tests;

@@ -1,0 +1,324 @@
+//! The `image-automation` command line: `serve` and `update`, their flags and exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use std::time::Duration;
+
+use crate::message::RemovedFields;
+use crate::modes::{
+    self as serve, KubeServeOptions, LogEncoding, LogLevel, RetryDelays, ServeOptions,
+};
+use api_types::duration::parse_flag;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use update::{OutputFormat, UpdateOptions};
+
+pub mod update;
+use kube_support::selector::LabelSelector;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "image-automation",
+    version,
+    about = "Flux-compatible image update automation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply image policies to a directory without git (preview an automation).
+    Update(UpdateArgs),
+    /// Run the controller.
+    ///
+    /// With --manifests DIR it runs without a cluster; otherwise it uses the kubeconfig or
+    /// the in-cluster configuration.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Read ImageUpdateAutomation, GitRepository and Secret manifests from DIR (no cluster).
+    #[arg(long)]
+    manifests: Option<PathBuf>,
+    /// image-reflector's HTTP API, where policy results come from.
+    #[arg(long)]
+    reflector_url: String,
+    /// The git cache (one bare repository per URL).
+    #[arg(long, default_value = "/data")]
+    storage_path: PathBuf,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_addr: std::net::SocketAddr,
+    /// Run every automation once, print a JSON summary and exit (0 when all are Ready).
+    #[arg(long)]
+    once: bool,
+    /// Refuse sourceRefs to GitRepositories in other namespaces.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    no_cross_namespace_refs: bool,
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrent: u16,
+    /// Only reconcile automations with matching labels (to shard them across instances).
+    #[arg(long, default_value = "", value_name = "SELECTOR")]
+    watch_label_selector: String,
+    /// Run automations only while holding the leader Lease (Kubernetes mode).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true", action = ArgAction::Set)]
+    enable_leader_election: bool,
+    /// How long a leader's Lease stays valid without renewal (Go duration, at least 2s).
+    #[arg(long, default_value = "35s", value_parser = parse_flag)]
+    leader_election_lease_duration: Duration,
+    /// The first retry delay after a failed run; doubles per failure (Go duration).
+    #[arg(long, default_value = "750ms", value_parser = parse_flag)]
+    min_retry_delay: Duration,
+    /// The longest retry delay after failed runs (Go duration).
+    #[arg(long, default_value = "15m", value_parser = parse_flag)]
+    max_retry_delay: Duration,
+    /// What to do with a commit message template that reads `.Updated`, which Flux v1
+    /// removed: `render` it (the v1beta1 data) and warn once per generation with a
+    /// DeprecatedTemplateField event, or `stall` the automation as Flux does
+    /// (RemovedTemplateField, nothing pushed).
+    #[arg(long, value_enum, default_value = "render", value_name = "MODE")]
+    removed_template_fields: RemovedTemplateFields,
+    /// Flux's feature gates, `Name=bool` separated by commas. Only `GitSparseCheckout`
+    /// (default false: check out only `update.path`) can be set; the other Flux gates are
+    /// fixed at Flux's defaults.
+    #[arg(long, value_name = "GATES", default_value = "", value_parser = feature_gates)]
+    feature_gates: FeatureGates,
+    #[arg(long, value_enum, default_value = "info")]
+    log_level: LogLevel,
+    #[arg(long, value_enum, default_value = "console")]
+    log_encoding: LogEncoding,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RemovedTemplateFields {
+    Render,
+    Stall,
+}
+
+impl From<RemovedTemplateFields> for RemovedFields {
+    fn from(mode: RemovedTemplateFields) -> Self {
+        match mode {
+            RemovedTemplateFields::Render => RemovedFields::Render,
+            RemovedTemplateFields::Stall => RemovedFields::Stall,
+        }
+    }
+}
+
+/// The `--feature-gates` this implementation has.
+#[derive(Debug, Clone, Copy, Default)]
+struct FeatureGates {
+    sparse_checkout: bool,
+}
+
+fn feature_gates(text: &str) -> Result<FeatureGates, String> {
+    let mut gates = FeatureGates::default();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, value) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} is not Name=true|false"))?;
+        let value: bool = value
+            .parse()
+            .map_err(|_| format!("{name}: {value:?} is not true or false"))?;
+        match name {
+            "GitSparseCheckout" => gates.sparse_checkout = value,
+            _ => {
+                return Err(format!(
+                    "unsupported feature gate {name:?} (only GitSparseCheckout)"
+                ));
+            }
+        }
+    }
+    Ok(gates)
+}
+
+fn run_serve(args: ServeArgs) -> ExitCode {
+    if args.manifests.is_none() && !serve::kubernetes_config_exists() {
+        eprintln!(
+            "image-automation: error: no --manifests directory and no Kubernetes configuration \
+             ($KUBECONFIG, ~/.kube/config or in-cluster)"
+        );
+        return ExitCode::from(2);
+    }
+    if args.manifests.is_none() && args.once {
+        eprintln!("image-automation: error: --once needs --manifests DIR");
+        return ExitCode::from(2);
+    }
+    if args.min_retry_delay.is_zero() || args.max_retry_delay < args.min_retry_delay {
+        eprintln!(
+            "image-automation: error: --min-retry-delay must be positive and at most --max-retry-delay"
+        );
+        return ExitCode::from(2);
+    }
+    if let Err(e) = serve::init_logging(args.log_level, args.log_encoding) {
+        eprintln!("image-automation: error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let backoff = RetryDelays {
+        min: args.min_retry_delay,
+        max: args.max_retry_delay,
+    };
+    let Some(manifests) = args.manifests else {
+        let opts = KubeServeOptions {
+            reflector_url: args.reflector_url,
+            storage_path: args.storage_path,
+            http_addr: args.http_addr,
+            no_cross_namespace_refs: args.no_cross_namespace_refs,
+            backoff,
+            concurrent: args.concurrent,
+            watch_label_selector: args.watch_label_selector,
+            enable_leader_election: args.enable_leader_election,
+            leader_election_lease_duration: args.leader_election_lease_duration,
+            removed_template_fields: args.removed_template_fields.into(),
+            sparse_checkout: args.feature_gates.sparse_checkout,
+        };
+        return match runtime() {
+            Ok(runtime) => {
+                let result = runtime
+                    .block_on(serve::kube::serve::run_kubernetes(opts))
+                    .map(|()| true);
+                // Never wait on a blocking git call that shutdown abandoned.
+                runtime.shutdown_timeout(Duration::from_millis(100));
+                exit(result)
+            }
+            Err(code) => code,
+        };
+    };
+    let selector = match args.watch_label_selector.trim() {
+        "" => None,
+        text => match text.parse::<LabelSelector>() {
+            Ok(selector) => Some(selector),
+            Err(e) => {
+                eprintln!("image-automation: error: --watch-label-selector: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let opts = ServeOptions {
+        manifests,
+        concurrent: usize::from(args.concurrent),
+        selector,
+        reflector_url: args.reflector_url,
+        storage_path: args.storage_path,
+        http_addr: args.http_addr,
+        once: args.once,
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
+        backoff,
+        removed_template_fields: args.removed_template_fields.into(),
+        sparse_checkout: args.feature_gates.sparse_checkout,
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        if opts.once {
+            serve::standalone::run_once(&opts, &mut std::io::stdout().lock()).await
+        } else {
+            serve::standalone::run(opts).await.map(|()| true)
+        }
+    });
+    // Never wait on a blocking git call that shutdown abandoned.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    exit(result)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("image-automation: error: starting runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+fn exit(result: Result<bool, serve::ServeError>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("image-automation: error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        // thiserror messages above already embed their direct source; skip repeats.
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct UpdateArgs {
+    /// Directory whose YAML files are updated.
+    #[arg(long)]
+    path: PathBuf,
+    /// Policies as JSON or YAML: {"items": [{"namespace", "name", "latestRef": {...}}]}.
+    #[arg(long)]
+    policies: PathBuf,
+    /// The automation's namespace; only policies of this namespace apply.
+    #[arg(long, default_value = "flux-system")]
+    namespace: String,
+    /// The automation's name (what .AutomationObject prints after the namespace).
+    #[arg(long, default_value = "image-updates")]
+    automation: String,
+    /// A commit message template (Go text/template + Sprig) to render.
+    #[arg(long)]
+    message_template: Option<PathBuf>,
+    /// Write nothing; print a unified diff of what would change.
+    #[arg(long)]
+    dry_run: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Update(args) => {
+            let opts = UpdateOptions {
+                path: args.path,
+                policies: args.policies,
+                namespace: args.namespace,
+                automation: args.automation,
+                message_template: args.message_template,
+                dry_run: args.dry_run,
+                output: match args.output {
+                    Output::Text => OutputFormat::Text,
+                    Output::Json => OutputFormat::Json,
+                },
+            };
+            update::run(&opts, &mut std::io::stdout().lock())
+        }
+        Command::Serve(args) => return run_serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("image-automation: error: {}", error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}

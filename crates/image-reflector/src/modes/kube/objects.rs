@@ -1,0 +1,102 @@
+//! The `ObjectSource` over the API server.
+
+use super::*;
+
+#[derive(Clone)]
+pub(super) struct KubeObjects {
+    pub(super) client: Client,
+}
+
+impl fmt::Debug for KubeObjects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubeObjects").finish_non_exhaustive()
+    }
+}
+
+pub(super) fn source_error(
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+    e: &kube::Error,
+) -> SourceError {
+    SourceError {
+        kind,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        category: kube_support::objects::ErrorCategory::of(e),
+        detail: e.to_string(),
+    }
+}
+
+impl ObjectSource for KubeObjects {
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>> {
+        Box::pin(async move {
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+            let secret = api
+                .get_opt(name)
+                .await
+                .map_err(|e| source_error("Secret", namespace, name, &e))?;
+            Ok(secret.map(|secret| {
+                let secret = kube_support::manifests::secret_of(secret);
+                SecretData {
+                    name: name.to_string(),
+                    type_: secret.type_,
+                    data: secret.data,
+                }
+            }))
+        })
+    }
+
+    fn service_account_pull_secrets<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>> {
+        Box::pin(async move {
+            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+            let sa = api
+                .get_opt(name)
+                .await
+                .map_err(|e| source_error("ServiceAccount", namespace, name, &e))?;
+            Ok(sa.map(|sa| {
+                sa.image_pull_secrets
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| r.name)
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            }))
+        })
+    }
+
+    fn namespace_labels<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
+        Box::pin(async move {
+            let api: Api<Namespace> = Api::all(self.client.clone());
+            let ns = api
+                .get_opt(namespace)
+                .await
+                .map_err(|e| source_error("Namespace", "", namespace, &e))?;
+            Ok(ns.map(|ns| ns.metadata.labels.unwrap_or_default()))
+        })
+    }
+
+    fn image_repository<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>> {
+        Box::pin(async move {
+            let api: Api<ImageRepository> = Api::namespaced(self.client.clone(), namespace);
+            api.get_opt(name)
+                .await
+                .map_err(|e| source_error(REPOSITORY, namespace, name, &e))
+        })
+    }
+}

@@ -1,0 +1,79 @@
+//! The health, readiness and metrics server of a controller: `/healthz` (the process
+//! answers), `/readyz` (503 until the mode's first pass or sync) and `/metrics` (the
+//! Prometheus text), with the limits of [`crate::http::serve`]. image-reflector serves the
+//! same three paths inside its HTTP API, with the API's JSON errors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// The admin server could not listen.
+#[derive(Debug, thiserror::Error)]
+#[error("listening on {addr}: {source}")]
+pub struct ListenError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A running admin server: notify `shutdown` to stop it, then await `task`.
+#[derive(Debug)]
+pub struct AdminServer {
+    pub task: JoinHandle<std::io::Result<()>>,
+    pub shutdown: Arc<Notify>,
+}
+
+/// The three routes over `ready` and `metrics` (the text `/metrics` answers).
+pub fn router(
+    ready: Arc<AtomicBool>,
+    metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::SeqCst);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics();
+                async move { text }
+            }),
+        )
+}
+
+/// Binds `addr` and serves [`router`] in the background until `shutdown` is notified.
+pub async fn start(
+    addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+    metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> Result<AdminServer, ListenError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ListenError { addr, source })?;
+    let shutdown = Arc::new(Notify::new());
+    let stop = shutdown.clone();
+    // Header-read and idle timeouts, connection cap: slow clients cannot pin the probes.
+    let task = tokio::spawn(crate::http::serve(
+        listener,
+        router(ready, metrics),
+        crate::http::ServerLimits::default(),
+        async move { stop.notified().await },
+    ));
+    Ok(AdminServer { task, shutdown })
+}
