@@ -14,9 +14,9 @@ use api_types::{
     CommitSpec, CommitUser, GitRepository, GitRepositoryRef, GitRepositorySpec, GitSpec, ImageRef,
     ImageUpdateAutomation, ImageUpdateAutomationSpec,
 };
+use image_automation::git::GitCache;
 use image_automation::reconcile::{Objects, PolicySource, Reconciler, ReconcilerOptions};
 use image_automation::reconcile::{RunOutcome, RunReport};
-use image_automation::git::GitCache;
 use image_automation::reflector_client::ReflectorError;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use testbed::git::{GitHttpServer, GitHttpServerOptions};
