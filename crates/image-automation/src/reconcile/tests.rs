@@ -1,7 +1,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
-use crate::git::{RemoteHead, UpdateOutcome};
+use crate::git::{RemoteHead, RepoSpec, UpdateOutcome, UpdateRequest};
 use api_types::http_api::Readiness;
 use api_types::{CommitSpec, CommitUser, GitRepositorySpec, GitSpec, ImageUpdateAutomationSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
