@@ -332,3 +332,91 @@ fn serve_retry_delays_default_to_fluxs_like_the_reflector() {
         assert_eq!(serve_flag_default(&reflector, flag), flux, "{flag}");
     }
 }
+
+/// `serve --help` of `program` as (flag, default) pairs in the order printed.
+fn serve_flags(program: &Path) -> Vec<(String, Option<String>)> {
+    let output = std::process::Command::new(program)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{} serve --help",
+        program.display()
+    );
+    let help = String::from_utf8(output.stdout).unwrap();
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        let flag = trimmed
+            .strip_prefix("-h, ")
+            .unwrap_or(trimmed)
+            .split([' ', '='])
+            .next()
+            .filter(|f| f.starts_with("--") && line.starts_with("  "));
+        if let Some(flag) = flag {
+            flags.push((flag.to_owned(), None));
+        }
+        if let (Some(last), Some((_, rest))) = (flags.last_mut(), line.split_once("[default: ")) {
+            last.1 = rest.split(']').next().map(str::to_owned);
+        }
+    }
+    flags
+}
+
+/// The public `serve` flags and defaults of both binaries (docs/interfaces, Flux's names),
+/// checked by hand: the shared `kube_support::args` groups must not rename a flag or move
+/// a default, including the two defaults the services keep apart (leader election, log
+/// encoding).
+#[test]
+fn serve_flags_and_defaults_are_the_checked_list() {
+    let expected = |list: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
+        list.iter()
+            .map(|(f, d)| ((*f).to_owned(), d.map(str::to_owned)))
+            .collect()
+    };
+    let automation = expected(&[
+        ("--manifests", None),
+        ("--reflector-url", None),
+        ("--storage-path", Some("/data")),
+        ("--http-addr", Some("0.0.0.0:8080")),
+        ("--once", None),
+        ("--no-cross-namespace-refs", Some("false")),
+        ("--concurrent", Some("4")),
+        ("--watch-label-selector", Some("\"\"")),
+        ("--enable-leader-election", Some("true")),
+        ("--leader-election-lease-duration", Some("35s")),
+        ("--min-retry-delay", Some("750ms")),
+        ("--max-retry-delay", Some("15m")),
+        ("--removed-template-fields", Some("render")),
+        ("--feature-gates", Some("\"\"")),
+        ("--log-level", Some("info")),
+        ("--log-encoding", Some("console")),
+        ("--help", None),
+    ]);
+    let reflector = expected(&[
+        ("--http-addr", Some("0.0.0.0:8080")),
+        ("--storage-path", Some("/data")),
+        ("--manifests", None),
+        ("--concurrent", Some("4")),
+        ("--requeue-dependency", Some("30s")),
+        ("--min-retry-delay", Some("750ms")),
+        ("--max-retry-delay", Some("15m")),
+        ("--no-cross-namespace-refs", Some("false")),
+        ("--watch-label-selector", Some("\"\"")),
+        ("--enable-leader-election", Some("false")),
+        ("--leader-election-lease-duration", Some("35s")),
+        ("--advertise-url", None),
+        ("--max-tags-per-repository", Some("100000")),
+        ("--max-tag-pages", Some("1000")),
+        ("--max-tag-page-bytes", Some("33554432")),
+        ("--log-level", Some("info")),
+        ("--log-encoding", Some("json")),
+        ("--help", None),
+    ]);
+    assert_eq!(serve_flags(Path::new(BIN)), automation);
+    assert_eq!(
+        serve_flags(&testbed::controllers::reflector_binary()),
+        reflector
+    );
+}

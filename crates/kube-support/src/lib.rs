@@ -2,6 +2,8 @@
 //!
 //! - [`leader`]: leader election on a `coordination.k8s.io/v1` Lease with compare-and-swap
 //!   writes, so two replicas never lead at once, even when they start in the same instant.
+//! - [`args`]: the `serve` flag groups both binaries flatten (logging, leader election,
+//!   backoff, watch selector, concurrency, HTTP) with Flux's defaults.
 //! - [`admin`]: the `/healthz`, `/readyz` and `/metrics` server.
 //! - [`driver`]: the Kubernetes front end around both services' cores: keys, the finalizer
 //!   wrapper, `error_policy`, leader election and the leader-gated loop, first-sync readiness.
@@ -19,6 +21,7 @@
 //! - [`process`]: the stderr logger, the termination signal, whether a kubeconfig exists.
 
 pub mod admin;
+pub mod args;
 pub mod driver;
 pub mod events;
 pub mod gotk;

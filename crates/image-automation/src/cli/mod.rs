@@ -6,15 +6,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::message::RemovedFields;
-use crate::modes::{
-    self as serve, KubeServeOptions, LogEncoding, LogLevel, RetryDelays, ServeOptions,
-};
-use api_types::duration::parse_flag;
+use crate::modes::{self as serve, KubeServeOptions, ServeOptions};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use update::{OutputFormat, UpdateOptions};
 
 pub mod update;
-use kube_support::selector::LabelSelector;
+use kube_support::args::{
+    BackoffArgs, ConcurrencyArgs, HttpArgs, LeaderElectionArgs, LoggingArgs, WatchSelectorArgs,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,33 +48,23 @@ struct ServeArgs {
     /// The git cache (one bare repository per URL).
     #[arg(long, default_value = "/data")]
     storage_path: PathBuf,
-    /// Address of /healthz, /readyz and /metrics.
-    #[arg(long, default_value = "0.0.0.0:8080")]
-    http_addr: std::net::SocketAddr,
+    #[command(flatten)]
+    http: HttpArgs,
     /// Run every automation once, print a JSON summary and exit (0 when all are Ready).
     #[arg(long)]
     once: bool,
     /// Refuse sourceRefs to GitRepositories in other namespaces.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     no_cross_namespace_refs: bool,
-    /// Reconciles running at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
-    concurrent: u16,
-    /// Only reconcile automations with matching labels (to shard them across instances).
-    #[arg(long, default_value = "", value_name = "SELECTOR")]
-    watch_label_selector: String,
-    /// Run automations only while holding the leader Lease (Kubernetes mode).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true", action = ArgAction::Set)]
-    enable_leader_election: bool,
-    /// How long a leader's Lease stays valid without renewal (Go duration, at least 2s).
-    #[arg(long, default_value = "35s", value_parser = parse_flag)]
-    leader_election_lease_duration: Duration,
-    /// The first retry delay after a failed run; doubles per failure (Go duration).
-    #[arg(long, default_value = "750ms", value_parser = parse_flag)]
-    min_retry_delay: Duration,
-    /// The longest retry delay after failed runs (Go duration).
-    #[arg(long, default_value = "15m", value_parser = parse_flag)]
-    max_retry_delay: Duration,
+    #[command(flatten)]
+    concurrency: ConcurrencyArgs,
+    #[command(flatten)]
+    watch: WatchSelectorArgs,
+    // On by default, as Flux's image-automation-controller.
+    #[command(flatten)]
+    leader_election: LeaderElectionArgs<true>,
+    #[command(flatten)]
+    backoff: BackoffArgs,
     /// What to do with a commit message template that reads `.Updated`, which Flux v1
     /// removed: `render` it (the v1beta1 data) and warn once per generation with a
     /// DeprecatedTemplateField event, or `stall` the automation as Flux does
@@ -87,10 +76,9 @@ struct ServeArgs {
     /// fixed at Flux's defaults.
     #[arg(long, value_name = "GATES", default_value = "", value_parser = feature_gates)]
     feature_gates: FeatureGates,
-    #[arg(long, value_enum, default_value = "info")]
-    log_level: LogLevel,
-    #[arg(long, value_enum, default_value = "console")]
-    log_encoding: LogEncoding,
+    // Console text by default.
+    #[command(flatten)]
+    logging: LoggingArgs<false>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -147,31 +135,28 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         eprintln!("image-automation: error: --once needs --manifests DIR");
         return ExitCode::from(2);
     }
-    if args.min_retry_delay.is_zero() || args.max_retry_delay < args.min_retry_delay {
-        eprintln!(
-            "image-automation: error: --min-retry-delay must be positive and at most --max-retry-delay"
-        );
-        return ExitCode::from(2);
-    }
-    if let Err(e) = serve::init_logging(args.log_level, args.log_encoding) {
+    let backoff = match args.backoff.delays() {
+        Ok(delays) => delays,
+        Err(e) => {
+            eprintln!("image-automation: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = serve::init_logging(args.logging.log_level, args.logging.log_encoding) {
         eprintln!("image-automation: error: {e}");
         return ExitCode::FAILURE;
     }
-    let backoff = RetryDelays {
-        min: args.min_retry_delay,
-        max: args.max_retry_delay,
-    };
     let Some(manifests) = args.manifests else {
         let opts = KubeServeOptions {
             reflector_url: args.reflector_url,
             storage_path: args.storage_path,
-            http_addr: args.http_addr,
+            http_addr: args.http.http_addr,
             no_cross_namespace_refs: args.no_cross_namespace_refs,
             backoff,
-            concurrent: args.concurrent,
-            watch_label_selector: args.watch_label_selector,
-            enable_leader_election: args.enable_leader_election,
-            leader_election_lease_duration: args.leader_election_lease_duration,
+            concurrent: args.concurrency.concurrent,
+            watch_label_selector: args.watch.watch_label_selector,
+            enable_leader_election: args.leader_election.enable_leader_election,
+            leader_election_lease_duration: args.leader_election.leader_election_lease_duration,
             removed_template_fields: args.removed_template_fields.into(),
             sparse_checkout: args.feature_gates.sparse_checkout,
         };
@@ -187,23 +172,20 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             Err(code) => code,
         };
     };
-    let selector = match args.watch_label_selector.trim() {
-        "" => None,
-        text => match text.parse::<LabelSelector>() {
-            Ok(selector) => Some(selector),
-            Err(e) => {
-                eprintln!("image-automation: error: --watch-label-selector: {e}");
-                return ExitCode::from(2);
-            }
-        },
+    let selector = match args.watch.parse() {
+        Ok(selector) => selector,
+        Err(e) => {
+            eprintln!("image-automation: error: --watch-label-selector: {e}");
+            return ExitCode::from(2);
+        }
     };
     let opts = ServeOptions {
         manifests,
-        concurrent: usize::from(args.concurrent),
+        concurrent: usize::from(args.concurrency.concurrent),
         selector,
         reflector_url: args.reflector_url,
         storage_path: args.storage_path,
-        http_addr: args.http_addr,
+        http_addr: args.http.http_addr,
         once: args.once,
         no_cross_namespace_refs: args.no_cross_namespace_refs,
         backoff,

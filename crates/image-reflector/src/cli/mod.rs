@@ -52,7 +52,7 @@ fn run_select(args: &SelectArgs) -> Result<String, SelectFailure> {
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
-    if let Err(e) = serve::init_logging(args.log_level, args.log_encoding) {
+    if let Err(e) = serve::init_logging(args.logging.log_level, args.logging.log_encoding) {
         eprintln!("image-reflector serve: {e}");
         return ExitCode::FAILURE;
     }

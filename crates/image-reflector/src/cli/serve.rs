@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use api_types::duration::parse_flag;
 use clap::{ArgAction, Args};
+use kube_support::args::{
+    BackoffArgs, ConcurrencyArgs, HttpArgs, LeaderElectionArgs, LoggingArgs, WatchSelectorArgs,
+};
 use tokio::sync::watch;
 
 use crate::api::selector::LabelSelector;
@@ -31,9 +34,8 @@ pub use kube_support::process::{LogEncoding, LogLevel, init_logging};
 /// Flags of `image-reflector serve` (Flux's names where Flux has the flag).
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address of the HTTP API, /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "0.0.0.0:8080")]
-    pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Directory of the tag store (created if missing).
     #[arg(long, default_value = "/data")]
     pub storage_path: PathBuf,
@@ -41,31 +43,21 @@ pub struct ServeArgs {
     /// and Namespace manifests under DIR (re-read when they change).
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
-    /// Reconciles running at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
-    pub concurrent: u16,
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
     /// How soon a policy whose repository has no tags yet is retried (Go duration).
     #[arg(long, default_value = "30s", value_parser = parse_flag)]
     pub requeue_dependency: Duration,
-    /// The first retry delay after a transient failure; it doubles per consecutive failure
-    /// of the same object (Go duration).
-    #[arg(long, default_value = "750ms", value_parser = parse_flag)]
-    pub min_retry_delay: Duration,
-    /// The longest retry delay (Go duration).
-    #[arg(long, default_value = "15m", value_parser = parse_flag)]
-    pub max_retry_delay: Duration,
+    #[command(flatten)]
+    pub backoff: BackoffArgs,
     /// Deny ImagePolicies referring to ImageRepositories in other namespaces.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub no_cross_namespace_refs: bool,
-    /// Only reconcile objects with matching labels (to shard objects across instances).
-    #[arg(long, default_value = "", value_name = "SELECTOR")]
-    pub watch_label_selector: String,
-    /// Scan only while holding the leader Lease (Kubernetes mode).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
-    pub enable_leader_election: bool,
-    /// How long a leader's Lease stays valid without renewal (Go duration, at least 2s).
-    #[arg(long, default_value = "35s", value_parser = parse_flag)]
-    pub leader_election_lease_duration: Duration,
+    #[command(flatten)]
+    pub watch: WatchSelectorArgs,
+    // Off by default: one replica needs no Lease.
+    #[command(flatten)]
+    pub leader_election: LeaderElectionArgs<false>,
     /// The URL other replicas reach this one's API at (followers forward `/tags` to the
     /// leader). Default: `http://$POD_IP:<port>`, else the `--http-addr` (loopback when it
     /// is unspecified).
@@ -81,10 +73,9 @@ pub struct ServeArgs {
     /// The largest tags/list page read, in bytes; reading stops there and the scan fails.
     #[arg(long, default_value_t = ClientSettings::default().max_tag_page_bytes as u64, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_tag_page_bytes: u64,
-    #[arg(long, value_enum, default_value = "info")]
-    pub log_level: LogLevel,
-    #[arg(long, value_enum, default_value = "json")]
-    pub log_encoding: LogEncoding,
+    // JSON lines by default, as Flux logs.
+    #[command(flatten)]
+    pub logging: LoggingArgs<true>,
 }
 
 /// The controllers' settings from the flags (both modes use them).
@@ -92,8 +83,8 @@ pub fn options(args: &ServeArgs) -> Options {
     Options {
         no_cross_namespace_refs: args.no_cross_namespace_refs,
         requeue_dependency: args.requeue_dependency,
-        min_retry_delay: args.min_retry_delay,
-        max_retry_delay: args.max_retry_delay,
+        min_retry_delay: args.backoff.min_retry_delay,
+        max_retry_delay: args.backoff.max_retry_delay,
     }
 }
 
@@ -173,10 +164,10 @@ pub async fn run_kubernetes(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let settings = crate::modes::kube::KubeSettings {
-        concurrent: args.concurrent,
-        label_selector: args.watch_label_selector.trim().to_string(),
-        enable_leader_election: args.enable_leader_election,
-        lease_duration: args.leader_election_lease_duration,
+        concurrent: args.concurrency.concurrent,
+        label_selector: args.watch.text().to_string(),
+        enable_leader_election: args.leader_election.enable_leader_election,
+        lease_duration: args.leader_election.leader_election_lease_duration,
         advertise_url: advertise_url(args.advertise_url.as_deref(), context.http_addr),
         lease_namespace: crate::modes::kube::lease_namespace(),
         registry: client_settings(args),
@@ -261,13 +252,7 @@ async fn changed_to_true(mut rx: watch::Receiver<bool>) {
 
 /// Runs `serve` until a termination signal (or a fatal error).
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
-    let selector = match args.watch_label_selector.trim() {
-        "" => None,
-        text => Some(
-            text.parse::<LabelSelector>()
-                .map_err(ServeError::Selector)?,
-        ),
-    };
+    let selector = args.watch.parse()?;
     let metrics = Metrics::new()?;
     let store = open_store(&args.storage_path, &metrics)?;
     let state = ApiState::new(store.clone());
@@ -276,18 +261,18 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         state: state.clone(),
         metrics: metrics.clone(),
         options: options(&args),
-        concurrent: usize::from(args.concurrent),
+        concurrent: usize::from(args.concurrency.concurrent),
         selector,
-        http_addr: args.http_addr,
+        http_addr: args.http.http_addr,
     };
 
-    let listener = tokio::net::TcpListener::bind(args.http_addr)
+    let listener = tokio::net::TcpListener::bind(args.http.http_addr)
         .await
         .map_err(|source| ServeError::Listen {
-            addr: args.http_addr,
+            addr: args.http.http_addr,
             source,
         })?;
-    let local = listener.local_addr().unwrap_or(args.http_addr);
+    let local = listener.local_addr().unwrap_or(args.http.http_addr);
     tracing::info!(addr = %local, "serving the HTTP API");
     context.http_addr = local;
 
@@ -359,8 +344,8 @@ mod tests {
     #[test]
     fn retry_delays_default_to_flux_and_reach_the_options() {
         let args = parse(&[]).unwrap();
-        assert_eq!(args.min_retry_delay, Duration::from_millis(750));
-        assert_eq!(args.max_retry_delay, Duration::from_secs(15 * 60));
+        assert_eq!(args.backoff.min_retry_delay, Duration::from_millis(750));
+        assert_eq!(args.backoff.max_retry_delay, Duration::from_secs(15 * 60));
         assert_eq!(options(&args), Options::default());
 
         // The chart test's extraArgs form, and the separate-value form.

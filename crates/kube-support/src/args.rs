@@ -1,0 +1,179 @@
+//! The `serve` flag groups both binaries flatten into their own `ServeArgs`, with Flux's
+//! names and defaults, so a flag is spelled, parsed and documented once.
+//!
+//! Two defaults differ between the services today and are public (charts and users rely
+//! on them): leader election (image-automation on, image-reflector off) and the log
+//! encoding (image-automation `console`, image-reflector `json`). Those groups take the
+//! default as a const parameter, so each binary states its default at the type and the
+//! flag itself still exists once.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use api_types::duration::parse_flag;
+use clap::{ArgAction, Args};
+
+use crate::process::{LogEncoding, LogLevel};
+use crate::schedule::RetryDelays;
+use crate::selector::{LabelSelector, SelectorError};
+
+/// `--log-level` and `--log-encoding`; `JSON_BY_DEFAULT` picks the encoding's default.
+#[derive(Debug, Clone, Args)]
+pub struct LoggingArgs<const JSON_BY_DEFAULT: bool> {
+    /// The least severe level logged (`RUST_LOG`, when set, overrides it).
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+    /// Log lines as JSON objects or as console text.
+    #[arg(long, value_enum, default_value_t = default_encoding(JSON_BY_DEFAULT))]
+    pub log_encoding: LogEncoding,
+}
+
+const fn default_encoding(json: bool) -> LogEncoding {
+    if json {
+        LogEncoding::Json
+    } else {
+        LogEncoding::Console
+    }
+}
+
+/// `--enable-leader-election` and `--leader-election-lease-duration`;
+/// `ENABLED_BY_DEFAULT` is the first flag's default.
+#[derive(Debug, Clone, Args)]
+pub struct LeaderElectionArgs<const ENABLED_BY_DEFAULT: bool> {
+    /// Work only while holding the leader Lease (Kubernetes mode).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = ENABLED_BY_DEFAULT, action = ArgAction::Set)]
+    pub enable_leader_election: bool,
+    /// How long a leader's Lease stays valid without renewal (Go duration, at least 2s).
+    #[arg(long, default_value = "35s", value_parser = parse_flag)]
+    pub leader_election_lease_duration: Duration,
+}
+
+/// `--min-retry-delay` and `--max-retry-delay`: Flux's 750ms doubling up to 15m.
+#[derive(Debug, Clone, Args)]
+pub struct BackoffArgs {
+    /// The first retry delay after a failed run; it doubles per consecutive failure of the
+    /// same object (Go duration).
+    #[arg(long, default_value = "750ms", value_parser = parse_flag)]
+    pub min_retry_delay: Duration,
+    /// The longest retry delay after failed runs (Go duration).
+    #[arg(long, default_value = "15m", value_parser = parse_flag)]
+    pub max_retry_delay: Duration,
+}
+
+/// The retry delays are unusable: zero, or the minimum above the maximum.
+#[derive(Debug, thiserror::Error)]
+#[error("--min-retry-delay must be positive and at most --max-retry-delay")]
+pub struct BackoffError;
+
+impl BackoffArgs {
+    /// The delays, checked.
+    pub fn delays(&self) -> Result<RetryDelays, BackoffError> {
+        if self.min_retry_delay.is_zero() || self.max_retry_delay < self.min_retry_delay {
+            return Err(BackoffError);
+        }
+        Ok(RetryDelays {
+            min: self.min_retry_delay,
+            max: self.max_retry_delay,
+        })
+    }
+}
+
+/// `--watch-label-selector`: which objects this instance reconciles (sharding).
+#[derive(Debug, Clone, Args)]
+pub struct WatchSelectorArgs {
+    /// Only reconcile objects with matching labels (to shard them across instances).
+    #[arg(long, default_value = "", value_name = "SELECTOR")]
+    pub watch_label_selector: String,
+}
+
+impl WatchSelectorArgs {
+    /// The selector as given, trimmed (what the Kubernetes watch sends).
+    pub fn text(&self) -> &str {
+        self.watch_label_selector.trim()
+    }
+
+    /// The selector, parsed; `None` when empty.
+    pub fn parse(&self) -> Result<Option<LabelSelector>, SelectorError> {
+        match self.text() {
+            "" => Ok(None),
+            text => text.parse().map(Some),
+        }
+    }
+}
+
+/// `--concurrent`: reconciles running at once.
+#[derive(Debug, Clone, Args)]
+pub struct ConcurrencyArgs {
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrent: u16,
+}
+
+/// `--http-addr`: where `/healthz`, `/readyz` and `/metrics` (and the reflector's API) are
+/// served.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Address of /healthz, /readyz and /metrics (and image-reflector's HTTP API).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        backoff: BackoffArgs,
+        #[command(flatten)]
+        watch: WatchSelectorArgs,
+        #[command(flatten)]
+        leader_election: LeaderElectionArgs<true>,
+        #[command(flatten)]
+        logging: LoggingArgs<false>,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_default_parameters_reach_the_flags() {
+        let cli = parse(&[]).unwrap();
+        assert!(cli.leader_election.enable_leader_election);
+        assert_eq!(cli.logging.log_encoding, LogEncoding::Console);
+        let cli = parse(&["--enable-leader-election=false", "--log-encoding=json"]).unwrap();
+        assert!(!cli.leader_election.enable_leader_election);
+        assert_eq!(cli.logging.log_encoding, LogEncoding::Json);
+        // The bare flag means true, as Flux's.
+        assert!(
+            parse(&["--enable-leader-election"])
+                .unwrap()
+                .leader_election
+                .enable_leader_election
+        );
+    }
+
+    #[test]
+    fn backoff_delays_are_checked() {
+        let delays = parse(&[]).unwrap().backoff.delays().unwrap();
+        assert_eq!(delays.min, Duration::from_millis(750));
+        assert_eq!(delays.max, Duration::from_secs(15 * 60));
+        let inverted = parse(&["--min-retry-delay=2m", "--max-retry-delay=1m"]).unwrap();
+        assert!(inverted.backoff.delays().is_err());
+        let zero = parse(&["--min-retry-delay=0s"]).unwrap();
+        assert!(zero.backoff.delays().is_err());
+    }
+
+    #[test]
+    fn an_empty_watch_selector_selects_everything() {
+        assert!(parse(&[]).unwrap().watch.parse().unwrap().is_none());
+        let sharded = parse(&["--watch-label-selector", " shard=a "]).unwrap();
+        assert_eq!(sharded.watch.text(), "shard=a");
+        assert!(sharded.watch.parse().unwrap().is_some());
+        let bad = parse(&["--watch-label-selector", "a in (b"]).unwrap();
+        assert!(bad.watch.parse().is_err());
+    }
+}
