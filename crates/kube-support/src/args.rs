@@ -13,6 +13,8 @@ use std::time::Duration;
 use api_types::duration::parse_flag;
 use clap::{ArgAction, Args};
 
+use crate::driver::LeaderElectionSettings;
+use crate::leader;
 use crate::process::{LogEncoding, LogLevel};
 use crate::schedule::RetryDelays;
 use crate::selector::{LabelSelector, SelectorError};
@@ -46,6 +48,17 @@ pub struct LeaderElectionArgs<const ENABLED_BY_DEFAULT: bool> {
     /// How long a leader's Lease stays valid without renewal (Go duration, at least 2s).
     #[arg(long, default_value = "35s", value_parser = parse_flag)]
     pub leader_election_lease_duration: Duration,
+}
+
+impl<const ENABLED_BY_DEFAULT: bool> LeaderElectionArgs<ENABLED_BY_DEFAULT> {
+    /// The flags as the driver's settings, with the Lease in this Pod's namespace.
+    pub fn settings(&self) -> LeaderElectionSettings {
+        LeaderElectionSettings {
+            enabled: self.enable_leader_election,
+            lease_duration: self.leader_election_lease_duration,
+            lease_namespace: leader::lease_namespace(),
+        }
+    }
 }
 
 /// `--min-retry-delay` and `--max-retry-delay`: Flux's 750ms doubling up to 15m.
@@ -147,6 +160,12 @@ mod tests {
         let cli = parse(&["--enable-leader-election=false", "--log-encoding=json"]).unwrap();
         assert!(!cli.leader_election.enable_leader_election);
         assert_eq!(cli.logging.log_encoding, LogEncoding::Json);
+        let settings = parse(&["--leader-election-lease-duration=1m"])
+            .unwrap()
+            .leader_election
+            .settings();
+        assert!(settings.enabled);
+        assert_eq!(settings.lease_duration, Duration::from_secs(60));
         // The bare flag means true, as Flux's.
         assert!(
             parse(&["--enable-leader-election"])

@@ -112,39 +112,45 @@ pub fn retry_after_failure<K: std::hash::Hash + Eq + Clone>(
     Action::requeue(delay)
 }
 
-/// `--enable-leader-election` and the Lease of one service.
-#[derive(Debug, Clone)]
-pub struct LeaderElection {
+/// `--enable-leader-election`, `--leader-election-lease-duration` and where the Lease
+/// lives: what both services' settings carry (from [`crate::args::LeaderElectionArgs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderElectionSettings {
     pub enabled: bool,
-    /// The Lease name (without the selector hash).
-    pub lease_name: &'static str,
-    /// `--watch-label-selector`: one Lease per shard.
-    pub label_selector: String,
-    pub lease_namespace: String,
     pub lease_duration: Duration,
-    /// Appended to the holder identity (the reflector's advertised URL; empty otherwise).
-    pub identity_suffix: String,
-    /// The service's field manager; the Lease is written as `<it>-lease`.
+    pub lease_namespace: String,
+}
+
+/// A service's Lease: its name (without the selector hash) and the service's field
+/// manager (the Lease is written as `<it>-lease`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceLease {
+    pub name: &'static str,
     pub field_manager: &'static str,
 }
 
-/// Takes part in the election (or always leads when it is disabled) until `stop`.
+/// Takes part in the election (or always leads when it is disabled) until `stop`: one
+/// Lease per `--watch-label-selector` shard; `identity_suffix` is appended to the holder
+/// identity (the reflector's advertised URL; empty otherwise).
 pub async fn leadership(
     client: Client,
-    election: &LeaderElection,
+    settings: &LeaderElectionSettings,
+    lease: ServiceLease,
+    label_selector: &str,
+    identity_suffix: &str,
     stop: watch::Receiver<bool>,
 ) -> Result<leader::Leadership, leader::LeaderError> {
-    if !election.enabled {
+    if !settings.enabled {
         return Ok(leader::always_leading(stop));
     }
     leader::elect(
         client,
         leader::LeaderSettings {
-            lease_name: leader::lease_name(election.lease_name, &election.label_selector),
-            lease_namespace: election.lease_namespace.clone(),
-            identity: leader::holder_identity(&election.identity_suffix),
-            lease_duration: election.lease_duration.max(Duration::from_secs(2)),
-            field_manager: format!("{}-lease", election.field_manager),
+            lease_name: leader::lease_name(lease.name, label_selector),
+            lease_namespace: settings.lease_namespace.clone(),
+            identity: leader::holder_identity(identity_suffix),
+            lease_duration: settings.lease_duration.max(Duration::from_secs(2)),
+            field_manager: format!("{}-lease", lease.field_manager),
         },
         stop,
     )

@@ -155,8 +155,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             backoff,
             concurrent: args.concurrency.concurrent,
             watch_label_selector: args.watch.watch_label_selector,
-            enable_leader_election: args.leader_election.enable_leader_election,
-            leader_election_lease_duration: args.leader_election.leader_election_lease_duration,
+            leader_election: args.leader_election.settings(),
             removed_template_fields: args.removed_template_fields.into(),
             sparse_checkout: args.feature_gates.sparse_checkout,
         };

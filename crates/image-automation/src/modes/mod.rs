@@ -64,8 +64,7 @@ pub struct KubeServeOptions {
     pub backoff: RetryDelays,
     pub concurrent: u16,
     pub watch_label_selector: String,
-    pub enable_leader_election: bool,
-    pub leader_election_lease_duration: Duration,
+    pub leader_election: kube_support::driver::LeaderElectionSettings,
     /// `--removed-template-fields`.
     pub removed_template_fields: RemovedFields,
     /// `--feature-gates=GitSparseCheckout=true`.

@@ -166,10 +166,8 @@ pub async fn run_kubernetes(
     let settings = crate::modes::kube::KubeSettings {
         concurrent: args.concurrency.concurrent,
         label_selector: args.watch.text().to_string(),
-        enable_leader_election: args.leader_election.enable_leader_election,
-        lease_duration: args.leader_election.leader_election_lease_duration,
+        leader_election: args.leader_election.settings(),
         advertise_url: advertise_url(args.advertise_url.as_deref(), context.http_addr),
-        lease_namespace: crate::modes::kube::lease_namespace(),
         registry: client_settings(args),
     };
     crate::modes::kube::run(

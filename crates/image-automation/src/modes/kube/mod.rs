@@ -66,6 +66,10 @@ pub const FINALIZER: &str = api_types::meta::FINALIZER;
 pub const RECONCILE_REQUEST_ANNOTATION: &str = api_types::meta::RECONCILE_REQUEST_ANNOTATION;
 /// The Lease name (suffixed with a hash of the label selector when one is set).
 pub const LEASE_NAME: &str = "image-automation-controller-leader-election";
+const LEASE: driver::ServiceLease = driver::ServiceLease {
+    name: LEASE_NAME,
+    field_manager: FIELD_MANAGER,
+};
 /// The default Lease duration (controller-runtime's).
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(35);
 
@@ -76,10 +80,7 @@ pub struct KubeSettings {
     pub concurrent: u16,
     /// `--watch-label-selector` as given (empty: every object).
     pub label_selector: String,
-    pub enable_leader_election: bool,
-    pub lease_duration: Duration,
-    /// Where the Lease lives.
-    pub lease_namespace: String,
+    pub leader_election: driver::LeaderElectionSettings,
     /// `--reflector-url`, for the change feed.
     pub reflector_url: String,
     /// `--no-cross-namespace-refs`: cross-namespace GitRepositories are not even read.
@@ -562,16 +563,15 @@ pub async fn run(
         }
     });
 
-    let election = driver::LeaderElection {
-        enabled: settings.enable_leader_election,
-        lease_name: LEASE_NAME,
-        label_selector: settings.label_selector.clone(),
-        lease_namespace: settings.lease_namespace.clone(),
-        lease_duration: settings.lease_duration,
-        identity_suffix: String::new(),
-        field_manager: FIELD_MANAGER,
-    };
-    let election = driver::leadership(client.clone(), &election, shutdown.clone()).await?;
+    let election = driver::leadership(
+        client.clone(),
+        &settings.leader_election,
+        LEASE,
+        &settings.label_selector,
+        "",
+        shutdown.clone(),
+    )
+    .await?;
     let result = driver::while_leading(
         election.leading,
         &shutdown,

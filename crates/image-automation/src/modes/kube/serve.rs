@@ -35,9 +35,7 @@ pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
     let settings = super::KubeSettings {
         concurrent: opts.concurrent,
         label_selector: opts.watch_label_selector.trim().to_owned(),
-        enable_leader_election: opts.enable_leader_election,
-        lease_duration: opts.leader_election_lease_duration,
-        lease_namespace: kube_support::leader::lease_namespace(),
+        leader_election: opts.leader_election.clone(),
         reflector_url: opts.reflector_url.clone(),
         no_cross_namespace_refs: opts.no_cross_namespace_refs,
         backoff: opts.backoff,

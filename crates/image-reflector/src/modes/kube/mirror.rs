@@ -63,17 +63,16 @@ pub(super) async fn leadership(
     state: ApiState,
     stop: watch::Receiver<bool>,
 ) -> Result<(watch::Receiver<bool>, tokio::task::JoinHandle<()>), KubeModeError> {
-    let election = driver::LeaderElection {
-        enabled: settings.enable_leader_election,
-        lease_name: LEASE_NAME,
-        label_selector: settings.label_selector.clone(),
-        lease_namespace: settings.lease_namespace.clone(),
-        lease_duration: settings.lease_duration,
-        identity_suffix: settings.advertise_url.clone(),
-        field_manager: FIELD_MANAGER,
-    };
-    let election = driver::leadership(client, &election, stop).await?;
-    if !settings.enable_leader_election {
+    let election = driver::leadership(
+        client,
+        &settings.leader_election,
+        LEASE,
+        &settings.label_selector,
+        &settings.advertise_url,
+        stop,
+    )
+    .await?;
+    if !settings.leader_election.enabled {
         state.set_leader(LeaderInfo::leader());
         return Ok((election.leading, election.task));
     }

@@ -71,6 +71,10 @@ pub const FINALIZER: &str = "finalizers.fluxcd.io";
 pub const RECONCILE_REQUEST_ANNOTATION: &str = api_types::meta::RECONCILE_REQUEST_ANNOTATION;
 /// The Lease name (suffixed with a hash of the label selector when one is set).
 pub const LEASE_NAME: &str = "image-reflector-controller-leader-election";
+const LEASE: driver::ServiceLease = driver::ServiceLease {
+    name: LEASE_NAME,
+    field_manager: FIELD_MANAGER,
+};
 /// The default Lease duration (controller-runtime's).
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(35);
 
@@ -84,12 +88,9 @@ pub struct KubeSettings {
     pub concurrent: u16,
     /// `--watch-label-selector` as given (empty: every object).
     pub label_selector: String,
-    pub enable_leader_election: bool,
-    pub lease_duration: Duration,
+    pub leader_election: driver::LeaderElectionSettings,
     /// Where the other replicas reach this one's API.
     pub advertise_url: String,
-    /// Where the Lease lives.
-    pub lease_namespace: String,
     pub registry: ClientSettings,
 }
 
@@ -115,11 +116,6 @@ pub type ReconcileError = driver::ReconcileError<ApplyError>;
 /// The Lease name for a label selector (one Lease per shard).
 pub fn lease_name(label_selector: &str) -> String {
     leader::lease_name(LEASE_NAME, label_selector)
-}
-
-/// The Lease namespace: `RUNTIME_NAMESPACE`, the in-cluster namespace, or `flux-system`.
-pub fn lease_namespace() -> String {
-    leader::lease_namespace()
 }
 
 /// The leader's API URL from a Lease holder identity (`<host>_<random>@<url>`).
