@@ -1,4 +1,4 @@
-//! `spec.provider: aws` end to end: `image-reflector serve` as a real process with the IRSA
+//! `spec.provider: aws` (and `gcp`, see its test) end to end: `image-reflector serve` as a real process with the IRSA
 //! environment (web identity token file + role ARN), moto (PyPI `moto[server]`, started by
 //! `testbed::moto`) serving STS and ECR, and the testbed's real docker-registry accepting
 //! exactly the ECR login moto hands out (htpasswd user `AWS`).
@@ -68,6 +68,10 @@ async fn moto_login(moto: &Moto, token_file: &Path) -> (String, Secret) {
 }
 
 fn write_manifests(dir: &Path, proxy_url: &str) {
+    write_manifests_for(dir, proxy_url, "aws", &ecr_image());
+}
+
+fn write_manifests_for(dir: &Path, proxy_url: &str, provider: &str, image: &str) {
     let address = base64::engine::general_purpose::STANDARD.encode(proxy_url);
     std::fs::write(
         dir.join("objects.yaml"),
@@ -89,15 +93,14 @@ metadata:
 spec:
   image: {image}
   interval: 5m
-  provider: aws
+  provider: {provider}
   insecure: true
   proxySecretRef:
     name: to-registry
   # Ignored with a cloud provider, as in Flux: this Secret does not exist.
   secretRef:
     name: static-credentials-ignored
-",
-            image = ecr_image()
+"
         ),
     )
     .unwrap();
@@ -111,6 +114,29 @@ async fn serve_with_irsa(
     token_file: &Path,
     aws_endpoint: &str,
 ) -> Serve {
+    let token_file = token_file.display().to_string();
+    let role = role_arn();
+    serve_with_env(
+        manifests,
+        storage,
+        log_dir,
+        &[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.as_str()),
+            ("AWS_ROLE_ARN", role.as_str()),
+            ("AWS_ENDPOINT_URL", aws_endpoint),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    )
+    .await
+}
+
+/// `serve` with `env` and no ambient cloud credentials.
+async fn serve_with_env(
+    manifests: &Path,
+    storage: &Path,
+    log_dir: &Path,
+    env: &[(&str, &str)],
+) -> Serve {
     let port = free_port().unwrap();
     let log = log_dir.join(format!("serve-{port}.log"));
     let program = Path::new(env!("CARGO_BIN_EXE_image-reflector"));
@@ -122,10 +148,8 @@ async fn serve_with_irsa(
         .env_remove("AWS_SESSION_TOKEN")
         .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
         .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-        .env("AWS_WEB_IDENTITY_TOKEN_FILE", token_file)
-        .env("AWS_ROLE_ARN", role_arn())
-        .env("AWS_ENDPOINT_URL", aws_endpoint)
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+        .env_remove("GCE_METADATA_HOST")
+        .envs(env.iter().copied());
     let (process, base) = start_serving(
         "image-reflector serve",
         command,
@@ -252,4 +276,93 @@ async fn unreachable_sts_fails_the_scan_with_fluxs_chain_and_no_anonymous_scan()
     );
     assert_eq!(proxy.requests(), 0, "scanned without the cloud login");
     assert!(!serve.log_text().contains(WEB_IDENTITY_TOKEN));
+}
+
+/// The GKE metadata server's access token (what the fake hands out, and the registry accepts).
+const GCP_ACCESS_TOKEN: &str = "ya29.fake-gke-metadata-token";
+
+/// A GKE metadata server stand-in: the default service account's token, only with
+/// `Metadata-Flavor: Google` (as the real one requires). Returns its `host:port` and a
+/// counter of the token requests it answered.
+async fn gke_metadata_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    let app = axum::Router::new().route(
+        "/computeMetadata/v1/instance/service-accounts/default/token",
+        axum::routing::get(move |headers: HeaderMap| {
+            let counter = counter.clone();
+            async move {
+                if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+                    return (StatusCode::FORBIDDEN, "missing Metadata-Flavor".to_string());
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                (
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "access_token": GCP_ACCESS_TOKEN,
+                        "expires_in": 3599,
+                        "token_type": "Bearer"
+                    })
+                    .to_string(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (host, served)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_gcp_scans_the_registry_with_the_gke_metadata_token() {
+    let (metadata_host, served) = gke_metadata_server().await;
+    // GCP registries take `oauth2accesstoken` and the access token (Flux, reference §3).
+    let registry = Registry::start(
+        RegistryOptions::htpasswd().with_credentials("oauth2accesstoken", GCP_ACCESS_TOKEN),
+    )
+    .await
+    .unwrap();
+    registry
+        .push_tags("team/app", &["1.0.0", "1.1.0"])
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(&registry.host()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    write_manifests_for(
+        &manifests,
+        &proxy.url(),
+        "gcp",
+        "europe-west1-docker.pkg.dev/team/app",
+    );
+    let serve = serve_with_env(
+        &manifests,
+        &storage,
+        tmp.path(),
+        &[("GCE_METADATA_HOST", metadata_host.as_str())],
+    )
+    .await;
+
+    let ready = serve
+        .wait_document(
+            "ImageRepository podinfo Ready with 2 tags",
+            WAIT,
+            || repository(&serve),
+            |r: &ImageRepositoryInfo| r.readiness.ready && r.tag_count == 2,
+        )
+        .await;
+    assert_eq!(ready.readiness.reason, "Succeeded", "{ready:?}");
+    assert!(served.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(proxy.requests() > 0);
+    let metrics = text(&serve, "/metrics").await;
+    for published in [format!("{ready:?}"), metrics, serve.log_text()] {
+        assert!(
+            !published.contains(GCP_ACCESS_TOKEN),
+            "the GCP token leaked"
+        );
+    }
 }
