@@ -282,9 +282,12 @@ async fn unreachable_sts_fails_the_scan_with_fluxs_chain_and_no_anonymous_scan()
 const GCP_ACCESS_TOKEN: &str = "ya29.fake-gke-metadata-token";
 
 /// A GKE metadata server stand-in: the default service account's token, only with
-/// `Metadata-Flavor: Google` (as the real one requires). Returns its `host:port` and a
-/// counter of the token requests it answered.
-async fn gke_metadata_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+/// `Metadata-Flavor: Google` (as the real one requires). The n-th token request gets
+/// `tokens[n]` (the last one from then on). Returns its `host:port` and a counter of the
+/// token requests it answered.
+async fn gke_metadata_server(
+    tokens: &'static [&'static str],
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use axum::http::{HeaderMap, StatusCode};
     use std::sync::atomic::{AtomicUsize, Ordering};
     let served = std::sync::Arc::new(AtomicUsize::new(0));
@@ -297,11 +300,12 @@ async fn gke_metadata_server() -> (String, std::sync::Arc<std::sync::atomic::Ato
                 if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
                     return (StatusCode::FORBIDDEN, "missing Metadata-Flavor".to_string());
                 }
-                counter.fetch_add(1, Ordering::SeqCst);
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let token = tokens[n.min(tokens.len() - 1)];
                 (
                     StatusCode::OK,
                     serde_json::json!({
-                        "access_token": GCP_ACCESS_TOKEN,
+                        "access_token": token,
                         "expires_in": 3599,
                         "token_type": "Bearer"
                     })
@@ -318,7 +322,7 @@ async fn gke_metadata_server() -> (String, std::sync::Arc<std::sync::atomic::Ato
 
 #[tokio::test(flavor = "multi_thread")]
 async fn provider_gcp_scans_the_registry_with_the_gke_metadata_token() {
-    let (metadata_host, served) = gke_metadata_server().await;
+    let (metadata_host, served) = gke_metadata_server(&[GCP_ACCESS_TOKEN]).await;
     // GCP registries take `oauth2accesstoken` and the access token (Flux, reference §3).
     let registry = Registry::start(
         RegistryOptions::htpasswd().with_credentials("oauth2accesstoken", GCP_ACCESS_TOKEN),
@@ -364,5 +368,46 @@ async fn provider_gcp_scans_the_registry_with_the_gke_metadata_token() {
             !published.contains(GCP_ACCESS_TOKEN),
             "the GCP token leaked"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_cloud_login_is_dropped_and_fetched_again_once() {
+    // The first token (valid for an hour, so cached) is one the registry refuses, as after a
+    // revocation; the metadata server hands out an accepted one from the second request on.
+    const STALE: &str = "ya29.revoked-token";
+    let (metadata_host, served) = gke_metadata_server(&[STALE, GCP_ACCESS_TOKEN]).await;
+    let registry = Registry::start(
+        RegistryOptions::htpasswd().with_credentials("oauth2accesstoken", GCP_ACCESS_TOKEN),
+    )
+    .await
+    .unwrap();
+    registry.push_tags("team/app", &["1.0.0"]).await.unwrap();
+    let proxy = FaultProxy::start(&registry.host()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    write_manifests_for(&manifests, &proxy.url(), "gcp", "gcr.io/team/app");
+    let serve = serve_with_env(
+        &manifests,
+        &storage,
+        tmp.path(),
+        &[("GCE_METADATA_HOST", metadata_host.as_str())],
+    )
+    .await;
+
+    let ready = serve
+        .wait_document(
+            "ImageRepository podinfo Ready after the refused login",
+            WAIT,
+            || repository(&serve),
+            |r: &ImageRepositoryInfo| r.readiness.ready && r.tag_count == 1,
+        )
+        .await;
+    assert_eq!(ready.readiness.reason, "Succeeded", "{ready:?}");
+    // Exactly one refetch: the refused token was dropped, the accepted one stays cached.
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2);
+    for published in [format!("{ready:?}"), serve.log_text()] {
+        assert!(!published.contains(STALE) && !published.contains(GCP_ACCESS_TOKEN));
     }
 }
