@@ -24,17 +24,6 @@ pub enum AccessSetupError {
     Timeout,
 }
 
-/// Whether `provider` is one we cannot serve (cloud workload identity).
-pub(crate) fn unsupported_provider(provider: RegistryProvider) -> Option<AccessError> {
-    let name = match provider {
-        RegistryProvider::Generic => return None,
-        RegistryProvider::Aws => "aws",
-        RegistryProvider::Azure => "azure",
-        RegistryProvider::Gcp => "gcp",
-    };
-    Some(AccessError::ProviderNotSupported { provider: name })
-}
-
 async fn required_secret(
     objects: &dyn ObjectSource,
     namespace: &str,
@@ -54,6 +43,8 @@ async fn required_secret(
 
 /// Reads the proxy, certificate and pull Secrets of `spec` (in `namespace`) and resolves the
 /// credentials for `image`. A missing Secret or service account is an error, as in Flux.
+/// With a cloud provider, `spec.secretRef` and the service account's `imagePullSecrets` are
+/// not read (Flux ignores them); the cloud login comes at scan time.
 pub async fn registry_access(
     objects: &dyn ObjectSource,
     namespace: &str,
@@ -64,21 +55,19 @@ pub async fn registry_access(
         Some(r) => Some(required_secret(objects, namespace, &r.name).await?),
         None => None,
     };
-    if let Some(e) = unsupported_provider(spec.provider) {
-        return Err(e.into());
-    }
     let cert = match &spec.cert_secret_ref {
         Some(r) => Some(required_secret(objects, namespace, &r.name).await?),
         None => None,
     };
     let mut pull = Vec::new();
-    if let Some(r) = &spec.secret_ref {
+    let generic = spec.provider == RegistryProvider::Generic;
+    if let Some(r) = spec.secret_ref.as_ref().filter(|_| generic) {
         pull.push(required_secret(objects, namespace, &r.name).await?);
     }
     if let Some(sa) = spec
         .service_account_name
         .as_deref()
-        .filter(|s| !s.is_empty())
+        .filter(|s| generic && !s.is_empty())
     {
         let names = objects
             .service_account_pull_secrets(namespace, sa)

@@ -14,6 +14,7 @@
 //! - [`repository_info`] / [`policy_info`]: the HTTP API documents.
 
 mod access;
+pub mod cloud;
 mod events;
 mod info;
 mod policy;
@@ -164,6 +165,8 @@ pub struct Deps {
     pub digests: Arc<dyn DigestSource>,
     pub store: Arc<dyn TagStore>,
     pub options: Options,
+    /// The controller's cloud registry logins (`None`: its environment was invalid).
+    pub cloud: Option<Arc<cloud_identity::RegistryCredentials>>,
 }
 
 impl fmt::Debug for Deps {

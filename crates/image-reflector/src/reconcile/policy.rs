@@ -7,6 +7,7 @@ use api_types::meta::{condition_type, find_condition, reason};
 use api_types::{ImagePolicy, ImagePolicyStatus, ImageRef, ImageRepository};
 
 use super::access::{AccessSetupError, registry_access};
+use super::cloud::{check_identity, cloud_provider, controller_login};
 use super::events::Event;
 use super::repository::{RepositoryError, scan_timeout};
 use super::{
@@ -315,6 +316,15 @@ async fn fetch_digest(
     .await
     .unwrap_or(Err(AccessSetupError::Timeout))
     .map_err(|e| auth(e.to_string()))?;
+    let mut access = access;
+    if let Some(provider) = cloud_provider(repo.spec.provider) {
+        check_identity(repo.spec.service_account_name.as_deref(), true)
+            .map_err(|e| auth(e.to_string()))?;
+        let login = controller_login(deps.cloud.as_deref(), provider, &repo.spec.image, timeout)
+            .await
+            .map_err(|e| auth(e.to_string()))?;
+        access.credentials = Some(login);
+    }
     deps.digests
         .manifest_digest(image, tag, &access, timeout)
         .await

@@ -405,6 +405,38 @@ async fn digest_failure_is_failed_with_backoff() {
 }
 
 #[tokio::test]
+async fn digest_lookup_with_a_cloud_provider_logs_in_never_anonymously() {
+    let fx = Fixture::new();
+    let mut repo = repository("app", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app");
+    repo.spec.provider = api_types::RegistryProvider::Aws;
+    fx.add_repository(repo.clone());
+    fx.store_tags("flux-system", "app", &["1.0.0"]);
+    let mut pol = semver_policy("p", "app", "1.0.x");
+    pol.spec.digest_reflection_policy = ReflectionPolicy::IfNotPresent;
+    // No cloud identity in the fixture: the login fails, the lookup is not sent.
+    let out = reconcile_policy(&pol, &fx.deps(), at(1000)).await;
+    let (_, reason, message) = ready_of(&out.status);
+    assert_eq!(reason, "Failed");
+    assert!(
+        message.contains("failed to get access token for artifact registry"),
+        "{message}"
+    );
+    assert_eq!(fx.registry.calls(), 0);
+    // spec.serviceAccountName on the repository: the gate's ImagePolicy wording.
+    repo.spec.service_account_name = Some("reader".into());
+    fx.add_repository(repo);
+    let out = reconcile_policy(&pol, &fx.deps(), at(1000)).await;
+    let (_, _, message) = ready_of(&out.status);
+    assert!(
+        message.contains(
+            "to use spec.serviceAccountName in the ImageRepository for provider authentication"
+        ),
+        "{message}"
+    );
+    assert_eq!(fx.registry.calls(), 0);
+}
+
+#[tokio::test]
 async fn no_match_is_failure() {
     let fx = Fixture::new();
     fx.add_repository(repository("app", IMAGE));

@@ -10,14 +10,17 @@ use api_types::meta::{
 };
 use api_types::{ImageRepository, ImageRepositoryStatus, ScanResult as StatusScanResult};
 
-use super::access::{AccessSetupError, registry_access, unsupported_provider};
+use super::access::{AccessSetupError, registry_access};
+use super::cloud::{
+    CloudLoginError, check_identity, cloud_provider, controller_login, forget_login,
+};
 use super::events::Event;
 use super::{
     BoxFuture, Deps, Next, finish_reconcile, from_time, name_of, namespace_of,
     record_reconcile_request, to_time,
 };
 use crate::reference::{ImageReference, ReferenceError};
-use crate::registry::{AccessError, ExclusionError, ExclusionList, RegistryError, ScanResult};
+use crate::registry::{ExclusionError, ExclusionList, RegistryAccess, RegistryError, ScanResult};
 use crate::schedule::{ScanDecision, ScanReason, ScanState, decide};
 use crate::store::{RepoKey, StoreError};
 
@@ -33,6 +36,9 @@ pub enum ScanError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cloud provider's login (checked lazily, at scan time, as in Flux).
+    #[error(transparent)]
+    Cloud(#[from] CloudLoginError),
 }
 
 /// Why an ImageRepository is not Ready. [`RepositoryError::stalls`] decides stall (wait
@@ -51,9 +57,10 @@ pub enum RepositoryError {
     },
     #[error(transparent)]
     ImageUrl(#[from] ReferenceError),
-    /// A cloud `provider`: never silently scanned anonymously.
-    #[error("spec.provider: {0}")]
-    Unsupported(AccessError),
+    /// `spec.serviceAccountName` with a cloud provider while the
+    /// `ObjectLevelWorkloadIdentity` gate is off.
+    #[error(transparent)]
+    FeatureGate(cloud_identity::workload_identity::GateError),
     #[error("failed to configure authentication options: {0}")]
     Authentication(AccessSetupError),
     #[error("failed to determine if it's scan time: {0}")]
@@ -68,7 +75,7 @@ impl RepositoryError {
         match self {
             Self::InvalidDuration { .. } => reason::INTERVAL_NOT_CONFIGURED,
             Self::MissingSpec(_) | Self::ImageUrl(_) => reason::IMAGE_URL_INVALID,
-            Self::Unsupported(_) => reason::UNSUPPORTED,
+            Self::FeatureGate(_) => reason::FEATURE_GATE_DISABLED,
             Self::Authentication(_) => reason::AUTHENTICATION_FAILED,
             Self::ScanTime(_) => reason::FAILURE,
             Self::Scan(_) => reason::READ_OPERATION_FAILED,
@@ -82,7 +89,7 @@ impl RepositoryError {
             Self::MissingSpec(_)
                 | Self::InvalidDuration { .. }
                 | Self::ImageUrl(_)
-                | Self::Unsupported(_)
+                | Self::FeatureGate(_)
         )
     }
 
@@ -291,8 +298,10 @@ async fn run(
     let interval = parse_field("spec.interval", &spec.interval)?;
     let timeout = scan_timeout(spec)?;
     let image = ImageReference::parse(&spec.image, spec.insecure)?;
-    if let Some(e) = unsupported_provider(spec.provider) {
-        return Err(RepositoryError::Unsupported(e));
+    let provider = cloud_provider(spec.provider);
+    if provider.is_some() {
+        check_identity(spec.service_account_name.as_deref(), false)
+            .map_err(RepositoryError::FeatureGate)?;
     }
 
     // One deadline covers reading the Secrets and the scan (reference §3.4).
@@ -303,12 +312,7 @@ async fn run(
     )
     .await
     .unwrap_or(Err(AccessSetupError::Timeout))
-    .map_err(|e| match e {
-        AccessSetupError::Access(e @ AccessError::ProviderNotSupported { .. }) => {
-            RepositoryError::Unsupported(e)
-        }
-        e => RepositoryError::Authentication(e),
-    })?;
+    .map_err(RepositoryError::Authentication)?;
 
     let canonical = image.canonical_name();
     let exclusions = spec.effective_exclusion_list();
@@ -352,7 +356,34 @@ async fn run(
             let remaining = timeout
                 .saturating_sub(started.elapsed())
                 .max(Duration::from_millis(1));
-            let result = scan(deps, &image, &access, &exclusions, &key, remaining, now).await;
+            let result = async {
+                let access = match provider {
+                    Some(provider) => RegistryAccess {
+                        credentials: Some(
+                            controller_login(
+                                deps.cloud.as_deref(),
+                                provider,
+                                &spec.image,
+                                remaining,
+                            )
+                            .await?,
+                        ),
+                        transport: access.transport.clone(),
+                    },
+                    None => access.clone(),
+                };
+                let result = scan(deps, &image, &access, &exclusions, &key, remaining, now).await;
+                if let (
+                    Some(provider),
+                    Err(ScanError::Registry(RegistryError::Unauthorized { .. })),
+                ) = (provider, &result)
+                {
+                    // A refused login is not reused: the next scan logs in afresh (once).
+                    forget_login(deps.cloud.as_deref(), provider, &spec.image).await;
+                }
+                result
+            }
+            .await;
             *report = Some(ScanReport {
                 duration: scan_started.elapsed(),
                 tags: result.as_ref().map_or(0, ScanResult::tag_count),

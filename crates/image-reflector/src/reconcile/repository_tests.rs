@@ -166,18 +166,48 @@ async fn invalid_image_stalls_without_requeue() {
 }
 
 #[tokio::test]
-async fn cloud_provider_stalls_as_unsupported_never_anonymous() {
+async fn cloud_provider_without_identity_fails_the_scan_never_anonymous() {
     let fx = Fixture::new();
     let mut repo = repository("app", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app");
     repo.spec.provider = RegistryProvider::Aws;
+    // Flux ignores static credentials with a cloud provider: a missing Secret is not read.
+    repo.spec.secret_ref = Some(api_types::meta::LocalObjectReference {
+        name: "missing".into(),
+    });
     let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
     let (status, reason, message) = ready_of(&out.status);
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "Unsupported"));
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ReadOperationFailed")
+    );
     assert!(
-        message.starts_with("spec.provider: provider 'aws'"),
+        message.starts_with(
+            "scan failed: failed to get access token for artifact registry: failed to create provider access token for the controller: aws"
+        ),
         "{message}"
     );
+    assert!(!is_condition_true(&out.status.conditions, "Stalled"));
+    assert_eq!(fx.registry.calls(), 0);
+}
+
+#[tokio::test]
+async fn cloud_provider_with_service_account_stalls_without_the_gate() {
+    let fx = Fixture::new();
+    let mut repo = repository("app", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app");
+    repo.spec.provider = RegistryProvider::Aws;
+    repo.spec.service_account_name = Some("reader".into());
+    let out = reconcile_repository(&repo, &fx.deps(), at(1000)).await;
+    let (status, reason, message) = ready_of(&out.status);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "FeatureGateDisabled")
+    );
+    assert_eq!(
+        message,
+        "to use spec.serviceAccountName for provider authentication please enable the ObjectLevelWorkloadIdentity feature gate in the controller"
+    );
     assert!(is_condition_true(&out.status.conditions, "Stalled"));
+    assert_eq!(out.next(), Next::OnChange);
     assert_eq!(fx.registry.calls(), 0);
 }
 

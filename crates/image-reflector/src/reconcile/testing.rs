@@ -330,6 +330,7 @@ impl Fixture {
             digests: self.registry.clone(),
             store: self.store.clone(),
             options: *self.options.lock().unwrap(),
+            cloud: None,
         }
     }
 

@@ -32,11 +32,6 @@ use crate::reference::ImageReference;
 /// Why an ImageRepository's registry access could not be set up (before any request).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccessError {
-    /// Cloud workload identity is not implemented; never fall back to anonymous.
-    #[error(
-        "provider '{provider}' is not supported yet; use provider 'generic' with spec.secretRef or the service account's imagePullSecrets"
-    )]
-    ProviderNotSupported { provider: &'static str },
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
     #[error("spec.certSecretRef: {0}")]
@@ -64,7 +59,8 @@ pub struct RegistryAccess {
 }
 
 /// Resolves credentials for `image` and the transport settings, in Flux's order (proxy,
-/// provider, certificates, pull secrets).
+/// provider, certificates, pull secrets). A cloud provider ignores the pull secrets: its
+/// login replaces them at scan time (`credentials` stays `None` here).
 pub fn resolve_access(
     image: &ImageReference,
     inputs: &AccessInputs<'_>,
@@ -73,19 +69,15 @@ pub fn resolve_access(
         .proxy_secret
         .map(ProxyConfig::from_secret)
         .transpose()?;
-    let provider = match inputs.provider {
-        RegistryProvider::Generic => None,
-        RegistryProvider::Aws => Some("aws"),
-        RegistryProvider::Azure => Some("azure"),
-        RegistryProvider::Gcp => Some("gcp"),
-    };
-    if let Some(provider) = provider {
-        return Err(AccessError::ProviderNotSupported { provider });
-    }
     let tls = inputs.cert_secret.map(TlsConfig::from_secret).transpose()?;
-    let keychain = Keychain::from_pull_secrets(inputs.pull_secrets)?;
+    let credentials = match inputs.provider {
+        RegistryProvider::Generic => Keychain::from_pull_secrets(inputs.pull_secrets)?
+            .resolve(image)
+            .cloned(),
+        RegistryProvider::Aws | RegistryProvider::Azure | RegistryProvider::Gcp => None,
+    };
     Ok(RegistryAccess {
-        credentials: keychain.resolve(image).cloned(),
+        credentials,
         transport: TransportConfig { tls, proxy },
     })
 }
@@ -97,25 +89,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cloud_providers_are_an_error_not_anonymous() {
+    fn cloud_providers_ignore_pull_secrets() {
         let image =
             ImageReference::parse("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app", false)
                 .unwrap();
+        let json = r#"{"auths":{"123456789012.dkr.ecr.eu-west-1.amazonaws.com":{"username":"u","password":"p"}}}"#;
+        let secrets = [SecretData::docker_config_json("pull", json)];
         for provider in [
             RegistryProvider::Aws,
             RegistryProvider::Azure,
             RegistryProvider::Gcp,
         ] {
-            let e = resolve_access(
+            let access = resolve_access(
                 &image,
                 &AccessInputs {
                     provider,
+                    pull_secrets: &secrets,
                     ..Default::default()
                 },
             )
-            .unwrap_err();
-            assert!(matches!(e, AccessError::ProviderNotSupported { .. }));
-            assert!(e.to_string().contains("is not supported yet"), "{e}");
+            .unwrap();
+            assert_eq!(access.credentials, None, "{provider:?}");
         }
         let anonymous = resolve_access(&image, &AccessInputs::default()).unwrap();
         assert_eq!(anonymous, RegistryAccess::default());

@@ -563,6 +563,7 @@ pub async fn run(
         digests: pool,
         store,
         options,
+        cloud: crate::reconcile::cloud::controller_credentials_or_log(),
     };
     let schedule = Schedule::new(&deps.options);
     let ctx = Arc::new(Ctx {

@@ -518,6 +518,7 @@ pub async fn run(
         digests: pool,
         store,
         options: config.options,
+        cloud: crate::reconcile::cloud::controller_credentials_or_log(),
     };
     let deps_generation = deps.store.generation();
     let mut manifests = ManifestDir::default();
