@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use crate::config::{AzureCloudEnvironment, AzureEnvironment, Endpoints};
-use crate::error::{Error, Provider, Result, Step};
+use crate::error::{Answer, Error, Provider, Result, Step};
 use crate::http::{CallContext, HttpClient, HttpRequest, Method};
 use crate::login::RegistryLogin;
 use crate::secret::Secret;
@@ -221,17 +221,12 @@ pub fn parse_token_response(body: &[u8], step: Step, now: SystemTime) -> Result<
         expires_in: Option<Seconds>,
         expires_on: Option<Seconds>,
     }
-    let parsed: Response = serde_json::from_slice(body).map_err(|err| {
-        Error::invalid(
-            Provider::Azure,
-            step,
-            format!("response is not a token: {err}"),
-        )
-    })?;
-    let token = parsed
-        .access_token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::invalid(Provider::Azure, step, "response has no access_token"))?;
+    let answer = Answer {
+        provider: Provider::Azure,
+        step,
+    };
+    let parsed: Response = answer.json(body, "a token")?;
+    let token = answer.required(parsed.access_token, "response has no access_token")?;
     let expires_at = match (
         parsed.expires_on.as_ref().and_then(Seconds::value),
         parsed.expires_in.as_ref().and_then(Seconds::value),
@@ -293,17 +288,12 @@ pub fn parse_acr_exchange(body: &[u8]) -> Result<RegistryLogin> {
         refresh_token: Option<String>,
     }
     let step = Step::AcrExchange;
-    let parsed: Response = serde_json::from_slice(body).map_err(|err| {
-        Error::invalid(
-            Provider::Azure,
-            step,
-            format!("response is not JSON: {err}"),
-        )
-    })?;
-    let token = parsed
-        .refresh_token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::invalid(Provider::Azure, step, "response has no refresh_token"))?;
+    let answer = Answer {
+        provider: Provider::Azure,
+        step,
+    };
+    let parsed: Response = answer.json(body, "JSON")?;
+    let token = answer.required(parsed.refresh_token, "response has no refresh_token")?;
     let expires_at = jwt_expiry(&token).ok_or_else(|| {
         Error::invalid(
             Provider::Azure,

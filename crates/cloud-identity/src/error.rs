@@ -182,3 +182,28 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One provider step's answer, read the same way everywhere: JSON into `T`, with `not` saying
+/// what the body turned out not to be (`a token`, `JSON`) when it does not parse.
+pub(crate) struct Answer {
+    pub provider: Provider,
+    pub step: Step,
+}
+
+impl Answer {
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, body: &[u8], not: &str) -> Result<T> {
+        serde_json::from_slice(body)
+            .map_err(|err| self.invalid(format!("response is not {not}: {err}")))
+    }
+
+    /// A string field the answer must carry, not empty; `missing` is the message otherwise.
+    pub(crate) fn required(&self, value: Option<String>, missing: &str) -> Result<String> {
+        value
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| self.invalid(missing))
+    }
+
+    pub(crate) fn invalid(&self, message: impl Into<String>) -> Error {
+        Error::invalid(self.provider, self.step, message)
+    }
+}

@@ -9,7 +9,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::config::Endpoints;
-use crate::error::{Error, Provider, Result, Step};
+use crate::error::{Answer, Error, Provider, Result, Step};
 use crate::http::{CallContext, HttpClient, HttpRequest, Method};
 use crate::login::RegistryLogin;
 use crate::secret::Secret;
@@ -183,17 +183,12 @@ struct OAuthToken {
 /// `{access_token, expires_in}` (metadata server and STS): an empty token or a zero
 /// lifetime is an error.
 pub fn parse_oauth_token(body: &[u8], step: Step, now: SystemTime) -> Result<AccessToken> {
-    let parsed: OAuthToken = serde_json::from_slice(body).map_err(|err| {
-        Error::invalid(
-            Provider::Gcp,
-            step,
-            format!("response is not a token: {err}"),
-        )
-    })?;
-    let token = parsed
-        .access_token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::invalid(Provider::Gcp, step, "response has an empty access_token"))?;
+    let answer = Answer {
+        provider: Provider::Gcp,
+        step,
+    };
+    let parsed: OAuthToken = answer.json(body, "a token")?;
+    let token = answer.required(parsed.access_token, "response has an empty access_token")?;
     let expires_in = parsed
         .expires_in
         .filter(|s| *s > 0)
@@ -271,17 +266,12 @@ pub fn parse_impersonation_response(body: &[u8]) -> Result<AccessToken> {
         expire_time: Option<String>,
     }
     let step = Step::GcpImpersonation;
-    let parsed: Response = serde_json::from_slice(body).map_err(|err| {
-        Error::invalid(
-            Provider::Gcp,
-            step,
-            format!("response is not a token: {err}"),
-        )
-    })?;
-    let token = parsed
-        .access_token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::invalid(Provider::Gcp, step, "response has no accessToken"))?;
+    let answer = Answer {
+        provider: Provider::Gcp,
+        step,
+    };
+    let parsed: Response = answer.json(body, "a token")?;
+    let token = answer.required(parsed.access_token, "response has no accessToken")?;
     let expires_at = parsed
         .expire_time
         .as_deref()

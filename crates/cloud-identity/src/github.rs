@@ -11,7 +11,7 @@ use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject as _;
 use serde::Deserialize;
 
-use crate::error::{Error, Provider, Result, Step};
+use crate::error::{Answer, Error, Provider, Result, Step};
 use crate::http::{CallContext, HttpClient, HttpRequest, Method};
 use crate::login::RegistryLogin;
 use crate::secret::Secret;
@@ -294,17 +294,12 @@ pub fn parse_access_token(body: &[u8]) -> Result<RegistryLogin> {
         expires_at: Option<String>,
     }
     let step = Step::GitHubInstallationToken;
-    let parsed: Response = serde_json::from_slice(body).map_err(|err| {
-        Error::invalid(
-            Provider::GitHub,
-            step,
-            format!("response is not JSON: {err}"),
-        )
-    })?;
-    let token = parsed
-        .token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::invalid(Provider::GitHub, step, "response has no token"))?;
+    let answer = Answer {
+        provider: Provider::GitHub,
+        step,
+    };
+    let parsed: Response = answer.json(body, "JSON")?;
+    let token = answer.required(parsed.token, "response has no token")?;
     let expires_at = parsed
         .expires_at
         .as_deref()

@@ -14,7 +14,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::config::{AwsEnvironment, Endpoints};
-use crate::error::{Error, Provider, Result, Step};
+use crate::error::{Answer, Error, Provider, Result, Step};
 use crate::http::{CallContext, HttpClient, HttpRequest, HttpResponse, Method};
 use crate::login::RegistryLogin;
 use crate::registry::{AWS_PUBLIC_REGION, RegistryInput};
@@ -371,9 +371,11 @@ struct ContainerCredentials {
 
 /// Credentials from the container (or EC2 instance metadata) endpoint's JSON.
 pub fn parse_container_credentials(body: &[u8], step: Step) -> Result<AwsCredentials> {
-    let parsed: ContainerCredentials = serde_json::from_slice(body).map_err(|err| {
-        Error::invalid(Provider::Aws, step, format!("response is not JSON: {err}"))
-    })?;
+    let parsed: ContainerCredentials = Answer {
+        provider: Provider::Aws,
+        step,
+    }
+    .json(body, "JSON")?;
     let (Some(access_key_id), Some(secret)) = (parsed.access_key_id, parsed.secret_access_key)
     else {
         return Err(Error::invalid(
