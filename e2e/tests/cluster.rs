@@ -582,6 +582,11 @@ async fn seed_procedure_with_controllers_as_pods() {
     assert_eq!(repos.commit_count(REPO, "main").unwrap(), 2);
 
     step("fault 1: delete the automation Pod mid-run", started);
+    // The run is held mid-push (the git server never answers the push), and its Pod is
+    // deleted then: the commit exists only in the old Pod's clone. The hold is set before the
+    // new tag exists: the automation reacts to the policy's change at once, so setting it
+    // after the policy moved raced with that push (seen: 1.4.0 pushed before the hold).
+    git_proxy.set_fault_on("git-receive-pack", Fault::Hang);
     registry
         .push_tags(seed::IMAGE_PATH, &["1.4.0"])
         .await
@@ -596,9 +601,6 @@ async fn seed_procedure_with_controllers_as_pods() {
         },
     )
     .await;
-    // The run is held mid-push (the git server never answers the push), and its Pod is
-    // deleted then: the commit exists only in the old Pod's clone.
-    git_proxy.set_fault_on("git-receive-pack", Fault::Hang);
     let old_pods: Vec<String> = node.pods(AUTOMATION).iter().map(pod_name).collect();
     node.request_reconcile("imageupdateautomation", AUTOMATION_MAIN);
     wait_for(
