@@ -25,13 +25,32 @@ pub struct ServiceAccountRef<'a> {
     pub annotations: &'a BTreeMap<String, String>,
 }
 
+/// The providers' clients over one [`HttpClient`].
+#[derive(Debug)]
+struct Clients {
+    aws: AwsClient,
+    gcp: GcpClient,
+    azure: AzureClient,
+}
+
+impl Clients {
+    fn new(http: HttpClient, env: &Environment) -> Self {
+        Self {
+            aws: AwsClient::new(http.clone(), env.endpoints.clone(), env.aws.clone()),
+            gcp: GcpClient::new(http.clone(), env.endpoints.clone()),
+            azure: AzureClient::new(http, env.endpoints.clone(), env.azure.clone()),
+        }
+    }
+}
+
 /// Registry logins for the cloud providers, with Flux's token cache.
 #[derive(Debug)]
 pub struct RegistryCredentials {
     env: Environment,
-    aws: AwsClient,
-    gcp: GcpClient,
-    azure: AzureClient,
+    /// Without a proxy.
+    direct: Clients,
+    /// The timeout of every token call, also through a proxy.
+    timeout: Duration,
     cache: TokenCache<RegistryLogin>,
     /// Read once per process, as Flux does.
     gke_cluster: tokio::sync::OnceCell<GkeCluster>,
@@ -47,9 +66,8 @@ impl RegistryCredentials {
         cache_max_duration: Duration,
     ) -> Self {
         Self {
-            aws: AwsClient::new(http.clone(), env.endpoints.clone(), env.aws.clone()),
-            gcp: GcpClient::new(http.clone(), env.endpoints.clone()),
-            azure: AzureClient::new(http, env.endpoints.clone(), env.azure.clone()),
+            timeout: http.timeout(),
+            direct: Clients::new(http, &env),
             env,
             cache: TokenCache::new(cache_max_size, cache_max_duration),
             gke_cluster: tokio::sync::OnceCell::new(),
@@ -70,22 +88,69 @@ impl RegistryCredentials {
         F: FnOnce(Vec<String>) -> Fut,
         Fut: Future<Output = std::result::Result<Secret, String>>,
     {
+        self.registry_login_via(provider, image, service_account, None, mint_token)
+            .await
+    }
+
+    /// [`Self::registry_login`] with the token calls sent through `proxy` (the object's
+    /// `proxySecretRef`, as Flux sends them); the proxy is part of the cache key.
+    pub async fn registry_login_via<F, Fut>(
+        &self,
+        provider: Provider,
+        image: &str,
+        service_account: Option<ServiceAccountRef<'_>>,
+        proxy: Option<&url::Url>,
+        mint_token: F,
+    ) -> Result<(RegistryLogin, CacheEvent)>
+    where
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = std::result::Result<Secret, String>>,
+    {
         let host = registry_host(image);
         let input = parse_registry(provider, &host, self.env.azure.cloud.as_ref())?;
         let plan = self.plan(provider, &input, service_account)?;
         let key = registry_credential_key(
-            &plan.access_token_key(provider, service_account),
+            &plan.access_token_key(provider, service_account, proxy),
             input.cache_input(),
         );
         self.cache
             .get_or_fetch(&key, || async {
+                let proxied;
+                let clients = match proxy {
+                    None => &self.direct,
+                    Some(proxy) => {
+                        proxied = self.proxied_clients(provider, proxy)?;
+                        &proxied
+                    }
+                };
                 let login = self
-                    .fetch(provider, &host, &input, service_account, plan, mint_token)
+                    .fetch(
+                        clients,
+                        provider,
+                        &host,
+                        &input,
+                        service_account,
+                        plan,
+                        mint_token,
+                    )
                     .await?;
                 let expires_at = login.expires_at;
                 Ok((login, expires_at))
             })
             .await
+    }
+
+    /// Clients whose calls go through `proxy`; built on a cache miss only.
+    fn proxied_clients(&self, provider: Provider, proxy: &url::Url) -> Result<Clients> {
+        let http = HttpClient::with_timeout(Some(proxy), self.timeout).map_err(|err| {
+            Error::config(
+                provider,
+                crate::Step::ControllerCredentials,
+                "spec.proxySecretRef",
+                format!("the proxy cannot be used: {err}"),
+            )
+        })?;
+        Ok(Clients::new(http, &self.env))
     }
 
     /// Drops a cached login (e.g. after the registry refused it).
@@ -95,6 +160,18 @@ impl RegistryCredentials {
         image: &str,
         service_account: Option<ServiceAccountRef<'_>>,
     ) -> Result<()> {
+        self.invalidate_via(provider, image, service_account, None)
+            .await
+    }
+
+    /// [`Self::invalidate`] for a login fetched through `proxy`.
+    pub async fn invalidate_via(
+        &self,
+        provider: Provider,
+        image: &str,
+        service_account: Option<ServiceAccountRef<'_>>,
+        proxy: Option<&url::Url>,
+    ) -> Result<()> {
         let input = parse_registry(
             provider,
             &registry_host(image),
@@ -102,7 +179,7 @@ impl RegistryCredentials {
         )?;
         let plan = self.plan(provider, &input, service_account)?;
         let key = registry_credential_key(
-            &plan.access_token_key(provider, service_account),
+            &plan.access_token_key(provider, service_account, proxy),
             input.cache_input(),
         );
         self.cache.invalidate(&key).await;
@@ -138,8 +215,10 @@ impl RegistryCredentials {
         })
     }
 
+    #[allow(clippy::too_many_arguments)] // One call site; a struct would only rename them.
     async fn fetch<F, Fut>(
         &self,
+        clients: &Clients,
         provider: Provider,
         host: &str,
         input: &RegistryInput,
@@ -170,7 +249,8 @@ impl RegistryCredentials {
         };
         match (provider, plan) {
             (Provider::Aws, Plan::Controller) => {
-                self.aws
+                clients
+                    .aws
                     .registry_login(input, &AwsIdentity::Controller)
                     .await
             }
@@ -197,10 +277,11 @@ impl RegistryCredentials {
                     session_name: aws::service_account_session_name(sa.name, sa.namespace, &region),
                     token,
                 };
-                self.aws.registry_login(input, &identity).await
+                clients.aws.registry_login(input, &identity).await
             }
             (Provider::Azure, Plan::Controller) => {
-                self.azure
+                clients
+                    .azure
                     .registry_login(host, &AzureIdentity::Controller)
                     .await
             }
@@ -217,10 +298,11 @@ impl RegistryCredentials {
                     client_id,
                     token,
                 };
-                self.azure.registry_login(host, &identity).await
+                clients.azure.registry_login(host, &identity).await
             }
             (Provider::Gcp, Plan::Controller) => {
-                Ok(self.gcp.metadata_token().await?.registry_login())
+                // Flux's metadata client never uses the object's proxy.
+                Ok(self.direct.gcp.metadata_token().await?.registry_login())
             }
             (Provider::Gcp, Plan::Gcp(identity)) => {
                 let (token_audience, sts_audience) = match &identity.workload_identity_provider {
@@ -231,13 +313,14 @@ impl RegistryCredentials {
                     None => {
                         let cluster = self
                             .gke_cluster
-                            .get_or_try_init(|| self.gcp.gke_cluster())
+                            // Once per process and never through a proxy, as Flux.
+                            .get_or_try_init(|| self.direct.gcp.gke_cluster())
                             .await?;
                         (cluster.token_audience(), cluster.sts_audience())
                     }
                 };
                 let token = mint(vec![token_audience]).await?;
-                Ok(self
+                Ok(clients
                     .gcp
                     .exchange_service_account_token(&identity, &sts_audience, &token)
                     .await?
@@ -270,8 +353,13 @@ enum Plan {
 
 impl Plan {
     /// Flux's access-token key: provider, then with a ServiceAccount its identity, name and
-    /// namespace, then the STS region.
-    fn access_token_key(&self, provider: Provider, sa: Option<ServiceAccountRef<'_>>) -> String {
+    /// namespace, then the STS region, then the proxy.
+    fn access_token_key(
+        &self,
+        provider: Provider,
+        sa: Option<ServiceAccountRef<'_>>,
+        proxy: Option<&url::Url>,
+    ) -> String {
         let identity = match self {
             Plan::Controller => String::new(),
             Plan::Aws { role_arn, .. } => role_arn.clone(),
@@ -289,6 +377,9 @@ impl Plan {
         }
         if let Plan::Aws { region, .. } = self {
             parts.push(("stsRegion", region.clone()));
+        }
+        if let Some(proxy) = proxy {
+            parts.push(("proxyURL", proxy.to_string()));
         }
         let borrowed: Vec<(&str, &str)> = parts.iter().map(|(k, v)| (*k, v.as_str())).collect();
         cache_key(&borrowed)

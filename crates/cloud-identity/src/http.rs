@@ -215,6 +215,11 @@ impl HttpClient {
         })
     }
 
+    /// The timeout of each call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Wraps an existing client built with `timeout` (tests add a CA; services may share
     /// theirs).
     pub fn from_client(client: reqwest::Client, timeout: Duration) -> Self {

@@ -12,6 +12,7 @@ use cloud_identity::workload_identity::{GateError, IdentityChoice, choose_identi
 use cloud_identity::{Provider, RegistryCredentials, Step};
 
 use crate::registry::Credentials;
+use crate::registry::transport::ProxyConfig;
 
 /// Flux's `--token-cache-max-size` default.
 pub const TOKEN_CACHE_MAX_SIZE: usize = 100;
@@ -95,11 +96,13 @@ pub fn check_identity(
     }
 }
 
-/// The registry login for `image` as the controller, within `timeout`.
+/// The registry login for `image` as the controller, within `timeout`. The token calls go
+/// through `proxy` (`spec.proxySecretRef`), as Flux sends them.
 pub async fn controller_login(
     credentials: Option<&RegistryCredentials>,
     provider: Provider,
     image: &str,
+    proxy: Option<&ProxyConfig>,
     timeout: Duration,
 ) -> Result<Credentials, CloudLoginError> {
     let Some(credentials) = credentials else {
@@ -109,9 +112,13 @@ pub async fn controller_login(
     };
     let login = tokio::time::timeout(
         timeout,
-        credentials.registry_login(provider, image, None, |_| async {
-            Err::<cloud_identity::Secret, _>("no service account".to_string())
-        }),
+        credentials.registry_login_via(
+            provider,
+            image,
+            None,
+            proxy.map(ProxyConfig::url),
+            |_| async { Err::<cloud_identity::Secret, _>("no service account".to_string()) },
+        ),
     )
     .await
     .unwrap_or_else(|_| {
@@ -131,10 +138,13 @@ pub async fn forget_login(
     credentials: Option<&RegistryCredentials>,
     provider: Provider,
     image: &str,
+    proxy: Option<&ProxyConfig>,
 ) {
     if let Some(credentials) = credentials {
         // A host the provider rejects has nothing cached.
-        let _ = credentials.invalidate(provider, image, None).await;
+        let _ = credentials
+            .invalidate_via(provider, image, None, proxy.map(ProxyConfig::url))
+            .await;
     }
 }
 
@@ -189,6 +199,7 @@ mod tests {
             None,
             Provider::Aws,
             "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app",
+            None,
             Duration::from_secs(1),
         )
         .await

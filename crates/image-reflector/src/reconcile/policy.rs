@@ -320,9 +320,16 @@ async fn fetch_digest(
     if let Some(provider) = cloud_provider(repo.spec.provider) {
         check_identity(repo.spec.service_account_name.as_deref(), true)
             .map_err(|e| auth(e.to_string()))?;
-        let login = controller_login(deps.cloud.as_deref(), provider, &repo.spec.image, timeout)
-            .await
-            .map_err(|e| auth(e.to_string()))?;
+        let proxy = access.transport.proxy.as_ref();
+        let login = controller_login(
+            deps.cloud.as_deref(),
+            provider,
+            &repo.spec.image,
+            proxy,
+            timeout,
+        )
+        .await
+        .map_err(|e| auth(e.to_string()))?;
         access.credentials = Some(login);
     }
     deps.digests

@@ -364,6 +364,7 @@ async fn run(
                                 deps.cloud.as_deref(),
                                 provider,
                                 &spec.image,
+                                access.transport.proxy.as_ref(),
                                 remaining,
                             )
                             .await?,
@@ -379,7 +380,13 @@ async fn run(
                 ) = (provider, &result)
                 {
                     // A refused login is not reused: the next scan logs in afresh (once).
-                    forget_login(deps.cloud.as_deref(), provider, &spec.image).await;
+                    forget_login(
+                        deps.cloud.as_deref(),
+                        provider,
+                        &spec.image,
+                        access.transport.proxy.as_ref(),
+                    )
+                    .await;
                 }
                 result
             }

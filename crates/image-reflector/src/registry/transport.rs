@@ -238,6 +238,11 @@ impl ProxyConfig {
         }
     }
 
+    /// The proxy URL with its credentials (for clients; never shown).
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
     /// `scheme://host:port`, without credentials: safe to show.
     pub fn address(&self) -> String {
         self.url.origin().ascii_serialization()
