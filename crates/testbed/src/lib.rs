@@ -18,6 +18,7 @@
 //! - [`controllers`] and [`wait`]: test helpers that start our controllers against these
 //!   and poll until a condition holds.
 
+pub mod azure;
 pub mod controllers;
 pub mod error;
 pub mod fault_proxy;
@@ -25,6 +26,7 @@ pub mod git;
 pub mod github_app;
 pub mod kube_apiserver;
 pub mod leaks;
+pub mod mapping_proxy;
 pub mod moto;
 pub mod process;
 pub mod prometheus;

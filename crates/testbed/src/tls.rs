@@ -8,7 +8,8 @@ use crate::error::Result;
 use crate::process::run;
 use crate::tools;
 
-/// A self-signed CA with one server certificate valid for `127.0.0.1` and `localhost`.
+/// A self-signed CA with one server certificate valid for `127.0.0.1` and `localhost` (and
+/// any names given to [`Certificates::generate_for`]).
 #[derive(Debug, Clone)]
 pub struct Certificates {
     /// The CA certificate (PEM): what clients trust, what a `ca.crt` key holds.
@@ -22,6 +23,12 @@ pub struct Certificates {
 impl Certificates {
     /// Creates the CA and server certificate under `dir`.
     pub fn generate(dir: &Path) -> Result<Self> {
+        Self::generate_for(dir, &[])
+    }
+
+    /// [`Self::generate`], the server certificate also valid for `dns_names` (say
+    /// `fluxtest.azurecr.io`, a host a test routes to loopback through a proxy).
+    pub fn generate_for(dir: &Path, dns_names: &[&str]) -> Result<Self> {
         let openssl = tools::openssl()?;
         let path = |name: &str| dir.join(name);
         let certs = Self {
@@ -55,9 +62,12 @@ impl Certificates {
                 .arg(&csr),
         )?;
         let ext = path("tls.ext");
+        let extra: String = dns_names.iter().map(|n| format!(",DNS:{n}")).collect();
         std::fs::write(
             &ext,
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+            format!(
+                "subjectAltName=IP:127.0.0.1,DNS:localhost{extra}\nextendedKeyUsage=serverAuth\n"
+            ),
         )
         .map_err(|source| crate::Error::Io {
             context: "writing tls.ext".into(),
