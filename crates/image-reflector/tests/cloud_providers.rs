@@ -1,38 +1,40 @@
-//! `spec.provider: aws` (and `gcp`, see its test) end to end: `image-reflector serve` as a real process with the IRSA
-//! environment (web identity token file + role ARN), moto (PyPI `moto[server]`, started by
-//! `testbed::moto`) serving STS and ECR, and the testbed's real docker-registry accepting
-//! exactly the ECR login moto hands out (htpasswd user `AWS`).
+//! `spec.provider: aws` and `gcp` end to end (`azure`: tests/cloud_azure.rs):
+//! `image-reflector serve` as a real process with the IRSA environment (web identity token
+//! file + role ARN), moto (PyPI `moto[server]`, started by `testbed::moto`) serving STS and
+//! ECR, and the testbed's real docker-registry accepting exactly the ECR login moto hands out
+//! (htpasswd user `AWS`); for gcp a GKE metadata stand-in and `oauth2accesstoken`.
 //!
 //! How the ECR host reaches the loopback registry, honestly: the ImageRepository names
 //! `<account>.dkr.ecr.us-east-1.amazonaws.com/...` (the host decides the region, as in Flux)
-//! with `insecure: true` and a `proxySecretRef` whose address is `testbed::fault_proxy` in
-//! plain forwarding mode. The controller sends absolute-form HTTP requests to that proxy,
-//! which forwards every one to the registry whatever the host; nothing resolves the ECR name.
-//! So this checks the login flow and that its credential opens the registry, not ECR's TLS
-//! or ECR itself (moto is an emulator).
+//! with `insecure: true` and a `proxySecretRef` to `testbed::mapping_proxy`, which routes the
+//! ECR host to the registry and lets the loopback moto calls through: the token calls go
+//! through the object's proxy, as Flux sends them, and the test checks they did. Nothing
+//! resolves the ECR name. So this checks the login flow and that its credential opens the
+//! registry, not ECR's TLS or ECR itself (moto is an emulator). GCP's metadata server is
+//! called directly, as Flux's metadata client does; its tests use `testbed::fault_proxy` in
+//! plain forwarding mode for the registry.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
+mod cloud_common;
 mod serve_common;
 
+use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
-use api_types::http_api::ImageRepositoryInfo;
-use base64::Engine as _;
+use cloud_common::{serve_with_env, text, wait_failing, wait_ready, write_manifests_for};
 use cloud_identity::aws::{AwsClient, AwsIdentity};
 use cloud_identity::config::{AwsEnvironment, Endpoints};
 use cloud_identity::http::HttpClient;
 use cloud_identity::registry::{parse_registry, registry_host};
 use cloud_identity::{Provider, Secret};
 use serve_common::Serve;
-use testbed::controllers::{serve_manifests_command, start_serving};
 use testbed::fault_proxy::FaultProxy;
+use testbed::mapping_proxy::MappingProxy;
 use testbed::moto::{Moto, MotoOptions};
 use testbed::process::free_port;
 use testbed::registry::{Registry, RegistryOptions};
 
-const WAIT: Duration = Duration::from_secs(60);
 /// The role's account: moto's ECR hands out this registry's token.
 const ACCOUNT: &str = "210987654321";
 const WEB_IDENTITY_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.web-identity-token.sig";
@@ -67,45 +69,6 @@ async fn moto_login(moto: &Moto, token_file: &Path) -> (String, Secret) {
     (login.username, login.password)
 }
 
-fn write_manifests(dir: &Path, proxy_url: &str) {
-    write_manifests_for(dir, proxy_url, "aws", &ecr_image());
-}
-
-fn write_manifests_for(dir: &Path, proxy_url: &str, provider: &str, image: &str) {
-    let address = base64::engine::general_purpose::STANDARD.encode(proxy_url);
-    std::fs::write(
-        dir.join("objects.yaml"),
-        format!(
-            "apiVersion: v1
-kind: Secret
-metadata:
-  name: to-registry
-  namespace: flux-system
-type: Opaque
-data:
-  address: {address}
----
-apiVersion: image.toolkit.fluxcd.io/v1
-kind: ImageRepository
-metadata:
-  name: podinfo
-  namespace: flux-system
-spec:
-  image: {image}
-  interval: 5m
-  provider: {provider}
-  insecure: true
-  proxySecretRef:
-    name: to-registry
-  # Ignored with a cloud provider, as in Flux: this Secret does not exist.
-  secretRef:
-    name: static-credentials-ignored
-"
-        ),
-    )
-    .unwrap();
-}
-
 /// `serve` with the IRSA environment and every AWS endpoint at `aws_endpoint`.
 async fn serve_with_irsa(
     manifests: &Path,
@@ -130,54 +93,17 @@ async fn serve_with_irsa(
     .await
 }
 
-/// `serve` with `env` and no ambient cloud credentials.
-async fn serve_with_env(
-    manifests: &Path,
-    storage: &Path,
-    log_dir: &Path,
-    env: &[(&str, &str)],
-) -> Serve {
-    let port = free_port().unwrap();
-    let log = log_dir.join(format!("serve-{port}.log"));
-    let program = Path::new(env!("CARGO_BIN_EXE_image-reflector"));
-    let mut command = serve_manifests_command(program, manifests, storage, port);
-    command
-        .args(["--log-level", "debug", "--log-encoding", "json"])
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-        .env_remove("GCE_METADATA_HOST")
-        .envs(env.iter().copied());
-    let (process, base) = start_serving(
-        "image-reflector serve",
-        command,
-        port,
-        &log,
-        "/healthz",
-        WAIT,
-    )
-    .await;
-    Serve {
-        process,
-        base,
-        http: reqwest::Client::new(),
-    }
+/// The ECR host on port 80 (the repository is `insecure`), routed to the local registry;
+/// moto and other loopback endpoints pass through as they are.
+async fn ecr_proxy(registry: &Registry) -> MappingProxy {
+    let registry_addr: SocketAddr = registry.host().parse().unwrap();
+    MappingProxy::start(&[(&format!("{}:80", ecr_host()), registry_addr)])
+        .await
+        .unwrap()
 }
 
-async fn repository(serve: &Serve) -> Option<ImageRepositoryInfo> {
-    let response = serve
-        .send("/api/v1/namespaces/flux-system/imagerepositories/podinfo")
-        .await?;
-    if !response.status().is_success() {
-        return None;
-    }
-    response.json().await.ok()
-}
-
-async fn text(serve: &Serve, path: &str) -> String {
-    serve.send(path).await.unwrap().text().await.unwrap()
+fn ecr_host() -> String {
+    registry_host(&ecr_image())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,11 +123,11 @@ async fn provider_aws_scans_the_registry_with_the_ecr_login_from_irsa() {
         .push_tags("apps/podinfo", &["6.5.0", "6.5.1", "6.6.0"])
         .await
         .unwrap();
-    let proxy = FaultProxy::start(&registry.host()).await.unwrap();
+    let proxy = ecr_proxy(&registry).await;
 
     let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
     std::fs::create_dir_all(&manifests).unwrap();
-    write_manifests(&manifests, &proxy.url());
+    write_manifests_for(&manifests, &proxy.url(), "aws", &ecr_image(), true);
     let serve = serve_with_irsa(
         &manifests,
         &storage,
@@ -211,18 +137,18 @@ async fn provider_aws_scans_the_registry_with_the_ecr_login_from_irsa() {
     )
     .await;
 
-    let ready = serve
-        .wait_document(
-            "ImageRepository podinfo Ready with 3 tags",
-            WAIT,
-            || repository(&serve),
-            |r: &ImageRepositoryInfo| r.readiness.ready && r.tag_count == 3,
-        )
-        .await;
-    assert_eq!(ready.readiness.reason, "Succeeded", "{ready:?}");
+    let ready = wait_ready(&serve, 3).await;
     assert!(
-        proxy.requests() > 0,
-        "the scan did not go through the proxy"
+        proxy.count(&format!("http://{}/v2/", ecr_host())) > 0,
+        "the scan did not go through the proxy: {:?}",
+        proxy.seen()
+    );
+    // STS and ECR were called through spec.proxySecretRef's proxy, as Flux calls them.
+    let moto_address = moto.endpoint().trim_end_matches('/').to_string();
+    assert!(
+        proxy.count(&format!("POST {moto_address}/")) >= 2,
+        "the token calls did not go through the proxy: {:?}",
+        proxy.seen()
     );
 
     // No token anywhere we publish.
@@ -248,25 +174,18 @@ async fn unreachable_sts_fails_the_scan_with_fluxs_chain_and_no_anonymous_scan()
         .push_tags("apps/podinfo", &["1.0.0"])
         .await
         .unwrap();
-    let proxy = FaultProxy::start(&registry.host()).await.unwrap();
+    let proxy = ecr_proxy(&registry).await;
     let tmp = tempfile::tempdir().unwrap();
     let token_file = tmp.path().join("token");
     std::fs::write(&token_file, WEB_IDENTITY_TOKEN).unwrap();
     let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
     std::fs::create_dir_all(&manifests).unwrap();
-    write_manifests(&manifests, &proxy.url());
+    write_manifests_for(&manifests, &proxy.url(), "aws", &ecr_image(), true);
     // Nothing listens there: STS cannot be reached.
     let closed = format!("http://127.0.0.1:{}/", free_port().unwrap());
     let serve = serve_with_irsa(&manifests, &storage, tmp.path(), &token_file, &closed).await;
 
-    let failed = serve
-        .wait_document(
-            "ImageRepository podinfo failing",
-            WAIT,
-            || repository(&serve),
-            |r: &ImageRepositoryInfo| !r.readiness.message.is_empty() && !r.readiness.ready,
-        )
-        .await;
+    let failed = wait_failing(&serve).await;
     assert_eq!(failed.readiness.reason, "ReadOperationFailed", "{failed:?}");
     assert!(
         failed.readiness.message.starts_with(
@@ -274,7 +193,12 @@ async fn unreachable_sts_fails_the_scan_with_fluxs_chain_and_no_anonymous_scan()
         ),
         "{failed:?}"
     );
-    assert_eq!(proxy.requests(), 0, "scanned without the cloud login");
+    assert_eq!(
+        proxy.count(&ecr_host()),
+        0,
+        "scanned without the cloud login: {:?}",
+        proxy.seen()
+    );
     assert!(!serve.log_text().contains(WEB_IDENTITY_TOKEN));
 }
 
@@ -342,6 +266,7 @@ async fn provider_gcp_scans_the_registry_with_the_gke_metadata_token() {
         &proxy.url(),
         "gcp",
         "europe-west1-docker.pkg.dev/team/app",
+        true,
     );
     let serve = serve_with_env(
         &manifests,
@@ -351,15 +276,7 @@ async fn provider_gcp_scans_the_registry_with_the_gke_metadata_token() {
     )
     .await;
 
-    let ready = serve
-        .wait_document(
-            "ImageRepository podinfo Ready with 2 tags",
-            WAIT,
-            || repository(&serve),
-            |r: &ImageRepositoryInfo| r.readiness.ready && r.tag_count == 2,
-        )
-        .await;
-    assert_eq!(ready.readiness.reason, "Succeeded", "{ready:?}");
+    let ready = wait_ready(&serve, 2).await;
     assert!(served.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     assert!(proxy.requests() > 0);
     let metrics = text(&serve, "/metrics").await;
@@ -387,7 +304,7 @@ async fn a_refused_cloud_login_is_dropped_and_fetched_again_once() {
     let tmp = tempfile::tempdir().unwrap();
     let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
     std::fs::create_dir_all(&manifests).unwrap();
-    write_manifests_for(&manifests, &proxy.url(), "gcp", "gcr.io/team/app");
+    write_manifests_for(&manifests, &proxy.url(), "gcp", "gcr.io/team/app", true);
     let serve = serve_with_env(
         &manifests,
         &storage,
@@ -396,15 +313,7 @@ async fn a_refused_cloud_login_is_dropped_and_fetched_again_once() {
     )
     .await;
 
-    let ready = serve
-        .wait_document(
-            "ImageRepository podinfo Ready after the refused login",
-            WAIT,
-            || repository(&serve),
-            |r: &ImageRepositoryInfo| r.readiness.ready && r.tag_count == 1,
-        )
-        .await;
-    assert_eq!(ready.readiness.reason, "Succeeded", "{ready:?}");
+    let ready = wait_ready(&serve, 1).await;
     // Exactly one refetch: the refused token was dropped, the accepted one stays cached.
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2);
     for published in [format!("{ready:?}"), serve.log_text()] {

@@ -242,8 +242,13 @@ impl AcrFront {
             context: "starting the ACR front".into(),
             message: format!("the registry has no {what}: start it with RegistryOptions::token()"),
         };
-        let registry_realm = registry.token_realm().ok_or_else(|| missing("token realm"))?;
-        let registry_user = registry.username().ok_or_else(|| missing("user"))?.to_string();
+        let registry_realm = registry
+            .token_realm()
+            .ok_or_else(|| missing("token realm"))?;
+        let registry_user = registry
+            .username()
+            .ok_or_else(|| missing("user"))?
+            .to_string();
         let registry_password = registry
             .password()
             .ok_or_else(|| missing("password"))?
