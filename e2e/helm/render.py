@@ -78,6 +78,15 @@ VALUE_SETS: list[dict] = [
             "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "flux",
                              "effect": "NoSchedule"}],
             "podAnnotations": {"example.com/team": "platform"},
+            # Workload identity as docs/cloud-aws.md, cloud-gcp.md and cloud-azure.md set it.
+            "serviceAccount": {
+                "annotations": {
+                    "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/flux",
+                    "iam.gke.io/gcp-service-account": "flux@my-project.iam.gserviceaccount.com",
+                    "azure.workload.identity/client-id": "5a1c3e2b-8d4f-4e6a-9b7c-0d1e2f3a4b5c",
+                }
+            },
+            "podLabels": {"azure.workload.identity/use": "true"},
         },
         # The reflector's chart refuses persistence with more than one replica (one process
         # at a time opens its tag store).

@@ -22,6 +22,21 @@ use serde_json::{Value, json};
 use testbed::controllers::{self, helm_python, kubectl};
 use testbed::kube_apiserver::{KubeApiServer, NON_ADMIN_USER};
 
+/// What the value set `full` (e2e/helm/render.py) annotates the ServiceAccounts with.
+const WORKLOAD_IDENTITY_ANNOTATIONS: [(&str, &str); 3] = [
+    (
+        "eks.amazonaws.com/role-arn",
+        "arn:aws:iam::123456789012:role/flux",
+    ),
+    (
+        "iam.gke.io/gcp-service-account",
+        "flux@my-project.iam.gserviceaccount.com",
+    ),
+    (
+        "azure.workload.identity/client-id",
+        "5a1c3e2b-8d4f-4e6a-9b7c-0d1e2f3a4b5c",
+    ),
+];
 const REFLECTOR: &str = "image-reflector-controller";
 const AUTOMATION: &str = "image-automation-controller";
 
@@ -474,6 +489,18 @@ async fn charts_render_validate_and_grant_exactly_the_controllers_rbac() {
                     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
                     assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
                     get(objects, "NetworkPolicy", controller);
+                    // Workload identity (docs/cloud-*.md): the ServiceAccount annotations
+                    // IRSA, GKE and Azure read, and the label the Azure webhook selects pods by.
+                    let annotations =
+                        &get(objects, "ServiceAccount", controller)["metadata"]["annotations"];
+                    for (key, value) in WORKLOAD_IDENTITY_ANNOTATIONS {
+                        assert_eq!(annotations[key], value, "{controller}: {annotations}");
+                    }
+                    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+                    assert_eq!(
+                        pod_labels["azure.workload.identity/use"], "true",
+                        "{controller}: {pod_labels}"
+                    );
                 }
                 let rules = |objects: &[Value], controller: &str| {
                     get(objects, "PrometheusRule", controller)["spec"].clone()
