@@ -385,3 +385,34 @@ impl Plan {
         cache_key(&borrowed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_proxy_is_part_of_the_access_token_key_after_the_region() {
+        let proxy = url::Url::parse("http://user:pass@proxy.example:3128").unwrap();
+        let plan = Plan::Aws {
+            role_arn: "arn:aws:iam::123456789012:role/flux".into(),
+            region: "eu-west-1".into(),
+        };
+        let direct = plan.access_token_key(Provider::Aws, None, None);
+        let proxied = plan.access_token_key(Provider::Aws, None, Some(&proxy));
+        assert_ne!(direct, proxied);
+        assert_eq!(
+            proxied,
+            cache_key(&[
+                ("provider", "aws"),
+                ("stsRegion", "eu-west-1"),
+                ("proxyURL", "http://user:pass@proxy.example:3128/"),
+            ])
+        );
+        assert_eq!(
+            direct,
+            cache_key(&[("provider", "aws"), ("stsRegion", "eu-west-1")])
+        );
+    }
+}
