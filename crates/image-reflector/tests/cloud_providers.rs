@@ -202,6 +202,69 @@ async fn unreachable_sts_fails_the_scan_with_fluxs_chain_and_no_anonymous_scan()
     assert!(!serve.log_text().contains(WEB_IDENTITY_TOKEN));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_without_ecr_permission_fails_the_scan_with_the_denial_and_no_anonymous_scan() {
+    // Strict moto after two actions (CreateRole, STS): the ECR call's signature and the role's
+    // IAM policy are checked, and the role may not call ecr:GetAuthorizationToken. The role
+    // lives in moto's default account, where strict mode looks it up.
+    let moto = Moto::start(MotoOptions {
+        verify_after: Some(2),
+    })
+    .await
+    .unwrap();
+    moto.create_role("no-ecr", &[]).await.unwrap();
+    let registry = Registry::start(RegistryOptions::htpasswd()).await.unwrap();
+    registry
+        .push_tags("apps/podinfo", &["1.0.0"])
+        .await
+        .unwrap();
+    let proxy = ecr_proxy(&registry).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, WEB_IDENTITY_TOKEN).unwrap();
+    let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    write_manifests_for(&manifests, &proxy.url(), "aws", &ecr_image(), true);
+    let token_file = token_file.display().to_string();
+    let serve = serve_with_env(
+        &manifests,
+        &storage,
+        tmp.path(),
+        &[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.as_str()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/no-ecr"),
+            ("AWS_ENDPOINT_URL", moto.endpoint().as_str()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    )
+    .await;
+
+    let failed = wait_failing(&serve).await;
+    assert_eq!(failed.readiness.reason, "ReadOperationFailed", "{failed:?}");
+    let message = &failed.readiness.message;
+    assert!(
+        message.starts_with(
+            "scan failed: failed to create artifact registry credentials: aws: ECR GetAuthorizationToken: "
+        ),
+        "{message}\n{}",
+        moto.log_tail()
+    );
+    assert!(message.contains("HTTP 403"), "{message}");
+    assert!(message.contains("AccessDenied"), "{message}");
+    assert!(
+        message.ends_with("(check the role's ecr:GetAuthorizationToken permission)"),
+        "{message}"
+    );
+    assert_eq!(
+        proxy.count(&ecr_host()),
+        0,
+        "scanned without the cloud login: {:?}",
+        proxy.seen()
+    );
+    let log = serve.log_text();
+    assert!(!log.contains(WEB_IDENTITY_TOKEN) && !message.contains(WEB_IDENTITY_TOKEN));
+}
+
 /// The GKE metadata server's access token (what the fake hands out, and the registry accepts).
 const GCP_ACCESS_TOKEN: &str = "ya29.fake-gke-metadata-token";
 

@@ -97,6 +97,66 @@ impl Moto {
         self.port
     }
 
+    /// Creates the IAM role `name` in moto's default account (123456789012), trusting web
+    /// identities, with an inline policy allowing `allowed_actions` (none: no policy). One
+    /// or two actions: count them in [`MotoOptions::verify_after`]. Signed with a dummy
+    /// signature that names IAM's scope (what moto routes by; it checks nothing before strict
+    /// mode starts).
+    pub async fn create_role(&self, name: &str, allowed_actions: &[&str]) -> Result<()> {
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/oidc.eks.example"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
+        self.iam(&[
+            ("Action", "CreateRole"),
+            ("Version", "2010-05-08"),
+            ("RoleName", name),
+            ("AssumeRolePolicyDocument", trust),
+        ])
+        .await?;
+        if !allowed_actions.is_empty() {
+            let policy = serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": allowed_actions, "Resource": "*"}],
+            })
+            .to_string();
+            self.iam(&[
+                ("Action", "PutRolePolicy"),
+                ("Version", "2010-05-08"),
+                ("RoleName", name),
+                ("PolicyName", "allowed"),
+                ("PolicyDocument", &policy),
+            ])
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn iam(&self, fields: &[(&str, &str)]) -> Result<()> {
+        let url = self.endpoint();
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=AKIASETUPEXAMPLE/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00",
+            )
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(fields)
+                    .finish(),
+            )
+            .send()
+            .await
+            .map_err(|err| crate::error::http_error(&url, err))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(Error::Command {
+            context: format!("moto IAM {fields:?}"),
+            message: format!("{status}: {body}"),
+        })
+    }
+
     /// The server's last log lines (requests and tracebacks), for failure messages.
     pub fn log_tail(&self) -> String {
         self.process.log_tail()
