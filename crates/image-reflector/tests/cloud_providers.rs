@@ -383,3 +383,36 @@ async fn a_refused_cloud_login_is_dropped_and_fetched_again_once() {
         assert!(!published.contains(STALE) && !published.contains(GCP_ACCESS_TOKEN));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_gke_metadata_server_times_out_cleanly() {
+    // The metadata server accepts the connection and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metadata_host = silent.local_addr().unwrap().to_string();
+    let registry = Registry::start(RegistryOptions::htpasswd()).await.unwrap();
+    registry.push_tags("team/app", &["1.0.0"]).await.unwrap();
+    let proxy = FaultProxy::start(&registry.host()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (manifests, storage) = (tmp.path().join("manifests"), tmp.path().join("data"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    write_manifests_for(&manifests, &proxy.url(), "gcp", "gcr.io/team/app", true);
+    let serve = serve_with_env(
+        &manifests,
+        &storage,
+        tmp.path(),
+        &[("GCE_METADATA_HOST", metadata_host.as_str())],
+    )
+    .await;
+
+    let failed = wait_failing(&serve).await;
+    assert_eq!(failed.readiness.reason, "ReadOperationFailed", "{failed:?}");
+    let expected = format!(
+        "scan failed: failed to get access token for artifact registry: failed to create provider access token for the controller: gcp: metadata server access token: request to http://{metadata_host}/computeMetadata/v1/instance/service-accounts/default/token failed: timed out after 10s"
+    );
+    assert!(
+        failed.readiness.message.starts_with(&expected),
+        "{failed:?}"
+    );
+    assert_eq!(proxy.requests(), 0, "scanned without the cloud login");
+    drop(silent);
+}
