@@ -76,11 +76,11 @@ pub enum CloudLoginError {
     AccessToken(#[source] cloud_identity::Error),
     /// Obtaining the provider's access token for the object's ServiceAccount failed.
     #[error(
-        "failed to get access token for artifact registry: failed to create provider access token for service account '{namespace}/{name}': {source}"
+        "failed to get access token for artifact registry: failed to create provider access token for service account '{service_account}': {source}"
     )]
     ServiceAccountAccessToken {
-        namespace: String,
-        name: String,
+        /// `<namespace>/<name>`.
+        service_account: String,
         #[source]
         source: cloud_identity::Error,
     },
@@ -323,8 +323,7 @@ fn classify(
             CloudLoginError::ServiceAccountToken(error)
         }
         Some(sa) => CloudLoginError::ServiceAccountAccessToken {
-            namespace: sa.namespace.clone(),
-            name: sa.name.clone(),
+            service_account: format!("{}/{}", sa.namespace, sa.name),
             source: error,
         },
     }
@@ -402,5 +401,32 @@ mod tests {
         assert!(classify(e, None).to_string().starts_with(
             "failed to create artifact registry credentials: invalid AWS registry: 'ghcr.io'"
         ));
+    }
+
+    #[test]
+    fn service_account_failures_name_the_service_account_as_flux_does() {
+        let sa = ServiceAccountData {
+            namespace: "apps".into(),
+            name: "reader".into(),
+            annotations: BTreeMap::new(),
+        };
+        let annotations = BTreeMap::from([(
+            "eks.amazonaws.com/role-arn".to_string(),
+            "not-an-arn".to_string(),
+        )]);
+        let e = cloud_identity::aws::role_arn_from_annotations(&annotations).unwrap_err();
+        assert!(classify(e, Some(&sa)).to_string().starts_with(
+            "failed to get access token for artifact registry: failed to create provider access token for service account 'apps/reader': aws: "
+        ));
+        let e = cloud_identity::Error::ServiceAccountToken {
+            provider: Provider::Aws,
+            namespace: "apps".into(),
+            name: "reader".into(),
+            message: "forbidden".into(),
+        };
+        assert_eq!(
+            classify(e, Some(&sa)).to_string(),
+            "failed to get access token for artifact registry: aws: failed to create kubernetes token for service account 'apps/reader': forbidden"
+        );
     }
 }
