@@ -2,6 +2,7 @@
 //! `Objects` is a snapshot).
 
 use super::*;
+use k8s_openapi::api::core::v1::ServiceAccount;
 
 /// The GitRepository and Secrets one run reads, fetched before it (the core's lookups are
 /// synchronous). Secret data is never logged: `Debug` shows keys only.
@@ -9,6 +10,54 @@ use super::*;
 pub(super) struct Fetched {
     repositories: BTreeMap<Key, GitRepository>,
     secrets: BTreeMap<Key, BTreeMap<String, Vec<u8>>>,
+    /// For object-level workload identity (read and asked for tokens on demand).
+    service_accounts: Option<KubeServiceAccounts>,
+}
+
+/// ServiceAccounts over the API server: `get` for the annotations, the `token`
+/// subresource (TokenRequest) for the tokens.
+struct KubeServiceAccounts(Client);
+
+impl crate::git::provider::ServiceAccounts for KubeServiceAccounts {
+    fn annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> crate::git::provider::BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+        Box::pin(async move {
+            let api: Api<ServiceAccount> = Api::namespaced(self.0.clone(), namespace);
+            let sa = api.get_opt(name).await.map_err(|e| e.to_string())?;
+            Ok(sa.map(|sa| sa.metadata.annotations.unwrap_or_default()))
+        })
+    }
+
+    fn token<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        audiences: Vec<String>,
+    ) -> crate::git::provider::BoxFuture<'a, Result<cloud_identity::Secret, String>> {
+        Box::pin(async move {
+            use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+            let api: Api<ServiceAccount> = Api::namespaced(self.0.clone(), namespace);
+            // No expirationSeconds: the API server's default (1h), as Flux asks.
+            let request = TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    audiences: Some(audiences),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let answer = api
+                .create_token_request(name, &kube::api::PostParams::default(), &request)
+                .await
+                .map_err(|e| e.to_string())?;
+            match answer.status.and_then(|status| status.token) {
+                Some(token) if !token.is_empty() => Ok(cloud_identity::Secret::new(token)),
+                _ => Err("the API server answered without a token".to_string()),
+            }
+        })
+    }
 }
 
 impl fmt::Debug for Fetched {
@@ -35,6 +84,12 @@ impl Objects for Fetched {
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
     }
+
+    fn service_accounts(&self) -> Option<&dyn crate::git::provider::ServiceAccounts> {
+        self.service_accounts
+            .as_ref()
+            .map(|sa| sa as &dyn crate::git::provider::ServiceAccounts)
+    }
 }
 
 fn read_error(
@@ -60,7 +115,10 @@ impl Fetched {
         obj: &ImageUpdateAutomation,
         no_cross_namespace_refs: bool,
     ) -> Result<Self, ApplyError> {
-        let mut out = Self::default();
+        let mut out = Self {
+            service_accounts: Some(KubeServiceAccounts(client.clone())),
+            ..Self::default()
+        };
         let namespace = key_of(obj).0;
         let source = &obj.spec.source_ref;
         let repo_ns = source
