@@ -36,6 +36,8 @@ use cloud_identity::http::HttpClient;
 use cloud_identity::login::RegistryLogin;
 use cloud_identity::metrics::TokenCacheMetrics;
 use cloud_identity::workload_identity::{IdentityChoice, choose_identity};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube_support::redact::Secrets;
 
 use super::auth::{HttpAuth, ProxyAuth, Secret};
@@ -116,6 +118,59 @@ pub trait ServiceAccounts: Send + Sync {
         name: &'a str,
         audiences: Vec<String>,
     ) -> BoxFuture<'a, Result<cloud_identity::Secret, String>>;
+}
+
+/// [`ServiceAccounts`] over the API server: `get` for the annotations, the `token`
+/// subresource (TokenRequest) for the tokens.
+#[derive(Clone)]
+pub struct KubeServiceAccounts(pub kube::Client);
+
+impl std::fmt::Debug for KubeServiceAccounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeServiceAccounts")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceAccounts for KubeServiceAccounts {
+    fn annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<ServiceAccount> = kube::Api::namespaced(self.0.clone(), namespace);
+            let sa = api.get_opt(name).await.map_err(|e| e.to_string())?;
+            Ok(sa.map(|sa| sa.metadata.annotations.unwrap_or_default()))
+        })
+    }
+
+    fn token<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        audiences: Vec<String>,
+    ) -> BoxFuture<'a, Result<cloud_identity::Secret, String>> {
+        Box::pin(async move {
+            let api: kube::Api<ServiceAccount> = kube::Api::namespaced(self.0.clone(), namespace);
+            // No expirationSeconds: the API server's default (1h), as Flux asks.
+            let request = TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    audiences: Some(audiences),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let answer = api
+                .create_token_request(name, &kube::api::PostParams::default(), &request)
+                .await
+                .map_err(|e| e.to_string())?;
+            match answer.status.and_then(|status| status.token) {
+                Some(token) if !token.is_empty() => Ok(cloud_identity::Secret::new(token)),
+                _ => Err("the API server answered without a token".to_string()),
+            }
+        })
+    }
 }
 
 /// The automation a provider login is for: where its ServiceAccount lives, its name for

@@ -2,7 +2,7 @@
 //! `Objects` is a snapshot).
 
 use super::*;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use crate::git::provider::KubeServiceAccounts;
 
 /// The GitRepository and Secrets one run reads, fetched before it (the core's lookups are
 /// synchronous). Secret data is never logged: `Debug` shows keys only.
@@ -12,64 +12,6 @@ pub(super) struct Fetched {
     secrets: BTreeMap<Key, BTreeMap<String, Vec<u8>>>,
     /// For object-level workload identity (read and asked for tokens on demand).
     service_accounts: Option<KubeServiceAccounts>,
-}
-
-/// ServiceAccounts over the API server: `get` for the annotations, the `token`
-/// subresource (TokenRequest) for the tokens.
-struct KubeServiceAccounts(Client);
-
-impl crate::git::provider::ServiceAccounts for KubeServiceAccounts {
-    fn annotations<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> crate::git::provider::BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
-        Box::pin(async move {
-            let api: Api<ServiceAccount> = Api::namespaced(self.0.clone(), namespace);
-            let sa = api.get_opt(name).await.map_err(|e| e.to_string())?;
-            Ok(sa.map(|sa| sa.metadata.annotations.unwrap_or_default()))
-        })
-    }
-
-    fn token<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-        audiences: Vec<String>,
-    ) -> crate::git::provider::BoxFuture<'a, Result<cloud_identity::Secret, String>> {
-        Box::pin(async move {
-            use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-            let api: Api<ServiceAccount> = Api::namespaced(self.0.clone(), namespace);
-            // No expirationSeconds: the API server's default (1h), as Flux asks.
-            let request = TokenRequest {
-                spec: Some(TokenRequestSpec {
-                    audiences: Some(audiences),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let answer = api
-                .create_token_request(name, &kube::api::PostParams::default(), &request)
-                .await
-                .map_err(|e| e.to_string())?;
-            match answer.status.and_then(|status| status.token) {
-                Some(token) if !token.is_empty() => Ok(cloud_identity::Secret::new(token)),
-                _ => Err("the API server answered without a token".to_string()),
-            }
-        })
-    }
-}
-
-impl fmt::Debug for Fetched {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fetched")
-            .field(
-                "repositories",
-                &self.repositories.keys().collect::<Vec<_>>(),
-            )
-            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
-            .finish()
-    }
 }
 
 impl Objects for Fetched {
