@@ -66,6 +66,8 @@ VALUE_SETS: list[dict] = [
             "watchLabelSelector": "sharding.fluxcd.io/key=shard1",
             "noCrossNamespaceRefs": True,
             "extraArgs": ["--min-retry-delay=1s"],
+            "featureGates": {"ObjectLevelWorkloadIdentity": True},
+            "defaultServiceAccount": "flux-tenant",
             "storage": {
                 "persistence": {"enabled": True, "size": "2Gi", "storageClass": "fast-ssd"}
             },

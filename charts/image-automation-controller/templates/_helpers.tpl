@@ -74,6 +74,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if .Values.noCrossNamespaceRefs }}
 - --no-cross-namespace-refs
 {{- end }}
+{{- $gates := list }}
+{{- range $name, $on := .Values.featureGates }}
+{{- $gates = append $gates (printf "%s=%t" $name $on) }}
+{{- end }}
+{{- with $gates }}
+- {{ printf "--feature-gates=%s" (join "," .) | quote }}
+{{- end }}
+{{- with .Values.defaultServiceAccount }}
+- {{ printf "--default-service-account=%s" . | quote }}
+{{- end }}
 {{- end }}
 {{- with .Values.extraArgs }}
 {{ toYaml . }}
@@ -82,4 +92,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{- define "iac.reflectorUrl" -}}
 {{ default (printf "http://image-reflector-controller.%s.svc.cluster.local:8080" .Release.Namespace) .Values.reflectorUrl }}
+{{- end -}}
+
+{{- define "iac.objectLevelWorkloadIdentity" -}}
+{{- if and .Values.featureGates (index .Values.featureGates "ObjectLevelWorkloadIdentity") }}true{{- end }}
 {{- end -}}

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::login::{MAX_CACHE_DURATION, cache_lifetime};
+use crate::metrics::TokenCacheMetrics;
 
 /// Flux's default `--token-cache-max-size`.
 pub const DEFAULT_MAX_SIZE: usize = 100;
@@ -60,6 +61,7 @@ pub struct TokenCache<V> {
     max_size: usize,
     max_duration: Duration,
     state: tokio::sync::Mutex<State<V>>,
+    metrics: Option<TokenCacheMetrics>,
 }
 
 impl<V: Clone> TokenCache<V> {
@@ -72,7 +74,20 @@ impl<V: Clone> TokenCache<V> {
                 entries: HashMap::new(),
                 uses: 0,
             }),
+            metrics: None,
         }
+    }
+
+    /// Counts requests, evictions and stored items in `metrics` (shared by every cache of
+    /// the process, as Flux has one). Not attached when the cache is disabled (size 0).
+    pub fn with_metrics(mut self, metrics: Option<TokenCacheMetrics>) -> Self {
+        self.metrics = metrics.filter(|_| self.max_size > 0);
+        self
+    }
+
+    /// Whether the cache stores anything (`--token-cache-max-size` above 0).
+    pub fn enabled(&self) -> bool {
+        self.max_size > 0
     }
 
     /// The cached value for `key`, or the result of `fetch` (value and its expiry), stored
@@ -92,10 +107,20 @@ impl<V: Clone> TokenCache<V> {
             valid.then(|| entry.value.clone())
         });
         if let Some(value) = fresh {
+            self.record_request(true);
             return Ok((value, CacheEvent::Hit));
         }
-        state.entries.remove(key);
-        let (value, expires_at) = fetch().await?;
+        if state.entries.remove(key).is_some() {
+            self.record_removal(false);
+        }
+        let (value, expires_at) = match fetch().await {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                self.record_request(false);
+                return Err(error);
+            }
+        };
+        self.record_request(true);
         let now_wall = SystemTime::now();
         let lifetime = cache_lifetime(now_wall, expires_at, self.max_duration);
         if self.max_size > 0 && !lifetime.is_zero() {
@@ -106,7 +131,10 @@ impl<V: Clone> TokenCache<V> {
                     .min_by_key(|(_, entry)| entry.last_used)
                     .map(|(k, _)| k.clone());
                 match oldest {
-                    Some(oldest) => state.entries.remove(&oldest),
+                    Some(oldest) => {
+                        state.entries.remove(&oldest);
+                        self.record_removal(true);
+                    }
                     None => break,
                 };
             }
@@ -119,13 +147,30 @@ impl<V: Clone> TokenCache<V> {
                     last_used: uses,
                 },
             );
+            if let Some(metrics) = &self.metrics {
+                metrics.stored();
+            }
         }
         Ok((value, CacheEvent::Miss))
     }
 
+    fn record_request(&self, success: bool) {
+        if let Some(metrics) = &self.metrics {
+            metrics.request(success);
+        }
+    }
+
+    fn record_removal(&self, evicted: bool) {
+        if let Some(metrics) = &self.metrics {
+            metrics.removed(evicted);
+        }
+    }
+
     /// Drops one entry (e.g. after the registry rejected the credential).
     pub async fn invalidate(&self, key: &str) {
-        self.state.lock().await.entries.remove(key);
+        if self.state.lock().await.entries.remove(key).is_some() {
+            self.record_removal(false);
+        }
     }
 
     /// How many entries are stored (`gotk_token_cache_cached_items`).
@@ -140,6 +185,8 @@ impl<V: Clone> TokenCache<V> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use std::convert::Infallible;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -223,5 +270,51 @@ mod tests {
         let a = registry_credential_key(&key, "us-east-1");
         let b = registry_credential_key(&key, "eu-west-1");
         assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn metrics_count_requests_items_and_evictions() {
+        let registry = prometheus::Registry::new();
+        let metrics = TokenCacheMetrics::register(&registry).unwrap();
+        let cache = TokenCache::new(1, MAX_CACHE_DURATION).with_metrics(Some(metrics));
+        let calls = AtomicUsize::new(0);
+        fetch_counted(&cache, "a", &calls, 3600).await; // miss, stored
+        fetch_counted(&cache, "a", &calls, 3600).await; // hit
+        fetch_counted(&cache, "b", &calls, 3600).await; // miss, evicts a
+        let failed: Result<(String, CacheEvent), &str> =
+            cache.get_or_fetch("c", || async { Err("denied") }).await;
+        assert!(failed.is_err());
+        let text = encode(&registry);
+        assert!(text.contains("gotk_token_cached_items 1"), "{text}");
+        assert!(
+            text.contains("gotk_token_cache_evictions_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gotk_token_cache_requests_total{status=\"success\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gotk_token_cache_requests_total{status=\"failure\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_disabled_cache_takes_no_metrics() {
+        let registry = prometheus::Registry::new();
+        let metrics = TokenCacheMetrics::register(&registry).unwrap();
+        let cache: TokenCache<String> =
+            TokenCache::new(0, MAX_CACHE_DURATION).with_metrics(Some(metrics));
+        assert!(cache.metrics.is_none());
+    }
+
+    fn encode(registry: &prometheus::Registry) -> String {
+        use prometheus::Encoder as _;
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
     }
 }

@@ -3,8 +3,9 @@
 //! The variable names are the SDKs' own, so a private cloud or a test points every call at
 //! its own server the way it would with the official SDKs: `AWS_ENDPOINT_URL_STS`,
 //! `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_ECR_PUBLIC`, `AWS_ENDPOINT_URL`,
-//! `GCE_METADATA_HOST`, `AZURE_AUTHORITY_HOST`. Endpoints Flux hard-codes (Google STS and
-//! IAM credentials, Azure IMDS) have fields for tests but no variable.
+//! `GCE_METADATA_HOST`, `AZURE_AUTHORITY_HOST`. Google STS and IAM credentials, which Flux
+//! hard-codes, take our `GCP_ENDPOINT_URL_STS` and `GCP_ENDPOINT_URL_IAM_CREDENTIALS`; Azure
+//! IMDS has a field for tests but no variable.
 
 use std::path::PathBuf;
 
@@ -27,9 +28,10 @@ pub struct Endpoints {
     /// The GCE metadata server `host[:port]` (`GCE_METADATA_HOST`); default
     /// `169.254.169.254`.
     pub gce_metadata_host: Option<String>,
-    /// Google STS root (default `https://sts.googleapis.com/`).
+    /// Google STS root (`GCP_ENDPOINT_URL_STS`, ours); default `https://sts.googleapis.com/`.
     pub google_sts: Option<url::Url>,
-    /// Google IAM credentials root (default `https://iamcredentials.googleapis.com/`).
+    /// Google IAM credentials root (`GCP_ENDPOINT_URL_IAM_CREDENTIALS`, ours); default
+    /// `https://iamcredentials.googleapis.com/`.
     pub google_iam_credentials: Option<url::Url>,
     /// Entra ID authority (`AZURE_AUTHORITY_HOST`); default
     /// `https://login.microsoftonline.com/`.
@@ -119,8 +121,9 @@ impl Environment {
                 .or_else(|| aws_any.clone()),
             aws_ec2_metadata: url(Provider::Aws, "AWS_EC2_METADATA_SERVICE_ENDPOINT")?,
             gce_metadata_host: get("GCE_METADATA_HOST"),
-            google_sts: None,
-            google_iam_credentials: None,
+            // Ours (Flux hard-codes both): private endpoints and local stand-ins.
+            google_sts: url(Provider::Gcp, "GCP_ENDPOINT_URL_STS")?,
+            google_iam_credentials: url(Provider::Gcp, "GCP_ENDPOINT_URL_IAM_CREDENTIALS")?,
             azure_authority_host: url(Provider::Azure, "AZURE_AUTHORITY_HOST")?,
             azure_imds: None,
             acr: None,
@@ -205,6 +208,32 @@ mod tests {
             env.endpoints.aws_ecr.unwrap().as_str(),
             "http://127.0.0.1:1/"
         );
+    }
+
+    #[test]
+    fn google_sts_and_iam_credentials_can_be_pointed_elsewhere() {
+        let env = env(&[
+            ("GCP_ENDPOINT_URL_STS", "http://127.0.0.1:3"),
+            (
+                "GCP_ENDPOINT_URL_IAM_CREDENTIALS",
+                "http://127.0.0.1:4/iam/",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            env.endpoints.google_sts.unwrap().as_str(),
+            "http://127.0.0.1:3/"
+        );
+        assert_eq!(
+            env.endpoints.google_iam_credentials.unwrap().as_str(),
+            "http://127.0.0.1:4/iam/"
+        );
+        assert!(env_is_default_without_them());
+    }
+
+    fn env_is_default_without_them() -> bool {
+        let env = env(&[]).unwrap();
+        env.endpoints.google_sts.is_none() && env.endpoints.google_iam_credentials.is_none()
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::error::{Error, Provider, Result};
 use crate::gcp::{self, GcpClient, GcpServiceAccountIdentity, GkeCluster};
 use crate::http::HttpClient;
 use crate::login::RegistryLogin;
+use crate::metrics::TokenCacheMetrics;
 use crate::registry::{RegistryInput, parse_registry, registry_host};
 use crate::secret::Secret;
 
@@ -54,6 +55,7 @@ pub struct RegistryCredentials {
     cache: TokenCache<RegistryLogin>,
     /// Read once per process, as Flux does.
     gke_cluster: tokio::sync::OnceCell<GkeCluster>,
+    metrics: Option<TokenCacheMetrics>,
 }
 
 impl RegistryCredentials {
@@ -71,7 +73,21 @@ impl RegistryCredentials {
             env,
             cache: TokenCache::new(cache_max_size, cache_max_duration),
             gke_cluster: tokio::sync::OnceCell::new(),
+            metrics: None,
         }
+    }
+
+    /// Counts the cache's requests, evictions and items in `metrics` (ignored when the
+    /// cache is disabled); the caller records the per-object events with [`Self::metrics`].
+    pub fn with_metrics(mut self, metrics: Option<TokenCacheMetrics>) -> Self {
+        self.cache = self.cache.with_metrics(metrics.clone());
+        self.metrics = metrics.filter(|_| self.cache.enabled());
+        self
+    }
+
+    /// The token cache metrics, when the cache is enabled and they were attached.
+    pub fn metrics(&self) -> Option<&TokenCacheMetrics> {
+        self.metrics.as_ref()
     }
 
     /// The registry login for `image` with `provider`. With a ServiceAccount, `mint_token`

@@ -9,6 +9,7 @@
 //! - [`registry`]: which cloud a registry host belongs to, and its region or scope input.
 //! - [`login`]: the registry login (username, password, expiry) and the cache-lifetime rule.
 //! - [`cache`]: credentials cached per identity and registry until shortly before expiry.
+//! - [`metrics`]: Flux's `gotk_token_*` series.
 //! - [`aws`]: credential sources, SigV4, STS AssumeRoleWithWebIdentity, ECR tokens.
 //! - [`gcp`], [`azure`], [`github`]: the other providers' flows.
 //!
@@ -25,6 +26,7 @@ pub mod gcp;
 pub mod github;
 pub mod http;
 pub mod login;
+pub mod metrics;
 pub mod registry;
 pub mod secret;
 pub mod time;

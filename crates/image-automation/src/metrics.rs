@@ -46,6 +46,8 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = prometheus::Registry::new();
         let gotk = GotkMetrics::register(&registry)?;
+        // Flux's gotk_token_* series, only with the token cache enabled.
+        crate::git::provider::register_token_cache_metrics(&registry)?;
         let pushes = IntCounterVec::new(
             Opts::new(
                 "image_automation_pushes_total",
@@ -187,6 +189,9 @@ impl Metrics {
     /// Drops every series of a deleted automation.
     pub fn delete_object(&self, namespace: &str, name: &str) {
         self.gotk.delete_object(KIND, namespace, name);
+        if let Some(token_cache) = crate::git::provider::token_cache_metrics() {
+            token_cache.delete_object(KIND, namespace, name);
+        }
         let named = [("namespace", namespace), ("name", name)];
         remove_matching(&self.pushes, &named);
         remove_matching(&self.push_failures, &named);

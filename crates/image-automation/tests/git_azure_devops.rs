@@ -5,6 +5,11 @@
 //! testbed's real git server as `Authorization: Bearer` (Azure DevOps takes no Basic). The
 //! git server speaks Basic only, so a small front checks the Bearer token and forwards.
 //!
+//! Object-level identity (`ObjectLevelWorkloadIdentity`): the GitRepository's
+//! `serviceAccountName`, read in the automation's namespace on the testbed's real
+//! kube-apiserver (as the non-admin user with the automation chart's RBAC, gate on), whose
+//! TokenRequest token (audience `api://AzureADTokenExchange`) is the Entra assertion.
+//!
 //! The environment belongs to the process, and tests may not change it (`unsafe` is
 //! forbidden): the test starts the fakes, then re-runs this test binary for one ignored test
 //! with the variables set.
@@ -22,6 +27,7 @@ use api_types::{
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use image_automation::git::GitCache;
+use image_automation::git::provider::{KubeServiceAccounts, ProviderSettings, ServiceAccounts};
 use image_automation::reconcile::{Objects, PolicySource, Reconciler, ReconcilerOptions};
 use image_automation::reconcile::{RunOutcome, RunReport};
 use image_automation::reflector_client::ReflectorError;
@@ -45,6 +51,11 @@ async fn serve(app: axum::Router) -> String {
 /// Entra's token endpoint for tenant `tenant-1`: the workload-identity grant with the
 /// federated token as the assertion and Azure DevOps' scope.
 fn entra(requests: Arc<AtomicUsize>) -> axum::Router {
+    entra_with(requests, |assertion| assertion == SA_TOKEN)
+}
+
+/// [`entra`] with `assertion_ok` judging `client_assertion`.
+fn entra_with(requests: Arc<AtomicUsize>, assertion_ok: fn(&str) -> bool) -> axum::Router {
     axum::Router::new().route(
         "/tenant-1/oauth2/v2.0/token",
         axum::routing::post(move |body: String| async move {
@@ -58,7 +69,7 @@ fn entra(requests: Arc<AtomicUsize>) -> axum::Router {
             let field = |k: &str| form.get(k).map(String::as_str);
             let ok = field("grant_type") == Some("client_credentials")
                 && field("client_id") == Some("client-1")
-                && field("client_assertion") == Some(SA_TOKEN)
+                && field("client_assertion").is_some_and(assertion_ok)
                 && field("client_assertion_type")
                     == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
                 && field("scope").is_some_and(|s| s.split(' ').any(|s| s == DEVOPS_SCOPE));
@@ -199,24 +210,55 @@ struct Repo(String);
 
 impl Objects for Repo {
     fn git_repository(&self, namespace: &str, name: &str) -> Option<GitRepository> {
-        (namespace == "ns" && name == "repo").then(|| {
-            GitRepository::new(
-                "repo",
-                GitRepositorySpec {
-                    url: self.0.clone(),
-                    provider: Some("azure".into()),
-                    reference: Some(GitRepositoryRef {
-                        branch: Some("main".into()),
-                        ..GitRepositoryRef::default()
-                    }),
-                    ..GitRepositorySpec::default()
-                },
-            )
-        })
+        azure_repository(namespace, name, &self.0, None)
     }
 
     fn secret(&self, _: &str, _: &str) -> Option<BTreeMap<String, Vec<u8>>> {
         None
+    }
+}
+
+/// The GitRepository `ns/repo` with provider azure (and `service_account`).
+fn azure_repository(
+    namespace: &str,
+    name: &str,
+    url: &str,
+    service_account: Option<&str>,
+) -> Option<GitRepository> {
+    (namespace == "ns" && name == "repo").then(|| {
+        GitRepository::new(
+            "repo",
+            GitRepositorySpec {
+                url: url.to_string(),
+                provider: Some("azure".into()),
+                service_account_name: service_account.map(str::to_string),
+                reference: Some(GitRepositoryRef {
+                    branch: Some("main".into()),
+                    ..GitRepositoryRef::default()
+                }),
+                ..GitRepositorySpec::default()
+            },
+        )
+    })
+}
+
+/// The GitRepository names the ServiceAccount; ServiceAccounts come from the API server.
+struct SaRepo {
+    url: String,
+    service_accounts: KubeServiceAccounts,
+}
+
+impl Objects for SaRepo {
+    fn git_repository(&self, namespace: &str, name: &str) -> Option<GitRepository> {
+        azure_repository(namespace, name, &self.url, Some("devops"))
+    }
+
+    fn secret(&self, _: &str, _: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        None
+    }
+
+    fn service_accounts(&self) -> Option<&dyn ServiceAccounts> {
+        Some(&self.service_accounts)
     }
 }
 
@@ -234,6 +276,11 @@ fn visible(report: &RunReport) -> String {
 #[ignore = "run by azure_devops_token_pushes_as_bearer with the AZURE_* environment"]
 async fn azure_child_run() {
     let url = std::env::var(CHILD_URL).expect("started by azure_devops_token_pushes_as_bearer");
+    run_automation(&Repo(url)).await;
+}
+
+/// One automation `ns/auto` run against `objects`; asserts it pushed.
+async fn run_automation(objects: &dyn Objects) {
     let mut spec = ImageUpdateAutomationSpec {
         interval: "1m".into(),
         ..ImageUpdateAutomationSpec::default()
@@ -266,9 +313,130 @@ async fn azure_child_run() {
         options: ReconcilerOptions::default(),
     };
     let report = reconciler
-        .reconcile(&obj, &Repo(url), Time(k8s_openapi::jiff::Timestamp::now()))
+        .reconcile(&obj, objects, Time(k8s_openapi::jiff::Timestamp::now()))
         .await;
     assert_eq!(report.outcome, RunOutcome::Ready, "{}", visible(&report));
     assert!(report.pushed.is_some());
     println!("{}", visible(&report));
+}
+
+/// The ServiceAccount token's claims (unverified: the API server signed it).
+fn claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// The assertion must be the API server's token for `ns/devops`, for Entra's audience.
+fn service_account_assertion(assertion: &str) -> bool {
+    let claims = claims(assertion);
+    claims["aud"] == serde_json::json!(["api://AzureADTokenExchange"])
+        && claims["sub"] == "system:serviceaccount:ns:devops"
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_account_token_from_the_api_server_pushes_as_bearer() {
+    use testbed::kube_apiserver::{KubeApiServer, NON_ADMIN_USER};
+    let server = KubeApiServer::start().await.unwrap();
+    let values = serde_json::json!({
+        "featureGates": {"ObjectLevelWorkloadIdentity": true},
+        "rbac": {"extraSubjects": [{
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": NON_ADMIN_USER,
+        }]},
+    });
+    testbed::controllers::helm_install(&server, "image-automation-controller", &values);
+    server
+        .apply(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: ns}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: devops
+  namespace: ns
+  annotations:
+    azure.workload.identity/tenant-id: tenant-1
+    azure.workload.identity/client-id: client-1
+"#,
+        )
+        .unwrap();
+    let entra_requests = Arc::new(AtomicUsize::new(0));
+    let authority = serve(entra_with(
+        entra_requests.clone(),
+        service_account_assertion,
+    ))
+    .await;
+    let git = GitHttpServer::start(GitHttpServerOptions::default())
+        .await
+        .unwrap();
+    let seeded = git
+        .repos()
+        .create("fleet", &[("app.yaml", MANIFEST)])
+        .unwrap();
+    let relayed = Arc::new(AtomicUsize::new(0));
+    let front = serve(bearer_front(&git, relayed.clone())).await;
+
+    let git_url = format!("{front}/fleet.git");
+    let authority_url = format!("{authority}/");
+    let kubeconfig = server.user_kubeconfig().to_path_buf();
+    let child = tokio::task::spawn_blocking(move || {
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "azure_service_account_child_run",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_URL, git_url)
+            .env("KUBECONFIG", kubeconfig)
+            .env("AZURE_AUTHORITY_HOST", authority_url)
+            // No controller identity: only the ServiceAccount can succeed.
+            .env_remove("AZURE_TENANT_ID")
+            .env_remove("AZURE_CLIENT_ID")
+            .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+            .env_remove("AZURE_CLIENT_SECRET")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&child.stdout),
+        String::from_utf8_lossy(&child.stderr)
+    );
+    assert!(child.status.success(), "{output}");
+    assert!(output.contains("1 passed"), "{output}");
+    assert!(!output.contains(DEVOPS_TOKEN) && !output.contains("eyJhbGciOiJSUzI1NiIs"));
+    let head = git.repos().head_commit("fleet", "main").unwrap().unwrap();
+    assert_ne!(head, seeded);
+    assert_eq!(entra_requests.load(Ordering::SeqCst), 1);
+    assert!(relayed.load(Ordering::SeqCst) >= 2);
+}
+
+/// The automation run as the ServiceAccount, in the child process (gate on, the API
+/// server's kubeconfig, Entra's authority in the environment).
+#[tokio::test]
+#[ignore = "run by service_account_token_from_the_api_server_pushes_as_bearer"]
+async fn azure_service_account_child_run() {
+    let url = std::env::var(CHILD_URL)
+        .expect("started by service_account_token_from_the_api_server_pushes_as_bearer");
+    image_automation::git::provider::configure(ProviderSettings {
+        object_level_workload_identity: true,
+        ..ProviderSettings::default()
+    });
+    let client = kube::Client::try_default().await.unwrap();
+    run_automation(&SaRepo {
+        url,
+        service_accounts: KubeServiceAccounts(client),
+    })
+    .await;
 }

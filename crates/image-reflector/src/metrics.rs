@@ -35,6 +35,8 @@ pub struct Metrics {
     /// The `(image, tag)` labels currently exported per policy, so a new version
     /// replaces the old info series instead of adding one.
     latest: Arc<Mutex<LatestLabels>>,
+    /// Flux's `gotk_token_*` series, registered only when the token cache is enabled.
+    token_cache: Arc<std::sync::OnceLock<cloud_identity::metrics::TokenCacheMetrics>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -117,6 +119,7 @@ impl Metrics {
             policy_latest_info,
             policy_latest_change,
             latest: Arc::new(Mutex::new(HashMap::new())),
+            token_cache: Arc::new(std::sync::OnceLock::new()),
         })
     }
 
@@ -158,6 +161,9 @@ impl Metrics {
     /// repository or policy series of that name).
     pub fn delete_object(&self, kind: &str, namespace: &str, name: &str) {
         self.gotk.delete_object(kind, namespace, name);
+        if let Some(token_cache) = self.token_cache.get() {
+            token_cache.delete_object(kind, namespace, name);
+        }
         let named = [("namespace", namespace), ("name", name)];
         match kind {
             "ImageRepository" => {
@@ -181,12 +187,36 @@ impl Metrics {
     /// condition (that could fire an alert) for objects the new leader now reconciles.
     pub fn clear_objects(&self) {
         self.gotk.clear();
+        if let Some(token_cache) = self.token_cache.get() {
+            token_cache.clear_objects();
+        }
         self.scans_total.reset();
         self.scan_duration.reset();
         self.repository_tags.reset();
         self.policy_latest_info.reset();
         self.policy_latest_change.reset();
         self.latest_map().clear();
+    }
+
+    /// Registers the `gotk_token_*` series when `max_size` (`--token-cache-max-size`) is
+    /// above 0, as Flux does; returns them (`None` when the cache is disabled).
+    pub fn enable_token_cache(
+        &self,
+        max_size: usize,
+    ) -> Result<Option<cloud_identity::metrics::TokenCacheMetrics>, prometheus::Error> {
+        if max_size == 0 {
+            return Ok(None);
+        }
+        if let Some(existing) = self.token_cache.get() {
+            return Ok(Some(existing.clone()));
+        }
+        let metrics = cloud_identity::metrics::TokenCacheMetrics::register(&self.registry)?;
+        Ok(Some(self.token_cache.get_or_init(|| metrics).clone()))
+    }
+
+    /// The `gotk_token_*` series, if [`Self::enable_token_cache`] registered them.
+    pub fn token_cache(&self) -> Option<cloud_identity::metrics::TokenCacheMetrics> {
+        self.token_cache.get().cloned()
     }
 
     /// One registry scan of an ImageRepository: its duration, the result, and (on

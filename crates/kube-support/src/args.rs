@@ -7,6 +7,7 @@
 //! default as a const parameter, so each binary states its default at the type and the
 //! flag itself still exists once.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -131,6 +132,58 @@ pub struct HttpArgs {
     pub http_addr: SocketAddr,
 }
 
+/// Flux's `ObjectLevelWorkloadIdentity` feature gate name.
+pub const OBJECT_LEVEL_WORKLOAD_IDENTITY: &str = "ObjectLevelWorkloadIdentity";
+
+/// `--feature-gates`: `Name=bool` pairs separated by commas, as Flux parses them; a gate
+/// not in `known` is refused (Flux's controllers refuse unknown gates at startup).
+pub fn parse_feature_gates(text: &str, known: &[&str]) -> Result<BTreeMap<String, bool>, String> {
+    let mut gates = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, value) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} is not Name=true|false"))?;
+        let value: bool = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}: {value:?} is not true or false"))?;
+        let name = name.trim();
+        if !known.contains(&name) {
+            return Err(format!(
+                "unsupported feature gate {name:?} (known: {})",
+                known.join(", ")
+            ));
+        }
+        gates.insert(name.to_string(), value);
+    }
+    Ok(gates)
+}
+
+/// `--default-service-account` and the token cache flags, as Flux's `auth` and `cache`
+/// packages bind them (both controllers).
+#[derive(Debug, Clone, Args)]
+pub struct WorkloadIdentityArgs {
+    /// The ServiceAccount (in each object's namespace) used for cloud provider
+    /// authentication when the object names none; needs
+    /// `--feature-gates=ObjectLevelWorkloadIdentity=true`. With it set, objects never use
+    /// the controller's own identity.
+    #[arg(long, default_value = "", value_name = "NAME")]
+    pub default_service_account: String,
+    /// How many provider tokens are cached (0 disables the cache and its metrics).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub token_cache_max_size: usize,
+    /// How long a token is cached at most (Go duration; capped at 1h, as Flux does).
+    #[arg(long, default_value = "1h", value_parser = parse_flag, value_name = "DURATION")]
+    pub token_cache_max_duration: Duration,
+}
+
+impl WorkloadIdentityArgs {
+    /// `--default-service-account`, `None` when empty.
+    pub fn default_service_account(&self) -> Option<&str> {
+        Some(self.default_service_account.trim()).filter(|n| !n.is_empty())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +199,8 @@ mod tests {
         leader_election: LeaderElectionArgs<true>,
         #[command(flatten)]
         logging: LoggingArgs<false>,
+        #[command(flatten)]
+        identity: WorkloadIdentityArgs,
     }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -194,5 +249,49 @@ mod tests {
         assert!(sharded.watch.parse().unwrap().is_some());
         let bad = parse(&["--watch-label-selector", "a in (b"]).unwrap();
         assert!(bad.watch.parse().is_err());
+    }
+
+    #[test]
+    fn identity_flags_default_to_flux() {
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.identity.default_service_account(), None);
+        assert_eq!(cli.identity.token_cache_max_size, 100);
+        assert_eq!(
+            cli.identity.token_cache_max_duration,
+            Duration::from_secs(3600)
+        );
+        let cli = parse(&[
+            "--default-service-account=flux-default",
+            "--token-cache-max-size=0",
+            "--token-cache-max-duration=10m",
+        ])
+        .unwrap();
+        assert_eq!(cli.identity.default_service_account(), Some("flux-default"));
+        assert_eq!(cli.identity.token_cache_max_size, 0);
+        assert_eq!(
+            cli.identity.token_cache_max_duration,
+            Duration::from_secs(600)
+        );
+        assert!(parse(&["--token-cache-max-size=-1"]).is_err());
+    }
+
+    #[test]
+    fn feature_gates_parse_known_names_only() {
+        let known = [OBJECT_LEVEL_WORKLOAD_IDENTITY, "GitSparseCheckout"];
+        let gates = parse_feature_gates(
+            "ObjectLevelWorkloadIdentity=true, GitSparseCheckout=false",
+            &known,
+        )
+        .unwrap();
+        assert_eq!(gates.get(OBJECT_LEVEL_WORKLOAD_IDENTITY), Some(&true));
+        assert_eq!(gates.get("GitSparseCheckout"), Some(&false));
+        assert!(parse_feature_gates("", &known).unwrap().is_empty());
+        assert!(
+            parse_feature_gates("Nope=true", &known)
+                .unwrap_err()
+                .contains("Nope")
+        );
+        assert!(parse_feature_gates("ObjectLevelWorkloadIdentity=yes", &known).is_err());
+        assert!(parse_feature_gates("ObjectLevelWorkloadIdentity", &known).is_err());
     }
 }

@@ -285,6 +285,7 @@ fn automation_denied() -> Vec<String> {
         "delete secrets",
         "create secrets",
         "get serviceaccounts",
+        "create serviceaccounts --subresource=token",
         "list namespaces",
         "get configmaps",
         "create deployments.apps",
@@ -469,6 +470,8 @@ async fn charts_render_validate_and_grant_exactly_the_controllers_rbac() {
                         "--watch-label-selector=sharding.fluxcd.io/key=shard1",
                         "--no-cross-namespace-refs",
                         "--min-retry-delay=1s",
+                        "--feature-gates=ObjectLevelWorkloadIdentity=true",
+                        "--default-service-account=flux-tenant",
                     ] {
                         assert!(args.contains(&flag.to_owned()), "{flag} missing: {args:?}");
                     }
@@ -618,6 +621,37 @@ async fn charts_render_validate_and_grant_exactly_the_controllers_rbac() {
         true,
         &automation_allowed(),
         &automation_denied(),
+    );
+    // ObjectLevelWorkloadIdentity ("full"): ServiceAccount tokens too, nothing else more.
+    let ns = "charts-full";
+    let token = "create serviceaccounts --subresource=token".to_string();
+    let without_token = |denied: Vec<String>| -> Vec<String> {
+        denied
+            .into_iter()
+            .filter(|c| c != &token && c != "get serviceaccounts")
+            .collect()
+    };
+    let mut reflector_with_identity = reflector_allowed();
+    reflector_with_identity.push(token.clone());
+    assert_rbac(
+        &server,
+        Some(&sa(ns, REFLECTOR)),
+        ns,
+        true,
+        &reflector_with_identity,
+        &without_token(reflector_denied()),
+    );
+    let mut automation_with_identity = automation_allowed();
+    automation_with_identity.extend([token.clone(), "get serviceaccounts".to_string()]);
+    let mut automation_still_denied = without_token(automation_denied());
+    automation_still_denied.push("list serviceaccounts".to_string());
+    assert_rbac(
+        &server,
+        Some(&sa(ns, AUTOMATION)),
+        ns,
+        true,
+        &automation_with_identity,
+        &automation_still_denied,
     );
     let ns = "charts-no-leader-election";
     assert_rbac(

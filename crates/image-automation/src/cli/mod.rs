@@ -12,7 +12,8 @@ use update::{OutputFormat, UpdateOptions};
 
 pub mod update;
 use kube_support::args::{
-    BackoffArgs, ConcurrencyArgs, HttpArgs, LeaderElectionArgs, LoggingArgs, WatchSelectorArgs,
+    BackoffArgs, ConcurrencyArgs, HttpArgs, LeaderElectionArgs, LoggingArgs,
+    OBJECT_LEVEL_WORKLOAD_IDENTITY, WatchSelectorArgs, WorkloadIdentityArgs, parse_feature_gates,
 };
 
 #[derive(Debug, Parser)]
@@ -71,11 +72,14 @@ struct ServeArgs {
     /// (RemovedTemplateField, nothing pushed).
     #[arg(long, value_enum, default_value = "render", value_name = "MODE")]
     removed_template_fields: RemovedTemplateFields,
-    /// Flux's feature gates, `Name=bool` separated by commas. Only `GitSparseCheckout`
-    /// (default false: check out only `update.path`) can be set; the other Flux gates are
-    /// fixed at Flux's defaults.
+    /// Flux's feature gates, `Name=bool` separated by commas: `GitSparseCheckout` (default
+    /// false: check out only `update.path`) and `ObjectLevelWorkloadIdentity` (default
+    /// false: `serviceAccountName` on a GitRepository with a cloud provider stalls); the
+    /// other Flux gates are fixed at Flux's defaults.
     #[arg(long, value_name = "GATES", default_value = "", value_parser = feature_gates)]
     feature_gates: FeatureGates,
+    #[command(flatten)]
+    identity: WorkloadIdentityArgs,
     // Console text by default.
     #[command(flatten)]
     logging: LoggingArgs<false>,
@@ -100,27 +104,34 @@ impl From<RemovedTemplateFields> for RemovedFields {
 #[derive(Debug, Clone, Copy, Default)]
 struct FeatureGates {
     sparse_checkout: bool,
+    object_level_workload_identity: bool,
 }
 
+const GIT_SPARSE_CHECKOUT: &str = "GitSparseCheckout";
+
 fn feature_gates(text: &str) -> Result<FeatureGates, String> {
-    let mut gates = FeatureGates::default();
-    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (name, value) = item
-            .split_once('=')
-            .ok_or_else(|| format!("{item:?} is not Name=true|false"))?;
-        let value: bool = value
-            .parse()
-            .map_err(|_| format!("{name}: {value:?} is not true or false"))?;
-        match name {
-            "GitSparseCheckout" => gates.sparse_checkout = value,
-            _ => {
-                return Err(format!(
-                    "unsupported feature gate {name:?} (only GitSparseCheckout)"
-                ));
-            }
-        }
-    }
-    Ok(gates)
+    let gates = parse_feature_gates(text, &[GIT_SPARSE_CHECKOUT, OBJECT_LEVEL_WORKLOAD_IDENTITY])?;
+    let on = |name: &str| gates.get(name).copied().unwrap_or(false);
+    Ok(FeatureGates {
+        sparse_checkout: on(GIT_SPARSE_CHECKOUT),
+        object_level_workload_identity: on(OBJECT_LEVEL_WORKLOAD_IDENTITY),
+    })
+}
+
+/// The provider flags, checked (a default ServiceAccount needs the gate, as in Flux) and
+/// set for the process.
+fn configure_providers(args: &ServeArgs) -> Result<(), String> {
+    let gate = args.feature_gates.object_level_workload_identity;
+    let default_service_account = args.identity.default_service_account();
+    cloud_identity::workload_identity::check_startup(default_service_account, gate)
+        .map_err(|e| e.to_string())?;
+    crate::git::provider::configure(crate::git::provider::ProviderSettings {
+        object_level_workload_identity: gate,
+        default_service_account: default_service_account.map(str::to_string),
+        token_cache_max_size: args.identity.token_cache_max_size,
+        token_cache_max_duration: args.identity.token_cache_max_duration,
+    });
+    Ok(())
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
@@ -142,6 +153,10 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = configure_providers(&args) {
+        eprintln!("image-automation: error: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Err(e) = serve::init_logging(args.logging.log_level, args.logging.log_encoding) {
         eprintln!("image-automation: error: {e}");
         return ExitCode::FAILURE;
@@ -301,5 +316,56 @@ pub fn main() -> ExitCode {
             eprintln!("image-automation: error: {}", error_chain(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(
+            ["image-automation", "serve", "--reflector-url", "http://r"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )
+        .unwrap();
+        match cli.command {
+            Command::Serve(args) => args,
+            Command::Update(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn both_gates_parse_and_unknown_ones_are_refused() {
+        let args =
+            serve(&["--feature-gates=GitSparseCheckout=true,ObjectLevelWorkloadIdentity=true"]);
+        assert!(args.feature_gates.sparse_checkout);
+        assert!(args.feature_gates.object_level_workload_identity);
+        let args = serve(&[]);
+        assert!(!args.feature_gates.object_level_workload_identity);
+        assert_eq!(args.identity.token_cache_max_size, 100);
+        assert!(
+            Cli::try_parse_from([
+                "image-automation",
+                "serve",
+                "--reflector-url",
+                "r",
+                "--feature-gates=FluxStorage=true"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_default_service_account_needs_the_gate() {
+        let error =
+            configure_providers(&serve(&["--default-service-account=flux-tenant"])).unwrap_err();
+        assert_eq!(
+            error,
+            "cannot set default service accounts when the feature gate ObjectLevelWorkloadIdentity is not enabled"
+        );
     }
 }

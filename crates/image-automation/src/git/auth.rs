@@ -307,20 +307,24 @@ impl GitAuth {
     /// the `secretRef`'s data, then for `github` replaces the HTTP credentials with the
     /// App's installation token (Basic `x-access-token`), as Flux's provider credentials
     /// overwrite the Secret's. Call after [`Self::with_proxy_secret`]: the token calls use
-    /// the GitRepository's proxy. `namespace` is the GitRepository's.
+    /// the GitRepository's proxy. `namespace` is the GitRepository's; `context` names the
+    /// automation (whose namespace holds the ServiceAccount of object-level identity).
     pub async fn with_provider(
         mut self,
         spec: &GitRepositorySpec,
         namespace: &str,
         secret: Option<&BTreeMap<String, Vec<u8>>>,
+        context: &provider::ProviderContext<'_>,
     ) -> Result<Self, GitError> {
+        let settings = provider::settings();
         let plan = provider::plan(
             spec,
             namespace,
             secret,
-            provider::OBJECT_LEVEL_WORKLOAD_IDENTITY,
+            settings.object_level_workload_identity,
+            settings.default_service_account.as_deref(),
         )?;
-        if let Some(http) = provider::fetch(&plan, self.proxy.as_ref()).await? {
+        if let Some(http) = provider::fetch(&plan, self.proxy.as_ref(), context).await? {
             self.http = http;
         }
         Ok(self)

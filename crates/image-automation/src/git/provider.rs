@@ -8,34 +8,196 @@
 //!   password and bearer token. No `secretRef`, or one without App data, stalls.
 //! - `azure`: an Entra token for Azure DevOps with the controller's identity (workload
 //!   identity from `AZURE_*`, else IMDS), sent as Bearer.
-//! - `azure`, `aws`: `spec.serviceAccountName` needs the `ObjectLevelWorkloadIdentity` gate
-//!   (Stalled `FeatureGateDisabled`); object identities and `aws` (CodeCommit) are not
-//!   implemented yet (they stall, saying so).
+//! - `azure` with `spec.serviceAccountName` (or `--default-service-account`): needs the
+//!   `ObjectLevelWorkloadIdentity` gate (else Stalled `FeatureGateDisabled`); the
+//!   ServiceAccount is read **in the ImageUpdateAutomation's namespace** (as Flux's
+//!   image-automation-controller does), a token is requested for it (TokenRequest, audience
+//!   `api://AzureADTokenExchange`) and exchanged at Entra for the app its
+//!   `azure.workload.identity/{tenant,client}-id` annotations name.
+//! - `aws` (CodeCommit) is not implemented: it stalls, saying so.
 //!
 //! Checking the spec ([`plan`]) is pure; only [`fetch`] calls the provider. Tokens are
-//! cached per App for 80% of their validity (at most an hour), process-wide, as Flux does.
+//! cached process-wide for 80% of their validity (at most `--token-cache-max-duration`),
+//! in caches of `--token-cache-max-size` entries, as Flux does ([`configure`]).
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use api_types::GitRepositorySpec;
 use cloud_identity::azure::{AZURE_DEVOPS_SCOPE, AccessToken, AzureClient, AzureIdentity};
+use cloud_identity::cache::CacheEvent;
 use cloud_identity::cache::TokenCache;
 use cloud_identity::config::Environment;
 use cloud_identity::github::{self, GitHubAppConfig, GitHubClient};
 use cloud_identity::http::HttpClient;
 use cloud_identity::login::RegistryLogin;
+use cloud_identity::metrics::TokenCacheMetrics;
+use cloud_identity::workload_identity::{IdentityChoice, choose_identity};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube_support::redact::Secrets;
 
 use super::auth::{HttpAuth, ProxyAuth, Secret};
 use super::error::GitError;
 
-/// Flux's `ObjectLevelWorkloadIdentity` gate. It is off by default in Flux and this
-/// controller has no flag for it yet, so a `serviceAccountName` always stalls.
-pub const OBJECT_LEVEL_WORKLOAD_IDENTITY: bool = false;
+/// The flags the providers follow, set once at startup ([`configure`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// `--feature-gates=ObjectLevelWorkloadIdentity=true`.
+    pub object_level_workload_identity: bool,
+    /// `--default-service-account`.
+    pub default_service_account: Option<String>,
+    /// `--token-cache-max-size` (0 disables the caches and their metrics).
+    pub token_cache_max_size: usize,
+    /// `--token-cache-max-duration` (capped at 1h).
+    pub token_cache_max_duration: Duration,
+}
 
-const GATE_MESSAGE: &str = "to use spec.serviceAccountName for provider authentication please enable the ObjectLevelWorkloadIdentity feature gate in the controller";
+impl Default for ProviderSettings {
+    fn default() -> Self {
+        Self {
+            object_level_workload_identity: false,
+            default_service_account: None,
+            token_cache_max_size: cloud_identity::cache::DEFAULT_MAX_SIZE,
+            token_cache_max_duration: cloud_identity::login::MAX_CACHE_DURATION,
+        }
+    }
+}
+
+static SETTINGS: OnceLock<ProviderSettings> = OnceLock::new();
+static TOKEN_CACHE_METRICS: OnceLock<TokenCacheMetrics> = OnceLock::new();
+
+/// Sets the process's provider settings (before any run; later calls are ignored, the
+/// flags do not change while the process lives).
+pub fn configure(settings: ProviderSettings) {
+    let _ = SETTINGS.set(settings);
+}
+
+/// The process's provider settings (Flux's defaults until [`configure`]).
+pub fn settings() -> &'static ProviderSettings {
+    SETTINGS.get_or_init(ProviderSettings::default)
+}
+
+/// Registers Flux's `gotk_token_*` series on `registry` when the cache is enabled (once
+/// per process: the caches are process-wide).
+pub fn register_token_cache_metrics(
+    registry: &prometheus::Registry,
+) -> Result<(), prometheus::Error> {
+    if settings().token_cache_max_size == 0 || TOKEN_CACHE_METRICS.get().is_some() {
+        return Ok(());
+    }
+    let metrics = TokenCacheMetrics::register(registry)?;
+    let _ = TOKEN_CACHE_METRICS.set(metrics);
+    Ok(())
+}
+
+/// The `gotk_token_*` series, once registered.
+pub fn token_cache_metrics() -> Option<&'static TokenCacheMetrics> {
+    TOKEN_CACHE_METRICS.get()
+}
+
+/// A boxed future, so [`ServiceAccounts`] can be a `dyn` object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The Kubernetes API as object-level workload identity uses it (Kubernetes mode only).
+pub trait ServiceAccounts: Send + Sync {
+    /// A ServiceAccount's annotations; `Ok(None)` when it does not exist.
+    fn annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>>;
+
+    /// A token for the ServiceAccount with these audiences (TokenRequest).
+    fn token<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        audiences: Vec<String>,
+    ) -> BoxFuture<'a, Result<cloud_identity::Secret, String>>;
+}
+
+/// [`ServiceAccounts`] over the API server: `get` for the annotations, the `token`
+/// subresource (TokenRequest) for the tokens.
+#[derive(Clone)]
+pub struct KubeServiceAccounts(pub kube::Client);
+
+impl std::fmt::Debug for KubeServiceAccounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeServiceAccounts")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceAccounts for KubeServiceAccounts {
+    fn annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<ServiceAccount> = kube::Api::namespaced(self.0.clone(), namespace);
+            let sa = api.get_opt(name).await.map_err(|e| e.to_string())?;
+            Ok(sa.map(|sa| sa.metadata.annotations.unwrap_or_default()))
+        })
+    }
+
+    fn token<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        audiences: Vec<String>,
+    ) -> BoxFuture<'a, Result<cloud_identity::Secret, String>> {
+        Box::pin(async move {
+            let api: kube::Api<ServiceAccount> = kube::Api::namespaced(self.0.clone(), namespace);
+            // No expirationSeconds: the API server's default (1h), as Flux asks.
+            let request = TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    audiences: Some(audiences),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let answer = api
+                .create_token_request(name, &kube::api::PostParams::default(), &request)
+                .await
+                .map_err(|e| e.to_string())?;
+            match answer.status.and_then(|status| status.token) {
+                Some(token) if !token.is_empty() => Ok(cloud_identity::Secret::new(token)),
+                _ => Err("the API server answered without a token".to_string()),
+            }
+        })
+    }
+}
+
+/// The automation a provider login is for: where its ServiceAccount lives, its name for
+/// the cache metrics, and the API to read ServiceAccounts (`None` without a cluster).
+#[derive(Clone, Copy)]
+pub struct ProviderContext<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub service_accounts: Option<&'a dyn ServiceAccounts>,
+}
+
+impl std::fmt::Debug for ProviderContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderContext")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderContext<'_> {
+    fn record(&self, event: CacheEvent) {
+        if let Some(metrics) = token_cache_metrics() {
+            metrics.record_event(event, "ImageUpdateAutomation", self.namespace, self.name);
+        }
+    }
+}
 const GITHUB_WITHOUT_APP: &str =
     "secretRef with github app data must be specified when provider is set to github";
 
@@ -52,15 +214,20 @@ pub enum ProviderPlan {
     /// An Entra token for Azure DevOps with the controller's identity (workload identity
     /// from `AZURE_*`, else IMDS), sent as Bearer.
     AzureDevOps,
+    /// An Entra token for Azure DevOps as a ServiceAccount of the automation's namespace
+    /// (`is_default`: from `--default-service-account`), sent as Bearer.
+    AzureDevOpsServiceAccount { name: String, is_default: bool },
 }
 
 /// Checks the provider against the spec and its Secret (`secret` is the `secretRef`'s
-/// data, already read); `namespace` is the GitRepository's.
+/// data, already read); `namespace` is the GitRepository's. `gate_enabled` and
+/// `default_service_account` are the flags ([`settings`]).
 pub fn plan(
     spec: &GitRepositorySpec,
     namespace: &str,
     secret: Option<&BTreeMap<String, Vec<u8>>>,
     gate_enabled: bool,
+    default_service_account: Option<&str>,
 ) -> Result<ProviderPlan, GitError> {
     let secret_name = spec
         .secret_ref
@@ -92,18 +259,18 @@ pub fn plan(
             })
         }
         provider @ ("azure" | "aws") => {
-            let wants_service_account = spec
-                .service_account_name
-                .as_deref()
-                .is_some_and(|n| !n.is_empty());
-            if wants_service_account && !gate_enabled {
-                return Err(GitError::FeatureGateDisabled(GATE_MESSAGE.into()));
-            }
-            match (provider, wants_service_account) {
-                ("azure", false) => Ok(ProviderPlan::AzureDevOps),
-                ("azure", true) => Err(GitError::Unsupported(
-                    "GitRepository provider 'azure' with spec.serviceAccountName is not implemented yet (the controller identity is)".into(),
-                )),
+            let identity = choose_identity(
+                spec.service_account_name.as_deref(),
+                default_service_account,
+                gate_enabled,
+                false,
+            )
+            .map_err(|e| GitError::FeatureGateDisabled(e.to_string()))?;
+            match (provider, identity) {
+                ("azure", IdentityChoice::Controller) => Ok(ProviderPlan::AzureDevOps),
+                ("azure", IdentityChoice::ServiceAccount { name, is_default }) => {
+                    Ok(ProviderPlan::AzureDevOpsServiceAccount { name, is_default })
+                }
                 _ => Err(GitError::Unsupported(format!(
                     "GitRepository provider '{provider}' is not implemented yet (generic, github and azure are)"
                 ))),
@@ -126,26 +293,25 @@ fn has_any_app_key(data: &BTreeMap<String, Vec<u8>>) -> bool {
     .any(|key| data.contains_key(*key))
 }
 
-/// Installation tokens, process-wide (Flux's default size; an hour at most).
+fn new_cache<V: Clone>() -> TokenCache<V> {
+    let settings = settings();
+    TokenCache::new(
+        settings.token_cache_max_size,
+        settings.token_cache_max_duration,
+    )
+    .with_metrics(token_cache_metrics().cloned())
+}
+
+/// Installation tokens, process-wide.
 fn github_tokens() -> &'static TokenCache<RegistryLogin> {
     static CACHE: OnceLock<TokenCache<RegistryLogin>> = OnceLock::new();
-    CACHE.get_or_init(|| {
-        TokenCache::new(
-            cloud_identity::cache::DEFAULT_MAX_SIZE,
-            Duration::from_secs(3600),
-        )
-    })
+    CACHE.get_or_init(new_cache)
 }
 
 /// Azure DevOps tokens, process-wide.
 fn azure_tokens() -> &'static TokenCache<AccessToken> {
     static CACHE: OnceLock<TokenCache<AccessToken>> = OnceLock::new();
-    CACHE.get_or_init(|| {
-        TokenCache::new(
-            cloud_identity::cache::DEFAULT_MAX_SIZE,
-            Duration::from_secs(3600),
-        )
-    })
+    CACHE.get_or_init(new_cache)
 }
 
 /// The provider's credentials for Git over HTTP(S), or `None` for `generic`. The token
@@ -153,18 +319,78 @@ fn azure_tokens() -> &'static TokenCache<AccessToken> {
 pub(crate) async fn fetch(
     plan: &ProviderPlan,
     proxy: Option<&ProxyAuth>,
+    context: &ProviderContext<'_>,
 ) -> Result<Option<HttpAuth>, GitError> {
     match plan {
         ProviderPlan::Generic => Ok(None),
         ProviderPlan::GitHub { config, cache_key } => {
-            github_credentials(config, cache_key, proxy).await.map(Some)
+            github_credentials(config, cache_key, proxy, context)
+                .await
+                .map(Some)
         }
         ProviderPlan::AzureDevOps => {
             let env = Environment::from_env()
                 .map_err(|e| GitError::ProviderCredentials(e.to_string()))?;
-            azure_devops_credentials(&env, proxy).await.map(Some)
+            azure_devops_credentials(&env, proxy, None, context)
+                .await
+                .map(Some)
+        }
+        ProviderPlan::AzureDevOpsServiceAccount { name, is_default } => {
+            let env = Environment::from_env()
+                .map_err(|e| GitError::ProviderCredentials(e.to_string()))?;
+            let sa = read_service_account(context, name, *is_default).await?;
+            azure_devops_credentials(&env, proxy, Some(&sa), context)
+                .await
+                .map(Some)
         }
     }
+}
+
+/// A ServiceAccount of the automation's namespace, with its Azure identity annotations.
+struct ServiceAccountIdentity<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    tenant_id: String,
+    client_id: String,
+}
+
+async fn read_service_account<'a>(
+    context: &ProviderContext<'a>,
+    name: &'a str,
+    is_default: bool,
+) -> Result<ServiceAccountIdentity<'a>, GitError> {
+    let namespace = context.namespace;
+    let failed = |detail: String| {
+        GitError::ProviderCredentials(format!(
+            "failed to get service account '{namespace}/{name}': {detail}"
+        ))
+    };
+    let Some(api) = context.service_accounts else {
+        return Err(failed(
+            "object-level workload identity needs the Kubernetes mode".to_string(),
+        ));
+    };
+    let annotations = match api.annotations(namespace, name).await.map_err(failed)? {
+        Some(annotations) => annotations,
+        None if is_default => {
+            return Err(GitError::ProviderCredentials(
+                cloud_identity::workload_identity::DEFAULT_SERVICE_ACCOUNT_MISSING.to_string(),
+            ));
+        }
+        None => return Err(failed(format!("serviceaccounts \"{name}\" not found"))),
+    };
+    let (tenant_id, client_id) =
+        cloud_identity::azure::identity_from_annotations(&annotations).map_err(|e| {
+            GitError::ProviderCredentials(format!(
+                "failed to get provider identity from service account '{namespace}/{name}' annotations: {e}"
+            ))
+        })?;
+    Ok(ServiceAccountIdentity {
+        namespace,
+        name,
+        tenant_id,
+        client_id,
+    })
 }
 
 fn proxy_scrubber(proxy: Option<&ProxyAuth>) -> impl Fn(String) -> String + '_ {
@@ -197,30 +423,78 @@ fn http_client(proxy: Option<&ProxyAuth>, provider: &str) -> Result<HttpClient, 
 async fn azure_devops_credentials(
     env: &Environment,
     proxy: Option<&ProxyAuth>,
+    service_account: Option<&ServiceAccountIdentity<'_>>,
+    context: &ProviderContext<'_>,
 ) -> Result<HttpAuth, GitError> {
     let scrub = proxy_scrubber(proxy);
     let proxy_address = proxy.map(|p| p.address.clone()).unwrap_or_default();
-    let mut parts = vec![("provider", "azure"), ("scopes", AZURE_DEVOPS_SCOPE)];
+    let identity = service_account
+        .map(|sa| format!("{}/{}", sa.tenant_id, sa.client_id))
+        .unwrap_or_default();
+    // Flux's access-token key: provider, audiences, the ServiceAccount's identity, name and
+    // namespace, then the scope and the proxy.
+    let mut parts = vec![("provider", "azure")];
+    if let Some(sa) = service_account {
+        parts.extend([
+            ("audiences", cloud_identity::azure::TOKEN_AUDIENCE),
+            ("providerIdentity", identity.as_str()),
+            ("serviceAccountName", sa.name),
+            ("serviceAccountNamespace", sa.namespace),
+        ]);
+    }
+    parts.push(("scopes", AZURE_DEVOPS_SCOPE));
     if !proxy_address.is_empty() {
         parts.push(("proxyURL", proxy_address.as_str()));
     }
     let key = cloud_identity::cache::cache_key(&parts);
-    let (token, _event) = azure_tokens()
+    let (token, event) = azure_tokens()
         .get_or_fetch(&key, || async {
+            let azure_identity = match service_account {
+                None => AzureIdentity::Controller,
+                Some(sa) => AzureIdentity::ServiceAccount {
+                    tenant_id: sa.tenant_id.clone(),
+                    client_id: sa.client_id.clone(),
+                    token: mint_token(context, sa).await?,
+                },
+            };
             let client = AzureClient::new(
                 http_client(proxy, "azure")?,
                 env.endpoints.clone(),
                 env.azure.clone(),
             );
             let token = client
-                .access_token(AZURE_DEVOPS_SCOPE, &AzureIdentity::Controller)
+                .access_token(AZURE_DEVOPS_SCOPE, &azure_identity)
                 .await
                 .map_err(|e| GitError::ProviderCredentials(scrub(e.to_string())))?;
             let expires_at = token.expires_at;
             Ok::<_, GitError>((token, expires_at))
         })
         .await?;
+    context.record(event);
     Ok(HttpAuth::Bearer(Secret::new(token.token.expose())))
+}
+
+/// The ServiceAccount's token for Entra's federated credential (TokenRequest).
+async fn mint_token(
+    context: &ProviderContext<'_>,
+    sa: &ServiceAccountIdentity<'_>,
+) -> Result<cloud_identity::Secret, GitError> {
+    let failed = |detail: String| {
+        GitError::ProviderCredentials(format!(
+            "failed to create kubernetes token for service account '{}/{}': {detail}",
+            sa.namespace, sa.name
+        ))
+    };
+    let api = context
+        .service_accounts
+        .ok_or_else(|| failed("no Kubernetes API".to_string()))?;
+    api.token(
+        sa.namespace,
+        sa.name,
+        vec![cloud_identity::azure::TOKEN_AUDIENCE.to_string()],
+    )
+    .await
+    .map_err(failed)
 }
 
 /// A GitHub App installation token as Basic `x-access-token:<token>`.
@@ -228,10 +502,11 @@ async fn github_credentials(
     config: &GitHubAppConfig,
     cache_key: &str,
     proxy: Option<&ProxyAuth>,
+    context: &ProviderContext<'_>,
 ) -> Result<HttpAuth, GitError> {
     // Proxy credentials may appear in a transport error's text: scrubbed like git's.
     let scrub = proxy_scrubber(proxy);
-    let (login, _event) = github_tokens()
+    let (login, event) = github_tokens()
         .get_or_fetch(cache_key, || async {
             let http = http_client(proxy, "github")?;
             let login = GitHubClient::new(http)
@@ -242,6 +517,7 @@ async fn github_credentials(
             Ok::<_, GitError>((login, expires_at))
         })
         .await?;
+    context.record(event);
     Ok(HttpAuth::Basic {
         username: login.username,
         password: Secret::new(login.password.expose()),
@@ -274,18 +550,18 @@ mod tests {
         let basic = data(&[("username", "u"), ("password", "p")]);
         for provider in [None, Some(""), Some("generic")] {
             assert!(matches!(
-                plan(&spec(provider, true), "ns", Some(&basic), false),
+                plan(&spec(provider, true), "ns", Some(&basic), false, None),
                 Ok(ProviderPlan::Generic)
             ));
         }
         // An empty githubAppID is no App data (Flux checks the length).
         let empty = data(&[("githubAppID", "")]);
         assert!(matches!(
-            plan(&spec(None, true), "ns", Some(&empty), false),
+            plan(&spec(None, true), "ns", Some(&empty), false, None),
             Ok(ProviderPlan::Generic)
         ));
         let app = data(&[("githubAppID", "1")]);
-        let err = plan(&spec(None, true), "ns", Some(&app), false).unwrap_err();
+        let err = plan(&spec(None, true), "ns", Some(&app), false, None).unwrap_err();
         assert!(err.is_stall());
         assert_eq!(err.flux_reason(), "InvalidSourceConfiguration");
         assert_eq!(
@@ -298,16 +574,16 @@ mod tests {
     fn cloud_providers_check_the_gate_then_say_what_is_missing() {
         let mut with_sa = spec(Some("aws"), false);
         with_sa.service_account_name = Some("sa".into());
-        let err = plan(&with_sa, "ns", None, false).unwrap_err();
+        let err = plan(&with_sa, "ns", None, false, None).unwrap_err();
         assert_eq!(err.flux_reason(), "FeatureGateDisabled");
         assert!(err.is_stall());
-        let err = plan(&with_sa, "ns", None, true).unwrap_err();
+        let err = plan(&with_sa, "ns", None, true, None).unwrap_err();
         assert_eq!(err.flux_reason(), "InvalidSourceConfiguration");
         assert!(
             err.to_string().contains("'aws' is not implemented"),
             "{err}"
         );
-        let err = plan(&spec(Some("gitlab"), false), "ns", None, false).unwrap_err();
+        let err = plan(&spec(Some("gitlab"), false), "ns", None, false, None).unwrap_err();
         assert!(err.is_stall());
         assert!(
             err.to_string()
@@ -316,9 +592,60 @@ mod tests {
     }
 
     #[test]
+    fn azure_with_the_gate_uses_the_service_account_or_the_default() {
+        let mut with_sa = spec(Some("azure"), false);
+        with_sa.service_account_name = Some("devops".into());
+        assert!(matches!(
+            plan(&with_sa, "ns", None, true, Some("fallback")),
+            Ok(ProviderPlan::AzureDevOpsServiceAccount { name, is_default: false }) if name == "devops"
+        ));
+        assert!(matches!(
+            plan(&spec(Some("azure"), false), "ns", None, true, Some("fallback")),
+            Ok(ProviderPlan::AzureDevOpsServiceAccount { name, is_default: true }) if name == "fallback"
+        ));
+        // CodeCommit stays unsupported whatever the identity.
+        let err = plan(
+            &spec(Some("aws"), false),
+            "ns",
+            None,
+            true,
+            Some("fallback"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("'aws' is not implemented"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn service_account_errors_name_it_and_the_lockdown() {
+        let context = ProviderContext {
+            namespace: "team",
+            name: "auto",
+            service_accounts: None,
+        };
+        let Err(err) = read_service_account(&context, "devops", false).await else {
+            panic!("no API: must fail");
+        };
+        assert!(
+            err.to_string()
+                .contains("failed to get service account 'team/devops': object-level workload identity needs the Kubernetes mode"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn app_data_errors_are_retried_not_stalled() {
         let partial = data(&[("githubAppID", "1"), ("githubAppInstallationID", "2")]);
-        let err = plan(&spec(Some("github"), true), "ns", Some(&partial), false).unwrap_err();
+        let err = plan(
+            &spec(Some("github"), true),
+            "ns",
+            Some(&partial),
+            false,
+            None,
+        )
+        .unwrap_err();
         assert!(!err.is_stall());
         assert_eq!(err.flux_reason(), "SourceManagerFailed");
         assert!(
@@ -384,12 +711,21 @@ mod tests {
         ]);
         let env = Environment::from_lookup(|name| vars.get(name).cloned()).unwrap();
         assert!(matches!(
-            plan(&spec(Some("azure"), false), "ns", None, false),
+            plan(&spec(Some("azure"), false), "ns", None, false, None),
             Ok(ProviderPlan::AzureDevOps)
         ));
-        let auth = azure_devops_credentials(&env, None).await.unwrap();
+        let context = ProviderContext {
+            namespace: "ns",
+            name: "auto",
+            service_accounts: None,
+        };
+        let auth = azure_devops_credentials(&env, None, None, &context)
+            .await
+            .unwrap();
         assert!(matches!(&auth, HttpAuth::Bearer(t) if t.expose() == "entra-devops-token"));
-        azure_devops_credentials(&env, None).await.unwrap();
+        azure_devops_credentials(&env, None, None, &context)
+            .await
+            .unwrap();
         assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 
         // With a proxy (part of the cache key) that is not listening, the call fails
@@ -398,7 +734,7 @@ mod tests {
             address: "http://127.0.0.1:9".into(),
             credentials: Some(("proxy-user".into(), Secret::new("proxy-pass-1234"))),
         };
-        let Err(err) = azure_devops_credentials(&env, Some(&proxy)).await else {
+        let Err(err) = azure_devops_credentials(&env, Some(&proxy), None, &context).await else {
             panic!("a dead proxy must fail");
         };
         assert_eq!(err.flux_reason(), "SourceManagerFailed");

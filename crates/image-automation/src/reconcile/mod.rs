@@ -60,6 +60,11 @@ pub trait Objects: Send + Sync {
     fn git_repository(&self, namespace: &str, name: &str) -> Option<GitRepository>;
     /// A Secret's data (`data` decoded, `stringData` merged).
     fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>>;
+    /// ServiceAccounts and their tokens, for object-level workload identity (Kubernetes
+    /// mode only).
+    fn service_accounts(&self) -> Option<&dyn crate::git::provider::ServiceAccounts> {
+        None
+    }
 }
 
 /// The event types Flux records (`Trace` is a `Normal` Kubernetes event that is not

@@ -84,8 +84,13 @@ pub(super) async fn source_setup(
         };
         auth = auth.with_proxy_secret(&url, &proxy).map_err(git_err)?;
     }
+    let context = git::provider::ProviderContext {
+        namespace,
+        name: obj.metadata.name.as_deref().unwrap_or_default(),
+        service_accounts: objects.service_accounts(),
+    };
     auth = auth
-        .with_provider(&repo.spec, repo_ns, data.as_ref())
+        .with_provider(&repo.spec, repo_ns, data.as_ref(), &context)
         .await
         .map_err(git_err)?;
     let timeout = match repo.spec.timeout.as_deref().filter(|t| !t.is_empty()) {

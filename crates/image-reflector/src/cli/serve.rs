@@ -14,7 +14,8 @@ use std::time::Duration;
 use api_types::duration::parse_flag;
 use clap::{ArgAction, Args};
 use kube_support::args::{
-    BackoffArgs, ConcurrencyArgs, HttpArgs, LeaderElectionArgs, LoggingArgs, WatchSelectorArgs,
+    BackoffArgs, ConcurrencyArgs, HttpArgs, LeaderElectionArgs, LoggingArgs,
+    OBJECT_LEVEL_WORKLOAD_IDENTITY, WatchSelectorArgs, WorkloadIdentityArgs, parse_feature_gates,
 };
 use tokio::sync::watch;
 
@@ -22,6 +23,7 @@ use crate::api::selector::LabelSelector;
 use crate::metrics::Metrics;
 use crate::modes::standalone::{self, StandaloneConfig};
 use crate::reconcile::Options;
+use crate::reconcile::cloud::{TokenCacheSettings, WorkloadIdentity};
 use crate::registry::ClientSettings;
 use crate::state::ApiState;
 use crate::store::{QuarantineObserver, Quarantined, RedbTagStore, StoreError, TagStore};
@@ -73,9 +75,28 @@ pub struct ServeArgs {
     /// The largest tags/list page read, in bytes; reading stops there and the scan fails.
     #[arg(long, default_value_t = ClientSettings::default().max_tag_page_bytes as u64, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_tag_page_bytes: u64,
+    /// Flux's feature gates, `Name=bool` separated by commas. Only
+    /// `ObjectLevelWorkloadIdentity` (default false: `spec.serviceAccountName` with a cloud
+    /// provider stalls) can be set.
+    #[arg(long, value_name = "GATES", default_value = "", value_parser = feature_gates)]
+    pub feature_gates: std::collections::BTreeMap<String, bool>,
+    #[command(flatten)]
+    pub identity: WorkloadIdentityArgs,
     // JSON lines by default, as Flux logs.
     #[command(flatten)]
     pub logging: LoggingArgs<true>,
+}
+
+fn feature_gates(text: &str) -> Result<std::collections::BTreeMap<String, bool>, String> {
+    parse_feature_gates(text, &[OBJECT_LEVEL_WORKLOAD_IDENTITY])
+}
+
+/// `--feature-gates=ObjectLevelWorkloadIdentity=true`.
+pub fn object_level_workload_identity(args: &ServeArgs) -> bool {
+    args.feature_gates
+        .get(OBJECT_LEVEL_WORKLOAD_IDENTITY)
+        .copied()
+        .unwrap_or(false)
 }
 
 /// The controllers' settings from the flags (both modes use them).
@@ -85,6 +106,18 @@ pub fn options(args: &ServeArgs) -> Options {
         requeue_dependency: args.requeue_dependency,
         min_retry_delay: args.backoff.min_retry_delay,
         max_retry_delay: args.backoff.max_retry_delay,
+        workload_identity: WorkloadIdentity {
+            gate: object_level_workload_identity(args),
+            // A process-lifetime flag value: leaked once so `Options` stays `Copy`.
+            default_service_account: args
+                .identity
+                .default_service_account()
+                .map(|name| &*Box::leak(name.to_string().into_boxed_str())),
+        },
+        token_cache: TokenCacheSettings {
+            max_size: args.identity.token_cache_max_size,
+            max_duration: args.identity.token_cache_max_duration,
+        },
     }
 }
 
@@ -129,6 +162,9 @@ pub enum ServeError {
     NoMode,
     #[error(transparent)]
     Kubernetes(#[from] crate::modes::kube::KubeModeError),
+    /// `--default-service-account` without the `ObjectLevelWorkloadIdentity` gate.
+    #[error(transparent)]
+    FeatureGate(#[from] cloud_identity::workload_identity::GateError),
 }
 
 /// What both modes share, built by [`run`].
@@ -250,8 +286,13 @@ async fn changed_to_true(mut rx: watch::Receiver<bool>) {
 
 /// Runs `serve` until a termination signal (or a fatal error).
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    cloud_identity::workload_identity::check_startup(
+        args.identity.default_service_account(),
+        object_level_workload_identity(&args),
+    )?;
     let selector = args.watch.parse()?;
     let metrics = Metrics::new()?;
+    metrics.enable_token_cache(args.identity.token_cache_max_size)?;
     let store = open_store(&args.storage_path, &metrics)?;
     let state = ApiState::new(store.clone());
     let mut context = ServeContext {
@@ -355,6 +396,42 @@ mod tests {
         let error = parse(&["--min-retry-delay=soon"]).unwrap_err();
         assert!(error.to_string().contains("--min-retry-delay"), "{error}");
         assert!(parse(&["--max-retry-delay=-1s"]).is_err());
+    }
+
+    #[test]
+    fn identity_flags_reach_the_options() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(
+            options(&args).workload_identity,
+            WorkloadIdentity::default()
+        );
+        assert_eq!(options(&args).token_cache, TokenCacheSettings::default());
+        let args = parse(&[
+            "--feature-gates=ObjectLevelWorkloadIdentity=true",
+            "--default-service-account=flux-default",
+            "--token-cache-max-size=0",
+            "--token-cache-max-duration=5m",
+        ])
+        .unwrap();
+        let options = options(&args);
+        assert!(options.workload_identity.gate);
+        assert_eq!(
+            options.workload_identity.default_service_account,
+            Some("flux-default")
+        );
+        assert_eq!(options.token_cache.max_size, 0);
+        assert_eq!(options.token_cache.max_duration, Duration::from_secs(300));
+        assert!(parse(&["--feature-gates=GitSparseCheckout=true"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_default_service_account_without_the_gate_stops_the_process() {
+        let args = parse(&["--default-service-account=flux-default"]).unwrap();
+        let error = run(args).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cannot set default service accounts when the feature gate ObjectLevelWorkloadIdentity is not enabled"
+        );
     }
 
     #[test]

@@ -96,6 +96,34 @@ pub trait ObjectSource: Send + Sync {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>>;
 
+    /// A ServiceAccount's annotations (cloud workload identity reads the provider's).
+    fn service_account_annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
+        Box::pin(async move {
+            Err(SourceError {
+                kind: "ServiceAccount",
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                category: kube_support::objects::ErrorCategory::Other,
+                detail: cloud::NO_OBJECT_IDENTITY.to_string(),
+            })
+        })
+    }
+
+    /// A token for a ServiceAccount with these audiences (a Kubernetes TokenRequest);
+    /// the error is the API server's message, never a token.
+    fn service_account_token<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _name: &'a str,
+        _audiences: Vec<String>,
+    ) -> BoxFuture<'a, Result<cloud_identity::Secret, String>> {
+        Box::pin(async move { Err(cloud::NO_OBJECT_IDENTITY.to_string()) })
+    }
+
     /// A Namespace's labels (for `accessFrom`).
     fn namespace_labels<'a>(
         &'a self,
@@ -144,6 +172,10 @@ pub struct Options {
     pub min_retry_delay: Duration,
     /// `--max-retry-delay`: the longest backoff delay.
     pub max_retry_delay: Duration,
+    /// `--feature-gates=ObjectLevelWorkloadIdentity` and `--default-service-account`.
+    pub workload_identity: cloud::WorkloadIdentity,
+    /// `--token-cache-max-size` and `--token-cache-max-duration`.
+    pub token_cache: cloud::TokenCacheSettings,
 }
 
 impl Default for Options {
@@ -153,6 +185,8 @@ impl Default for Options {
             requeue_dependency: DEFAULT_REQUEUE_DEPENDENCY,
             min_retry_delay: MIN_RETRY_DELAY,
             max_retry_delay: MAX_RETRY_DELAY,
+            workload_identity: cloud::WorkloadIdentity::default(),
+            token_cache: cloud::TokenCacheSettings::default(),
         }
     }
 }

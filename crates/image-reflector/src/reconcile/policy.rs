@@ -7,8 +7,9 @@ use api_types::meta::{condition_type, find_condition, reason};
 use api_types::{ImagePolicy, ImagePolicyStatus, ImageRef, ImageRepository};
 
 use super::access::{AccessSetupError, registry_access};
-use super::cloud::{check_identity, cloud_provider, controller_login};
+use super::cloud::{LoginFor, check_identity, cloud_provider, login};
 use super::events::Event;
+use super::name_of;
 use super::repository::{RepositoryError, scan_timeout};
 use super::{
     Deps, Next, SourceError, finish_reconcile, go_duration, namespace_of, record_reconcile_request,
@@ -318,19 +319,31 @@ async fn fetch_digest(
     .map_err(|e| auth(e.to_string()))?;
     let mut access = access;
     if let Some(provider) = cloud_provider(repo.spec.provider) {
-        check_identity(repo.spec.service_account_name.as_deref(), true)
-            .map_err(|e| auth(e.to_string()))?;
+        let identity = check_identity(
+            deps.options.workload_identity,
+            repo.spec.service_account_name.as_deref(),
+            true,
+        )
+        .map_err(|e| auth(e.to_string()))?;
+        // The ServiceAccount is the repository's (in its namespace), as in Flux.
+        let object = LoginFor {
+            kind: "ImageRepository",
+            namespace,
+            name: name_of(&repo.metadata),
+        };
         let proxy = access.transport.proxy.as_ref();
-        let login = controller_login(
-            deps.cloud.as_deref(),
+        let (credentials, _) = login(
+            deps,
             provider,
+            &identity,
             &repo.spec.image,
             proxy,
             timeout,
+            object,
         )
         .await
         .map_err(|e| auth(e.to_string()))?;
-        access.credentials = Some(login);
+        access.credentials = Some(credentials);
     }
     deps.digests
         .manifest_digest(image, tag, &access, timeout)

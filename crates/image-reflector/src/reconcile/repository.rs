@@ -12,7 +12,7 @@ use api_types::{ImageRepository, ImageRepositoryStatus, ScanResult as StatusScan
 
 use super::access::{AccessSetupError, registry_access};
 use super::cloud::{
-    CloudLoginError, check_identity, cloud_provider, controller_login, forget_login,
+    CloudLoginError, LoginFor, check_identity, cloud_provider, forget_login, login,
 };
 use super::events::Event;
 use super::{
@@ -299,10 +299,17 @@ async fn run(
     let timeout = scan_timeout(spec)?;
     let image = ImageReference::parse(&spec.image, spec.insecure)?;
     let provider = cloud_provider(spec.provider);
-    if provider.is_some() {
-        check_identity(spec.service_account_name.as_deref(), false)
-            .map_err(RepositoryError::FeatureGate)?;
-    }
+    let identity = match provider {
+        Some(_) => Some(
+            check_identity(
+                deps.options.workload_identity,
+                spec.service_account_name.as_deref(),
+                false,
+            )
+            .map_err(RepositoryError::FeatureGate)?,
+        ),
+        None => None,
+    };
 
     // One deadline covers reading the Secrets and the scan (reference §3.4).
     let started = Instant::now();
@@ -357,21 +364,30 @@ async fn run(
                 .saturating_sub(started.elapsed())
                 .max(Duration::from_millis(1));
             let result = async {
-                let access = match provider {
-                    Some(provider) => RegistryAccess {
-                        credentials: Some(
-                            controller_login(
-                                deps.cloud.as_deref(),
-                                provider,
-                                &spec.image,
-                                access.transport.proxy.as_ref(),
-                                remaining,
-                            )
-                            .await?,
-                        ),
-                        transport: access.transport.clone(),
-                    },
-                    None => access.clone(),
+                let (access, service_account) = match (provider, &identity) {
+                    (Some(provider), Some(identity)) => {
+                        let object = LoginFor {
+                            kind: "ImageRepository",
+                            namespace,
+                            name: name_of(&repo.metadata),
+                        };
+                        let (credentials, service_account) = login(
+                            deps,
+                            provider,
+                            identity,
+                            &spec.image,
+                            access.transport.proxy.as_ref(),
+                            remaining,
+                            object,
+                        )
+                        .await?;
+                        let access = RegistryAccess {
+                            credentials: Some(credentials),
+                            transport: access.transport.clone(),
+                        };
+                        (access, service_account)
+                    }
+                    _ => (access.clone(), None),
                 };
                 let result = scan(deps, &image, &access, &exclusions, &key, remaining, now).await;
                 if let (
@@ -384,6 +400,7 @@ async fn run(
                         deps.cloud.as_deref(),
                         provider,
                         &spec.image,
+                        service_account.as_ref(),
                         access.transport.proxy.as_ref(),
                     )
                     .await;

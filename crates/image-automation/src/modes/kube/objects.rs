@@ -2,6 +2,7 @@
 //! `Objects` is a snapshot).
 
 use super::*;
+use crate::git::provider::KubeServiceAccounts;
 
 /// The GitRepository and Secrets one run reads, fetched before it (the core's lookups are
 /// synchronous). Secret data is never logged: `Debug` shows keys only.
@@ -9,18 +10,8 @@ use super::*;
 pub(super) struct Fetched {
     repositories: BTreeMap<Key, GitRepository>,
     secrets: BTreeMap<Key, BTreeMap<String, Vec<u8>>>,
-}
-
-impl fmt::Debug for Fetched {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fetched")
-            .field(
-                "repositories",
-                &self.repositories.keys().collect::<Vec<_>>(),
-            )
-            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
-            .finish()
-    }
+    /// For object-level workload identity (read and asked for tokens on demand).
+    service_accounts: Option<KubeServiceAccounts>,
 }
 
 impl Objects for Fetched {
@@ -34,6 +25,12 @@ impl Objects for Fetched {
         self.secrets
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
+    }
+
+    fn service_accounts(&self) -> Option<&dyn crate::git::provider::ServiceAccounts> {
+        self.service_accounts
+            .as_ref()
+            .map(|sa| sa as &dyn crate::git::provider::ServiceAccounts)
     }
 }
 
@@ -60,7 +57,10 @@ impl Fetched {
         obj: &ImageUpdateAutomation,
         no_cross_namespace_refs: bool,
     ) -> Result<Self, ApplyError> {
-        let mut out = Self::default();
+        let mut out = Self {
+            service_accounts: Some(KubeServiceAccounts(client.clone())),
+            ..Self::default()
+        };
         let namespace = key_of(obj).0;
         let source = &obj.spec.source_ref;
         let repo_ns = source

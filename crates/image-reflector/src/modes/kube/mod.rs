@@ -563,7 +563,10 @@ pub async fn run(
         digests: pool,
         store,
         options,
-        cloud: crate::reconcile::cloud::controller_credentials_or_log(),
+        cloud: crate::reconcile::cloud::controller_credentials_or_log(
+            options.token_cache,
+            metrics.token_cache(),
+        ),
     };
     let schedule = Schedule::new(&deps.options);
     let ctx = Arc::new(Ctx {

@@ -73,6 +73,49 @@ impl ObjectSource for KubeObjects {
         })
     }
 
+    fn service_account_annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
+        Box::pin(async move {
+            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+            let sa = api
+                .get_opt(name)
+                .await
+                .map_err(|e| source_error("ServiceAccount", namespace, name, &e))?;
+            Ok(sa.map(|sa| sa.metadata.annotations.unwrap_or_default()))
+        })
+    }
+
+    fn service_account_token<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        audiences: Vec<String>,
+    ) -> BoxFuture<'a, Result<cloud_identity::Secret, String>> {
+        Box::pin(async move {
+            use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+            // No expirationSeconds: the API server's default (1h), as Flux asks.
+            let request = TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    audiences: Some(audiences),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let answer = api
+                .create_token_request(name, &kube::api::PostParams::default(), &request)
+                .await
+                .map_err(|e| e.to_string())?;
+            match answer.status.and_then(|status| status.token) {
+                Some(token) if !token.is_empty() => Ok(cloud_identity::Secret::new(token)),
+                _ => Err("the API server answered without a token".to_string()),
+            }
+        })
+    }
+
     fn namespace_labels<'a>(
         &'a self,
         namespace: &'a str,

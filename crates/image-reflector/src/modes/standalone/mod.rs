@@ -518,7 +518,10 @@ pub async fn run(
         digests: pool,
         store,
         options: config.options,
-        cloud: crate::reconcile::cloud::controller_credentials_or_log(),
+        cloud: crate::reconcile::cloud::controller_credentials_or_log(
+            config.options.token_cache,
+            metrics.token_cache(),
+        ),
     };
     let deps_generation = deps.store.generation();
     let mut manifests = ManifestDir::default();
