@@ -13,7 +13,8 @@
 //!   (one miss, one hit), gone when the object is deleted, absent with size 0.
 //!
 //! The ECR/GAR hosts reach the loopback registry through `proxySecretRef` and
-//! `testbed::fault_proxy` in forwarding mode, as in `cloud_providers.rs`.
+//! `testbed::mapping_proxy` (which lets the loopback token endpoints through), as in
+//! `cloud_providers.rs`.
 //!
 //! Needs `HELM_PYTHON` (or the helm venv) and moto (`bash e2e/moto.sh`); fails, never skips.
 
@@ -35,8 +36,8 @@ use cloud_identity::registry::{parse_registry, registry_host};
 use cloud_identity::{Provider, Secret};
 use serde_json::{Value, json};
 use testbed::controllers::{Controller, condition, get_in, helm_install, kubectl};
-use testbed::fault_proxy::FaultProxy;
 use testbed::kube_apiserver::{KubeApiServer, NON_ADMIN_USER};
+use testbed::mapping_proxy::MappingProxy;
 use testbed::moto::{Moto, MotoOptions};
 use testbed::process::free_port;
 use testbed::registry::{Registry, RegistryOptions};
@@ -131,6 +132,17 @@ async fn start(
         WAIT,
     )
     .await
+}
+
+/// The cloud registry host of `image` on port 80 (the repositories are `insecure`), routed to
+/// the local registry; the token endpoints on loopback pass through as they are (the token
+/// calls go through `proxySecretRef` too, as in Flux).
+async fn registry_proxy(registry: &Registry, image: &str) -> MappingProxy {
+    let registry_addr: std::net::SocketAddr = registry.host().parse().unwrap();
+    let host = image.split('/').next().unwrap();
+    MappingProxy::start(&[(&format!("{host}:80"), registry_addr)])
+        .await
+        .unwrap()
 }
 
 /// The proxy Secret and an ImageRepository `name` in `namespace` (`extra` spec lines).
@@ -294,7 +306,7 @@ async fn aws_service_account_token_from_the_api_server_opens_the_registry_throug
         .push_tags("apps/podinfo", &["6.5.0", "6.6.0"])
         .await
         .unwrap();
-    let proxy = FaultProxy::start(&registry.host()).await.unwrap();
+    let proxy = registry_proxy(&registry, &image).await;
     let (sts, received) = recording_sts_front(moto.endpoint()).await;
 
     server
@@ -344,7 +356,10 @@ metadata:
 
     let ready = wait_ready(&server, &serve, NAMESPACE, "podinfo", "True").await;
     assert_eq!(ready["status"]["lastScanResult"]["tagCount"], 2, "{ready}");
-    assert!(proxy.requests() > 0, "the scan did not reach the registry");
+    assert!(
+        proxy.count(image.split('/').next().unwrap()) > 0,
+        "the scan did not reach the registry"
+    );
 
     // What STS received: the API server's token for apps/ecr-reader, for STS's audience.
     let calls = received.lock().unwrap().clone();
@@ -515,8 +530,8 @@ async fn gcp_default_service_account_and_the_token_cache_metrics() {
         .push_tags("team/app", &["1.0.0", "1.1.0"])
         .await
         .unwrap();
-    let proxy = FaultProxy::start(&registry.host()).await.unwrap();
     let image = "europe-west1-docker.pkg.dev/team/app";
+    let proxy = registry_proxy(&registry, image).await;
     server
         .apply(&format!(
             r#"
