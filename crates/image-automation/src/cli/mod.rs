@@ -153,9 +153,11 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             http_addr: args.http.http_addr,
             no_cross_namespace_refs: args.no_cross_namespace_refs,
             backoff,
-            concurrent: args.concurrency.concurrent,
-            watch_label_selector: args.watch.watch_label_selector,
-            leader_election: args.leader_election.settings(),
+            controllers: kube_support::args::controller_settings(
+                &args.concurrency,
+                &args.watch,
+                &args.leader_election,
+            ),
             removed_template_fields: args.removed_template_fields.into(),
             sparse_checkout: args.feature_gates.sparse_checkout,
         };

@@ -62,9 +62,7 @@ pub struct KubeServeOptions {
     pub http_addr: SocketAddr,
     pub no_cross_namespace_refs: bool,
     pub backoff: RetryDelays,
-    pub concurrent: u16,
-    pub watch_label_selector: String,
-    pub leader_election: kube_support::driver::LeaderElectionSettings,
+    pub controllers: kube_support::driver::ControllerSettings,
     /// `--removed-template-fields`.
     pub removed_template_fields: RemovedFields,
     /// `--feature-gates=GitSparseCheckout=true`.

@@ -164,9 +164,11 @@ pub async fn run_kubernetes(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let settings = crate::modes::kube::KubeSettings {
-        concurrent: args.concurrency.concurrent,
-        label_selector: args.watch.text().to_string(),
-        leader_election: args.leader_election.settings(),
+        controllers: kube_support::args::controller_settings(
+            &args.concurrency,
+            &args.watch,
+            &args.leader_election,
+        ),
         advertise_url: advertise_url(args.advertise_url.as_deref(), context.http_addr),
         registry: client_settings(args),
     };

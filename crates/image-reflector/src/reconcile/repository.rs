@@ -5,8 +5,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use api_types::duration::{InvalidDuration, parse_duration};
 use api_types::meta::{
-    RECONCILE_REQUEST_ANNOTATION, condition_status, condition_type, find_condition, reason,
-    remove_condition, set_condition,
+    RECONCILE_REQUEST_ANNOTATION, condition_type, find_condition, mark_progressing, reason,
+    remove_condition,
 };
 use api_types::{ImageRepository, ImageRepositoryStatus, ScanResult as StatusScanResult};
 
@@ -255,28 +255,8 @@ pub fn scanning_status(
     let message = format!("scanning: {reason}");
     let now = to_time(now);
     let conditions = &mut scanning.conditions;
-    set_condition(
-        conditions,
-        condition_type::RECONCILING,
-        condition_status::TRUE,
-        reason::PROGRESSING,
-        &message,
-        generation,
-        &now,
-    );
-    let ready_known = find_condition(conditions, condition_type::READY)
-        .is_some_and(|c| c.status != condition_status::UNKNOWN);
-    if !ready_known || reason == ScanReason::NoTagsInDatabase {
-        set_condition(
-            conditions,
-            condition_type::READY,
-            condition_status::UNKNOWN,
-            reason::PROGRESSING,
-            &message,
-            generation,
-            &now,
-        );
-    }
+    let lost_tags = reason == ScanReason::NoTagsInDatabase;
+    mark_progressing(conditions, &message, lost_tags, generation, &now);
     remove_condition(conditions, condition_type::STALLED);
     scanning
 }

@@ -33,9 +33,7 @@ pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
         let _ = stop_tx.send(true);
     });
     let settings = super::KubeSettings {
-        concurrent: opts.concurrent,
-        label_selector: opts.watch_label_selector.trim().to_owned(),
-        leader_election: opts.leader_election.clone(),
+        controllers: opts.controllers.clone(),
         reflector_url: opts.reflector_url.clone(),
         no_cross_namespace_refs: opts.no_cross_namespace_refs,
         backoff: opts.backoff,

@@ -1,6 +1,8 @@
 //! Unit tests of the Kubernetes mode.
 
 use super::*;
+use api_types::meta::{RECONCILE_REQUEST_ANNOTATION, find_condition, set_condition};
+use std::time::Duration;
 
 #[test]
 fn lease_names() {

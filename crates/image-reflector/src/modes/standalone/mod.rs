@@ -50,8 +50,7 @@ use kube_support::schedule::Schedule;
 /// How often the manifest directory is checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-const REPOSITORY: &str = "ImageRepository";
-const POLICY: &str = "ImagePolicy";
+use super::{Kind, POLICY, REPOSITORY};
 
 /// `(namespace, name)`.
 pub type Key = (String, String);
@@ -80,21 +79,6 @@ pub enum StandaloneError {
 
 // ---------------------------------------------------------------------------------------
 // The engine
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Kind {
-    Repository,
-    Policy,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Repository => REPOSITORY,
-            Self::Policy => POLICY,
-        }
-    }
-}
 
 /// Publishes a repository's in-progress status ("scanning: <reason>") in the API while
 /// its scan runs.
