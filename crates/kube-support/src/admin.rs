@@ -28,6 +28,20 @@ pub struct AdminServer {
     pub shutdown: Arc<Notify>,
 }
 
+impl AdminServer {
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(self) -> std::io::Result<()> {
+        // Wakes the server whether or not it is already waiting.
+        self.shutdown.notify_one();
+        joined(self.task).await
+    }
+}
+
+/// The result of a server task, a panic or cancellation as an I/O error.
+pub async fn joined(task: JoinHandle<std::io::Result<()>>) -> std::io::Result<()> {
+    task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
 /// The three routes over `ready` and `metrics` (the text `/metrics` answers).
 pub fn router(
     ready: Arc<AtomicBool>,

@@ -128,12 +128,19 @@ pub struct LeaderElectionSettings {
     pub lease_namespace: String,
 }
 
-/// A service's Lease: its name (without the selector hash) and the service's field
-/// manager (the Lease is written as `<it>-lease`).
+/// A service's names: its Lease (without the selector hash) and the field manager of its
+/// status writes (the Lease is written as `<it>-lease`).
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceLease {
     pub name: &'static str,
     pub field_manager: &'static str,
+}
+
+impl ServiceLease {
+    /// The Lease name for a label selector (one Lease per shard).
+    pub fn lease_name(&self, label_selector: &str) -> String {
+        leader::lease_name(self.name, label_selector)
+    }
 }
 
 /// Takes part in the election (or always leads when it is disabled) until `stop`: one

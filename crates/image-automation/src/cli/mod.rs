@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::message::RemovedFields;
-use crate::modes::{self as serve, KubeServeOptions, ServeOptions};
+use crate::modes::{self as serve, KubeServeOptions, ServeOptions, ServiceOptions};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use update::{OutputFormat, UpdateOptions};
 
@@ -146,20 +146,23 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         eprintln!("image-automation: error: {e}");
         return ExitCode::FAILURE;
     }
+    let service = ServiceOptions {
+        reflector_url: args.reflector_url,
+        storage_path: args.storage_path,
+        http_addr: args.http.http_addr,
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
+        backoff,
+        removed_template_fields: args.removed_template_fields.into(),
+        sparse_checkout: args.feature_gates.sparse_checkout,
+    };
     let Some(manifests) = args.manifests else {
         let opts = KubeServeOptions {
-            reflector_url: args.reflector_url,
-            storage_path: args.storage_path,
-            http_addr: args.http.http_addr,
-            no_cross_namespace_refs: args.no_cross_namespace_refs,
-            backoff,
             controllers: kube_support::args::controller_settings(
                 &args.concurrency,
                 &args.watch,
                 &args.leader_election,
             ),
-            removed_template_fields: args.removed_template_fields.into(),
-            sparse_checkout: args.feature_gates.sparse_checkout,
+            service,
         };
         return match runtime() {
             Ok(runtime) => {
@@ -184,14 +187,8 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         manifests,
         concurrent: usize::from(args.concurrency.concurrent),
         selector,
-        reflector_url: args.reflector_url,
-        storage_path: args.storage_path,
-        http_addr: args.http.http_addr,
         once: args.once,
-        no_cross_namespace_refs: args.no_cross_namespace_refs,
-        backoff,
-        removed_template_fields: args.removed_template_fields.into(),
-        sparse_checkout: args.feature_gates.sparse_checkout,
+        service,
     };
     let runtime = match runtime() {
         Ok(r) => r,

@@ -317,13 +317,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     // Whatever ended the mode, stop the HTTP server too and let it drain.
     let _ = stop_tx.send(true);
     signals.abort();
-    let http_result = http.await;
+    let http_result = kube_support::admin::joined(http).await;
     result?;
-    match http_result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ServeError::Http(e)),
-        Err(e) => Err(ServeError::Http(std::io::Error::other(e))),
-    }
+    http_result.map_err(ServeError::Http)
 }
 
 #[cfg(test)]

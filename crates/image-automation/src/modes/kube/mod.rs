@@ -53,13 +53,11 @@ use crate::reconcile::{EventType, Objects, Reconciler, RunOutcome};
 use crate::reflector_client::{FeedEvent, ReflectorClient};
 use objects::Fetched;
 
-/// The one field manager of every status write.
-pub const FIELD_MANAGER: &str = "image-automation-controller";
-/// The Lease name (suffixed with a hash of the label selector when one is set).
-pub const LEASE_NAME: &str = "image-automation-controller-leader-election";
-const LEASE: driver::ServiceLease = driver::ServiceLease {
-    name: LEASE_NAME,
-    field_manager: FIELD_MANAGER,
+/// The Lease name (suffixed with a hash of the label selector when one is set) and the
+/// one field manager of every status write.
+pub const SERVICE: driver::ServiceLease = driver::ServiceLease {
+    name: "image-automation-controller-leader-election",
+    field_manager: "image-automation-controller",
 };
 /// Kubernetes-mode settings (from the `serve` flags).
 #[derive(Debug, Clone)]
@@ -99,11 +97,6 @@ pub enum ApplyError {
 }
 
 pub type ReconcileError = driver::ReconcileError<ApplyError>;
-
-/// The Lease name for a label selector (one Lease per shard).
-pub fn lease_name(label_selector: &str) -> String {
-    leader::lease_name(LEASE_NAME, label_selector)
-}
 
 type Key = (String, String);
 
@@ -466,7 +459,7 @@ pub async fn run(
     let ctx = Arc::new(Ctx {
         kit: driver::Context::new(
             client.clone(),
-            FIELD_MANAGER,
+            SERVICE.field_manager,
             Schedule::new(settings.backoff),
         ),
         reconciler,
@@ -490,7 +483,7 @@ pub async fn run(
 
     let election = settings
         .controllers
-        .leadership(client, LEASE, "", shutdown.clone())
+        .leadership(client, SERVICE, "", shutdown.clone())
         .await?;
     let result = driver::lead(
         election.leading,

@@ -65,7 +65,7 @@ pub(super) async fn leadership(
 ) -> Result<(watch::Receiver<bool>, tokio::task::JoinHandle<()>), KubeModeError> {
     let election = settings
         .controllers
-        .leadership(client, LEASE, &settings.advertise_url, stop)
+        .leadership(client, SERVICE, &settings.advertise_url, stop)
         .await?;
     if !settings.controllers.leader_election.enabled {
         state.set_leader(LeaderInfo::leader());

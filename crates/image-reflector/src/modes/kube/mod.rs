@@ -45,7 +45,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource};
 use kube_support::driver::{self, Reconcile, key_of};
-use kube_support::leader;
 use kube_support::objects::{Fingerprint, fingerprint, watcher_config};
 use kube_support::schedule::{Handled, RetryDelays};
 use serde::de::DeserializeOwned;
@@ -60,13 +59,11 @@ use crate::reconcile::{
 use crate::registry::{ClientSettings, SecretData};
 use crate::state::{ApiState, LeaderInfo};
 
-/// The one field manager of every status write.
-pub const FIELD_MANAGER: &str = "image-reflector-controller";
-/// The Lease name (suffixed with a hash of the label selector when one is set).
-pub const LEASE_NAME: &str = "image-reflector-controller-leader-election";
-const LEASE: driver::ServiceLease = driver::ServiceLease {
-    name: LEASE_NAME,
-    field_manager: FIELD_MANAGER,
+/// The Lease name (suffixed with a hash of the label selector when one is set) and the
+/// one field manager of every status write.
+pub const SERVICE: driver::ServiceLease = driver::ServiceLease {
+    name: "image-reflector-controller-leader-election",
+    field_manager: "image-reflector-controller",
 };
 
 use super::{Kind, REPOSITORY};
@@ -90,11 +87,6 @@ pub enum ApplyError {
 }
 
 pub type ReconcileError = driver::ReconcileError<ApplyError>;
-
-/// The Lease name for a label selector (one Lease per shard).
-pub fn lease_name(label_selector: &str) -> String {
-    leader::lease_name(LEASE_NAME, label_selector)
-}
 
 /// The leader's API URL from a Lease holder identity (`<host>_<random>@<url>`).
 pub fn leader_url_of(holder: &str) -> Option<String> {
@@ -477,7 +469,7 @@ pub async fn run(
     };
     let schedule = Schedule::new(&deps.options);
     let ctx = Arc::new(Ctx {
-        kit: driver::Context::new(client.clone(), FIELD_MANAGER, schedule),
+        kit: driver::Context::new(client.clone(), SERVICE.field_manager, schedule),
         deps,
         state: state.clone(),
         metrics,
