@@ -138,9 +138,7 @@ pub fn router(state: ApiState, metrics: Metrics) -> Router {
             get(get_policy),
         )
         .route("/api/v1/openapi.json", get(openapi_document))
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .merge(kube_support::admin::routes(app.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn(limits))
@@ -223,34 +221,32 @@ async fn method_not_allowed() -> HttpError {
     )
 }
 
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-async fn readyz(State(app): State<App>) -> Result<&'static str, HttpError> {
-    if app.state.is_ready() {
-        Ok("ok")
-    } else {
-        Err(HttpError::unavailable(
+/// `/readyz` and `/metrics` on the kit's admin routes, with the API's JSON errors.
+impl kube_support::admin::Probes for App {
+    fn readyz(&self) -> Response {
+        if self.state.is_ready() {
+            return "ok".into_response();
+        }
+        HttpError::unavailable(
             "NotReady",
             "the first sync of ImageRepositories and ImagePolicies has not finished",
-        ))
+        )
+        .into_response()
     }
-}
 
-async fn metrics_text(State(app): State<App>) -> Result<Response, HttpError> {
-    let text = app
-        .metrics
-        .encode_text()
-        .map_err(|e| HttpError::internal(format!("encoding metrics: {e}")))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        text,
-    )
-        .into_response())
+    fn metrics(&self) -> Response {
+        match self.metrics.encode_text() {
+            Ok(text) => (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                )],
+                text,
+            )
+                .into_response(),
+            Err(e) => HttpError::internal(format!("encoding metrics: {e}")).into_response(),
+        }
+    }
 }
 
 async fn openapi_document() -> Json<serde_json::Value> {
