@@ -11,8 +11,11 @@
 //! conditions, and what a user needs to see: changes, unmatched markers, the pushed commit
 //! and events.
 
+mod objects;
 pub mod selector;
 mod source;
+
+pub use objects::ObjectMap;
 
 use source::source_setup;
 

@@ -27,8 +27,7 @@
 mod objects;
 pub mod serve;
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -49,9 +48,9 @@ use tokio::time::Instant;
 
 use crate::metrics::{KIND, Metrics};
 use crate::modes::{RetryDelays, interval_of, log_deprecations, log_report, now};
-use crate::reconcile::{EventType, Objects, Reconciler, RunOutcome};
+use crate::reconcile::{EventType, ObjectMap, Reconciler, RunOutcome};
 use crate::reflector_client::{FeedEvent, ReflectorClient};
-use objects::Fetched;
+use objects::read_objects;
 
 /// The Lease name (suffixed with a hash of the label selector when one is set) and the
 /// one field manager of every status write.
@@ -284,7 +283,7 @@ async fn apply(
             .map_err(ApplyError::Status)?;
         obj.status = Some(progress);
     }
-    let objects = Fetched::read(&ctx.kit.client, &obj, ctx.no_cross_namespace_refs).await?;
+    let objects = read_objects(&ctx.kit.client, &obj, ctx.no_cross_namespace_refs).await?;
     let report = ctx.reconciler.reconcile(&obj, &objects, started_at).await;
     let elapsed = started.elapsed();
     ctx.kit

@@ -103,7 +103,7 @@ pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, 
             continue;
         }
         let started = std::time::Instant::now();
-        let report = reconciler.reconcile(obj, &manifests, now()).await;
+        let report = reconciler.reconcile(obj, &manifests.objects, now()).await;
         log_report(key, &report, started.elapsed());
         log_deprecations(key, &report);
         summary
@@ -241,7 +241,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
             let (reconciler, manifests) = (reconciler.clone(), manifests.clone());
             tasks.spawn(async move {
                 let started = std::time::Instant::now();
-                let report = reconciler.reconcile(&obj, &*manifests, now()).await;
+                let report = reconciler.reconcile(&obj, &manifests.objects, now()).await;
                 (key, report, started.elapsed(), change_seen)
             });
         }
