@@ -182,9 +182,9 @@ impl Ctx {
     ) {
         let (ns, name, kind) = (key.0.as_str(), key.1.as_str(), kind.as_str());
         let elapsed = started.elapsed().as_secs_f64();
-        self.metrics.observe_reconcile(kind, ns, name, elapsed);
-        self.metrics.set_suspended(kind, ns, name, suspended);
-        self.metrics.set_conditions(kind, ns, name, conditions);
+        self.metrics.gotk.observe_reconcile(kind, ns, name, elapsed);
+        self.metrics.gotk.set_suspended(kind, ns, name, suspended);
+        self.metrics.gotk.set_conditions(kind, ns, name, conditions);
     }
 
     async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, event: Option<&Event>) {

@@ -340,15 +340,18 @@ impl Engine {
         let (ns, name) = (key.0.as_str(), key.1.as_str());
         let kind = kind.as_str();
         self.metrics
+            .gotk
             .observe_reconcile(kind, ns, name, elapsed.as_secs_f64());
-        self.metrics.set_suspended(kind, ns, name, suspended);
+        self.metrics.gotk.set_suspended(kind, ns, name, suspended);
         for type_ in [
             condition_type::READY,
             condition_type::STALLED,
             condition_type::RECONCILING,
         ] {
             let status = find_condition(conditions, type_).map_or("Deleted", |c| c.status.as_str());
-            self.metrics.set_condition(kind, ns, name, type_, status);
+            self.metrics
+                .gotk
+                .set_condition(kind, ns, name, type_, status);
         }
     }
 
