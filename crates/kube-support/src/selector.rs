@@ -249,6 +249,25 @@ fn is_label_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Selectors the grammar rejects, one per rule: the parser's tests and the reflector's
+/// OpenAPI pattern test check against the same list.
+pub const INVALID_EXAMPLES: &[&str] = &[
+    "=web",
+    "app=we b",
+    "app in (a",
+    "app in a)",
+    "app between (a)",
+    "app=web,",
+    ",app",
+    "-app=x",
+    "app=-x",
+    "UPPER.Prefix/app=x",
+    "a in ((b))",
+    "n>x",
+    "app in (a) b",
+    "!",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,22 +335,7 @@ mod tests {
 
     #[test]
     fn rejects_invalid() {
-        for bad in [
-            "=web",
-            "app=we b",
-            "app in (a",
-            "app in a)",
-            "app between (a)",
-            "app=web,",
-            ",app",
-            "-app=x",
-            "app=-x",
-            "UPPER.Prefix/app=x",
-            "a in ((b))",
-            "n>x",
-            "app in (a) b",
-            "!",
-        ] {
+        for bad in INVALID_EXAMPLES {
             assert!(bad.parse::<LabelSelector>().is_err(), "accepted {bad:?}");
         }
     }

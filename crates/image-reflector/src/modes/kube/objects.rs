@@ -1,6 +1,7 @@
 //! The `ObjectSource` over the API server.
 
 use super::*;
+use futures::TryFutureExt as _;
 
 #[derive(Clone)]
 pub(super) struct KubeObjects {
@@ -28,27 +29,44 @@ pub(super) fn source_error(
     }
 }
 
+impl KubeObjects {
+    /// The namespaced `kind` `namespace/name`, `None` when it does not exist.
+    async fn get<K>(
+        &self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<K>, SourceError>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map_err(|e| source_error(kind, namespace, name, &e))
+    }
+}
+
 impl ObjectSource for KubeObjects {
     fn secret<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-            let secret = api
-                .get_opt(name)
-                .await
-                .map_err(|e| source_error("Secret", namespace, name, &e))?;
-            Ok(secret.map(|secret| {
+        let secret = self.get::<Secret>("Secret", namespace, name);
+        Box::pin(secret.map_ok(move |secret| {
+            secret.map(|secret| {
                 let secret = kube_support::manifests::secret_of(secret);
                 SecretData {
                     name: name.to_string(),
                     type_: secret.type_,
                     data: secret.data,
                 }
-            }))
-        })
+            })
+        }))
     }
 
     fn service_account_pull_secrets<'a>(
@@ -56,21 +74,16 @@ impl ObjectSource for KubeObjects {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-            let sa = api
-                .get_opt(name)
-                .await
-                .map_err(|e| source_error("ServiceAccount", namespace, name, &e))?;
-            Ok(sa.map(|sa| {
-                sa.image_pull_secrets
-                    .unwrap_or_default()
-                    .into_iter()
+        let account = self.get::<ServiceAccount>("ServiceAccount", namespace, name);
+        Box::pin(account.map_ok(|account| {
+            account.map(|account| {
+                let refs = account.image_pull_secrets.unwrap_or_default();
+                refs.into_iter()
                     .map(|r| r.name)
                     .filter(|n| !n.is_empty())
                     .collect()
-            }))
-        })
+            })
+        }))
     }
 
     fn namespace_labels<'a>(
@@ -92,11 +105,6 @@ impl ObjectSource for KubeObjects {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<ImageRepository> = Api::namespaced(self.client.clone(), namespace);
-            api.get_opt(name)
-                .await
-                .map_err(|e| source_error(REPOSITORY, namespace, name, &e))
-        })
+        Box::pin(self.get(REPOSITORY, namespace, name))
     }
 }
