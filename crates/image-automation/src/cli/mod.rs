@@ -15,17 +15,6 @@ use kube_support::args::{
     BackoffArgs, ConcurrencyArgs, HttpArgs, LeaderElectionArgs, LoggingArgs, WatchSelectorArgs,
 };
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "image-automation",
-    version,
-    about = "Flux-compatible image update automation"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Apply image policies to a directory without git (preview an automation).
@@ -35,6 +24,14 @@ enum Command {
     /// With --manifests DIR it runs without a cluster; otherwise it uses the kubeconfig or
     /// the in-cluster configuration.
     Serve(ServeArgs),
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "image-automation", version)]
+#[command(about = "Flux-compatible image update automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
 #[derive(Debug, Args)]

@@ -215,6 +215,34 @@ fn finish_reconcile(
     decide_event(before, find_condition(conditions, condition_type::READY))
 }
 
+/// The end of a reconcile at `(generation, now)` whose core answered `result`
+/// (`Ok((Ready message, requeue))`, or the error, whose `failure` is its reason and whether
+/// it stalls): [`finish_reconcile`] on `status` (conditions, observed generation). Returns
+/// the requeue, the event and the error.
+fn conclude<E: std::fmt::Display>(
+    (conditions, observed_generation): (&mut Vec<Condition>, &mut Option<i64>),
+    before: Option<&Condition>,
+    result: Result<(String, Option<Duration>), E>,
+    failure: impl Fn(&E) -> (&'static str, bool),
+    (generation, now): (Option<i64>, SystemTime),
+) -> (Option<Duration>, Option<Event>, Option<E>) {
+    let (message, requeue_after, error) = match result {
+        Ok((message, requeue)) => (message, requeue, None),
+        Err(e) => (e.to_string(), None, Some(e)),
+    };
+    let failure = error.as_ref().map(failure);
+    let event = finish_reconcile(
+        conditions,
+        observed_generation,
+        before,
+        &message,
+        failure,
+        generation,
+        now,
+    );
+    (requeue_after, event, error)
+}
+
 /// `metadata.namespace`, defaulted.
 pub fn namespace_of(meta: &ObjectMeta) -> &str {
     meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)

@@ -16,8 +16,8 @@ use super::cloud::{
 };
 use super::events::Event;
 use super::{
-    BoxFuture, Deps, Next, finish_reconcile, from_time, name_of, namespace_of,
-    record_reconcile_request, to_time,
+    BoxFuture, Deps, Next, conclude, from_time, name_of, namespace_of, record_reconcile_request,
+    to_time,
 };
 use crate::reference::{ImageReference, ReferenceError};
 use crate::registry::{ExclusionError, ExclusionList, RegistryAccess, RegistryError, ScanResult};
@@ -190,30 +190,24 @@ pub async fn reconcile_repository_with(
 
     let mut scan = None;
     let result = run(repo, deps, now, &mut status, &mut scan, progress).await;
-    let (message, requeue_after, error) = match result {
-        Ok(next) => {
-            let (count, revision) = status
-                .last_scan_result
-                .as_ref()
-                .map(|s| (s.tag_count, s.revision.clone()))
-                .unwrap_or_default();
-            let mut message =
-                format!("successful scan: found {count} tags with checksum {revision}");
-            if let Some(skipped) = scan.map(|r| r.skipped_tags).filter(|n| *n > 0) {
-                message.push_str(&format!("; skipped {skipped} invalid tag(s)"));
-            }
-            (message, (!next.is_zero()).then_some(next), None)
+    let result = result.map(|next| {
+        let (count, revision) = status
+            .last_scan_result
+            .as_ref()
+            .map(|s| (s.tag_count, s.revision.clone()))
+            .unwrap_or_default();
+        let mut message = format!("successful scan: found {count} tags with checksum {revision}");
+        if let Some(skipped) = scan.map(|r| r.skipped_tags).filter(|n| *n > 0) {
+            message.push_str(&format!("; skipped {skipped} invalid tag(s)"));
         }
-        Err(e) => (e.to_string(), None, Some(e)),
-    };
-    let event = finish_reconcile(
-        &mut status.conditions,
-        &mut status.observed_generation,
+        (message, (!next.is_zero()).then_some(next))
+    });
+    let (requeue_after, event, error) = conclude(
+        (&mut status.conditions, &mut status.observed_generation),
         before.as_ref(),
-        &message,
-        error.as_ref().map(|e| (e.reason(), e.stalls())),
-        repo.metadata.generation,
-        now,
+        result,
+        |e| (e.reason(), e.stalls()),
+        (repo.metadata.generation, now),
     );
     RepositoryOutcome {
         status,
