@@ -221,10 +221,7 @@ pub fn parse_token_response(body: &[u8], step: Step, now: SystemTime) -> Result<
         expires_in: Option<Seconds>,
         expires_on: Option<Seconds>,
     }
-    let answer = Answer {
-        provider: Provider::Azure,
-        step,
-    };
+    let answer = Answer::new(Provider::Azure, step);
     let parsed: Response = answer.json(body, "a token")?;
     let token = answer.required(parsed.access_token, "response has no access_token")?;
     let expires_at = match (
@@ -288,10 +285,7 @@ pub fn parse_acr_exchange(body: &[u8]) -> Result<RegistryLogin> {
         refresh_token: Option<String>,
     }
     let step = Step::AcrExchange;
-    let answer = Answer {
-        provider: Provider::Azure,
-        step,
-    };
+    let answer = Answer::new(Provider::Azure, step);
     let parsed: Response = answer.json(body, "JSON")?;
     let token = answer.required(parsed.refresh_token, "response has no refresh_token")?;
     let expires_at = jwt_expiry(&token).ok_or_else(|| {

@@ -183,10 +183,7 @@ struct OAuthToken {
 /// `{access_token, expires_in}` (metadata server and STS): an empty token or a zero
 /// lifetime is an error.
 pub fn parse_oauth_token(body: &[u8], step: Step, now: SystemTime) -> Result<AccessToken> {
-    let answer = Answer {
-        provider: Provider::Gcp,
-        step,
-    };
+    let answer = Answer::new(Provider::Gcp, step);
     let parsed: OAuthToken = answer.json(body, "a token")?;
     let token = answer.required(parsed.access_token, "response has an empty access_token")?;
     let expires_in = parsed
@@ -259,24 +256,9 @@ pub fn impersonation_request(
 
 /// `{accessToken, expireTime}` from `generateAccessToken`.
 pub fn parse_impersonation_response(body: &[u8]) -> Result<AccessToken> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Response {
-        access_token: Option<String>,
-        expire_time: Option<String>,
-    }
-    let step = Step::GcpImpersonation;
-    let answer = Answer {
-        provider: Provider::Gcp,
-        step,
-    };
-    let parsed: Response = answer.json(body, "a token")?;
-    let token = answer.required(parsed.access_token, "response has no accessToken")?;
-    let expires_at = parsed
-        .expire_time
-        .as_deref()
-        .and_then(crate::time::parse_rfc3339)
-        .ok_or_else(|| Error::invalid(Provider::Gcp, step, "response has no valid expireTime"))?;
+    let answer = Answer::new(Provider::Gcp, Step::GcpImpersonation);
+    let fields = ("accessToken", "expireTime");
+    let (token, expires_at) = answer.token_with_expiry(body, "a token", fields)?;
     Ok(AccessToken {
         token: Secret::new(token),
         expires_at,

@@ -288,25 +288,8 @@ pub fn parse_installation(body: &[u8]) -> Result<u64> {
 /// The Git credentials from `{token, expires_at}`. The token's length is not assumed
 /// (GitHub is rolling out longer stateless tokens).
 pub fn parse_access_token(body: &[u8]) -> Result<RegistryLogin> {
-    #[derive(Deserialize)]
-    struct Response {
-        token: Option<String>,
-        expires_at: Option<String>,
-    }
-    let step = Step::GitHubInstallationToken;
-    let answer = Answer {
-        provider: Provider::GitHub,
-        step,
-    };
-    let parsed: Response = answer.json(body, "JSON")?;
-    let token = answer.required(parsed.token, "response has no token")?;
-    let expires_at = parsed
-        .expires_at
-        .as_deref()
-        .and_then(crate::time::parse_rfc3339)
-        .ok_or_else(|| {
-            Error::invalid(Provider::GitHub, step, "response has no valid expires_at")
-        })?;
+    let answer = Answer::new(Provider::GitHub, Step::GitHubInstallationToken);
+    let (token, expires_at) = answer.token_with_expiry(body, "JSON", ("token", "expires_at"))?;
     Ok(RegistryLogin {
         username: GIT_USERNAME.to_string(),
         password: Secret::new(token),

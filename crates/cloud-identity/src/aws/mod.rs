@@ -371,11 +371,7 @@ struct ContainerCredentials {
 
 /// Credentials from the container (or EC2 instance metadata) endpoint's JSON.
 pub fn parse_container_credentials(body: &[u8], step: Step) -> Result<AwsCredentials> {
-    let parsed: ContainerCredentials = Answer {
-        provider: Provider::Aws,
-        step,
-    }
-    .json(body, "JSON")?;
+    let parsed: ContainerCredentials = Answer::new(Provider::Aws, step).json(body, "JSON")?;
     let (Some(access_key_id), Some(secret)) = (parsed.access_key_id, parsed.secret_access_key)
     else {
         return Err(Error::invalid(
