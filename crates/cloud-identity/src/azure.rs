@@ -129,15 +129,29 @@ pub fn federated_token_request(
     assertion: &Secret,
     scope: &str,
 ) -> Result<HttpRequest> {
-    let url = token_endpoint(endpoints, tenant_id)?;
-    Ok(HttpRequest::new(Method::Post, url).form(&[
-        ("grant_type", "client_credentials"),
-        ("client_id", client_id),
+    let credential = [
         ("client_assertion_type", CLIENT_ASSERTION_TYPE),
         ("client_assertion", assertion.expose()),
-        ("client_info", "1"),
-        ("scope", &format!("{scope} openid offline_access profile")),
-    ]))
+    ];
+    client_credentials_request(endpoints, (tenant_id, client_id), &credential, scope)
+}
+
+/// The client-credentials token request of `client_id` in `tenant_id` with its
+/// `credential` form fields (in that place of the form).
+fn client_credentials_request(
+    endpoints: &Endpoints,
+    (tenant_id, client_id): (&str, &str),
+    credential: &[(&str, &str)],
+    scope: &str,
+) -> Result<HttpRequest> {
+    let scope = format!("{scope} openid offline_access profile");
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+    ];
+    form.extend_from_slice(credential);
+    form.extend([("client_info", "1"), ("scope", scope.as_str())]);
+    Ok(HttpRequest::new(Method::Post, token_endpoint(endpoints, tenant_id)?).form(&form))
 }
 
 /// EnvironmentCredential with a client secret: the same endpoint, `client_secret` instead of
@@ -149,15 +163,8 @@ pub fn client_secret_token_request(
     client_secret: &Secret,
     scope: &str,
 ) -> Result<HttpRequest> {
-    Ok(
-        HttpRequest::new(Method::Post, token_endpoint(endpoints, tenant_id)?).form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", client_secret.expose()),
-            ("client_info", "1"),
-            ("scope", &format!("{scope} openid offline_access profile")),
-        ]),
-    )
+    let credential = [("client_secret", client_secret.expose())];
+    client_credentials_request(endpoints, (tenant_id, client_id), &credential, scope)
 }
 
 /// IMDS: `GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=…` with
@@ -377,13 +384,9 @@ impl AzureClient {
         {
             let request =
                 client_secret_token_request(&self.endpoints, tenant, client, secret, scope)?;
-            let call = CallContext {
-                provider: Provider::Azure,
-                step: Step::AzureAdToken,
-                field: "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET",
-            };
-            let response = self.http.send(&request, call).await?;
-            let body = response.success_body(call, &request.url)?;
+            let field = "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET";
+            let call = CallContext::new(Provider::Azure, Step::AzureAdToken, field);
+            let body = self.http.fetch(&request, call).await?;
             return parse_token_response(&body, Step::AzureAdToken, SystemTime::now());
         }
         if let (Some(tenant), Some(client), Some(file), Some(_)) = (
@@ -430,39 +433,26 @@ impl AzureClient {
     ) -> Result<AccessToken> {
         let request =
             federated_token_request(&self.endpoints, tenant_id, client_id, assertion, scope)?;
-        let call = CallContext {
-            provider: Provider::Azure,
-            step: Step::AzureAdToken,
-            field,
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let call = CallContext::new(Provider::Azure, Step::AzureAdToken, field);
+        let body = self.http.fetch(&request, call).await?;
         parse_token_response(&body, Step::AzureAdToken, SystemTime::now())
     }
 
     /// The kubelet (managed) identity's token from IMDS.
     pub async fn imds_token(&self, scope: &str) -> Result<AccessToken> {
         let request = imds_token_request(&self.endpoints, scope, self.env.client_id.as_deref())?;
-        let call = CallContext {
-            provider: Provider::Azure,
-            step: Step::AzureImdsToken,
-            field: "the node's managed identity and its AcrPull role",
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let field = "the node's managed identity and its AcrPull role";
+        let call = CallContext::new(Provider::Azure, Step::AzureImdsToken, field);
+        let body = self.http.fetch(&request, call).await?;
         parse_token_response(&body, Step::AzureImdsToken, SystemTime::now())
     }
 
     /// ACR's `/oauth2/exchange`: the Entra token for a refresh token.
     pub async fn acr_exchange(&self, registry_host: &str, token: &Secret) -> Result<RegistryLogin> {
         let request = acr_exchange_request(&self.endpoints, registry_host, token)?;
-        let call = CallContext {
-            provider: Provider::Azure,
-            step: Step::AcrExchange,
-            field: "the identity's AcrPull role on the registry",
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let field = "the identity's AcrPull role on the registry";
+        let call = CallContext::new(Provider::Azure, Step::AcrExchange, field);
+        let body = self.http.fetch(&request, call).await?;
         parse_acr_exchange(&body)
     }
 }

@@ -291,13 +291,9 @@ impl GcpClient {
     /// The controller's token from the metadata server.
     pub async fn metadata_token(&self) -> Result<AccessToken> {
         let request = metadata_token_request(&self.endpoints)?;
-        let call = CallContext {
-            provider: Provider::Gcp,
-            step: Step::GcpMetadataToken,
-            field: "the node's metadata server (GKE workload identity) or GCE_METADATA_HOST",
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let field = "the node's metadata server (GKE workload identity) or GCE_METADATA_HOST";
+        let call = CallContext::new(Provider::Gcp, Step::GcpMetadataToken, field);
+        let body = self.http.fetch(&request, call).await?;
         parse_oauth_token(&body, Step::GcpMetadataToken, SystemTime::now())
     }
 
@@ -362,25 +358,17 @@ impl GcpClient {
             kubernetes_token,
             impersonating,
         )?;
-        let call = CallContext {
-            provider: Provider::Gcp,
-            step: Step::GcpStsTokenExchange,
-            field: "the gcp.auth.fluxcd.io/workload-identity-provider annotation and the pool's provider settings",
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let field = "the gcp.auth.fluxcd.io/workload-identity-provider annotation and the pool's provider settings";
+        let call = CallContext::new(Provider::Gcp, Step::GcpStsTokenExchange, field);
+        let body = self.http.fetch(&request, call).await?;
         let sts_token = parse_oauth_token(&body, Step::GcpStsTokenExchange, SystemTime::now())?;
         let Some(email) = &identity.gcp_service_account else {
             return Ok(sts_token);
         };
         let request = impersonation_request(&self.endpoints, email, &sts_token.token)?;
-        let call = CallContext {
-            provider: Provider::Gcp,
-            step: Step::GcpImpersonation,
-            field: "the iam.gke.io/gcp-service-account annotation and its roles/iam.workloadIdentityUser binding",
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let field = "the iam.gke.io/gcp-service-account annotation and its roles/iam.workloadIdentityUser binding";
+        let call = CallContext::new(Provider::Gcp, Step::GcpImpersonation, field);
+        let body = self.http.fetch(&request, call).await?;
         parse_impersonation_response(&body)
     }
 }

@@ -340,13 +340,9 @@ impl GitHubClient {
             }
         };
         let request = access_token_request(&config.api_root, installation_id, &jwt)?;
-        let call = CallContext {
-            provider: Provider::GitHub,
-            step: Step::GitHubInstallationToken,
-            field: "githubAppID, githubAppInstallationID and githubAppPrivateKey",
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let field = "githubAppID, githubAppInstallationID and githubAppPrivateKey";
+        let call = CallContext::new(Provider::GitHub, Step::GitHubInstallationToken, field);
+        let body = self.http.fetch(&request, call).await?;
         parse_access_token(&body)
     }
 
