@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::config::{AzureCloudEnvironment, AzureEnvironment, Endpoints};
 use crate::error::{Answer, Error, Provider, Result, Step};
-use crate::http::{CallContext, HttpClient, HttpRequest, Method};
+use crate::http::{CallContext, HttpRequest, Method};
 use crate::login::RegistryLogin;
 use crate::secret::Secret;
 
@@ -324,23 +324,10 @@ pub fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
     crate::time::from_epoch_seconds(exp)
 }
 
-/// Makes the Azure calls.
-#[derive(Debug, Clone)]
-pub struct AzureClient {
-    http: HttpClient,
-    endpoints: Endpoints,
-    env: AzureEnvironment,
-}
+/// Makes the Azure calls. Cheap to clone.
+pub type AzureClient = crate::config::ProviderClient<AzureEnvironment>;
 
 impl AzureClient {
-    pub fn new(http: HttpClient, endpoints: Endpoints, env: AzureEnvironment) -> Self {
-        Self {
-            http,
-            endpoints,
-            env,
-        }
-    }
-
     /// The registry login for an ACR host: an Entra token for the registry scope, then
     /// the ACR exchange.
     pub async fn registry_login(
