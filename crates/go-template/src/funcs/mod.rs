@@ -146,14 +146,7 @@ const fn def(
     variadic: Option<Ty>,
     f: F,
 ) -> Func {
-    Func {
-        names,
-        sig: Sig {
-            params,
-            variadic,
-            imp: Imp::F(f),
-        },
-    }
+    row(names, params, variadic, Imp::F(f))
 }
 
 /// A function Sprig defines (so templates parse) that fails when called.
@@ -162,14 +155,21 @@ const fn undef(
     params: &'static [Ty],
     variadic: Option<Ty>,
 ) -> Func {
-    Func {
-        names,
-        sig: Sig {
-            params,
-            variadic,
-            imp: Imp::Unsupported,
-        },
-    }
+    row(names, params, variadic, Imp::Unsupported)
+}
+
+const fn row(
+    names: &'static [&'static str],
+    params: &'static [Ty],
+    variadic: Option<Ty>,
+    imp: Imp,
+) -> Func {
+    let sig = Sig {
+        params,
+        variadic,
+        imp,
+    };
+    Func { names, sig }
 }
 
 /// Every family's table; the one source of the names templates may call.
