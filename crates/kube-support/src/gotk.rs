@@ -32,27 +32,20 @@ pub fn exponential_buckets_range(min: f64, max: f64, count: usize) -> Vec<f64> {
         .collect()
 }
 
+/// A series created and registered, or why not.
+pub type Made<V> = Result<V, prometheus::Error>;
+
 /// Creates each series of a process and registers it on the process's registry in one
 /// call (both services' metrics and the `gotk_*` series).
 #[derive(Debug, Clone, Copy)]
 pub struct Series<'a>(pub &'a Registry);
 
 impl Series<'_> {
-    pub fn counter(
-        self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-    ) -> Result<IntCounterVec, prometheus::Error> {
+    pub fn counter(self, name: &str, help: &str, labels: &[&str]) -> Made<IntCounterVec> {
         self.register(IntCounterVec::new(Opts::new(name, help), labels)?)
     }
 
-    pub fn gauge(
-        self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-    ) -> Result<GaugeVec, prometheus::Error> {
+    pub fn gauge(self, name: &str, help: &str, labels: &[&str]) -> Made<GaugeVec> {
         self.register(GaugeVec::new(Opts::new(name, help), labels)?)
     }
 
@@ -62,7 +55,7 @@ impl Series<'_> {
         (name, help): (&str, &str),
         buckets: Vec<f64>,
         labels: &[&str],
-    ) -> Result<HistogramVec, prometheus::Error> {
+    ) -> Made<HistogramVec> {
         let opts = HistogramOpts::new(name, help).buckets(buckets);
         self.register(HistogramVec::new(opts, labels)?)
     }
