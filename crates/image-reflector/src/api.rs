@@ -257,26 +257,32 @@ async fn list_repositories(State(app): State<App>) -> Response {
     Json(app.state.repositories()).into_response()
 }
 
+type ObjectPath = Path<(String, String)>;
+
 async fn get_repository(
     State(app): State<App>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path(key): ObjectPath,
 ) -> Result<Response, HttpError> {
-    app.state
-        .repository(&namespace, &name)
-        .map(|r| Json(r).into_response())
-        .ok_or_else(|| {
-            HttpError::not_found(format!("ImageRepository {namespace}/{name} not found"))
-        })
+    found(
+        "ImageRepository",
+        &key,
+        app.state.repository(&key.0, &key.1),
+    )
 }
 
-async fn get_policy(
-    State(app): State<App>,
-    Path((namespace, name)): Path<(String, String)>,
+async fn get_policy(State(app): State<App>, Path(key): ObjectPath) -> Result<Response, HttpError> {
+    found("ImagePolicy", &key, app.state.policy(&key.0, &key.1))
+}
+
+/// The object as JSON, or a 404 naming `kind` `namespace/name`.
+fn found<T: serde::Serialize>(
+    kind: &str,
+    (namespace, name): &(String, String),
+    object: Option<T>,
 ) -> Result<Response, HttpError> {
-    app.state
-        .policy(&namespace, &name)
-        .map(|p| Json(p).into_response())
-        .ok_or_else(|| HttpError::not_found(format!("ImagePolicy {namespace}/{name} not found")))
+    object
+        .map(|o| Json(o).into_response())
+        .ok_or_else(|| HttpError::not_found(format!("{kind} {namespace}/{name} not found")))
 }
 
 fn parse_limit(raw: Option<&str>) -> Result<usize, HttpError> {

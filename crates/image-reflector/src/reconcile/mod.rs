@@ -79,35 +79,31 @@ pub struct SourceError {
     pub detail: String,
 }
 
+/// What an [`ObjectSource`] lookup answers: `Ok(None)` when the object does not exist.
+pub type Lookup<'a, T> = BoxFuture<'a, Result<Option<T>, SourceError>>;
+
 /// The objects the reconcilers read besides the one they reconcile. Every method returns
 /// `Ok(None)` when the object does not exist.
 pub trait ObjectSource: Send + Sync {
     /// A Secret's type and decoded data.
-    fn secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>>;
+    fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> Lookup<'a, SecretData>;
 
     /// The names in a ServiceAccount's `imagePullSecrets`.
     fn service_account_pull_secrets<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>>;
+    ) -> Lookup<'a, Vec<String>>;
 
     /// A Namespace's labels (for `accessFrom`).
-    fn namespace_labels<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>>;
+    fn namespace_labels<'a>(&'a self, namespace: &'a str) -> Lookup<'a, BTreeMap<String, String>>;
 
     /// An ImageRepository (spec and status), for ImagePolicies.
     fn image_repository<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>>;
+    ) -> Lookup<'a, ImageRepository>;
 }
 
 /// Where the repository reconciler lists tags: the registry client pool, or a fake.

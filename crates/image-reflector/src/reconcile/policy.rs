@@ -173,13 +173,10 @@ pub async fn reconcile_policy(policy: &ImagePolicy, deps: &Deps, now: SystemTime
 
     let result = run(policy, deps, &repository, &mut status).await;
     let result = result.map(|requeue| (ready_message(&status), requeue));
-    let (requeue_after, event, error) = conclude(
-        (&mut status.conditions, &mut status.observed_generation),
-        before.as_ref(),
-        result,
-        |e| (e.reason(), e.stalls()),
-        (policy.metadata.generation, now),
-    );
+    let parts = (&mut status.conditions, &mut status.observed_generation);
+    let at = (policy.metadata.generation, now);
+    let failure = |e: &PolicyReconcileError| (e.reason(), e.stalls());
+    let (requeue_after, event, error) = conclude(parts, before.as_ref(), result, failure, at);
     PolicyOutcome {
         repository,
         suspended: false,

@@ -202,13 +202,10 @@ pub async fn reconcile_repository_with(
         }
         (message, (!next.is_zero()).then_some(next))
     });
-    let (requeue_after, event, error) = conclude(
-        (&mut status.conditions, &mut status.observed_generation),
-        before.as_ref(),
-        result,
-        |e| (e.reason(), e.stalls()),
-        (repo.metadata.generation, now),
-    );
+    let at = (repo.metadata.generation, now);
+    let failure = |e: &RepositoryError| (e.reason(), e.stalls());
+    let parts = (&mut status.conditions, &mut status.observed_generation);
+    let (requeue_after, event, error) = conclude(parts, before.as_ref(), result, failure, at);
     RepositoryOutcome {
         status,
         requeue_after,

@@ -52,8 +52,8 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::reconcile::{
-    BoxFuture, Deps, Event, EventType, ObjectSource, RegistryPool, ScanProgress, SourceError,
-    name_of, namespace_of, policy_info, reconcile_policy, reconcile_repository_with,
+    BoxFuture, Deps, Event, EventType, Lookup, ObjectSource, RegistryPool, ScanProgress,
+    SourceError, name_of, namespace_of, policy_info, reconcile_policy, reconcile_repository_with,
     repository_info, repository_ref,
 };
 use crate::registry::{ClientSettings, SecretData};

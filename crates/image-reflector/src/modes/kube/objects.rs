@@ -51,11 +51,7 @@ impl KubeObjects {
 }
 
 impl ObjectSource for KubeObjects {
-    fn secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>> {
+    fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> Lookup<'a, SecretData> {
         let secret = self.get::<Secret>("Secret", namespace, name);
         Box::pin(secret.map_ok(move |secret| {
             secret.map(|secret| {
@@ -73,7 +69,7 @@ impl ObjectSource for KubeObjects {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>> {
+    ) -> Lookup<'a, Vec<String>> {
         let account = self.get::<ServiceAccount>("ServiceAccount", namespace, name);
         Box::pin(account.map_ok(|account| {
             account.map(|account| {
@@ -86,10 +82,7 @@ impl ObjectSource for KubeObjects {
         }))
     }
 
-    fn namespace_labels<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
+    fn namespace_labels<'a>(&'a self, namespace: &'a str) -> Lookup<'a, BTreeMap<String, String>> {
         Box::pin(async move {
             let api: Api<Namespace> = Api::all(self.client.clone());
             let ns = api
@@ -104,7 +97,7 @@ impl ObjectSource for KubeObjects {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>> {
+    ) -> Lookup<'a, ImageRepository> {
         Box::pin(self.get(REPOSITORY, namespace, name))
     }
 }

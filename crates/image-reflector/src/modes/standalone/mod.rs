@@ -40,8 +40,8 @@ use tokio::time::Instant;
 use crate::api::selector::LabelSelector;
 use crate::metrics::Metrics;
 use crate::reconcile::{
-    Backoff, BoxFuture, Deps, EventType, Next, ObjectSource, Options, PolicyOutcome, RegistryPool,
-    RepositoryOutcome, ScanProgress, SourceError, name_of, namespace_of, policy_info,
+    Backoff, BoxFuture, Deps, EventType, Lookup, Next, ObjectSource, Options, PolicyOutcome,
+    RegistryPool, RepositoryOutcome, ScanProgress, name_of, namespace_of, policy_info,
     reconcile_policy, reconcile_repository_with, repository_info,
 };
 use crate::registry::{ClientSettings, SecretData};

@@ -1,4 +1,3 @@
-
 use super::*;
 use api_types::ImagePolicyStatus;
 

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn expand(pattern: &str, template: &str, tag: &str) -> Option<String> {
