@@ -110,6 +110,10 @@ impl Args<'_, '_> {
     fn rest(&self, from: usize) -> impl Iterator<Item = &Value> {
         (from..self.len()).map(|i| self.v(i))
     }
+    /// Every argument but `nil`s (Sprig's variadic string functions skip them).
+    fn non_nil(&self) -> impl Iterator<Item = &Value> {
+        self.rest(0).filter(|v| !matches!(v, Value::Nil))
+    }
     /// Fails (with the limit recorded) unless a value of `bytes` may be built.
     fn size(&self, bytes: u128) -> Result<(), String> {
         self.1.check_size(bytes)

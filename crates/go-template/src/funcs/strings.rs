@@ -57,27 +57,13 @@ pub(super) const FUNCS: &[Func] = &[
         Ok(Value::Bool(a.s(1).ends_with(a.s(0))))
     }),
     def(&["quote"], &[], Some(Any), |a| {
-        let v: Vec<String> = a
-            .rest(0)
-            .filter(|v| !matches!(v, Value::Nil))
-            .map(|v| quote(&strval(v)))
-            .collect();
-        Ok(v.join(" ").into())
+        Ok(joined(a, |v| quote(&strval(v))).into())
     }),
     def(&["squote"], &[], Some(Any), |a| {
-        let v: Vec<String> = a
-            .rest(0)
-            .filter(|v| !matches!(v, Value::Nil))
-            .map(|v| format!("'{}'", strval(v)))
-            .collect();
-        Ok(v.join(" ").into())
+        Ok(joined(a, |v| format!("'{}'", strval(v))).into())
     }),
     def(&["cat"], &[], Some(Any), |a| {
-        let v: Vec<Value> = a
-            .rest(0)
-            .filter(|v| !matches!(v, Value::Nil))
-            .cloned()
-            .collect();
+        let v: Vec<Value> = a.non_nil().cloned().collect();
         let f = vec!["%v"; v.len()].join(" ");
         Ok(limited_sprintf(a, &f, &v)?.into())
     }),
@@ -335,4 +321,9 @@ mod tests {
         assert_eq!(title("hello wORLD-foo"), "Hello WORLD-Foo");
         assert_eq!(go_split("a,b,,c", ",", -1), ["a", "b", "", "c"]);
     }
+}
+
+/// Sprig's quote/squote: each non-nil argument shown by `show`, joined by spaces.
+fn joined(a: &Args, show: impl Fn(&Value) -> String) -> String {
+    a.non_nil().map(show).collect::<Vec<_>>().join(" ")
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::message::RemovedFields;
 use crate::modes::{self as serve, KubeServeOptions, ServeOptions, ServiceOptions};
+use crate::reflector_client::error_chain;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use update::{OutputFormat, UpdateOptions};
 
@@ -222,21 +223,6 @@ fn exit(result: Result<bool, serve::ServeError>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        // thiserror messages above already embed their direct source; skip repeats.
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
