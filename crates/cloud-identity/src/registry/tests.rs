@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn aws_region(host: &str) -> Result<String> {

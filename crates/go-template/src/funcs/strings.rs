@@ -310,6 +310,11 @@ fn split_count(s: &str, sep: &str, n: i64) -> u128 {
     }
 }
 
+/// Sprig's quote/squote: each non-nil argument shown by `show`, joined by spaces.
+fn joined(a: &Args, show: impl Fn(&Value) -> String) -> String {
+    a.non_nil().map(show).collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,9 +326,4 @@ mod tests {
         assert_eq!(title("hello wORLD-foo"), "Hello WORLD-Foo");
         assert_eq!(go_split("a,b,,c", ",", -1), ["a", "b", "", "c"]);
     }
-}
-
-/// Sprig's quote/squote: each non-nil argument shown by `show`, joined by spaces.
-fn joined(a: &Args, show: impl Fn(&Value) -> String) -> String {
-    a.non_nil().map(show).collect::<Vec<_>>().join(" ")
 }
