@@ -45,56 +45,49 @@ impl fmt::Debug for Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = prometheus::Registry::new();
-        let gotk = GotkMetrics::register(&registry)?;
         let series = Series(&registry);
-        let pushes = series.counter(
-            "image_automation_pushes_total",
-            "Commits pushed by image update automations.",
-            &AUTOMATION_LABELS,
-        )?;
-        let push_failures = series.counter(
-            "image_automation_push_failures_total",
-            "Failed image update automation runs, by the run's Ready reason.",
-            &["namespace", "name", "reason"],
-        )?;
-        // The git layer's fetches into its cache, by kind: `clone` (first fetch of a ref) or
-        // `fetch`.
-        let git_fetch_bytes = series.counter(
-            "image_automation_git_fetch_bytes_total",
-            "Pack bytes received by the git fetches into the cache, by kind (clone or fetch).",
-            &["kind"],
-        )?;
-        let policy_to_push = series.histogram(
-            (
-                "image_automation_policy_to_push_seconds",
-                "Time from a changed policy result (or the run start when unknown) to the pushed commit.",
-            ),
-            exponential_buckets_range(0.1, 600.0, 12),
-            &AUTOMATION_LABELS,
-        )?;
-        // Damaged caches moved aside and stale locks removed, by kind.
-        let git_cache_recoveries = series.counter(
-            "image_automation_git_cache_recoveries_total",
-            "Repairs of the git cache without a human, by kind (quarantined: a damaged repository moved aside and cloned again; stale_locks: lock files of a killed process removed).",
-            &["kind"],
-        )?;
-        let git_fetch_duration = series.histogram(
-            (
-                "image_automation_git_fetch_duration_seconds",
-                "Duration of the git fetches into the cache, by kind (clone or fetch).",
-            ),
-            exponential_buckets_range(0.01, 300.0, 12),
-            &["kind"],
-        )?;
         Ok(Self {
+            gotk: GotkMetrics::register(&registry)?,
+            pushes: series.counter(
+                "image_automation_pushes_total",
+                "Commits pushed by image update automations.",
+                &AUTOMATION_LABELS,
+            )?,
+            push_failures: series.counter(
+                "image_automation_push_failures_total",
+                "Failed image update automation runs, by the run's Ready reason.",
+                &["namespace", "name", "reason"],
+            )?,
+            // The git layer's fetches into its cache, by kind: `clone` (first fetch of a ref) or
+            // `fetch`.
+            git_fetch_bytes: series.counter(
+                "image_automation_git_fetch_bytes_total",
+                "Pack bytes received by the git fetches into the cache, by kind (clone or fetch).",
+                &["kind"],
+            )?,
+            policy_to_push: series.histogram(
+                (
+                    "image_automation_policy_to_push_seconds",
+                    "Time from a changed policy result (or the run start when unknown) to the pushed commit.",
+                ),
+                exponential_buckets_range(0.1, 600.0, 12),
+                &AUTOMATION_LABELS,
+            )?,
+            // Damaged caches moved aside and stale locks removed, by kind.
+            git_cache_recoveries: series.counter(
+                "image_automation_git_cache_recoveries_total",
+                "Repairs of the git cache without a human, by kind (quarantined: a damaged repository moved aside and cloned again; stale_locks: lock files of a killed process removed).",
+                &["kind"],
+            )?,
+            git_fetch_duration: series.histogram(
+                (
+                    "image_automation_git_fetch_duration_seconds",
+                    "Duration of the git fetches into the cache, by kind (clone or fetch).",
+                ),
+                exponential_buckets_range(0.01, 300.0, 12),
+                &["kind"],
+            )?,
             registry,
-            gotk,
-            pushes,
-            push_failures,
-            policy_to_push,
-            git_fetch_duration,
-            git_fetch_bytes,
-            git_cache_recoveries,
         })
     }
 

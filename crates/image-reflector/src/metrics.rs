@@ -48,57 +48,49 @@ const REPO_LABELS: [&str; 2] = ["namespace", "name"];
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = prometheus::Registry::new();
-        let gotk = GotkMetrics::register(&registry)?;
         let series = Series(&registry);
-        let scans_total = series.counter(
-            "image_reflector_scans_total",
-            "Registry scans of an ImageRepository, by result (success or failure).",
-            &["namespace", "name", "result"],
-        )?;
-        let scan_duration = series.histogram(
-            (
-                "image_reflector_scan_duration_seconds",
-                "Duration of an ImageRepository's registry scan.",
-            ),
-            exponential_buckets_range(0.05, 600.0, 10),
-            &REPO_LABELS,
-        )?;
-        let repository_tags = series.gauge(
-            "image_reflector_repository_tags",
-            "Tags stored for an ImageRepository after its last successful scan.",
-            &REPO_LABELS,
-        )?;
-        let registry_requests = series.counter(
-            "image_reflector_registry_requests_total",
-            "HTTP responses from container registries and their token services (every page, retry and redirect), by host and status code.",
-            &["host", "code"],
-        )?;
-        let registry_rate_limited = series.counter(
-            "image_reflector_registry_rate_limited_total",
-            "Registry responses with status 429 (Too Many Requests), by host.",
-            &["host"],
-        )?;
-        let policy_latest_info = series.gauge(
-            "image_reflector_policy_latest_info",
-            "The image and tag an ImagePolicy currently selects (always 1).",
-            &["namespace", "name", "image", "tag"],
-        )?;
-        let policy_latest_change = series.gauge(
-            "image_reflector_policy_latest_change_timestamp_seconds",
-            "Unix time at which an ImagePolicy's selected tag last changed.",
-            &REPO_LABELS,
-        )?;
         Ok(Self {
-            registry,
-            gotk,
-            scans_total,
-            scan_duration,
-            repository_tags,
-            registry_requests,
-            registry_rate_limited,
-            policy_latest_info,
-            policy_latest_change,
             latest: Arc::new(Mutex::new(HashMap::new())),
+            gotk: GotkMetrics::register(&registry)?,
+            scans_total: series.counter(
+                "image_reflector_scans_total",
+                "Registry scans of an ImageRepository, by result (success or failure).",
+                &["namespace", "name", "result"],
+            )?,
+            scan_duration: series.histogram(
+                (
+                    "image_reflector_scan_duration_seconds",
+                    "Duration of an ImageRepository's registry scan.",
+                ),
+                exponential_buckets_range(0.05, 600.0, 10),
+                &REPO_LABELS,
+            )?,
+            repository_tags: series.gauge(
+                "image_reflector_repository_tags",
+                "Tags stored for an ImageRepository after its last successful scan.",
+                &REPO_LABELS,
+            )?,
+            registry_requests: series.counter(
+                "image_reflector_registry_requests_total",
+                "HTTP responses from container registries and their token services (every page, retry and redirect), by host and status code.",
+                &["host", "code"],
+            )?,
+            registry_rate_limited: series.counter(
+                "image_reflector_registry_rate_limited_total",
+                "Registry responses with status 429 (Too Many Requests), by host.",
+                &["host"],
+            )?,
+            policy_latest_info: series.gauge(
+                "image_reflector_policy_latest_info",
+                "The image and tag an ImagePolicy currently selects (always 1).",
+                &["namespace", "name", "image", "tag"],
+            )?,
+            policy_latest_change: series.gauge(
+                "image_reflector_policy_latest_change_timestamp_seconds",
+                "Unix time at which an ImagePolicy's selected tag last changed.",
+                &REPO_LABELS,
+            )?,
+            registry,
         })
     }
 
