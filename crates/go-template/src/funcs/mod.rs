@@ -143,31 +143,22 @@ pub(crate) struct Func {
     sig: Sig,
 }
 
+/// A row's names (aliases share one signature).
+type Names = &'static [&'static str];
+/// A row's fixed parameter types.
+type Params = &'static [Ty];
+
 /// A function implemented here.
-const fn def(
-    names: &'static [&'static str],
-    params: &'static [Ty],
-    variadic: Option<Ty>,
-    f: F,
-) -> Func {
+const fn def(names: Names, params: Params, variadic: Option<Ty>, f: F) -> Func {
     row(names, params, variadic, Imp::F(f))
 }
 
 /// A function Sprig defines (so templates parse) that fails when called.
-const fn undef(
-    names: &'static [&'static str],
-    params: &'static [Ty],
-    variadic: Option<Ty>,
-) -> Func {
+const fn undef(names: Names, params: Params, variadic: Option<Ty>) -> Func {
     row(names, params, variadic, Imp::Unsupported)
 }
 
-const fn row(
-    names: &'static [&'static str],
-    params: &'static [Ty],
-    variadic: Option<Ty>,
-    imp: Imp,
-) -> Func {
+const fn row(names: Names, params: Params, variadic: Option<Ty>, imp: Imp) -> Func {
     let sig = Sig {
         params,
         variadic,
