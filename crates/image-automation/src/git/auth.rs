@@ -16,6 +16,7 @@ use kube_support::redact::Secrets;
 use super::error::GitError;
 use super::provider;
 use api_types::GitRepositorySpec;
+use kube_support::redact::percent_decode;
 
 /// A secret value; `Debug` never prints it (the one newtype of both crates).
 pub use cloud_identity::Secret;
@@ -370,27 +371,6 @@ const PROXY_ENV: [&str; 6] = [
     "ALL_PROXY",
     "all_proxy",
 ];
-
-/// `%XX` escapes of a URL's userinfo, decoded (invalid escapes stay as they are).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
-        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'%'));
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// Secrets pasted from YAML often lose the final newline; OpenSSH insists on it.
 fn normalise_pem(text: &str) -> String {
