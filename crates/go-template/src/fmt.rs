@@ -283,25 +283,20 @@ impl Printer {
             Value::Float(x) => self.fmt_float_verb(*x, verb, v),
             Value::String(s) => self.fmt_string(s, verb, v),
             Value::List(items) => {
-                if self.f.sharp_v {
-                    self.buf.push_str("[]interface {}{");
-                    for (i, x) in items.iter().enumerate() {
-                        if i > 0 {
-                            self.buf.push_str(", ");
-                        }
-                        self.print_value(x, verb, depth + 1);
-                    }
-                    self.buf.push('}');
-                    return;
-                }
-                self.buf.push('[');
+                // `%#v` prints a Go slice literal, the others `[a b]`.
+                let (open, separator, close) = if self.f.sharp_v {
+                    ("[]interface {}{", ", ", "}")
+                } else {
+                    ("[", " ", "]")
+                };
+                self.buf.push_str(open);
                 for (i, x) in items.iter().enumerate() {
                     if i > 0 {
-                        self.buf.push(' ');
+                        self.buf.push_str(separator);
                     }
                     self.print_value(x, verb, depth + 1);
                 }
-                self.buf.push(']');
+                self.buf.push_str(close);
             }
             Value::Map(m) => {
                 if self.f.sharp_v {
