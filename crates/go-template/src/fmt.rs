@@ -72,8 +72,6 @@ pub(crate) fn sprint_value(v: &Value) -> String {
     p.buf
 }
 
-/// Go's `fmt.Sprintf` (argument indexes `%[n]d` are not supported).
-
 /// A `*` width or precision: the next argument when it is an int within bounds; the
 /// argument is used up either way (as Go's `fmt` does).
 fn star_arg(args: &[Value], arg_num: &mut usize) -> Option<i64> {
@@ -87,6 +85,7 @@ fn star_arg(args: &[Value], arg_num: &mut usize) -> Option<i64> {
     n
 }
 
+/// Go's `fmt.Sprintf` (argument indexes `%[n]d` are not supported).
 #[cfg(test)]
 pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
     sprintf_limited(format, args, usize::MAX).unwrap_or_default()

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn b64url(text: &str) -> String {
