@@ -255,15 +255,36 @@ apt_update() {
   timeout 900 apt-get "${APT_OPTS[@]}" update >&2 || die "apt-get update failed (Debian archive unreachable?)"
 }
 
+# Logs which of `what` (the rest: the missing packages) will be installed and updates the
+# package lists; fails (nothing to do) when none is missing.
+about_to_install() {
+  local what=$1
+  shift
+  if [[ $# == 0 ]]; then
+    log "$what: all present"
+    return 1
+  fi
+  log "$what to install: $*"
+  apt_update
+}
+
+# apt-get install of the given packages while policy-rc.d (exit 101 = "not allowed")
+# keeps their maintainer scripts from starting system-wide daemons.
+apt_install_without_starting() {
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\n# temporary, from image-automation-rs e2e/setup.sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    CREATED_POLICY_RC=1
+  fi
+  timeout 1800 apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "$@" >&2 \
+    || die "apt-get install failed for: $*"
+  if [[ $CREATED_POLICY_RC == 1 ]]; then rm -f /usr/sbin/policy-rc.d; CREATED_POLICY_RC=0; fi
+}
+
 install_packages() {
   local missing=() p
   mapfile -t missing < <(missing_packages)
-  if [[ ${#missing[@]} == 0 ]]; then
-    log "Debian packages: all present"
-    return 0
-  fi
-  log "Debian packages to install: ${missing[*]}"
-  apt_update
+  about_to_install "Debian packages" "${missing[@]}" || return 0
   for p in "${missing[@]}"; do
     apt-cache show "$p" >/dev/null 2>&1 \
       || die "package '$p' is not available from the configured apt sources (is this Debian bookworm?)"
@@ -272,14 +293,7 @@ install_packages() {
   # The tests start their own daemons on free loopback ports: keep the
   # packages' maintainer scripts from starting system-wide etcd, prometheus,
   # docker-registry, lighttpd and sshd (policy-rc.d exit 101 = "not allowed").
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\n# temporary, from image-automation-rs e2e/setup.sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    CREATED_POLICY_RC=1
-  fi
-  timeout 1800 apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${missing[@]}" >&2 \
-    || die "apt-get install failed for: ${missing[*]}"
-  if [[ $CREATED_POLICY_RC == 1 ]]; then rm -f /usr/sbin/policy-rc.d; CREATED_POLICY_RC=0; fi
+  apt_install_without_starting "${missing[@]}"
 
   # On a systemd host the units would still start at the next boot: disable the
   # daemons this run installed (sshd excepted: the host may rely on it).
@@ -406,6 +420,27 @@ kube_source_tree() {
   KUBE_SRC=$src
 }
 
+
+# make WHAT=cmd/<name> in the Kubernetes source tree <src>, within $BUILD_TIMEOUT (the
+# child's PID in CHILD_PID so a signal stops it); dies with the log's tail on failure.
+make_kube_binary() {
+  local src=$1 name=$2 rc=0 start=$SECONDS
+  (
+    cd "$src"
+    exec timeout "$BUILD_TIMEOUT" env -u GOFLAGS -u GO111MODULE -u GOROOT -u GOBIN \
+      CGO_ENABLED=0 GOPATH="$src/.go" HOME="$BUILD_TMP/home" \
+      make WHAT="cmd/$name"
+  ) >"$BUILD_TMP/build-$name.log" 2>&1 </dev/null &
+  CHILD_PID=$!
+  wait "$CHILD_PID" || rc=$?
+  CHILD_PID=""
+  if [[ $rc != 0 ]]; then
+    tail -n 40 "$BUILD_TMP/build-$name.log" | sed 's/^/setup:   | /' >&2
+    [[ $rc != 124 ]] || die "$name build timed out after ${BUILD_TIMEOUT}s (SETUP_BUILD_TIMEOUT)"
+    die "$name build failed (exit $rc) after $((SECONDS - start))s (log tail above)"
+  fi
+}
+
 build_kube_apiserver() {
   if kube_apiserver_ok; then
     log "kube-apiserver: cached at $KUBE_APISERVER_BIN ($(timeout 30 "$KUBE_APISERVER_BIN" --version))"
@@ -417,21 +452,7 @@ build_kube_apiserver() {
 
   log "make WHAT=cmd/kube-apiserver (takes ~5-9 minutes on 2 cores; timeout ${BUILD_TIMEOUT}s)"
   local start=$SECONDS
-  (
-    cd "$src"
-    exec timeout "$BUILD_TIMEOUT" env -u GOFLAGS -u GO111MODULE -u GOROOT -u GOBIN \
-      CGO_ENABLED=0 GOPATH="$src/.go" HOME="$BUILD_TMP/home" \
-      make WHAT=cmd/kube-apiserver
-  ) >"$BUILD_TMP/build.log" 2>&1 </dev/null &
-  CHILD_PID=$!
-  local rc=0
-  wait "$CHILD_PID" || rc=$?
-  CHILD_PID=""
-  if [[ $rc != 0 ]]; then
-    tail -n 40 "$BUILD_TMP/build.log" | sed 's/^/setup:   | /' >&2
-    [[ $rc != 124 ]] || die "kube-apiserver build timed out after ${BUILD_TIMEOUT}s (SETUP_BUILD_TIMEOUT)"
-    die "kube-apiserver build failed (exit $rc) after $((SECONDS - start))s (log tail above)"
-  fi
+  make_kube_binary "$src" kube-apiserver
   log "kube-apiserver build took $((SECONDS - start))s"
 
   local goarch built
@@ -493,22 +514,10 @@ node_env_entries() {
 install_node_packages() {
   local missing=()
   mapfile -t missing < <(missing_node_packages)
-  if [[ ${#missing[@]} == 0 ]]; then
-    log "node packages: all present"
-    return 0
-  fi
-  log "node packages to install: ${missing[*]}"
-  apt_update
+  about_to_install "node packages" "${missing[@]}" || return 0
   # Keep the maintainer scripts from starting a system-wide dockerd/containerd: the
   # node runs its own (and dockerd would use a running system containerd instead).
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\n# temporary, from image-automation-rs e2e/setup.sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    CREATED_POLICY_RC=1
-  fi
-  timeout 1800 apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${missing[@]}" >&2 \
-    || die "apt-get install failed for: ${missing[*]}"
-  if [[ $CREATED_POLICY_RC == 1 ]]; then rm -f /usr/sbin/policy-rc.d; CREATED_POLICY_RC=0; fi
+  apt_install_without_starting "${missing[@]}"
   if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
     local unit
     for unit in docker.socket docker containerd; do
@@ -526,27 +535,13 @@ build_kube_node() {
   fi
   log "building the node's binaries $KUBE_VERSION (${KUBE_NODE_BINARIES[*]}, pause): ~5-12 min on 2 cores, the kubelet first, the others reuse its build cache"
   kube_source_tree
-  local src=$KUBE_SRC b start rc goarch version
+  local src=$KUBE_SRC b start goarch version
   goarch="$(go env GOARCH)"
   mkdir -p "$KUBE_NODE_DIR"
   for b in "${KUBE_NODE_BINARIES[@]}"; do
     log "make WHAT=cmd/$b"
     start=$SECONDS
-    (
-      cd "$src"
-      exec timeout "$BUILD_TIMEOUT" env -u GOFLAGS -u GO111MODULE -u GOROOT -u GOBIN \
-        CGO_ENABLED=0 GOPATH="$src/.go" HOME="$BUILD_TMP/home" \
-        make WHAT="cmd/$b"
-    ) >"$BUILD_TMP/build-$b.log" 2>&1 </dev/null &
-    CHILD_PID=$!
-    rc=0
-    wait "$CHILD_PID" || rc=$?
-    CHILD_PID=""
-    if [[ $rc != 0 ]]; then
-      tail -n 40 "$BUILD_TMP/build-$b.log" | sed 's/^/setup:   | /' >&2
-      [[ $rc != 124 ]] || die "$b build timed out after ${BUILD_TIMEOUT}s (SETUP_BUILD_TIMEOUT)"
-      die "$b build failed (exit $rc) after $((SECONDS - start))s (log tail above)"
-    fi
+    make_kube_binary "$src" "$b"
     version="$(timeout 30 "$src/_output/local/bin/linux/$goarch/$b" --version)" || die "built $b does not run"
     [[ $version == "Kubernetes ${KUBE_VERSION%.*}."* ]] || die "built $b reports '$version', expected $KUBE_VERSION"
     cp "$src/_output/local/bin/linux/$goarch/$b" "$KUBE_NODE_DIR/$b.tmp.$$"

@@ -147,43 +147,37 @@ async def lint() -> None:
 
 
 async def install(kubeconfig: str, chart: str, namespace: str, release: str, values: dict) -> str:
+    return await release_action("install", kubeconfig, chart, namespace, release, values)
+
+
+async def upgrade(kubeconfig: str, chart: str, namespace: str, release: str, values: dict) -> str:
+    return await release_action("upgrade", kubeconfig, chart, namespace, release, values)
+
+
+async def release_action(
+    action: str, kubeconfig: str, chart: str, namespace: str, release: str, values: dict
+) -> str:
+    """`helm install` (creating the namespace) or `helm upgrade`; returns the manifest."""
     config = helm_sdkpy.Configuration(namespace=namespace, kubeconfig=kubeconfig)
+    run = helm_sdkpy.Install(config).run if action == "install" else helm_sdkpy.Upgrade(config).run
+    extra = {"create_namespace": True} if action == "install" else {}
     try:
-        result = await helm_sdkpy.Install(config).run(
+        result = await run(
             release,
             chart_path(chart),
             values=values,
-            create_namespace=True,
             # Nothing ever runs on the testbed: do not wait for Pods.
             wait=False,
             timeout=60,
             # Validate the rendered objects against the server's OpenAPI schema.
             disable_openapi_validation=False,
+            **extra,
         )
     except helm_sdkpy.HelmError as err:
-        fail(f"helm install {release} ({chart}) in {namespace}: {err}")
+        fail(f"helm {action} {release} ({chart}) in {namespace}: {err}")
     manifest = result.get("manifest")
     if not manifest:
-        fail(f"helm install {release}: no manifest in the result (keys: {sorted(result)})")
-    return manifest
-
-
-async def upgrade(kubeconfig: str, chart: str, namespace: str, release: str, values: dict) -> str:
-    config = helm_sdkpy.Configuration(namespace=namespace, kubeconfig=kubeconfig)
-    try:
-        result = await helm_sdkpy.Upgrade(config).run(
-            release,
-            chart_path(chart),
-            values=values,
-            wait=False,
-            timeout=60,
-            disable_openapi_validation=False,
-        )
-    except helm_sdkpy.HelmError as err:
-        fail(f"helm upgrade {release} ({chart}) in {namespace}: {err}")
-    manifest = result.get("manifest")
-    if not manifest:
-        fail(f"helm upgrade {release}: no manifest in the result (keys: {sorted(result)})")
+        fail(f"helm {action} {release}: no manifest in the result (keys: {sorted(result)})")
     return manifest
 
 

@@ -134,6 +134,40 @@ pub fn set_condition(
     });
 }
 
+/// Flux's progressive status: Reconciling=True `Progressing` with `message`, and Ready goes
+/// Unknown with the same message when it was absent or Unknown, or when `ready_unknown`
+/// (whatever it was).
+pub fn mark_progressing(
+    conditions: &mut Vec<Condition>,
+    message: &str,
+    ready_unknown: bool,
+    observed_generation: Option<i64>,
+    now: &Time,
+) {
+    let progressing = |conditions: &mut Vec<Condition>, type_: &str, status: &str| {
+        let reason = reason::PROGRESSING;
+        set_condition(
+            conditions,
+            type_,
+            status,
+            reason,
+            message,
+            observed_generation,
+            now,
+        );
+    };
+    progressing(
+        conditions,
+        condition_type::RECONCILING,
+        condition_status::TRUE,
+    );
+    let ready_known = find_condition(conditions, condition_type::READY)
+        .is_some_and(|c| c.status != condition_status::UNKNOWN);
+    if !ready_known || ready_unknown {
+        progressing(conditions, condition_type::READY, condition_status::UNKNOWN);
+    }
+}
+
 /// Removes a condition by type; returns whether one was removed.
 pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) -> bool {
     let before = conditions.len();

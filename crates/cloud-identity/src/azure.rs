@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::config::{AzureCloudEnvironment, AzureEnvironment, Endpoints};
 use crate::error::{Answer, Error, Provider, Result, Step};
-use crate::http::{CallContext, HttpClient, HttpRequest, Method};
+use crate::http::{CallContext, HttpRequest, Method};
 use crate::login::RegistryLogin;
 use crate::secret::Secret;
 
@@ -129,15 +129,29 @@ pub fn federated_token_request(
     assertion: &Secret,
     scope: &str,
 ) -> Result<HttpRequest> {
-    let url = token_endpoint(endpoints, tenant_id)?;
-    Ok(HttpRequest::new(Method::Post, url).form(&[
-        ("grant_type", "client_credentials"),
-        ("client_id", client_id),
+    let credential = [
         ("client_assertion_type", CLIENT_ASSERTION_TYPE),
         ("client_assertion", assertion.expose()),
-        ("client_info", "1"),
-        ("scope", &format!("{scope} openid offline_access profile")),
-    ]))
+    ];
+    client_credentials_request(endpoints, (tenant_id, client_id), &credential, scope)
+}
+
+/// The client-credentials token request of `client_id` in `tenant_id` with its
+/// `credential` form fields (in that place of the form).
+fn client_credentials_request(
+    endpoints: &Endpoints,
+    (tenant_id, client_id): (&str, &str),
+    credential: &[(&str, &str)],
+    scope: &str,
+) -> Result<HttpRequest> {
+    let scope = format!("{scope} openid offline_access profile");
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+    ];
+    form.extend_from_slice(credential);
+    form.extend([("client_info", "1"), ("scope", scope.as_str())]);
+    Ok(HttpRequest::new(Method::Post, token_endpoint(endpoints, tenant_id)?).form(&form))
 }
 
 /// EnvironmentCredential with a client secret: the same endpoint, `client_secret` instead of
@@ -149,15 +163,8 @@ pub fn client_secret_token_request(
     client_secret: &Secret,
     scope: &str,
 ) -> Result<HttpRequest> {
-    Ok(
-        HttpRequest::new(Method::Post, token_endpoint(endpoints, tenant_id)?).form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", client_secret.expose()),
-            ("client_info", "1"),
-            ("scope", &format!("{scope} openid offline_access profile")),
-        ]),
-    )
+    let credential = [("client_secret", client_secret.expose())];
+    client_credentials_request(endpoints, (tenant_id, client_id), &credential, scope)
 }
 
 /// IMDS: `GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=…` with
@@ -221,10 +228,7 @@ pub fn parse_token_response(body: &[u8], step: Step, now: SystemTime) -> Result<
         expires_in: Option<Seconds>,
         expires_on: Option<Seconds>,
     }
-    let answer = Answer {
-        provider: Provider::Azure,
-        step,
-    };
+    let answer = Answer::new(Provider::Azure, step);
     let parsed: Response = answer.json(body, "a token")?;
     let token = answer.required(parsed.access_token, "response has no access_token")?;
     let expires_at = match (
@@ -288,10 +292,7 @@ pub fn parse_acr_exchange(body: &[u8]) -> Result<RegistryLogin> {
         refresh_token: Option<String>,
     }
     let step = Step::AcrExchange;
-    let answer = Answer {
-        provider: Provider::Azure,
-        step,
-    };
+    let answer = Answer::new(Provider::Azure, step);
     let parsed: Response = answer.json(body, "JSON")?;
     let token = answer.required(parsed.refresh_token, "response has no refresh_token")?;
     let expires_at = jwt_expiry(&token).ok_or_else(|| {
@@ -323,23 +324,10 @@ pub fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
     crate::time::from_epoch_seconds(exp)
 }
 
-/// Makes the Azure calls.
-#[derive(Debug, Clone)]
-pub struct AzureClient {
-    http: HttpClient,
-    endpoints: Endpoints,
-    env: AzureEnvironment,
-}
+/// Makes the Azure calls. Cheap to clone.
+pub type AzureClient = crate::config::ProviderClient<AzureEnvironment>;
 
 impl AzureClient {
-    pub fn new(http: HttpClient, endpoints: Endpoints, env: AzureEnvironment) -> Self {
-        Self {
-            http,
-            endpoints,
-            env,
-        }
-    }
-
     /// The registry login for an ACR host: an Entra token for the registry scope, then
     /// the ACR exchange.
     pub async fn registry_login(
@@ -383,13 +371,9 @@ impl AzureClient {
         {
             let request =
                 client_secret_token_request(&self.endpoints, tenant, client, secret, scope)?;
-            let call = CallContext {
-                provider: Provider::Azure,
-                step: Step::AzureAdToken,
-                field: "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET",
-            };
-            let response = self.http.send(&request, call).await?;
-            let body = response.success_body(call, &request.url)?;
+            let field = "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET";
+            let call = CallContext::new(Provider::Azure, Step::AzureAdToken, field);
+            let body = self.http.fetch(&request, call).await?;
             return parse_token_response(&body, Step::AzureAdToken, SystemTime::now());
         }
         if let (Some(tenant), Some(client), Some(file), Some(_)) = (
@@ -436,134 +420,29 @@ impl AzureClient {
     ) -> Result<AccessToken> {
         let request =
             federated_token_request(&self.endpoints, tenant_id, client_id, assertion, scope)?;
-        let call = CallContext {
-            provider: Provider::Azure,
-            step: Step::AzureAdToken,
-            field,
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let call = CallContext::new(Provider::Azure, Step::AzureAdToken, field);
+        let body = self.http.fetch(&request, call).await?;
         parse_token_response(&body, Step::AzureAdToken, SystemTime::now())
     }
 
     /// The kubelet (managed) identity's token from IMDS.
     pub async fn imds_token(&self, scope: &str) -> Result<AccessToken> {
         let request = imds_token_request(&self.endpoints, scope, self.env.client_id.as_deref())?;
-        let call = CallContext {
-            provider: Provider::Azure,
-            step: Step::AzureImdsToken,
-            field: "the node's managed identity and its AcrPull role",
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let field = "the node's managed identity and its AcrPull role";
+        let call = CallContext::new(Provider::Azure, Step::AzureImdsToken, field);
+        let body = self.http.fetch(&request, call).await?;
         parse_token_response(&body, Step::AzureImdsToken, SystemTime::now())
     }
 
     /// ACR's `/oauth2/exchange`: the Entra token for a refresh token.
     pub async fn acr_exchange(&self, registry_host: &str, token: &Secret) -> Result<RegistryLogin> {
         let request = acr_exchange_request(&self.endpoints, registry_host, token)?;
-        let call = CallContext {
-            provider: Provider::Azure,
-            step: Step::AcrExchange,
-            field: "the identity's AcrPull role on the registry",
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let field = "the identity's AcrPull role on the registry";
+        let call = CallContext::new(Provider::Azure, Step::AcrExchange, field);
+        let body = self.http.fetch(&request, call).await?;
         parse_acr_exchange(&body)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn b64url(text: &str) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
-    }
-
-    #[test]
-    fn annotations_presence_with_flux_text() {
-        let mut annotations = BTreeMap::new();
-        annotations.insert(CLIENT_ID_ANNOTATION.to_string(), "client".to_string());
-        let err = identity_from_annotations(&annotations).unwrap_err();
-        assert!(
-            err.to_string().contains("azure tenant ID is not set in the service account annotation azure.workload.identity/tenant-id"),
-            "{err}"
-        );
-        annotations.insert(TENANT_ID_ANNOTATION.to_string(), "tenant".to_string());
-        assert_eq!(
-            identity_from_annotations(&annotations).unwrap(),
-            ("tenant".to_string(), "client".to_string())
-        );
-    }
-
-    #[test]
-    fn scopes() {
-        assert_eq!(
-            registry_scope(None),
-            "https://containerregistry.azure.net/.default"
-        );
-        let cloud = AzureCloudEnvironment {
-            container_registry_dns_suffix: "azurecr.private".into(),
-            resource_manager_endpoint: "https://management.private/".into(),
-            token_audience: "https://management.private/".into(),
-        };
-        assert_eq!(
-            registry_scope(Some(&cloud)),
-            "https://management.private/.default"
-        );
-    }
-
-    #[test]
-    fn default_urls() {
-        let endpoints = Endpoints::default();
-        let request = federated_token_request(
-            &endpoints,
-            "tenant-1",
-            "client-1",
-            &Secret::new("a"),
-            ACR_SCOPE,
-        )
-        .unwrap();
-        assert_eq!(
-            request.url.as_str(),
-            "https://login.microsoftonline.com/tenant-1/oauth2/v2.0/token"
-        );
-        let imds = imds_token_request(&endpoints, ACR_SCOPE, Some("cid")).unwrap();
-        assert_eq!(
-            imds.url.as_str(),
-            "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fcontainerregistry.azure.net&client_id=cid"
-        );
-        let exchange =
-            acr_exchange_request(&endpoints, "reg.azurecr.io", &Secret::new("t")).unwrap();
-        assert_eq!(
-            exchange.url.as_str(),
-            "https://reg.azurecr.io/oauth2/exchange?api-version=2021-07-01"
-        );
-    }
-
-    #[test]
-    fn refresh_token_expiry_from_exp_claim() {
-        let jwt = format!(
-            "{}.{}.sig",
-            b64url(r#"{"alg":"RS256"}"#),
-            b64url(r#"{"exp":1900000000,"grant_type":"refresh_token"}"#)
-        );
-        let body = serde_json::json!({ "refresh_token": jwt }).to_string();
-        let login = parse_acr_exchange(body.as_bytes()).unwrap();
-        assert_eq!(login.username, REGISTRY_USERNAME);
-        assert_eq!(crate::time::epoch_seconds(login.expires_at), 1_900_000_000);
-        let err = parse_acr_exchange(br#"{"refresh_token":"opaque"}"#).unwrap_err();
-        assert!(err.to_string().contains("not a JWT"), "{err}");
-    }
-
-    #[test]
-    fn token_response_expiry_forms() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let entra = parse_token_response(br#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"x"}"#, Step::AzureAdToken, now).unwrap();
-        assert_eq!(entra.expires_at, now + Duration::from_secs(3599));
-        let imds = parse_token_response(br#"{"access_token":"x","expires_in":"3599","expires_on":"1900000000","resource":"r","token_type":"Bearer"}"#, Step::AzureImdsToken, now).unwrap();
-        assert_eq!(crate::time::epoch_seconds(imds.expires_at), 1_900_000_000);
-        assert!(parse_token_response(br#"{"access_token":"x"}"#, Step::AzureAdToken, now).is_err());
-    }
-}
+mod tests;

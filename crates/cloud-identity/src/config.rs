@@ -13,6 +13,25 @@ use serde::Deserialize;
 
 use crate::error::{Error, Provider, Result, Step};
 
+/// A provider's client: the HTTP client, the endpoints and the provider's environment
+/// (`AwsClient`, `AzureClient`). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ProviderClient<Env> {
+    pub(crate) http: crate::http::HttpClient,
+    pub(crate) endpoints: Endpoints,
+    pub(crate) env: Env,
+}
+
+impl<Env> ProviderClient<Env> {
+    pub fn new(http: crate::http::HttpClient, endpoints: Endpoints, env: Env) -> Self {
+        Self {
+            http,
+            endpoints,
+            env,
+        }
+    }
+}
+
 /// Where each provider call goes when not to the public cloud.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoints {

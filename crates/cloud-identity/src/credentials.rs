@@ -246,14 +246,14 @@ impl RegistryCredentials {
         F: FnOnce(Vec<String>) -> Fut,
         Fut: Future<Output = std::result::Result<Secret, String>>,
     {
+        let required_account = || {
+            service_account.ok_or_else(|| {
+                let step = crate::Step::ControllerCredentials;
+                Error::invalid(provider, step, "no service account")
+            })
+        };
         let mint = |audiences: Vec<String>| async {
-            let sa = service_account.ok_or_else(|| {
-                Error::invalid(
-                    provider,
-                    crate::Step::ControllerCredentials,
-                    "no service account",
-                )
-            })?;
+            let sa = required_account()?;
             mint_token(audiences)
                 .await
                 .map_err(|message| Error::ServiceAccountToken {
@@ -271,13 +271,7 @@ impl RegistryCredentials {
                     .await
             }
             (Provider::Aws, Plan::Aws { role_arn, region }) => {
-                let sa = service_account.ok_or_else(|| {
-                    Error::invalid(
-                        provider,
-                        crate::Step::ControllerCredentials,
-                        "no service account",
-                    )
-                })?;
+                let sa = required_account()?;
                 if region.is_empty() {
                     // Before minting: Flux's message for a host without a region.
                     return Err(Error::config(

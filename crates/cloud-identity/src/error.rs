@@ -191,6 +191,28 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
+    pub(crate) fn new(provider: Provider, step: Step) -> Self {
+        Self { provider, step }
+    }
+
+    /// The token and its RFC 3339 expiry, the answer's string fields `token` and `expiry`
+    /// (a body that is not JSON is not `not`).
+    pub(crate) fn token_with_expiry(
+        &self,
+        body: &[u8],
+        not: &str,
+        (token, expiry): (&str, &str),
+    ) -> Result<(String, std::time::SystemTime)> {
+        let fields: serde_json::Map<String, serde_json::Value> = self.json(body, not)?;
+        let text = |name: &str| fields.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        let value = self.required(text(token), &format!("response has no {token}"))?;
+        let expires_at = text(expiry)
+            .as_deref()
+            .and_then(crate::time::parse_rfc3339)
+            .ok_or_else(|| self.invalid(format!("response has no valid {expiry}")))?;
+        Ok((value, expires_at))
+    }
+
     pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, body: &[u8], not: &str) -> Result<T> {
         serde_json::from_slice(body)
             .map_err(|err| self.invalid(format!("response is not {not}: {err}")))

@@ -183,10 +183,7 @@ struct OAuthToken {
 /// `{access_token, expires_in}` (metadata server and STS): an empty token or a zero
 /// lifetime is an error.
 pub fn parse_oauth_token(body: &[u8], step: Step, now: SystemTime) -> Result<AccessToken> {
-    let answer = Answer {
-        provider: Provider::Gcp,
-        step,
-    };
+    let answer = Answer::new(Provider::Gcp, step);
     let parsed: OAuthToken = answer.json(body, "a token")?;
     let token = answer.required(parsed.access_token, "response has an empty access_token")?;
     let expires_in = parsed
@@ -259,24 +256,9 @@ pub fn impersonation_request(
 
 /// `{accessToken, expireTime}` from `generateAccessToken`.
 pub fn parse_impersonation_response(body: &[u8]) -> Result<AccessToken> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Response {
-        access_token: Option<String>,
-        expire_time: Option<String>,
-    }
-    let step = Step::GcpImpersonation;
-    let answer = Answer {
-        provider: Provider::Gcp,
-        step,
-    };
-    let parsed: Response = answer.json(body, "a token")?;
-    let token = answer.required(parsed.access_token, "response has no accessToken")?;
-    let expires_at = parsed
-        .expire_time
-        .as_deref()
-        .and_then(crate::time::parse_rfc3339)
-        .ok_or_else(|| Error::invalid(Provider::Gcp, step, "response has no valid expireTime"))?;
+    let answer = Answer::new(Provider::Gcp, Step::GcpImpersonation);
+    let fields = ("accessToken", "expireTime");
+    let (token, expires_at) = answer.token_with_expiry(body, "a token", fields)?;
     Ok(AccessToken {
         token: Secret::new(token),
         expires_at,
@@ -309,13 +291,9 @@ impl GcpClient {
     /// The controller's token from the metadata server.
     pub async fn metadata_token(&self) -> Result<AccessToken> {
         let request = metadata_token_request(&self.endpoints)?;
-        let call = CallContext {
-            provider: Provider::Gcp,
-            step: Step::GcpMetadataToken,
-            field: "the node's metadata server (GKE workload identity) or GCE_METADATA_HOST",
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let field = "the node's metadata server (GKE workload identity) or GCE_METADATA_HOST";
+        let call = CallContext::new(Provider::Gcp, Step::GcpMetadataToken, field);
+        let body = self.http.fetch(&request, call).await?;
         parse_oauth_token(&body, Step::GcpMetadataToken, SystemTime::now())
     }
 
@@ -380,126 +358,20 @@ impl GcpClient {
             kubernetes_token,
             impersonating,
         )?;
-        let call = CallContext {
-            provider: Provider::Gcp,
-            step: Step::GcpStsTokenExchange,
-            field: "the gcp.auth.fluxcd.io/workload-identity-provider annotation and the pool's provider settings",
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let field = "the gcp.auth.fluxcd.io/workload-identity-provider annotation and the pool's provider settings";
+        let call = CallContext::new(Provider::Gcp, Step::GcpStsTokenExchange, field);
+        let body = self.http.fetch(&request, call).await?;
         let sts_token = parse_oauth_token(&body, Step::GcpStsTokenExchange, SystemTime::now())?;
         let Some(email) = &identity.gcp_service_account else {
             return Ok(sts_token);
         };
         let request = impersonation_request(&self.endpoints, email, &sts_token.token)?;
-        let call = CallContext {
-            provider: Provider::Gcp,
-            step: Step::GcpImpersonation,
-            field: "the iam.gke.io/gcp-service-account annotation and its roles/iam.workloadIdentityUser binding",
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let field = "the iam.gke.io/gcp-service-account annotation and its roles/iam.workloadIdentityUser binding";
+        let call = CallContext::new(Provider::Gcp, Step::GcpImpersonation, field);
+        let body = self.http.fetch(&request, call).await?;
         parse_impersonation_response(&body)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn annotations_checked_as_flux() {
-        let mut annotations = BTreeMap::new();
-        assert_eq!(
-            GcpServiceAccountIdentity::from_annotations(&annotations).unwrap(),
-            GcpServiceAccountIdentity::default()
-        );
-        annotations.insert(
-            WORKLOAD_IDENTITY_PROVIDER_ANNOTATION.into(),
-            "projects/123/locations/global/workloadIdentityPools/pool/providers/k8s".into(),
-        );
-        annotations.insert(
-            GCP_SERVICE_ACCOUNT_ANNOTATION.into(),
-            "flux@my-project.iam.gserviceaccount.com".into(),
-        );
-        let identity = GcpServiceAccountIdentity::from_annotations(&annotations).unwrap();
-        assert_eq!(
-            workload_identity_provider_audience(
-                identity.workload_identity_provider.as_deref().unwrap()
-            ),
-            "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/pool/providers/k8s"
-        );
-        annotations.insert(
-            GCP_SERVICE_ACCOUNT_ANNOTATION.into(),
-            "flux@gmail.com".into(),
-        );
-        let err = GcpServiceAccountIdentity::from_annotations(&annotations).unwrap_err();
-        assert!(
-            err.to_string().contains(&format!(
-                "invalid iam.gke.io/gcp-service-account annotation: 'flux@gmail.com'. must match {GCP_SERVICE_ACCOUNT_PATTERN}"
-            )),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn gke_audiences() {
-        let cluster = GkeCluster {
-            project_id: "proj".into(),
-            location: "europe-west1".into(),
-            name: "prod".into(),
-        };
-        assert_eq!(cluster.token_audience(), "proj.svc.id.goog");
-        assert_eq!(
-            cluster.sts_audience(),
-            "identitynamespace:proj.svc.id.goog:https://container.googleapis.com/v1/projects/proj/locations/europe-west1/clusters/prod"
-        );
-    }
-
-    #[test]
-    fn token_parsing_rejects_empty_and_zero() {
-        let now = SystemTime::UNIX_EPOCH;
-        let token = parse_oauth_token(
-            br#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#,
-            Step::GcpMetadataToken,
-            now,
-        )
-        .unwrap();
-        assert_eq!(token.expires_at, now + Duration::from_secs(3599));
-        assert_eq!(token.registry_login().username, "oauth2accesstoken");
-        assert!(
-            parse_oauth_token(
-                br#"{"access_token":"","expires_in":1}"#,
-                Step::GcpMetadataToken,
-                now
-            )
-            .is_err()
-        );
-        assert!(
-            parse_oauth_token(
-                br#"{"access_token":"x","expires_in":0}"#,
-                Step::GcpMetadataToken,
-                now
-            )
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn default_endpoints() {
-        let endpoints = Endpoints::default();
-        assert_eq!(
-            metadata_token_request(&endpoints).unwrap().url.as_str(),
-            "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform%2Chttps%3A%2F%2Fwww.googleapis.com%2Fauth%2Fuserinfo.email"
-        );
-        let sts = sts_exchange_request(&endpoints, "aud", &Secret::new("t"), false).unwrap();
-        assert_eq!(sts.url.as_str(), "https://sts.googleapis.com/v1/token");
-        let iam =
-            impersonation_request(&endpoints, "a@b.iam.gserviceaccount.com", &Secret::new("t"))
-                .unwrap();
-        assert_eq!(
-            iam.url.as_str(),
-            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/a@b.iam.gserviceaccount.com:generateAccessToken"
-        );
-    }
-}
+mod tests;

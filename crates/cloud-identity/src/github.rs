@@ -288,25 +288,8 @@ pub fn parse_installation(body: &[u8]) -> Result<u64> {
 /// The Git credentials from `{token, expires_at}`. The token's length is not assumed
 /// (GitHub is rolling out longer stateless tokens).
 pub fn parse_access_token(body: &[u8]) -> Result<RegistryLogin> {
-    #[derive(Deserialize)]
-    struct Response {
-        token: Option<String>,
-        expires_at: Option<String>,
-    }
-    let step = Step::GitHubInstallationToken;
-    let answer = Answer {
-        provider: Provider::GitHub,
-        step,
-    };
-    let parsed: Response = answer.json(body, "JSON")?;
-    let token = answer.required(parsed.token, "response has no token")?;
-    let expires_at = parsed
-        .expires_at
-        .as_deref()
-        .and_then(crate::time::parse_rfc3339)
-        .ok_or_else(|| {
-            Error::invalid(Provider::GitHub, step, "response has no valid expires_at")
-        })?;
+    let answer = Answer::new(Provider::GitHub, Step::GitHubInstallationToken);
+    let (token, expires_at) = answer.token_with_expiry(body, "JSON", ("token", "expires_at"))?;
     Ok(RegistryLogin {
         username: GIT_USERNAME.to_string(),
         password: Secret::new(token),
@@ -357,13 +340,9 @@ impl GitHubClient {
             }
         };
         let request = access_token_request(&config.api_root, installation_id, &jwt)?;
-        let call = CallContext {
-            provider: Provider::GitHub,
-            step: Step::GitHubInstallationToken,
-            field: "githubAppID, githubAppInstallationID and githubAppPrivateKey",
-        };
-        let response = self.http.send(&request, call).await?;
-        let body = response.success_body(call, &request.url)?;
+        let field = "githubAppID, githubAppInstallationID and githubAppPrivateKey";
+        let call = CallContext::new(Provider::GitHub, Step::GitHubInstallationToken, field);
+        let body = self.http.fetch(&request, call).await?;
         parse_access_token(&body)
     }
 
@@ -398,86 +377,4 @@ impl GitHubClient {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secret_validation_uses_flux_texts() {
-        let mut data = BTreeMap::new();
-        let err = GitHubAppConfig::from_secret_data(&data, "ns/app").unwrap_err();
-        assert!(
-            err.to_string().contains(
-                "secretRef with github app data must be specified when provider is set to github"
-            ),
-            "{err}"
-        );
-        data.insert(INSTALLATION_ID_KEY.to_string(), b"1".to_vec());
-        let err = GitHubAppConfig::from_secret_data(&data, "ns/app").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("secret 'ns/app': key 'githubAppID' not found"),
-            "{err}"
-        );
-        data.insert(APP_ID_KEY.to_string(), b"123".to_vec());
-        let err = GitHubAppConfig::from_secret_data(&data, "ns/app").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("key 'githubAppPrivateKey' not found"),
-            "{err}"
-        );
-        data.insert(PRIVATE_KEY_KEY.to_string(), b"not a pem".to_vec());
-        data.insert(INSTALLATION_OWNER_KEY.to_string(), b"org".to_vec());
-        let err = GitHubAppConfig::from_secret_data(&data, "ns/app").unwrap_err();
-        assert!(
-            err.to_string().contains("secret 'ns/app': must contain exactly one of 'githubAppInstallationOwner' or 'githubAppInstallationID'"),
-            "{err}"
-        );
-        data.remove(INSTALLATION_OWNER_KEY);
-        data.insert(APP_ID_KEY.to_string(), b"abc".to_vec());
-        let err = GitHubAppConfig::from_secret_data(&data, "ns/app").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("app ID must be provided to use github app authentication"),
-            "{err}"
-        );
-        data.insert(APP_ID_KEY.to_string(), b"123".to_vec());
-        let err = GitHubAppConfig::from_secret_data(&data, "ns/app").unwrap_err();
-        assert!(
-            err.to_string().contains("could not parse private key"),
-            "{err}"
-        );
-        assert!(!err.to_string().contains("not a pem"), "{err}");
-    }
-
-    #[test]
-    fn token_parsing_does_not_assume_a_length() {
-        let long = format!("ghs_{}", "A".repeat(500));
-        let body =
-            serde_json::json!({"token": long, "expires_at": "2026-12-06T05:00:00Z"}).to_string();
-        let login = parse_access_token(body.as_bytes()).unwrap();
-        assert_eq!(login.username, "x-access-token");
-        assert_eq!(login.password.expose(), long);
-        assert!(parse_access_token(br#"{"token":"x"}"#).is_err());
-    }
-
-    #[test]
-    fn base_url_is_used_verbatim() {
-        let root = url::Url::parse("http://127.0.0.1:8080/").unwrap();
-        let request = access_token_request(&root, 456, &Secret::new("jwt")).unwrap();
-        assert_eq!(
-            request.url.as_str(),
-            "http://127.0.0.1:8080/app/installations/456/access_tokens"
-        );
-        let ghe = url::Url::parse("https://ghe.example/api/v3/").unwrap();
-        let [org, user] =
-            installation_lookup_requests(&ghe, "my-org", &Secret::new("jwt")).unwrap();
-        assert_eq!(
-            org.url.as_str(),
-            "https://ghe.example/api/v3/orgs/my-org/installation"
-        );
-        assert_eq!(
-            user.url.as_str(),
-            "https://ghe.example/api/v3/users/my-org/installation"
-        );
-    }
-}
+mod tests;

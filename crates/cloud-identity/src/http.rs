@@ -142,6 +142,16 @@ pub struct CallContext {
     pub field: &'static str,
 }
 
+impl CallContext {
+    pub fn new(provider: Provider, step: Step, field: &'static str) -> Self {
+        Self {
+            provider,
+            step,
+            field,
+        }
+    }
+}
+
 impl HttpResponse {
     /// The body if the status is 2xx, else an [`Error::Status`] quoting the body's start.
     pub fn success_body(self, call: CallContext, endpoint: &url::Url) -> Result<Vec<u8>> {
@@ -224,6 +234,13 @@ impl HttpClient {
     /// theirs).
     pub fn from_client(client: reqwest::Client, timeout: Duration) -> Self {
         Self { client, timeout }
+    }
+
+    /// Sends the request and returns the body of a 2xx answer (see [`Self::send`] and
+    /// [`HttpResponse::success_body`]).
+    pub async fn fetch(&self, request: &HttpRequest, call: CallContext) -> Result<Vec<u8>> {
+        let response = self.send(request, call).await?;
+        response.success_body(call, &request.url)
     }
 
     /// Sends the request; transport failures and timeouts become [`Error::Transport`].

@@ -72,6 +72,19 @@ pub(crate) fn sprint_value(v: &Value) -> String {
     p.buf
 }
 
+/// A `*` width or precision: the next argument when it is an int within bounds; the
+/// argument is used up either way (as Go's `fmt` does).
+fn star_arg(args: &[Value], arg_num: &mut usize) -> Option<i64> {
+    let n = match args.get(*arg_num) {
+        Some(Value::Int(n)) if !too_large(*n) => Some(*n),
+        _ => None,
+    };
+    if *arg_num < args.len() {
+        *arg_num += 1;
+    }
+    n
+}
+
 /// Go's `fmt.Sprintf` (argument indexes `%[n]d` are not supported).
 #[cfg(test)]
 pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
@@ -117,22 +130,15 @@ pub(crate) fn sprintf_limited(format: &str, args: &[Value], max: usize) -> Optio
         // Width.
         if i < end && b[i] == b'*' {
             i += 1;
-            match args.get(arg_num) {
-                Some(Value::Int(n)) if !too_large(*n) => {
-                    let n = *n;
-                    arg_num += 1;
+            match star_arg(args, &mut arg_num) {
+                Some(n) => {
                     if n < 0 {
                         p.f.minus = true;
                         p.f.zero = false;
                     }
                     p.f.wid = usize::try_from(n.unsigned_abs()).ok();
                 }
-                _ => {
-                    if arg_num < args.len() {
-                        arg_num += 1;
-                    }
-                    p.buf.push_str("%!(BADWIDTH)");
-                }
+                None => p.buf.push_str("%!(BADWIDTH)"),
             }
         } else {
             let (n, ni) = parse_num(b, i);
@@ -144,17 +150,9 @@ pub(crate) fn sprintf_limited(format: &str, args: &[Value], max: usize) -> Optio
             i += 1;
             if i < end && b[i] == b'*' {
                 i += 1;
-                match args.get(arg_num) {
-                    Some(Value::Int(n)) if *n >= 0 && !too_large(*n) => {
-                        arg_num += 1;
-                        p.f.prec = usize::try_from(*n).ok();
-                    }
-                    _ => {
-                        if arg_num < args.len() {
-                            arg_num += 1;
-                        }
-                        p.buf.push_str("%!(BADPREC)");
-                    }
+                match star_arg(args, &mut arg_num).filter(|n| *n >= 0) {
+                    Some(n) => p.f.prec = usize::try_from(n).ok(),
+                    None => p.buf.push_str("%!(BADPREC)"),
                 }
             } else {
                 let (n, ni) = parse_num(b, i);
@@ -284,25 +282,20 @@ impl Printer {
             Value::Float(x) => self.fmt_float_verb(*x, verb, v),
             Value::String(s) => self.fmt_string(s, verb, v),
             Value::List(items) => {
-                if self.f.sharp_v {
-                    self.buf.push_str("[]interface {}{");
-                    for (i, x) in items.iter().enumerate() {
-                        if i > 0 {
-                            self.buf.push_str(", ");
-                        }
-                        self.print_value(x, verb, depth + 1);
-                    }
-                    self.buf.push('}');
-                    return;
-                }
-                self.buf.push('[');
+                // `%#v` prints a Go slice literal, the others `[a b]`.
+                let (open, separator, close) = if self.f.sharp_v {
+                    ("[]interface {}{", ", ", "}")
+                } else {
+                    ("[", " ", "]")
+                };
+                self.buf.push_str(open);
                 for (i, x) in items.iter().enumerate() {
                     if i > 0 {
-                        self.buf.push(' ');
+                        self.buf.push_str(separator);
                     }
                     self.print_value(x, verb, depth + 1);
                 }
-                self.buf.push(']');
+                self.buf.push_str(close);
             }
             Value::Map(m) => {
                 if self.f.sharp_v {

@@ -335,26 +335,27 @@ impl Parser<'_> {
         })
     }
 
-    fn template_control(&mut self) -> PResult<Node> {
-        let context = "template clause";
+    /// The position and the quoted name that follow `{{template` or `{{block`.
+    fn named_control(&mut self, context: &str) -> PResult<(usize, String)> {
         let it = self.next_non_space();
         let name = self.parse_template_name(&it, context)?;
+        Ok((it.pos, name))
+    }
+
+    fn template_control(&mut self) -> PResult<Node> {
+        let context = "template clause";
+        let (pos, name) = self.named_control(context)?;
         let mut pipe = None;
         if self.next_non_space().tok != Tok::RightDelim {
             self.backup();
             pipe = Some(self.pipeline(context, &Tok::RightDelim)?);
         }
-        Ok(Node::Template {
-            pos: it.pos,
-            name,
-            pipe,
-        })
+        Ok(Node::Template { pos, name, pipe })
     }
 
     fn block_control(&mut self) -> PResult<Node> {
         let context = "block clause";
-        let it = self.next_non_space();
-        let name = self.parse_template_name(&it, context)?;
+        let (pos, name) = self.named_control(context)?;
         let pipe = self.pipeline(context, &Tok::RightDelim)?;
         let saved_vars = std::mem::replace(&mut self.vars, vec!["$".into()]);
         let r = self.nested(Self::item_list);
@@ -364,11 +365,8 @@ impl Parser<'_> {
             return self.err("unexpected {{else}} in block clause");
         }
         add_tree(&mut self.trees, &name, list).map_err(|m| self.err_msg(&m))?;
-        Ok(Node::Template {
-            pos: it.pos,
-            name,
-            pipe: Some(pipe),
-        })
+        let pipe = Some(pipe);
+        Ok(Node::Template { pos, name, pipe })
     }
 
     fn pipeline(&mut self, context: &str, end: &Tok) -> PResult<Pipe> {
@@ -571,41 +569,4 @@ impl Parser<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(s: &str) -> PResult<Trees> {
-        parse("t", s, &|n| n == "printf" || n == "len")
-    }
-
-    #[test]
-    fn node_strings() {
-        let t = p("{{ $x := printf \"%d\" (len .A.B) | printf \"%s\" }}").unwrap();
-        let s = t["t"][0].to_string();
-        assert_eq!(s, "{{$x := printf \"%d\" (len .A.B) | printf \"%s\"}}");
-    }
-
-    #[test]
-    fn parse_errors() {
-        assert_eq!(
-            p("a\n{{ nosuch 1 }}").unwrap_err(),
-            "template: t:2: function \"nosuch\" not defined"
-        );
-        assert_eq!(
-            p("{{ $x }}").unwrap_err(),
-            "template: t:1: undefined variable \"$x\""
-        );
-        assert_eq!(
-            p("{{ if .X }}").unwrap_err(),
-            "template: t:1: unexpected EOF"
-        );
-        assert_eq!(
-            p("{{ end }}").unwrap_err(),
-            "template: t:1: unexpected {{end}}"
-        );
-        assert_eq!(
-            p("{{ break }}").unwrap_err(),
-            "template: t:1: {{break}} outside {{range}}"
-        );
-    }
-}
+mod tests;

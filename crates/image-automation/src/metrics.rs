@@ -13,8 +13,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use kube_support::gotk::{GotkMetrics, exponential_buckets_range, remove_matching};
-use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use kube_support::gotk::{GotkMetrics, Series, exponential_buckets_range, remove_matching};
+use prometheus::{Encoder as _, HistogramVec, IntCounterVec};
 
 use crate::reconcile::RunReport;
 
@@ -45,70 +45,51 @@ impl fmt::Debug for Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = prometheus::Registry::new();
-        let gotk = GotkMetrics::register(&registry)?;
         // Flux's gotk_token_* series, only with the token cache enabled.
         crate::git::provider::register_token_cache_metrics(&registry)?;
-        let pushes = IntCounterVec::new(
-            Opts::new(
+        let series = Series(&registry);
+        Ok(Self {
+            gotk: GotkMetrics::register(&registry)?,
+            pushes: series.counter(
                 "image_automation_pushes_total",
                 "Commits pushed by image update automations.",
-            ),
-            &AUTOMATION_LABELS,
-        )?;
-        let push_failures = IntCounterVec::new(
-            Opts::new(
+                &AUTOMATION_LABELS,
+            )?,
+            push_failures: series.counter(
                 "image_automation_push_failures_total",
                 "Failed image update automation runs, by the run's Ready reason.",
-            ),
-            &["namespace", "name", "reason"],
-        )?;
-        let policy_to_push = HistogramVec::new(
-            HistogramOpts::new(
-                "image_automation_policy_to_push_seconds",
-                "Time from a changed policy result (or the run start when unknown) to the pushed commit.",
-            )
-            .buckets(exponential_buckets_range(0.1, 600.0, 12)),
-            &AUTOMATION_LABELS,
-        )?;
-        // The git layer's fetches into its cache: `clone` (first fetch of a ref) or `fetch`.
-        let git_fetch_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "image_automation_git_fetch_duration_seconds",
-                "Duration of the git fetches into the cache, by kind (clone or fetch).",
-            )
-            .buckets(exponential_buckets_range(0.01, 300.0, 12)),
-            &["kind"],
-        )?;
-        let git_fetch_bytes = IntCounterVec::new(
-            Opts::new(
+                &["namespace", "name", "reason"],
+            )?,
+            // The git layer's fetches into its cache, by kind: `clone` (first fetch of a ref) or
+            // `fetch`.
+            git_fetch_bytes: series.counter(
                 "image_automation_git_fetch_bytes_total",
                 "Pack bytes received by the git fetches into the cache, by kind (clone or fetch).",
-            ),
-            &["kind"],
-        )?;
-        // Damaged caches moved aside and stale locks removed, by kind.
-        let git_cache_recoveries = IntCounterVec::new(
-            Opts::new(
+                &["kind"],
+            )?,
+            policy_to_push: series.histogram(
+                (
+                    "image_automation_policy_to_push_seconds",
+                    "Time from a changed policy result (or the run start when unknown) to the pushed commit.",
+                ),
+                exponential_buckets_range(0.1, 600.0, 12),
+                &AUTOMATION_LABELS,
+            )?,
+            // Damaged caches moved aside and stale locks removed, by kind.
+            git_cache_recoveries: series.counter(
                 "image_automation_git_cache_recoveries_total",
                 "Repairs of the git cache without a human, by kind (quarantined: a damaged repository moved aside and cloned again; stale_locks: lock files of a killed process removed).",
-            ),
-            &["kind"],
-        )?;
-        registry.register(Box::new(git_cache_recoveries.clone()))?;
-        registry.register(Box::new(git_fetch_duration.clone()))?;
-        registry.register(Box::new(git_fetch_bytes.clone()))?;
-        registry.register(Box::new(pushes.clone()))?;
-        registry.register(Box::new(push_failures.clone()))?;
-        registry.register(Box::new(policy_to_push.clone()))?;
-        Ok(Self {
+                &["kind"],
+            )?,
+            git_fetch_duration: series.histogram(
+                (
+                    "image_automation_git_fetch_duration_seconds",
+                    "Duration of the git fetches into the cache, by kind (clone or fetch).",
+                ),
+                exponential_buckets_range(0.01, 300.0, 12),
+                &["kind"],
+            )?,
             registry,
-            gotk,
-            pushes,
-            push_failures,
-            policy_to_push,
-            git_fetch_duration,
-            git_fetch_bytes,
-            git_cache_recoveries,
         })
     }
 

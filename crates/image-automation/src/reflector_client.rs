@@ -258,20 +258,26 @@ impl ReflectorClient {
 
 fn unreachable(url: &str, err: &reqwest::Error) -> ReflectorError {
     // reqwest's Display omits the cause ("error sending request"); add the chain.
-    let mut detail = err.to_string();
-    let mut source = std::error::Error::source(err);
+    ReflectorError::Unreachable {
+        url: url.to_owned(),
+        detail: error_chain(err),
+    }
+}
+
+/// `err` and its causes joined by `: `, skipping a cause whose text is already there
+/// (thiserror messages often embed their direct source).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
     while let Some(cause) = source {
         let text = cause.to_string();
-        if !detail.contains(&text) {
-            detail.push_str(": ");
-            detail.push_str(&text);
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
         }
         source = cause.source();
     }
-    ReflectorError::Unreachable {
-        url: url.to_owned(),
-        detail,
-    }
+    message
 }
 
 async fn check_status(

@@ -140,6 +140,28 @@ fn group<T: Clone>(items: &[(String, ObjectId, T)]) -> BTreeMap<&str, BTreeMap<&
     files
 }
 
+/// One file's objects as a map (Go type `type_name`) of their items shown by `show`; each
+/// object's items are also added to `merged` (the items per object across files).
+fn object_lists<'a, T: Clone>(
+    objs: &BTreeMap<&'a ObjectId, Vec<T>>,
+    type_name: &'static str,
+    show: fn(&T) -> Value,
+    merged: &mut BTreeMap<&'a ObjectId, Vec<T>>,
+) -> Map {
+    let mut lists = Map::new().with_type_name(type_name);
+    for (obj, items) in objs {
+        lists.insert(
+            object_identifier(obj),
+            Value::List(items.iter().map(show).collect()),
+        );
+        merged.entry(obj).or_default().extend(items.iter().cloned());
+    }
+    lists
+}
+
+/// The Go type of the legacy per-object image lists.
+const LEGACY_OBJECTS: &str = "map[update.ObjectIdentifier][]update.ImageRef";
+
 /// `update.Result`: field `FileChanges` (`map[string]update.ObjectChanges`), methods `Objects`
 /// (changes merged per object across files) and `Changes` (de-duplicated by old, new, setter).
 pub fn result(changes: &[FileChange]) -> Value {
@@ -157,14 +179,7 @@ pub fn result_in(changes: &[FileChange], order: ChangeOrder) -> Value {
     let mut merged: BTreeMap<&ObjectId, Vec<Change>> = BTreeMap::new();
     let mut all: Vec<Change> = Vec::new();
     for (file, objs) in &files {
-        let mut oc = Map::new().with_type_name("update.ObjectChanges");
-        for (obj, chs) in objs {
-            oc.insert(
-                object_identifier(obj),
-                Value::List(chs.iter().map(change).collect()),
-            );
-            merged.entry(obj).or_default().extend(chs.iter().cloned());
-        }
+        let oc = object_lists(objs, "update.ObjectChanges", change, &mut merged);
         file_changes.insert(*file, oc);
     }
     // Changes() walks files, then objects in Go's key order (BTreeMap order on ObjectId is
@@ -251,22 +266,15 @@ pub fn legacy_result(images: &[(String, ObjectId, LegacyImage)]) -> Value {
     let mut merged: BTreeMap<&ObjectId, Vec<LegacyImage>> = BTreeMap::new();
     let mut all: Vec<LegacyImage> = Vec::new();
     for (file, objs) in &files {
-        let mut om = Map::new().with_type_name("map[update.ObjectIdentifier][]update.ImageRef");
-        for (obj, imgs) in objs {
-            om.insert(
-                object_identifier(obj),
-                Value::List(imgs.iter().map(legacy_image_ref).collect()),
-            );
-            merged.entry(obj).or_default().extend(imgs.iter().cloned());
-            for i in imgs {
-                if !all.contains(i) {
-                    all.push(i.clone());
-                }
+        for i in objs.values().flatten() {
+            if !all.contains(i) {
+                all.push(i.clone());
             }
         }
+        let om = object_lists(objs, LEGACY_OBJECTS, legacy_image_ref, &mut merged);
         fmap.insert(*file, Object::new("update.FileResult").field("Objects", om));
     }
-    let mut objects = Map::new().with_type_name("map[update.ObjectIdentifier][]update.ImageRef");
+    let mut objects = Map::new().with_type_name(LEGACY_OBJECTS);
     for (obj, imgs) in merged {
         objects.insert(
             object_identifier(obj),

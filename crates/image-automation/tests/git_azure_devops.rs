@@ -28,9 +28,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use image_automation::git::GitCache;
 use image_automation::git::provider::{KubeServiceAccounts, ProviderSettings, ServiceAccounts};
-use image_automation::reconcile::{Objects, PolicySource, Reconciler, ReconcilerOptions};
+use image_automation::reconcile::{self, Objects, PolicySource, Reconciler, ReconcilerOptions};
 use image_automation::reconcile::{RunOutcome, RunReport};
-use image_automation::reflector_client::ReflectorError;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use testbed::git::{GitHttpServer, GitHttpServerOptions};
 
@@ -189,8 +188,8 @@ async fn azure_devops_token_pushes_as_bearer() {
 struct Policies;
 
 impl PolicySource for Policies {
-    async fn list(&self, _: &str, _: Option<&str>) -> Result<Vec<ImagePolicyInfo>, ReflectorError> {
-        Ok(vec![ImagePolicyInfo {
+    fn list<'a>(&'a self, _: &'a str, _: Option<&'a str>) -> reconcile::Policies<'a> {
+        Box::pin(std::future::ready(Ok(vec![ImagePolicyInfo {
             namespace: "ns".into(),
             name: "app".into(),
             labels: BTreeMap::new(),
@@ -202,7 +201,7 @@ impl PolicySource for Policies {
             }),
             observed_previous_ref: None,
             readiness: Readiness::default(),
-        }])
+        }])))
     }
 }
 

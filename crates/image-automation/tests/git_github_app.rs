@@ -15,9 +15,8 @@ use api_types::{
     ImageUpdateAutomation, ImageUpdateAutomationSpec,
 };
 use image_automation::git::GitCache;
-use image_automation::reconcile::{Objects, PolicySource, Reconciler, ReconcilerOptions};
+use image_automation::reconcile::{self, Objects, PolicySource, Reconciler, ReconcilerOptions};
 use image_automation::reconcile::{RunOutcome, RunReport};
-use image_automation::reflector_client::ReflectorError;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use testbed::git::{GitHttpServer, GitHttpServerOptions};
 use testbed::github_app::{GitHubAppFake, INSTALLATION_ID_KEY};
@@ -27,12 +26,8 @@ const MANIFEST: &str = "image: reg/app:1.0.0 # {\"$imagepolicy\": \"ns:app\"}\n"
 struct Policies(String);
 
 impl PolicySource for Policies {
-    async fn list(
-        &self,
-        _namespace: &str,
-        _selector: Option<&str>,
-    ) -> Result<Vec<ImagePolicyInfo>, ReflectorError> {
-        Ok(vec![ImagePolicyInfo {
+    fn list<'a>(&'a self, _: &'a str, _: Option<&'a str>) -> reconcile::Policies<'a> {
+        Box::pin(std::future::ready(Ok(vec![ImagePolicyInfo {
             namespace: "ns".into(),
             name: "app".into(),
             labels: BTreeMap::new(),
@@ -44,7 +39,7 @@ impl PolicySource for Policies {
             }),
             observed_previous_ref: None,
             readiness: Readiness::default(),
-        }])
+        }])))
     }
 }
 

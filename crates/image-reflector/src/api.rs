@@ -138,9 +138,7 @@ pub fn router(state: ApiState, metrics: Metrics) -> Router {
             get(get_policy),
         )
         .route("/api/v1/openapi.json", get(openapi_document))
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .merge(kube_support::admin::routes(app.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn(limits))
@@ -223,34 +221,32 @@ async fn method_not_allowed() -> HttpError {
     )
 }
 
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-async fn readyz(State(app): State<App>) -> Result<&'static str, HttpError> {
-    if app.state.is_ready() {
-        Ok("ok")
-    } else {
-        Err(HttpError::unavailable(
+/// `/readyz` and `/metrics` on the kit's admin routes, with the API's JSON errors.
+impl kube_support::admin::Probes for App {
+    fn readyz(&self) -> Response {
+        if self.state.is_ready() {
+            return "ok".into_response();
+        }
+        HttpError::unavailable(
             "NotReady",
             "the first sync of ImageRepositories and ImagePolicies has not finished",
-        ))
+        )
+        .into_response()
     }
-}
 
-async fn metrics_text(State(app): State<App>) -> Result<Response, HttpError> {
-    let text = app
-        .metrics
-        .encode_text()
-        .map_err(|e| HttpError::internal(format!("encoding metrics: {e}")))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        text,
-    )
-        .into_response())
+    fn metrics(&self) -> Response {
+        match self.metrics.encode_text() {
+            Ok(text) => (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                )],
+                text,
+            )
+                .into_response(),
+            Err(e) => HttpError::internal(format!("encoding metrics: {e}")).into_response(),
+        }
+    }
 }
 
 async fn openapi_document() -> Json<serde_json::Value> {
@@ -261,26 +257,32 @@ async fn list_repositories(State(app): State<App>) -> Response {
     Json(app.state.repositories()).into_response()
 }
 
+type ObjectPath = Path<(String, String)>;
+
 async fn get_repository(
     State(app): State<App>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path(key): ObjectPath,
 ) -> Result<Response, HttpError> {
-    app.state
-        .repository(&namespace, &name)
-        .map(|r| Json(r).into_response())
-        .ok_or_else(|| {
-            HttpError::not_found(format!("ImageRepository {namespace}/{name} not found"))
-        })
+    found(
+        "ImageRepository",
+        &key,
+        app.state.repository(&key.0, &key.1),
+    )
 }
 
-async fn get_policy(
-    State(app): State<App>,
-    Path((namespace, name)): Path<(String, String)>,
+async fn get_policy(State(app): State<App>, Path(key): ObjectPath) -> Result<Response, HttpError> {
+    found("ImagePolicy", &key, app.state.policy(&key.0, &key.1))
+}
+
+/// The object as JSON, or a 404 naming `kind` `namespace/name`.
+fn found<T: serde::Serialize>(
+    kind: &str,
+    (namespace, name): &(String, String),
+    object: Option<T>,
 ) -> Result<Response, HttpError> {
-    app.state
-        .policy(&namespace, &name)
-        .map(|p| Json(p).into_response())
-        .ok_or_else(|| HttpError::not_found(format!("ImagePolicy {namespace}/{name} not found")))
+    object
+        .map(|o| Json(o).into_response())
+        .ok_or_else(|| HttpError::not_found(format!("{kind} {namespace}/{name} not found")))
 }
 
 fn parse_limit(raw: Option<&str>) -> Result<usize, HttpError> {

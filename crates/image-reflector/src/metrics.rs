@@ -10,9 +10,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube_support::gotk::{GotkMetrics, exponential_buckets_range, remove_matching};
-use prometheus::{Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use kube_support::gotk::{GotkMetrics, Series, exponential_buckets_range, remove_matching};
+use prometheus::{Encoder as _, GaugeVec, HistogramVec, IntCounterVec};
 
 /// What the registry client calls after every HTTP response: `(host, status code)`.
 pub use crate::registry::RequestObserver;
@@ -24,7 +23,8 @@ type LatestLabels = HashMap<(String, String), (String, String)>;
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: prometheus::Registry,
-    gotk: GotkMetrics,
+    /// The `gotk_*` series (reconcile duration, conditions, suspend), of both kinds.
+    pub gotk: GotkMetrics,
     scans_total: IntCounterVec,
     scan_duration: HistogramVec,
     repository_tags: GaugeVec,
@@ -50,111 +50,51 @@ const REPO_LABELS: [&str; 2] = ["namespace", "name"];
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = prometheus::Registry::new();
-        let gotk = GotkMetrics::register(&registry)?;
-        let scans_total = IntCounterVec::new(
-            Opts::new(
-                "image_reflector_scans_total",
-                "Registry scans of an ImageRepository, by result (success or failure).",
-            ),
-            &["namespace", "name", "result"],
-        )?;
-        let scan_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "image_reflector_scan_duration_seconds",
-                "Duration of an ImageRepository's registry scan.",
-            )
-            .buckets(exponential_buckets_range(0.05, 600.0, 10)),
-            &REPO_LABELS,
-        )?;
-        let repository_tags = GaugeVec::new(
-            Opts::new(
-                "image_reflector_repository_tags",
-                "Tags stored for an ImageRepository after its last successful scan.",
-            ),
-            &REPO_LABELS,
-        )?;
-        let registry_requests = IntCounterVec::new(
-            Opts::new(
-                "image_reflector_registry_requests_total",
-                "HTTP responses from container registries and their token services (every page, retry and redirect), by host and status code.",
-            ),
-            &["host", "code"],
-        )?;
-        let registry_rate_limited = IntCounterVec::new(
-            Opts::new(
-                "image_reflector_registry_rate_limited_total",
-                "Registry responses with status 429 (Too Many Requests), by host.",
-            ),
-            &["host"],
-        )?;
-        let policy_latest_info = GaugeVec::new(
-            Opts::new(
-                "image_reflector_policy_latest_info",
-                "The image and tag an ImagePolicy currently selects (always 1).",
-            ),
-            &["namespace", "name", "image", "tag"],
-        )?;
-        let policy_latest_change = GaugeVec::new(
-            Opts::new(
-                "image_reflector_policy_latest_change_timestamp_seconds",
-                "Unix time at which an ImagePolicy's selected tag last changed.",
-            ),
-            &REPO_LABELS,
-        )?;
-        registry.register(Box::new(scans_total.clone()))?;
-        registry.register(Box::new(scan_duration.clone()))?;
-        registry.register(Box::new(repository_tags.clone()))?;
-        registry.register(Box::new(registry_requests.clone()))?;
-        registry.register(Box::new(registry_rate_limited.clone()))?;
-        registry.register(Box::new(policy_latest_info.clone()))?;
-        registry.register(Box::new(policy_latest_change.clone()))?;
+        let series = Series(&registry);
         Ok(Self {
-            registry,
-            gotk,
-            scans_total,
-            scan_duration,
-            repository_tags,
-            registry_requests,
-            registry_rate_limited,
-            policy_latest_info,
-            policy_latest_change,
             latest: Arc::new(Mutex::new(HashMap::new())),
             token_cache: Arc::new(std::sync::OnceLock::new()),
+            gotk: GotkMetrics::register(&registry)?,
+            scans_total: series.counter(
+                "image_reflector_scans_total",
+                "Registry scans of an ImageRepository, by result (success or failure).",
+                &["namespace", "name", "result"],
+            )?,
+            scan_duration: series.histogram(
+                (
+                    "image_reflector_scan_duration_seconds",
+                    "Duration of an ImageRepository's registry scan.",
+                ),
+                exponential_buckets_range(0.05, 600.0, 10),
+                &REPO_LABELS,
+            )?,
+            repository_tags: series.gauge(
+                "image_reflector_repository_tags",
+                "Tags stored for an ImageRepository after its last successful scan.",
+                &REPO_LABELS,
+            )?,
+            registry_requests: series.counter(
+                "image_reflector_registry_requests_total",
+                "HTTP responses from container registries and their token services (every page, retry and redirect), by host and status code.",
+                &["host", "code"],
+            )?,
+            registry_rate_limited: series.counter(
+                "image_reflector_registry_rate_limited_total",
+                "Registry responses with status 429 (Too Many Requests), by host.",
+                &["host"],
+            )?,
+            policy_latest_info: series.gauge(
+                "image_reflector_policy_latest_info",
+                "The image and tag an ImagePolicy currently selects (always 1).",
+                &["namespace", "name", "image", "tag"],
+            )?,
+            policy_latest_change: series.gauge(
+                "image_reflector_policy_latest_change_timestamp_seconds",
+                "Unix time at which an ImagePolicy's selected tag last changed.",
+                &REPO_LABELS,
+            )?,
+            registry,
         })
-    }
-
-    /// `gotk_reconcile_duration_seconds`, after every reconcile of either kind.
-    pub fn observe_reconcile(&self, kind: &str, namespace: &str, name: &str, seconds: f64) {
-        self.gotk.observe_reconcile(kind, namespace, name, seconds);
-    }
-
-    /// `gotk_reconcile_condition`: 1 for `status`, 0 for Flux's other statuses.
-    pub fn set_condition(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        type_: &str,
-        status: &str,
-    ) {
-        self.gotk
-            .set_condition(kind, namespace, name, type_, status);
-    }
-
-    /// `gotk_reconcile_condition` for Ready, Stalled and Reconciling (absent: `Deleted`).
-    pub fn set_conditions(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        conditions: &[Condition],
-    ) {
-        self.gotk.set_conditions(kind, namespace, name, conditions);
-    }
-
-    /// `gotk_suspend_status`: 1 when suspended.
-    pub fn set_suspended(&self, kind: &str, namespace: &str, name: &str, suspended: bool) {
-        self.gotk.set_suspended(kind, namespace, name, suspended);
     }
 
     /// Drops every series of a deleted object (the `gotk_*` ones for `kind`, and the
@@ -308,9 +248,11 @@ mod tests {
     #[test]
     fn condition_sets_one_status_and_delete_removes_the_object() {
         let m = Metrics::new().unwrap();
-        m.set_condition("ImagePolicy", "ns", "p", "Ready", "False");
-        m.set_condition("ImagePolicy", "ns", "q", "Ready", "True");
-        m.set_suspended("ImagePolicy", "ns", "p", true);
+        m.gotk
+            .set_condition("ImagePolicy", "ns", "p", "Ready", "False");
+        m.gotk
+            .set_condition("ImagePolicy", "ns", "q", "Ready", "True");
+        m.gotk.set_suspended("ImagePolicy", "ns", "p", true);
         m.set_policy_latest("ns", "p", "r/app", "1.0.0", 10.0);
         m.set_policy_latest("ns", "p", "r/app", "1.1.0", 20.0);
         let text = m.encode_text().unwrap();
@@ -331,13 +273,15 @@ mod tests {
     #[test]
     fn clear_objects_drops_every_per_object_series_but_keeps_registry_counters() {
         let m = Metrics::new().unwrap();
-        m.observe_reconcile("ImageRepository", "ns", "r", 0.5);
-        m.set_condition("ImageRepository", "ns", "r", "Ready", "False");
-        m.set_suspended("ImageRepository", "ns", "r", false);
+        m.gotk.observe_reconcile("ImageRepository", "ns", "r", 0.5);
+        m.gotk
+            .set_condition("ImageRepository", "ns", "r", "Ready", "False");
+        m.gotk.set_suspended("ImageRepository", "ns", "r", false);
         m.observe_scan("ns", "r", 0.2, 12, true);
         m.observe_scan("ns", "r", 0.2, 0, false);
-        m.observe_reconcile("ImagePolicy", "ns", "p", 0.1);
-        m.set_condition("ImagePolicy", "ns", "p", "Ready", "True");
+        m.gotk.observe_reconcile("ImagePolicy", "ns", "p", 0.1);
+        m.gotk
+            .set_condition("ImagePolicy", "ns", "p", "Ready", "True");
         m.set_policy_latest("ns", "p", "r/app", "1.0.0", 10.0);
         m.registry_request("ghcr.io", 200);
         let text = m.encode_text().unwrap();

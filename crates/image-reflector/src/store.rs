@@ -136,6 +136,9 @@ fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Db(e.into())
 }
 
+/// What [`TagStore::get_page`] answers: `None` when the repository was never scanned.
+pub type PageResult = Result<Option<TagPage>, StoreError>;
+
 /// Where scanned tags are kept. Implementations: [`RedbTagStore`] (persistent) and
 /// [`MemoryTagStore`] (for tests).
 pub trait TagStore: Send + Sync {
@@ -144,12 +147,7 @@ pub trait TagStore: Send + Sync {
     /// The stored tags in stored (descending) order; `None` if never scanned.
     fn get_tags(&self, key: &RepoKey) -> Result<Option<Vec<String>>, StoreError>;
     /// Up to `limit` tags from `continue_token` (`None`: the first page).
-    fn get_page(
-        &self,
-        key: &RepoKey,
-        continue_token: Option<&str>,
-        limit: usize,
-    ) -> Result<Option<TagPage>, StoreError>;
+    fn get_page(&self, key: &RepoKey, continue_token: Option<&str>, limit: usize) -> PageResult;
     /// Revision, count and scan time without reading the tags.
     fn meta(&self, key: &RepoKey) -> Result<Option<TagMeta>, StoreError>;
     /// Removes the entry; whether there was one.
@@ -497,12 +495,7 @@ impl TagStore for RedbTagStore {
         self.missing_if_undecodable(&key, result)
     }
 
-    fn get_page(
-        &self,
-        key: &RepoKey,
-        continue_token: Option<&str>,
-        limit: usize,
-    ) -> Result<Option<TagPage>, StoreError> {
+    fn get_page(&self, key: &RepoKey, continue_token: Option<&str>, limit: usize) -> PageResult {
         let key = key.encode()?;
         let result = self.with_db(
             |db| Self::get_page_in(db, &key, continue_token, limit),

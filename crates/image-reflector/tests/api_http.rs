@@ -295,9 +295,15 @@ async fn metrics_expose_gotk_and_image_reflector_series() {
         metrics.clone(),
     )
     .await;
-    metrics.observe_reconcile("ImageRepository", "apps", "web", 0.25);
-    metrics.set_condition("ImageRepository", "apps", "web", "Ready", "True");
-    metrics.set_suspended("ImageRepository", "apps", "web", false);
+    metrics
+        .gotk
+        .observe_reconcile("ImageRepository", "apps", "web", 0.25);
+    metrics
+        .gotk
+        .set_condition("ImageRepository", "apps", "web", "Ready", "True");
+    metrics
+        .gotk
+        .set_suspended("ImageRepository", "apps", "web", false);
     metrics.observe_scan("apps", "web", 1.5, 42, true);
     metrics.observe_scan("apps", "web", 0.5, 0, false);
     let observe = metrics.request_observer();

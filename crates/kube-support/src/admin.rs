@@ -1,13 +1,15 @@
-//! The health, readiness and metrics server of a controller: `/healthz` (the process
+//! The health, readiness and metrics routes of both controllers: `/healthz` (the process
 //! answers), `/readyz` (503 until the mode's first pass or sync) and `/metrics` (the
-//! Prometheus text), with the limits of [`crate::http::serve`]. image-reflector serves the
-//! same three paths inside its HTTP API, with the API's JSON errors.
+//! Prometheus text). image-automation serves them alone ([`start`], with the limits of
+//! [`crate::http::serve`]); image-reflector merges [`routes`] into its HTTP API with
+//! [`Probes`] that answer with the API's JSON errors.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -28,33 +30,69 @@ pub struct AdminServer {
     pub shutdown: Arc<Notify>,
 }
 
+impl AdminServer {
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(self) -> std::io::Result<()> {
+        // Wakes the server whether or not it is already waiting.
+        self.shutdown.notify_one();
+        joined(self.task).await
+    }
+}
+
+/// The result of a server task, a panic or cancellation as an I/O error.
+pub async fn joined(task: JoinHandle<std::io::Result<()>>) -> std::io::Result<()> {
+    task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
+/// What a service answers on `/readyz` and `/metrics` (`/healthz` is always `ok`).
+pub trait Probes: Clone + Send + Sync + 'static {
+    /// `ok` once ready, else a 503.
+    fn readyz(&self) -> Response;
+    /// The Prometheus text.
+    fn metrics(&self) -> Response;
+}
+
+/// The three routes over `probes`, for any router state (merged into a service's router,
+/// they get its fallbacks and layers).
+pub fn routes<S: Clone + Send + Sync + 'static>(probes: impl Probes) -> axum::Router<S> {
+    let metrics = probes.clone();
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(move || std::future::ready(probes.readyz())))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.metrics())),
+        )
+}
+
+/// The plain-text probes of the standalone admin server: `ready` and the text `metrics`
+/// renders.
+#[derive(Clone)]
+struct PlainProbes<M> {
+    ready: Arc<AtomicBool>,
+    metrics: M,
+}
+
+impl<M: Fn() -> String + Clone + Send + Sync + 'static> Probes for PlainProbes<M> {
+    fn readyz(&self) -> Response {
+        if self.ready.load(Ordering::SeqCst) {
+            (StatusCode::OK, "ok").into_response()
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        }
+    }
+
+    fn metrics(&self) -> Response {
+        (self.metrics)().into_response()
+    }
+}
+
 /// The three routes over `ready` and `metrics` (the text `/metrics` answers).
 pub fn router(
     ready: Arc<AtomicBool>,
     metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
 ) -> axum::Router {
-    axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.load(Ordering::SeqCst);
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ok")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-                    }
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let text = metrics();
-                async move { text }
-            }),
-        )
+    routes(PlainProbes { ready, metrics })
 }
 
 /// Binds `addr` and serves [`router`] in the background until `shutdown` is notified.

@@ -115,6 +115,20 @@ impl WatchSelectorArgs {
     }
 }
 
+/// The Kubernetes mode's settings from `--concurrent`, `--watch-label-selector` (trimmed)
+/// and the leader election flags.
+pub fn controller_settings<const LEADER_ELECTION_BY_DEFAULT: bool>(
+    concurrency: &ConcurrencyArgs,
+    watch: &WatchSelectorArgs,
+    leader_election: &LeaderElectionArgs<LEADER_ELECTION_BY_DEFAULT>,
+) -> crate::driver::ControllerSettings {
+    crate::driver::ControllerSettings {
+        concurrent: concurrency.concurrent,
+        label_selector: watch.text().to_owned(),
+        leader_election: leader_election.settings(),
+    }
+}
+
 /// `--concurrent`: reconciles running at once.
 #[derive(Debug, Clone, Args)]
 pub struct ConcurrencyArgs {

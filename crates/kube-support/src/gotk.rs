@@ -10,7 +10,7 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use prometheus::core::Collector;
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, Opts, Registry};
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 /// Flux's condition statuses; `gotk_reconcile_condition` has one series per status.
 pub const CONDITION_STATUSES: [&str; 4] = ["True", "False", "Unknown", "Deleted"];
@@ -30,6 +30,40 @@ pub fn exponential_buckets_range(min: f64, max: f64, count: usize) -> Vec<f64> {
     (0..count)
         .map(|i| min * factor.powi(i32::try_from(i).unwrap_or(i32::MAX)))
         .collect()
+}
+
+/// A series created and registered, or why not.
+pub type Made<V> = Result<V, prometheus::Error>;
+
+/// Creates each series of a process and registers it on the process's registry in one
+/// call (both services' metrics and the `gotk_*` series).
+#[derive(Debug, Clone, Copy)]
+pub struct Series<'a>(pub &'a Registry);
+
+impl Series<'_> {
+    pub fn counter(self, name: &str, help: &str, labels: &[&str]) -> Made<IntCounterVec> {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    pub fn gauge(self, name: &str, help: &str, labels: &[&str]) -> Made<GaugeVec> {
+        self.register(GaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    /// A histogram with `buckets` (see [`exponential_buckets_range`]).
+    pub fn histogram(
+        self,
+        (name, help): (&str, &str),
+        buckets: Vec<f64>,
+        labels: &[&str],
+    ) -> Made<HistogramVec> {
+        let opts = HistogramOpts::new(name, help).buckets(buckets);
+        self.register(HistogramVec::new(opts, labels)?)
+    }
+
+    fn register<C: Collector + Clone + 'static>(self, series: C) -> Result<C, prometheus::Error> {
+        self.0.register(Box::new(series.clone()))?;
+        Ok(series)
+    }
 }
 
 /// Removes the series of `vec` whose labels include all of `wanted` (the prometheus
@@ -72,31 +106,25 @@ impl fmt::Debug for GotkMetrics {
 impl GotkMetrics {
     /// Creates the series and registers them on `registry`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new(
+        let series = Series(registry);
+        let reconcile_duration = series.histogram(
+            (
                 "gotk_reconcile_duration_seconds",
                 "The duration in seconds of a GitOps Toolkit resource reconciliation.",
-            )
-            .buckets(exponential_buckets_range(0.01, 1800.0, 10)),
+            ),
+            exponential_buckets_range(0.01, 1800.0, 10),
             &OBJECT_LABELS,
         )?;
-        let reconcile_condition = GaugeVec::new(
-            Opts::new(
-                "gotk_reconcile_condition",
-                "The current condition status of a GitOps Toolkit resource reconciliation.",
-            ),
+        let reconcile_condition = series.gauge(
+            "gotk_reconcile_condition",
+            "The current condition status of a GitOps Toolkit resource reconciliation.",
             &["kind", "name", "namespace", "type", "status"],
         )?;
-        let suspend_status = GaugeVec::new(
-            Opts::new(
-                "gotk_suspend_status",
-                "The current suspend status of a GitOps Toolkit resource.",
-            ),
+        let suspend_status = series.gauge(
+            "gotk_suspend_status",
+            "The current suspend status of a GitOps Toolkit resource.",
             &OBJECT_LABELS,
         )?;
-        registry.register(Box::new(reconcile_duration.clone()))?;
-        registry.register(Box::new(reconcile_condition.clone()))?;
-        registry.register(Box::new(suspend_status.clone()))?;
         Ok(Self {
             reconcile_duration,
             reconcile_condition,

@@ -5,12 +5,14 @@
 //! - [`args`]: the `serve` flag groups both binaries flatten (logging, leader election,
 //!   backoff, watch selector, concurrency, HTTP) with Flux's defaults.
 //! - [`admin`]: the `/healthz`, `/readyz` and `/metrics` server.
-//! - [`driver`]: the Kubernetes front end around both services' cores: keys, the finalizer
-//!   wrapper, `error_policy`, leader election and the leader-gated loop, first-sync readiness.
+//! - [`driver`]: the Kubernetes front end around both services' cores: the shared context
+//!   (client, events, SSA status, schedule), the `Reconcile` trait and controller loop, keys,
+//!   the finalizer wrapper, `error_policy`, leader election and the leader-gated loop,
+//!   first-sync readiness.
 //! - [`events`]: events.k8s.io/v1 events that fold only identical events (working around
 //!   kube-runtime's `Recorder`, which folds every event with the same reason).
 //! - [`gotk`]: Flux's `gotk_*` reconcile metrics on a `prometheus::Registry`.
-//! - [`objects`]: the label-selector watcher config and the server-side-apply status write.
+//! - [`objects`]: the label-selector watcher config, the trigger fingerprint, `ErrorCategory`.
 //! - [`redact`]: scrubs the credentials sent to a remote out of text the remote sent back.
 //! - [`http`]: the HTTP/1.1 server with header-read, idle and connection limits.
 //! - [`manifests`]: the directory front end of the standalone modes (polling, keep-last-good

@@ -1,13 +1,9 @@
-//! Helpers on the watched objects: the watcher config of `--watch-label-selector` and the
-//! server-side-apply status write.
+//! Helpers on the watched objects: the watcher config of `--watch-label-selector`, the
+//! trigger fingerprint and the error category (the status write is
+//! [`crate::driver::Context::write_status`]).
 
-use std::fmt;
-
-use kube::api::{Patch, PatchParams};
+use kube::Resource;
 use kube::runtime::watcher;
-use kube::{Api, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 /// The watcher config for a label selector as given (empty or blank: every object).
 pub fn watcher_config(label_selector: &str) -> watcher::Config {
@@ -16,36 +12,6 @@ pub fn watcher_config(label_selector: &str) -> watcher::Config {
         "" => config,
         selector => config.labels(selector),
     }
-}
-
-/// Writes `status` with a forced server-side apply under `field_manager` when it differs
-/// from `current`; `Ok(false)` when nothing was written.
-pub async fn write_status<K, S>(
-    api: &Api<K>,
-    field_manager: &str,
-    name: &str,
-    current: Option<&S>,
-    status: &S,
-) -> Result<bool, kube::Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
-    S: Serialize + PartialEq,
-{
-    if current == Some(status) {
-        return Ok(false);
-    }
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(field_manager).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(true)
 }
 
 /// What last triggered a reconcile of an object (its identity, generation and

@@ -239,8 +239,9 @@ fn percent_encode(text: &str, escape: &dyn Fn(u8) -> bool, upper: bool) -> Strin
     out
 }
 
-/// `%XX` escapes decoded (invalid escapes stay as they are; invalid UTF-8 is replaced).
-fn percent_decode(text: &str) -> String {
+/// `%XX` escapes decoded (invalid escapes stay as they are; invalid UTF-8 is replaced):
+/// how a URL's userinfo reads (also the automation's Git credentials from a URL).
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -103,24 +103,8 @@ impl<'a> Version<'a> {
             *slot = parse_u64(&s[start..end])?;
             i = end;
         }
-        let mut pre = "";
-        let mut build = "";
-        if b.get(i) == Some(&b'-') {
-            let n = scan_idents(&b[i + 1..]);
-            if n == 0 {
-                return Err(VersionError::Invalid);
-            }
-            pre = &s[i + 1..i + 1 + n];
-            i += 1 + n;
-        }
-        if b.get(i) == Some(&b'+') {
-            let n = scan_idents(&b[i + 1..]);
-            if n == 0 {
-                return Err(VersionError::Invalid);
-            }
-            build = &s[i + 1..i + 1 + n];
-            i += 1 + n;
-        }
+        let (pre, i) = suffix(s, i, b'-')?;
+        let (build, i) = suffix(s, i, b'+')?;
         if i != b.len() {
             return Err(VersionError::Invalid);
         }
@@ -217,6 +201,20 @@ pub(crate) fn compare_prerelease(a: &str, b: &str) -> Ordering {
             }
         }
     }
+}
+
+/// The dot-separated identifiers after `marker` (`-` pre-release, `+` build metadata) at
+/// byte `i` of `s`, and where they end; `("", i)` when `marker` is not there.
+fn suffix(s: &str, i: usize, marker: u8) -> Result<(&str, usize), VersionError> {
+    let b = s.as_bytes();
+    if b.get(i) != Some(&marker) {
+        return Ok(("", i));
+    }
+    let n = scan_idents(&b[i + 1..]);
+    if n == 0 {
+        return Err(VersionError::Invalid);
+    }
+    Ok((&s[i + 1..i + 1 + n], i + 1 + n))
 }
 
 #[cfg(test)]

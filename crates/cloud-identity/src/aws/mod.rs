@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::config::{AwsEnvironment, Endpoints};
 use crate::error::{Answer, Error, Provider, Result, Step};
-use crate::http::{CallContext, HttpClient, HttpRequest, HttpResponse, Method};
+use crate::http::{CallContext, HttpRequest, HttpResponse, Method};
 use crate::login::RegistryLogin;
 use crate::registry::{AWS_PUBLIC_REGION, RegistryInput};
 use crate::secret::Secret;
@@ -371,11 +371,7 @@ struct ContainerCredentials {
 
 /// Credentials from the container (or EC2 instance metadata) endpoint's JSON.
 pub fn parse_container_credentials(body: &[u8], step: Step) -> Result<AwsCredentials> {
-    let parsed: ContainerCredentials = Answer {
-        provider: Provider::Aws,
-        step,
-    }
-    .json(body, "JSON")?;
+    let parsed: ContainerCredentials = Answer::new(Provider::Aws, step).json(body, "JSON")?;
     let (Some(access_key_id), Some(secret)) = (parsed.access_key_id, parsed.secret_access_key)
     else {
         return Err(Error::invalid(
@@ -428,22 +424,9 @@ pub fn read_token_file(
 // ---------------------------------------------------------------------------------------
 
 /// Makes the AWS calls. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AwsClient {
-    http: HttpClient,
-    endpoints: Endpoints,
-    env: AwsEnvironment,
-}
+pub type AwsClient = crate::config::ProviderClient<AwsEnvironment>;
 
 impl AwsClient {
-    pub fn new(http: HttpClient, endpoints: Endpoints, env: AwsEnvironment) -> Self {
-        Self {
-            http,
-            endpoints,
-            env,
-        }
-    }
-
     /// The registry login for `input` as `identity`: the access credentials, then ECR.
     pub async fn registry_login(
         &self,

@@ -299,15 +299,12 @@ mod tests {
             Method::Post,
             url::Url::parse("http://127.0.0.1:5000/").unwrap(),
         );
-        sign(
-            &mut request,
-            &credentials,
-            SigningScope {
-                region: "us-east-1",
-                service: "ecr",
-                at: suite_time(),
-            },
-        );
+        let ecr = SigningScope {
+            region: "us-east-1",
+            service: "ecr",
+            at: suite_time(),
+        };
+        sign(&mut request, &credentials, ecr);
         assert_eq!(
             request.header_value("X-Amz-Security-Token").unwrap(),
             "session-token-value"
@@ -320,15 +317,7 @@ mod tests {
         let (canonical, _) = canonical_request(&request, &hex_sha256(b""));
         assert!(canonical.contains("host:127.0.0.1:5000\n"), "{canonical}");
         // Re-signing replaces the headers instead of piling them up.
-        sign(
-            &mut request,
-            &credentials,
-            SigningScope {
-                region: "us-east-1",
-                service: "ecr",
-                at: suite_time(),
-            },
-        );
+        sign(&mut request, &credentials, ecr);
         let count = request
             .headers
             .iter()

@@ -193,11 +193,11 @@ impl<'a> State<'a> {
                 };
             }
             Arg::Field { idents, .. } => {
-                let v = self.eval_field_node(dot, n, idents, None, None)?;
+                let v = self.eval_field_node(dot, n, idents, (None, None))?;
                 return self.validate_type(v, ty);
             }
             Arg::Variable { idents, .. } => {
-                let v = self.eval_variable(dot, n, idents, None, None)?;
+                let v = self.eval_variable(n, idents, (None, None))?;
                 return self.validate_type(v, ty);
             }
             Arg::Pipe(p) => {
@@ -209,7 +209,7 @@ impl<'a> State<'a> {
                 return self.validate_type(v, ty);
             }
             Arg::Chain { node, fields, .. } => {
-                let v = self.eval_chain(dot, n, node, fields, None, None)?;
+                let v = self.eval_chain(dot, n, node, fields, (None, None))?;
                 return self.validate_type(v, ty);
             }
             _ => {}

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// A command's arguments after the callee and the piped-in final value, if any.
+pub(super) type CallArgs<'a> = (Option<&'a [Arg]>, Option<Ev<'a>>);
+
 impl<'a> State<'a> {
     pub(super) fn eval_pipeline(&mut self, dot: &Ev<'a>, pipe: &'a Pipe) -> R<Ev<'a>> {
         self.at = At::Pipe(pipe);
@@ -48,10 +51,10 @@ impl<'a> State<'a> {
         };
         match first {
             Arg::Field { idents, .. } => {
-                return self.eval_field_node(dot, first, idents, Some(&cmd.args), final_);
+                return self.eval_field_node(dot, first, idents, (Some(&cmd.args), final_));
             }
             Arg::Chain { node, fields, .. } => {
-                return self.eval_chain(dot, first, node, fields, Some(&cmd.args), final_);
+                return self.eval_chain(dot, first, node, fields, (Some(&cmd.args), final_));
             }
             Arg::Ident { name, .. } => {
                 return self.eval_function(dot, first, name, At::Cmd(cmd), Some(&cmd.args), final_);
@@ -61,7 +64,7 @@ impl<'a> State<'a> {
                 return self.nested(|s| s.eval_pipeline(dot, p));
             }
             Arg::Variable { idents, .. } => {
-                return self.eval_variable(dot, first, idents, Some(&cmd.args), final_);
+                return self.eval_variable(first, idents, (Some(&cmd.args), final_));
             }
             _ => {}
         }
@@ -98,8 +101,7 @@ impl<'a> State<'a> {
         dot: &Ev<'a>,
         node: &'a Arg,
         idents: &'a [String],
-        args: Option<&'a [Arg]>,
-        final_: Option<Ev<'a>>,
+        (args, final_): CallArgs<'a>,
     ) -> R<Ev<'a>> {
         self.at = At::Arg(node);
         self.eval_field_chain(dot.clone(), idents, args, final_)
@@ -111,8 +113,7 @@ impl<'a> State<'a> {
         chain: &'a Arg,
         inner: &'a Arg,
         fields: &'a [String],
-        args: Option<&'a [Arg]>,
-        final_: Option<Ev<'a>>,
+        (args, final_): CallArgs<'a>,
     ) -> R<Ev<'a>> {
         self.at = At::Arg(chain);
         if matches!(inner, Arg::Nil(_)) {
@@ -124,11 +125,9 @@ impl<'a> State<'a> {
 
     pub(super) fn eval_variable(
         &mut self,
-        _dot: &Ev<'a>,
         node: &'a Arg,
         idents: &'a [String],
-        args: Option<&'a [Arg]>,
-        final_: Option<Ev<'a>>,
+        (args, final_): CallArgs<'a>,
     ) -> R<Ev<'a>> {
         self.at = At::Arg(node);
         let Some(first) = idents.first() else {

@@ -110,6 +110,10 @@ impl Args<'_, '_> {
     fn rest(&self, from: usize) -> impl Iterator<Item = &Value> {
         (from..self.len()).map(|i| self.v(i))
     }
+    /// Every argument but `nil`s (Sprig's variadic string functions skip them).
+    fn non_nil(&self) -> impl Iterator<Item = &Value> {
+        self.rest(0).filter(|v| !matches!(v, Value::Nil))
+    }
     /// Fails (with the limit recorded) unless a value of `bytes` may be built.
     fn size(&self, bytes: u128) -> Result<(), String> {
         self.1.check_size(bytes)
@@ -139,37 +143,28 @@ pub(crate) struct Func {
     sig: Sig,
 }
 
+/// A row's names (aliases share one signature).
+type Names = &'static [&'static str];
+/// A row's fixed parameter types.
+type Params = &'static [Ty];
+
 /// A function implemented here.
-const fn def(
-    names: &'static [&'static str],
-    params: &'static [Ty],
-    variadic: Option<Ty>,
-    f: F,
-) -> Func {
-    Func {
-        names,
-        sig: Sig {
-            params,
-            variadic,
-            imp: Imp::F(f),
-        },
-    }
+const fn def(names: Names, params: Params, variadic: Option<Ty>, f: F) -> Func {
+    row(names, params, variadic, Imp::F(f))
 }
 
 /// A function Sprig defines (so templates parse) that fails when called.
-const fn undef(
-    names: &'static [&'static str],
-    params: &'static [Ty],
-    variadic: Option<Ty>,
-) -> Func {
-    Func {
-        names,
-        sig: Sig {
-            params,
-            variadic,
-            imp: Imp::Unsupported,
-        },
-    }
+const fn undef(names: Names, params: Params, variadic: Option<Ty>) -> Func {
+    row(names, params, variadic, Imp::Unsupported)
+}
+
+const fn row(names: Names, params: Params, variadic: Option<Ty>, imp: Imp) -> Func {
+    let sig = Sig {
+        params,
+        variadic,
+        imp,
+    };
+    Func { names, sig }
 }
 
 /// Every family's table; the one source of the names templates may call.

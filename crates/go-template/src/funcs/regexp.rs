@@ -20,7 +20,7 @@ pub(super) const FUNCS: &[Func] = &[
     }),
     def(
         &["regexFindAll", "mustRegexFindAll"],
-        &[TS, TS, TI],
+        STRINGS_AND_COUNT,
         None,
         |a| {
             let r = re(a.s(0))?;
@@ -50,11 +50,10 @@ pub(super) const FUNCS: &[Func] = &[
     ),
     def(
         &["regexSplit", "mustRegexSplit"],
-        &[TS, TS, TI],
+        STRINGS_AND_COUNT,
         None,
         |a| {
-            let r = re(a.s(0))?;
-            let n = a.i(2);
+            let (r, n) = (re(a.s(0))?, a.i(2));
             let count = r.find_iter(a.s(1)).count() as u128 + 1;
             let count = if n > 0 { count.min(n as u128) } else { count };
             a.size(count * NODE + a.s(1).len() as u128)?;
@@ -66,6 +65,8 @@ pub(super) const FUNCS: &[Func] = &[
     }),
 ];
 
+/// `(regex, text, n)`: the pattern, the text and at most how many results (`n < 0`: all).
+const STRINGS_AND_COUNT: &[Ty] = &[TS, TS, TI];
 /// Go's `Regexp.ReplaceAllString` (`$1` expansion) or `ReplaceAllLiteralString`, checking
 /// the size before each replacement.
 fn re_replace(a: &Args<'_, '_>, literal: bool) -> Result<Value, String> {

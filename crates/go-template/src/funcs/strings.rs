@@ -57,27 +57,13 @@ pub(super) const FUNCS: &[Func] = &[
         Ok(Value::Bool(a.s(1).ends_with(a.s(0))))
     }),
     def(&["quote"], &[], Some(Any), |a| {
-        let v: Vec<String> = a
-            .rest(0)
-            .filter(|v| !matches!(v, Value::Nil))
-            .map(|v| quote(&strval(v)))
-            .collect();
-        Ok(v.join(" ").into())
+        Ok(joined(a, |v| quote(&strval(v))).into())
     }),
     def(&["squote"], &[], Some(Any), |a| {
-        let v: Vec<String> = a
-            .rest(0)
-            .filter(|v| !matches!(v, Value::Nil))
-            .map(|v| format!("'{}'", strval(v)))
-            .collect();
-        Ok(v.join(" ").into())
+        Ok(joined(a, |v| format!("'{}'", strval(v))).into())
     }),
     def(&["cat"], &[], Some(Any), |a| {
-        let v: Vec<Value> = a
-            .rest(0)
-            .filter(|v| !matches!(v, Value::Nil))
-            .cloned()
-            .collect();
+        let v: Vec<Value> = a.non_nil().cloned().collect();
         let f = vec!["%v"; v.len()].join(" ");
         Ok(limited_sprintf(a, &f, &v)?.into())
     }),
@@ -322,6 +308,11 @@ fn split_count(s: &str, sep: &str, n: i64) -> u128 {
         Ok(n) => all.min(n),
         Err(_) => all,
     }
+}
+
+/// Sprig's quote/squote: each non-nil argument shown by `show`, joined by spaces.
+fn joined(a: &Args, show: impl Fn(&Value) -> String) -> String {
+    a.non_nil().map(show).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::message::RemovedFields;
-use crate::modes::{self as serve, KubeServeOptions, ServeOptions};
+use crate::modes::{self as serve, KubeServeOptions, ServeOptions, ServiceOptions};
+use crate::reflector_client::error_chain;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use update::{OutputFormat, UpdateOptions};
 
@@ -15,17 +16,6 @@ use kube_support::args::{
     BackoffArgs, ConcurrencyArgs, HttpArgs, LeaderElectionArgs, LoggingArgs,
     OBJECT_LEVEL_WORKLOAD_IDENTITY, WatchSelectorArgs, WorkloadIdentityArgs, parse_feature_gates,
 };
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "image-automation",
-    version,
-    about = "Flux-compatible image update automation"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -36,6 +26,14 @@ enum Command {
     /// With --manifests DIR it runs without a cluster; otherwise it uses the kubeconfig or
     /// the in-cluster configuration.
     Serve(ServeArgs),
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "image-automation", version)]
+#[command(about = "Flux-compatible image update automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
 #[derive(Debug, Args)]
@@ -161,18 +159,23 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         eprintln!("image-automation: error: {e}");
         return ExitCode::FAILURE;
     }
+    let service = ServiceOptions {
+        reflector_url: args.reflector_url,
+        storage_path: args.storage_path,
+        http_addr: args.http.http_addr,
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
+        backoff,
+        removed_template_fields: args.removed_template_fields.into(),
+        sparse_checkout: args.feature_gates.sparse_checkout,
+    };
     let Some(manifests) = args.manifests else {
         let opts = KubeServeOptions {
-            reflector_url: args.reflector_url,
-            storage_path: args.storage_path,
-            http_addr: args.http.http_addr,
-            no_cross_namespace_refs: args.no_cross_namespace_refs,
-            backoff,
-            concurrent: args.concurrency.concurrent,
-            watch_label_selector: args.watch.watch_label_selector,
-            leader_election: args.leader_election.settings(),
-            removed_template_fields: args.removed_template_fields.into(),
-            sparse_checkout: args.feature_gates.sparse_checkout,
+            controllers: kube_support::args::controller_settings(
+                &args.concurrency,
+                &args.watch,
+                &args.leader_election,
+            ),
+            service,
         };
         return match runtime() {
             Ok(runtime) => {
@@ -197,14 +200,8 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         manifests,
         concurrent: usize::from(args.concurrency.concurrent),
         selector,
-        reflector_url: args.reflector_url,
-        storage_path: args.storage_path,
-        http_addr: args.http.http_addr,
         once: args.once,
-        no_cross_namespace_refs: args.no_cross_namespace_refs,
-        backoff,
-        removed_template_fields: args.removed_template_fields.into(),
-        sparse_checkout: args.feature_gates.sparse_checkout,
+        service,
     };
     let runtime = match runtime() {
         Ok(r) => r,
@@ -241,21 +238,6 @@ fn exit(result: Result<bool, serve::ServeError>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        // thiserror messages above already embed their direct source; skip repeats.
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

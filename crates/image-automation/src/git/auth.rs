@@ -16,26 +16,10 @@ use kube_support::redact::Secrets;
 use super::error::GitError;
 use super::provider;
 use api_types::GitRepositorySpec;
+use kube_support::redact::percent_decode;
 
-/// A secret value; `Debug` never prints it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+/// A secret value; `Debug` never prints it (the one newtype of both crates).
+pub use cloud_identity::Secret;
 
 /// How to authenticate to a git remote, read from a GitRepository secret the way Flux
 /// reads it (source-controller's `git.asc`-free keys):
@@ -75,15 +59,15 @@ impl ProxyAuth {
     /// `http.proxy`: a secret, passed through the environment only.
     pub(crate) fn url_with_credentials(&self) -> Secret {
         let Some((user, password)) = &self.credentials else {
-            return Secret(self.address.clone());
+            return Secret::new(self.address.clone());
         };
         match reqwest::Url::parse(&self.address) {
             Ok(mut url) => {
                 let _ = url.set_username(user);
                 let _ = url.set_password(Some(password.expose()));
-                Secret(url.to_string())
+                Secret::new(url.to_string())
             }
-            Err(_) => Secret(self.address.clone()),
+            Err(_) => Secret::new(self.address.clone()),
         }
     }
 }
@@ -174,10 +158,10 @@ impl GitAuth {
                             .into(),
                     )
                 })?;
-            let passphrase = text("password")?.filter(|s| !s.is_empty()).map(Secret);
+            let passphrase = text("password")?.filter(|s| !s.is_empty()).map(Secret::new);
             return Ok(Self {
                 ssh: Some(SshAuth {
-                    identity: Secret(normalise_pem(&identity)),
+                    identity: Secret::new(normalise_pem(&identity)),
                     passphrase,
                     known_hosts,
                 }),
@@ -201,16 +185,16 @@ impl GitAuth {
             }
             (Some(username), password, None) => HttpAuth::Basic {
                 username,
-                password: Secret(password.unwrap_or_default()),
+                password: Secret::new(password.unwrap_or_default()),
             },
-            (None, None, Some(token)) => HttpAuth::Bearer(Secret(token)),
+            (None, None, Some(token)) => HttpAuth::Bearer(Secret::new(token)),
             (None, None, None) => HttpAuth::None,
         };
         let ca_pem = data
             .and_then(|d| d.get("ca.crt").or_else(|| d.get("caFile")))
             .cloned();
         let client_cert = match (text("tls.crt")?, text("tls.key")?) {
-            (Some(cert), Some(key)) => Some((cert.into_bytes(), Secret(key))),
+            (Some(cert), Some(key)) => Some((cert.into_bytes(), Secret::new(key))),
             (None, None) => None,
             _ => {
                 return Err(GitError::InvalidSecret(
@@ -282,13 +266,13 @@ impl GitAuth {
         let in_url = (!parsed.username().is_empty()).then(|| {
             (
                 percent_decode(parsed.username()),
-                Secret(percent_decode(parsed.password().unwrap_or_default())),
+                Secret::new(percent_decode(parsed.password().unwrap_or_default())),
             )
         });
         let _ = parsed.set_username("");
         let _ = parsed.set_password(None);
         let credentials = match (text("username")?, text("password")?) {
-            (Some(user), password) => Some((user, Secret(password.unwrap_or_default()))),
+            (Some(user), password) => Some((user, Secret::new(password.unwrap_or_default()))),
             (None, Some(_)) => {
                 return Err(GitError::InvalidSecret(
                     "proxy secret has a 'password' but no 'username'".into(),
@@ -337,9 +321,9 @@ impl GitAuth {
             HttpAuth::Basic { username, password } => {
                 let token = base64::engine::general_purpose::STANDARD
                     .encode(format!("{username}:{}", password.expose()));
-                Some(Secret(format!("Basic {token}")))
+                Some(Secret::new(format!("Basic {token}")))
             }
-            HttpAuth::Bearer(token) => Some(Secret(format!("Bearer {}", token.expose()))),
+            HttpAuth::Bearer(token) => Some(Secret::new(format!("Bearer {}", token.expose()))),
         }
     }
 
@@ -391,27 +375,6 @@ const PROXY_ENV: [&str; 6] = [
     "ALL_PROXY",
     "all_proxy",
 ];
-
-/// `%XX` escapes of a URL's userinfo, decoded (invalid escapes stay as they are).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
-        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'%'));
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// Secrets pasted from YAML often lose the final newline; OpenSSH insists on it.
 fn normalise_pem(text: &str) -> String {

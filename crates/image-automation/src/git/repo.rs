@@ -302,16 +302,22 @@ impl Session {
         Ok(conn)
     }
 
-    /// ls-remote: the commit each of `refs` (full names) points to, peeled.
-    pub(crate) fn ls_remote(&self, refs: &[String]) -> Result<Vec<Option<ObjectId>>, GitError> {
-        let specs: Vec<String> = refs.iter().map(|r| r.to_string()).collect();
-        let remote = self
-            .repo
+    /// The remote at our URL with `refspecs` (fetch direction, no tags).
+    fn remote<'s>(
+        &self,
+        refspecs: impl IntoIterator<Item = &'s str>,
+    ) -> Result<gix::Remote<'_>, GitError> {
+        self.repo
             .remote_at(self.url.as_str())
             .map_err(|e| GitError::InvalidConfig(self.secrets.scrub(&format!("invalid URL: {e}"))))?
             .with_fetch_tags(gix::remote::fetch::Tags::None)
-            .with_refspecs(specs.iter().map(String::as_str), Direction::Fetch)
-            .map_err(|e| GitError::InvalidConfig(format!("invalid ref: {e}")))?;
+            .with_refspecs(refspecs, Direction::Fetch)
+            .map_err(|e| GitError::InvalidConfig(format!("invalid ref: {e}")))
+    }
+
+    /// ls-remote: the commit each of `refs` (full names) points to, peeled.
+    pub(crate) fn ls_remote(&self, refs: &[String]) -> Result<Vec<Option<ObjectId>>, GitError> {
+        let remote = self.remote(refs.iter().map(String::as_str))?;
         let conn = self.connect(&remote)?;
         let (map, _) = conn
             .ref_map(gix::progress::Discard, Default::default())
@@ -330,13 +336,7 @@ impl Session {
     /// ls-remote of `refs/tags/*`: the tag names (without `refs/tags/`, peeled entries
     /// once), for a semver checkout.
     pub(crate) fn ls_tags(&self) -> Result<Vec<String>, GitError> {
-        let remote = self
-            .repo
-            .remote_at(self.url.as_str())
-            .map_err(|e| GitError::InvalidConfig(self.secrets.scrub(&format!("invalid URL: {e}"))))?
-            .with_fetch_tags(gix::remote::fetch::Tags::None)
-            .with_refspecs(["refs/tags/*:refs/tags/*"], Direction::Fetch)
-            .map_err(|e| GitError::InvalidConfig(format!("invalid ref: {e}")))?;
+        let remote = self.remote(["refs/tags/*:refs/tags/*"])?;
         let conn = self.connect(&remote)?;
         let (map, _) = conn
             .ref_map(gix::progress::Discard, Default::default())
@@ -368,13 +368,7 @@ impl Session {
             .iter()
             .map(|r| format!("+{r}:{}", tracking_ref(r)))
             .collect();
-        let remote = self
-            .repo
-            .remote_at(self.url.as_str())
-            .map_err(|e| GitError::InvalidConfig(self.secrets.scrub(&format!("invalid URL: {e}"))))?
-            .with_fetch_tags(gix::remote::fetch::Tags::None)
-            .with_refspecs(specs.iter().map(String::as_str), Direction::Fetch)
-            .map_err(|e| GitError::InvalidConfig(format!("invalid ref: {e}")))?;
+        let remote = self.remote(specs.iter().map(String::as_str))?;
         let conn = self.connect(&remote)?;
         let prepare = conn
             .prepare_fetch(gix::progress::Discard, Default::default())

@@ -17,7 +17,7 @@ use std::time::Duration;
 use api_types::ImageUpdateAutomation;
 use api_types::duration::parse_duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use tokio::sync::Notify;
+use kube_support::admin::AdminServer;
 
 use crate::git::GitCache;
 use crate::message::RemovedFields;
@@ -34,41 +34,37 @@ pub use kube_support::schedule::RetryDelays;
 
 pub use kube_support::process::{LogEncoding, LogLevel, init_logging};
 
-/// The options of `serve`.
+/// The options of `serve` both modes take.
 #[derive(Debug, Clone)]
-pub struct ServeOptions {
-    pub manifests: PathBuf,
+pub struct ServiceOptions {
     pub reflector_url: String,
     pub storage_path: PathBuf,
     pub http_addr: SocketAddr,
-    pub once: bool,
     pub no_cross_namespace_refs: bool,
     pub backoff: RetryDelays,
-    /// `--concurrent`: runs in flight at most (at least 1).
-    pub concurrent: usize,
-    /// `--watch-label-selector`: only matching automations run; `None` when empty.
-    pub selector: Option<LabelSelector>,
     /// `--removed-template-fields`.
     pub removed_template_fields: RemovedFields,
     /// `--feature-gates=GitSparseCheckout=true`.
     pub sparse_checkout: bool,
 }
 
+/// The options of `serve` with `--manifests`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub manifests: PathBuf,
+    pub once: bool,
+    /// `--concurrent`: runs in flight at most (at least 1).
+    pub concurrent: usize,
+    /// `--watch-label-selector`: only matching automations run; `None` when empty.
+    pub selector: Option<LabelSelector>,
+    pub service: ServiceOptions,
+}
+
 /// The options of `serve` in Kubernetes mode.
 #[derive(Debug, Clone)]
 pub struct KubeServeOptions {
-    pub reflector_url: String,
-    pub storage_path: PathBuf,
-    pub http_addr: SocketAddr,
-    pub no_cross_namespace_refs: bool,
-    pub backoff: RetryDelays,
-    pub concurrent: u16,
-    pub watch_label_selector: String,
-    pub leader_election: kube_support::driver::LeaderElectionSettings,
-    /// `--removed-template-fields`.
-    pub removed_template_fields: RemovedFields,
-    /// `--feature-gates=GitSparseCheckout=true`.
-    pub sparse_checkout: bool,
+    pub controllers: kube_support::driver::ControllerSettings,
+    pub service: ServiceOptions,
 }
 
 /// Why `serve` could not run.
@@ -148,42 +144,51 @@ pub fn interval_of(obj: &ImageUpdateAutomation) -> Duration {
         .unwrap_or(DEFAULT_INTERVAL)
 }
 
-pub(crate) fn reconciler(
-    reflector_url: &str,
-    storage_path: &std::path::Path,
-    no_cross_namespace_refs: bool,
-    removed_template_fields: RemovedFields,
-    sparse_checkout: bool,
-) -> Result<Reconciler<ReflectorClient>, ServeError> {
+pub(crate) fn reconciler(opts: &ServiceOptions) -> Result<Reconciler<ReflectorClient>, ServeError> {
+    let storage_path = &opts.storage_path;
     std::fs::create_dir_all(storage_path).map_err(|source| ServeError::Storage {
         path: storage_path.display().to_string(),
         source,
     })?;
     Ok(Reconciler {
-        policies: ReflectorClient::new(reflector_url)?,
+        policies: ReflectorClient::new(&opts.reflector_url)?,
         git: Arc::new(GitCache::new(storage_path)),
         options: ReconcilerOptions {
-            no_cross_namespace_refs,
-            removed_template_fields,
-            sparse_checkout,
+            no_cross_namespace_refs: opts.no_cross_namespace_refs,
+            removed_template_fields: opts.removed_template_fields,
+            sparse_checkout: opts.sparse_checkout,
             ..ReconcilerOptions::default()
         },
     })
 }
 
-/// Starts the one admin server (`/healthz`, `/readyz`, `/metrics`) on `addr`.
-pub(crate) async fn start_http(
-    addr: SocketAddr,
-    ready: Arc<AtomicBool>,
-    metrics: Metrics,
-) -> Result<(tokio::task::JoinHandle<std::io::Result<()>>, Arc<Notify>), ServeError> {
-    let server = kube_support::admin::start(addr, ready, move || metrics.render())
+/// What both long-running modes start with: the reconciler, the metrics, readiness (false
+/// until the mode's first pass or sync) and the one admin server (`/healthz`, `/readyz`,
+/// `/metrics`) on `--http-addr`.
+pub(crate) struct Started {
+    pub reconciler: Arc<Reconciler<ReflectorClient>>,
+    pub metrics: Metrics,
+    pub ready: Arc<AtomicBool>,
+    pub admin: AdminServer,
+}
+
+pub(crate) async fn start(opts: &ServiceOptions) -> Result<Started, ServeError> {
+    let reconciler = Arc::new(reconciler(opts)?);
+    let metrics = Metrics::new()?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let render = metrics.clone();
+    let admin = kube_support::admin::start(opts.http_addr, ready.clone(), move || render.render())
         .await
         .map_err(|e| ServeError::Listen {
             addr: e.addr,
             source: e.source,
         })?;
-    Ok((server.task, server.shutdown))
+    Ok(Started {
+        reconciler,
+        metrics,
+        ready,
+        admin,
+    })
 }
 
 /// How long shutdown waits for runs in flight once git I/O is cancelled: a fetch stops at

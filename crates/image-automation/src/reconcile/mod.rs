@@ -11,8 +11,11 @@
 //! conditions, and what a user needs to see: changes, unmatched markers, the pushed commit
 //! and events.
 
+mod objects;
 pub mod selector;
 mod source;
+
+pub use objects::ObjectMap;
 
 use source::source_setup;
 
@@ -24,6 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use api_types::http_api::ImagePolicyInfo;
 use api_types::meta::{self, Outcome, condition_type, reason};
 use api_types::{GitRepository, ImageRef, ImageUpdateAutomation, ImageUpdateAutomationStatus};
+use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
@@ -38,20 +42,15 @@ pub const READY_MESSAGE: &str = "repository up-to-date";
 /// Where policy results come from.
 pub trait PolicySource: Send + Sync {
     /// The policies of `namespace` matching `selector` (Kubernetes selector syntax).
-    fn list(
-        &self,
-        namespace: &str,
-        selector: Option<&str>,
-    ) -> impl Future<Output = Result<Vec<ImagePolicyInfo>, ReflectorError>> + Send;
+    fn list<'a>(&'a self, namespace: &'a str, selector: Option<&'a str>) -> Policies<'a>;
 }
 
+/// What [`PolicySource::list`] answers (a boxed future: the trait stays dyn-compatible).
+pub type Policies<'a> = BoxFuture<'a, Result<Vec<ImagePolicyInfo>, ReflectorError>>;
+
 impl PolicySource for ReflectorClient {
-    async fn list(
-        &self,
-        namespace: &str,
-        selector: Option<&str>,
-    ) -> Result<Vec<ImagePolicyInfo>, ReflectorError> {
-        Ok(self.list_policies(Some(namespace), selector).await?.items)
+    fn list<'a>(&'a self, namespace: &'a str, selector: Option<&'a str>) -> Policies<'a> {
+        Box::pin(async move { Ok(self.list_policies(Some(namespace), selector).await?.items) })
     }
 }
 

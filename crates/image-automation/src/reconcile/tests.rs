@@ -9,15 +9,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 struct FakePolicies(Result<Vec<ImagePolicyInfo>, ()>);
 
 impl PolicySource for FakePolicies {
-    async fn list(
-        &self,
-        _namespace: &str,
-        _selector: Option<&str>,
-    ) -> Result<Vec<ImagePolicyInfo>, ReflectorError> {
-        self.0.clone().map_err(|()| ReflectorError::Unreachable {
+    fn list<'a>(&'a self, _namespace: &'a str, _selector: Option<&'a str>) -> Policies<'a> {
+        let answer = self.0.clone().map_err(|()| ReflectorError::Unreachable {
             url: "http://x".into(),
             detail: "connection refused".into(),
-        })
+        });
+        Box::pin(std::future::ready(answer))
     }
 }
 

@@ -200,9 +200,11 @@ pub async fn run_kubernetes(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let settings = crate::modes::kube::KubeSettings {
-        concurrent: args.concurrency.concurrent,
-        label_selector: args.watch.text().to_string(),
-        leader_election: args.leader_election.settings(),
+        controllers: kube_support::args::controller_settings(
+            &args.concurrency,
+            &args.watch,
+            &args.leader_election,
+        ),
         advertise_url: advertise_url(args.advertise_url.as_deref(), context.http_addr),
         registry: client_settings(args),
     };
@@ -356,13 +358,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     // Whatever ended the mode, stop the HTTP server too and let it drain.
     let _ = stop_tx.send(true);
     signals.abort();
-    let http_result = http.await;
+    let http_result = kube_support::admin::joined(http).await;
     result?;
-    match http_result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ServeError::Http(e)),
-        Err(e) => Err(ServeError::Http(std::io::Error::other(e))),
-    }
+    http_result.map_err(ServeError::Http)
 }
 
 #[cfg(test)]

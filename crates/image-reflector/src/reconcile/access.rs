@@ -29,16 +29,25 @@ async fn required_secret(
     namespace: &str,
     name: &str,
 ) -> Result<SecretData, AccessSetupError> {
-    objects
-        .secret(namespace, name)
-        .await
-        .map_err(|source| AccessSetupError::Read {
-            name: name.to_string(),
-            source,
-        })?
-        .ok_or_else(|| AccessSetupError::SecretNotFound {
-            name: name.to_string(),
-        })
+    let secret = objects.secret(namespace, name).await;
+    required(name, secret, |name| AccessSetupError::SecretNotFound {
+        name,
+    })
+}
+
+/// The object `name` a lookup found; a failed lookup or a missing object is an error.
+fn required<T>(
+    name: &str,
+    lookup: Result<Option<T>, SourceError>,
+    missing: impl FnOnce(String) -> AccessSetupError,
+) -> Result<T, AccessSetupError> {
+    let read_error = |source| AccessSetupError::Read {
+        name: name.to_string(),
+        source,
+    };
+    lookup
+        .map_err(read_error)?
+        .ok_or_else(|| missing(name.to_string()))
 }
 
 /// Reads the proxy, certificate and pull Secrets of `spec` (in `namespace`) and resolves the
@@ -69,16 +78,10 @@ pub async fn registry_access(
         .as_deref()
         .filter(|s| generic && !s.is_empty())
     {
-        let names = objects
-            .service_account_pull_secrets(namespace, sa)
-            .await
-            .map_err(|source| AccessSetupError::Read {
-                name: sa.to_string(),
-                source,
-            })?
-            .ok_or_else(|| AccessSetupError::ServiceAccountNotFound {
-                name: sa.to_string(),
-            })?;
+        let lookup = objects.service_account_pull_secrets(namespace, sa).await;
+        let names = required(sa, lookup, |name| {
+            AccessSetupError::ServiceAccountNotFound { name }
+        })?;
         for name in names {
             pull.push(required_secret(objects, namespace, &name).await?);
         }

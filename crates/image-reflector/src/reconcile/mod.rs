@@ -79,22 +79,21 @@ pub struct SourceError {
     pub detail: String,
 }
 
+/// What an [`ObjectSource`] lookup answers: `Ok(None)` when the object does not exist.
+pub type Lookup<'a, T> = BoxFuture<'a, Result<Option<T>, SourceError>>;
+
 /// The objects the reconcilers read besides the one they reconcile. Every method returns
 /// `Ok(None)` when the object does not exist.
 pub trait ObjectSource: Send + Sync {
     /// A Secret's type and decoded data.
-    fn secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>>;
+    fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> Lookup<'a, SecretData>;
 
     /// The names in a ServiceAccount's `imagePullSecrets`.
     fn service_account_pull_secrets<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>>;
+    ) -> Lookup<'a, Vec<String>>;
 
     /// A ServiceAccount's annotations (cloud workload identity reads the provider's).
     fn service_account_annotations<'a>(
@@ -125,17 +124,14 @@ pub trait ObjectSource: Send + Sync {
     }
 
     /// A Namespace's labels (for `accessFrom`).
-    fn namespace_labels<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>>;
+    fn namespace_labels<'a>(&'a self, namespace: &'a str) -> Lookup<'a, BTreeMap<String, String>>;
 
     /// An ImageRepository (spec and status), for ImagePolicies.
     fn image_repository<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>>;
+    ) -> Lookup<'a, ImageRepository>;
 }
 
 /// Where the repository reconciler lists tags: the registry client pool, or a fake.
@@ -247,6 +243,34 @@ fn finish_reconcile(
         *observed_generation = generation;
     }
     decide_event(before, find_condition(conditions, condition_type::READY))
+}
+
+/// The end of a reconcile at `(generation, now)` whose core answered `result`
+/// (`Ok((Ready message, requeue))`, or the error, whose `failure` is its reason and whether
+/// it stalls): [`finish_reconcile`] on `status` (conditions, observed generation). Returns
+/// the requeue, the event and the error.
+fn conclude<E: std::fmt::Display>(
+    (conditions, observed_generation): (&mut Vec<Condition>, &mut Option<i64>),
+    before: Option<&Condition>,
+    result: Result<(String, Option<Duration>), E>,
+    failure: impl Fn(&E) -> (&'static str, bool),
+    (generation, now): (Option<i64>, SystemTime),
+) -> (Option<Duration>, Option<Event>, Option<E>) {
+    let (message, requeue_after, error) = match result {
+        Ok((message, requeue)) => (message, requeue, None),
+        Err(e) => (e.to_string(), None, Some(e)),
+    };
+    let failure = error.as_ref().map(failure);
+    let event = finish_reconcile(
+        conditions,
+        observed_generation,
+        before,
+        &message,
+        failure,
+        generation,
+        now,
+    );
+    (requeue_after, event, error)
 }
 
 /// `metadata.namespace`, defaulted.

@@ -12,7 +12,7 @@ use super::events::Event;
 use super::name_of;
 use super::repository::{RepositoryError, scan_timeout};
 use super::{
-    Deps, Next, SourceError, finish_reconcile, go_duration, namespace_of, record_reconcile_request,
+    Deps, Next, SourceError, conclude, go_duration, namespace_of, record_reconcile_request,
 };
 use crate::policy::digest::{DigestAction, IntervalError, digest_action, requeue_interval};
 use crate::policy::{Policy, PolicyError, SelectError};
@@ -173,26 +173,18 @@ pub async fn reconcile_policy(policy: &ImagePolicy, deps: &Deps, now: SystemTime
     }
 
     let result = run(policy, deps, &repository, &mut status).await;
-    let (message, requeue_after, error) = match result {
-        Ok(requeue) => (ready_message(&status), requeue, None),
-        Err(e) => (e.to_string(), None, Some(e)),
-    };
-    let event = finish_reconcile(
-        &mut status.conditions,
-        &mut status.observed_generation,
-        before.as_ref(),
-        &message,
-        error.as_ref().map(|e| (e.reason(), e.stalls())),
-        policy.metadata.generation,
-        now,
-    );
+    let result = result.map(|requeue| (ready_message(&status), requeue));
+    let parts = (&mut status.conditions, &mut status.observed_generation);
+    let at = (policy.metadata.generation, now);
+    let failure = |e: &PolicyReconcileError| (e.reason(), e.stalls());
+    let (requeue_after, event, error) = conclude(parts, before.as_ref(), result, failure, at);
     PolicyOutcome {
+        repository,
+        suspended: false,
         status,
         requeue_after,
         event,
         error,
-        repository,
-        suspended: false,
     }
 }
 

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use api_types::duration::{InvalidDuration, parse_duration};
 use api_types::meta::{
-    RECONCILE_REQUEST_ANNOTATION, condition_status, condition_type, find_condition, reason,
-    remove_condition, set_condition,
+    RECONCILE_REQUEST_ANNOTATION, condition_type, find_condition, mark_progressing, reason,
+    remove_condition,
 };
 use api_types::{ImageRepository, ImageRepositoryStatus, ScanResult as StatusScanResult};
 
@@ -16,8 +16,8 @@ use super::cloud::{
 };
 use super::events::Event;
 use super::{
-    BoxFuture, Deps, Next, finish_reconcile, from_time, name_of, namespace_of,
-    record_reconcile_request, to_time,
+    BoxFuture, Deps, Next, conclude, from_time, name_of, namespace_of, record_reconcile_request,
+    to_time,
 };
 use crate::reference::{ImageReference, ReferenceError};
 use crate::registry::{ExclusionError, ExclusionList, RegistryAccess, RegistryError, ScanResult};
@@ -190,31 +190,22 @@ pub async fn reconcile_repository_with(
 
     let mut scan = None;
     let result = run(repo, deps, now, &mut status, &mut scan, progress).await;
-    let (message, requeue_after, error) = match result {
-        Ok(next) => {
-            let (count, revision) = status
-                .last_scan_result
-                .as_ref()
-                .map(|s| (s.tag_count, s.revision.clone()))
-                .unwrap_or_default();
-            let mut message =
-                format!("successful scan: found {count} tags with checksum {revision}");
-            if let Some(skipped) = scan.map(|r| r.skipped_tags).filter(|n| *n > 0) {
-                message.push_str(&format!("; skipped {skipped} invalid tag(s)"));
-            }
-            (message, (!next.is_zero()).then_some(next), None)
+    let result = result.map(|next| {
+        let (count, revision) = status
+            .last_scan_result
+            .as_ref()
+            .map(|s| (s.tag_count, s.revision.clone()))
+            .unwrap_or_default();
+        let mut message = format!("successful scan: found {count} tags with checksum {revision}");
+        if let Some(skipped) = scan.map(|r| r.skipped_tags).filter(|n| *n > 0) {
+            message.push_str(&format!("; skipped {skipped} invalid tag(s)"));
         }
-        Err(e) => (e.to_string(), None, Some(e)),
-    };
-    let event = finish_reconcile(
-        &mut status.conditions,
-        &mut status.observed_generation,
-        before.as_ref(),
-        &message,
-        error.as_ref().map(|e| (e.reason(), e.stalls())),
-        repo.metadata.generation,
-        now,
-    );
+        (message, (!next.is_zero()).then_some(next))
+    });
+    let at = (repo.metadata.generation, now);
+    let failure = |e: &RepositoryError| (e.reason(), e.stalls());
+    let parts = (&mut status.conditions, &mut status.observed_generation);
+    let (requeue_after, event, error) = conclude(parts, before.as_ref(), result, failure, at);
     RepositoryOutcome {
         status,
         requeue_after,
@@ -255,28 +246,8 @@ pub fn scanning_status(
     let message = format!("scanning: {reason}");
     let now = to_time(now);
     let conditions = &mut scanning.conditions;
-    set_condition(
-        conditions,
-        condition_type::RECONCILING,
-        condition_status::TRUE,
-        reason::PROGRESSING,
-        &message,
-        generation,
-        &now,
-    );
-    let ready_known = find_condition(conditions, condition_type::READY)
-        .is_some_and(|c| c.status != condition_status::UNKNOWN);
-    if !ready_known || reason == ScanReason::NoTagsInDatabase {
-        set_condition(
-            conditions,
-            condition_type::READY,
-            condition_status::UNKNOWN,
-            reason::PROGRESSING,
-            &message,
-            generation,
-            &now,
-        );
-    }
+    let lost_tags = reason == ScanReason::NoTagsInDatabase;
+    mark_progressing(conditions, &message, lost_tags, generation, &now);
     remove_condition(conditions, condition_type::STALLED);
     scanning
 }

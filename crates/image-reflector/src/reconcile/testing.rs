@@ -13,7 +13,7 @@ use api_types::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::{BoxFuture, Deps, DigestSource, ObjectSource, Options, ScanSource, SourceError};
+use super::{BoxFuture, Deps, DigestSource, Lookup, ObjectSource, Options, ScanSource};
 use crate::reference::ImageReference;
 use crate::registry::{RegistryAccess, RegistryError, ScanResult, SecretData};
 use crate::store::{MemoryTagStore, RepoKey, StoreError, TagMeta, TagPage, TagStore};
@@ -89,11 +89,7 @@ fn key(ns: &str, name: &str) -> (String, String) {
 }
 
 impl ObjectSource for FakeObjects {
-    fn secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>> {
+    fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> Lookup<'a, SecretData> {
         let found = self
             .secrets
             .lock()
@@ -107,7 +103,7 @@ impl ObjectSource for FakeObjects {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>> {
+    ) -> Lookup<'a, Vec<String>> {
         let found = self
             .service_accounts
             .lock()
@@ -117,10 +113,7 @@ impl ObjectSource for FakeObjects {
         Box::pin(async move { Ok(found) })
     }
 
-    fn namespace_labels<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
+    fn namespace_labels<'a>(&'a self, namespace: &'a str) -> Lookup<'a, BTreeMap<String, String>> {
         let found = self.namespaces.lock().unwrap().get(namespace).cloned();
         Box::pin(async move { Ok(found) })
     }
@@ -129,7 +122,7 @@ impl ObjectSource for FakeObjects {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>> {
+    ) -> Lookup<'a, ImageRepository> {
         let found = self
             .repositories
             .lock()

@@ -38,12 +38,7 @@ impl TagStore for MemoryTagStore {
         Ok(self.lock().get(key).map(|(_, tags)| tags.clone()))
     }
 
-    fn get_page(
-        &self,
-        key: &RepoKey,
-        continue_token: Option<&str>,
-        limit: usize,
-    ) -> Result<Option<TagPage>, StoreError> {
+    fn get_page(&self, key: &RepoKey, continue_token: Option<&str>, limit: usize) -> PageResult {
         key.encode()?;
         let entries = self.lock();
         let Some((meta, tags)) = entries.get(key) else {

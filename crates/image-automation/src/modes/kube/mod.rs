@@ -27,60 +27,41 @@
 mod objects;
 pub mod serve;
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
-use api_types::meta::{find_condition, set_condition};
 use api_types::{GitRepository, ImageUpdateAutomation, ImageUpdateAutomationStatus};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::events::EventType as KubeEventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
-use kube_support::events::{self, EventPublisher};
-use kube_support::objects::{
-    Fingerprint, action_after, fingerprint, skip_action, watcher_config, write_status,
-};
+use kube_support::driver::{self, Reconcile, key_of};
+use kube_support::leader;
+use kube_support::objects::{fingerprint, watcher_config};
 use kube_support::schedule::{Handled, Next};
-use kube_support::{driver, leader};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::metrics::{KIND, Metrics};
 use crate::modes::{RetryDelays, interval_of, log_deprecations, log_report, now};
-use crate::reconcile::{EventType, Objects, Reconciler, RunOutcome};
+use crate::reconcile::{EventType, ObjectMap, Reconciler, RunOutcome};
 use crate::reflector_client::{FeedEvent, ReflectorClient};
-use objects::Fetched;
+use objects::read_objects;
 
-/// The one field manager of every status write.
-pub const FIELD_MANAGER: &str = "image-automation-controller";
-/// Flux's finalizer.
-pub const FINALIZER: &str = api_types::meta::FINALIZER;
-/// The annotation that requests a run.
-pub const RECONCILE_REQUEST_ANNOTATION: &str = api_types::meta::RECONCILE_REQUEST_ANNOTATION;
-/// The Lease name (suffixed with a hash of the label selector when one is set).
-pub const LEASE_NAME: &str = "image-automation-controller-leader-election";
-const LEASE: driver::ServiceLease = driver::ServiceLease {
-    name: LEASE_NAME,
-    field_manager: FIELD_MANAGER,
+/// The Lease name (suffixed with a hash of the label selector when one is set) and the
+/// one field manager of every status write.
+pub const SERVICE: driver::ServiceLease = driver::ServiceLease {
+    name: "image-automation-controller-leader-election",
+    field_manager: "image-automation-controller",
 };
-/// The default Lease duration (controller-runtime's).
-pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(35);
-
 /// Kubernetes-mode settings (from the `serve` flags).
 #[derive(Debug, Clone)]
 pub struct KubeSettings {
-    /// Reconciles running at once.
-    pub concurrent: u16,
-    /// `--watch-label-selector` as given (empty: every object).
-    pub label_selector: String,
-    pub leader_election: driver::LeaderElectionSettings,
+    pub controllers: driver::ControllerSettings,
     /// `--reflector-url`, for the change feed.
     pub reflector_url: String,
     /// `--no-cross-namespace-refs`: cross-namespace GitRepositories are not even read.
@@ -90,10 +71,8 @@ pub struct KubeSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeModeError {
-    #[error("Kubernetes configuration: {0}")]
-    Config(#[from] kube::config::InferConfigError),
-    #[error("Kubernetes client: {0}")]
-    Client(#[source] kube::Error),
+    #[error(transparent)]
+    Start(#[from] driver::StartError),
     #[error(transparent)]
     Lease(#[from] leader::LeaderError),
     #[error(transparent)]
@@ -118,14 +97,7 @@ pub enum ApplyError {
 
 pub type ReconcileError = driver::ReconcileError<ApplyError>;
 
-/// The Lease name for a label selector (one Lease per shard).
-pub fn lease_name(label_selector: &str) -> String {
-    leader::lease_name(LEASE_NAME, label_selector)
-}
-
 type Key = (String, String);
-
-use kube_support::driver::key_of;
 
 // ---------------------------------------------------------------------------------------
 // The schedule
@@ -168,63 +140,34 @@ impl Schedule {
 }
 
 struct Ctx {
-    client: Client,
     reconciler: Arc<Reconciler<ReflectorClient>>,
     metrics: Metrics,
-    /// Folds only identical events: a push after "repository up-to-date" stays visible.
-    events: EventPublisher,
     backoff: RetryDelays,
     no_cross_namespace_refs: bool,
-    schedule: Mutex<Schedule>,
+    kit: driver::Context<Schedule>,
 }
 
-impl fmt::Debug for Ctx {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ctx").finish_non_exhaustive()
+impl driver::Scheduled for Schedule {
+    type Key = Key;
+    fn handled(&mut self) -> &mut Handled<Key> {
+        &mut self.handled
     }
 }
 
 impl Ctx {
     fn schedule(&self) -> std::sync::MutexGuard<'_, Schedule> {
-        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// `Some(action)` when the object has nothing new to run yet (a watch event caused by
-    /// our own status write or the finalizer, a label change, or a trigger meant for
-    /// another automation).
-    fn skip(&self, key: &Key, print: &Fingerprint) -> Option<Action> {
-        skip_action(self.schedule().handled.skip(key, print, Instant::now()))
-    }
-
-    /// The action for `next`, recording when the next run is due.
-    fn action(&self, key: &Key, print: Fingerprint, next: Next) -> Action {
-        let delay = self
-            .schedule()
-            .handled
-            .record(key, print, next, None, Instant::now());
-        action_after(delay)
-    }
-
-    fn forget(&self, obj: &ImageUpdateAutomation) {
-        let key = key_of(obj);
-        let mut schedule = self.schedule();
-        schedule.handled.forget(&key);
-        schedule.forced.remove(&key);
-        schedule.written.remove(&key);
-        schedule.warned.remove(&key);
-        drop(schedule);
-        self.events.forget(&obj.object_ref(&()));
+        self.kit.schedule()
     }
 
     async fn publish(&self, obj: &ImageUpdateAutomation, event: &crate::reconcile::Event) {
         let type_ = match event.type_ {
-            EventType::Normal => KubeEventType::Normal,
-            EventType::Warning => KubeEventType::Warning,
+            EventType::Normal => Some(KubeEventType::Normal),
+            EventType::Warning => Some(KubeEventType::Warning),
             // Flux's Trace events (a no-op success) are logged only.
-            EventType::Trace => return,
+            EventType::Trace => None,
         };
-        self.events
-            .record(obj, type_, &event.reason, &event.message)
+        self.kit
+            .publish(obj, type_, &event.reason, &event.message)
             .await;
     }
 }
@@ -251,7 +194,6 @@ fn current_status(
 /// A -> B", else "reconciliation in progress"), Ready=Unknown when it was absent or
 /// Unknown, and the run's start time. `None` for other runs (interval, feed, retry).
 fn progress_status(obj: &ImageUpdateAutomation, now: &Time) -> Option<ImageUpdateAutomationStatus> {
-    use api_types::meta::{condition_status, condition_type, reason};
     let mut status = obj.status.clone().unwrap_or_default();
     let generation = obj.metadata.generation.unwrap_or(0);
     let observed = status.observed_generation.unwrap_or(0);
@@ -268,67 +210,58 @@ fn progress_status(obj: &ImageUpdateAutomation, now: &Time) -> Option<ImageUpdat
         return None;
     };
     status.last_automation_run_time = Some(now.clone());
-    let conditions = &mut status.conditions;
-    set_condition(
-        conditions,
-        condition_type::RECONCILING,
-        condition_status::TRUE,
-        reason::PROGRESSING,
-        &message,
-        obj.metadata.generation,
-        now,
-    );
-    if find_condition(conditions, condition_type::READY)
-        .is_none_or(|c| c.status == condition_status::UNKNOWN)
-    {
-        set_condition(
-            conditions,
-            condition_type::READY,
-            condition_status::UNKNOWN,
-            reason::PROGRESSING,
-            &message,
-            obj.metadata.generation,
-            now,
-        );
-    }
+    let generation = obj.metadata.generation;
+    api_types::meta::mark_progressing(&mut status.conditions, &message, false, generation, now);
     Some(status)
 }
 
 // ---------------------------------------------------------------------------------------
 // The reconciler
 
-async fn reconcile_object(
-    obj: Arc<ImageUpdateAutomation>,
-    ctx: Arc<Ctx>,
-) -> Result<Action, ReconcileError> {
-    let ctx = &ctx;
-    driver::reconcile_finalized(
-        &ctx.client,
-        obj,
-        |api, obj| async move { apply(&api, obj, ctx).await },
-        |key, obj| {
-            ctx.metrics.delete_object(&key.0, &key.1);
-            ctx.forget(obj);
-            tracing::info!(
-                namespace = key.0,
-                name = key.1,
-                "ImageUpdateAutomation deleted"
-            );
-        },
-    )
-    .await
+impl Reconcile<ImageUpdateAutomation> for Ctx {
+    type Error = ApplyError;
+
+    fn apply(
+        &self,
+        api: Api<ImageUpdateAutomation>,
+        obj: Arc<ImageUpdateAutomation>,
+    ) -> driver::Applied<'_, ApplyError> {
+        Box::pin(async move { apply(self, &api, obj).await })
+    }
+
+    fn cleanup(&self, key: &Key, obj: &ImageUpdateAutomation) {
+        self.metrics.delete_object(&key.0, &key.1);
+        let mut schedule = self.schedule();
+        schedule.handled.forget(key);
+        schedule.forced.remove(key);
+        schedule.written.remove(key);
+        schedule.warned.remove(key);
+        drop(schedule);
+        self.kit.events.forget(&obj.object_ref(&()));
+        tracing::info!(
+            namespace = key.0,
+            name = key.1,
+            "ImageUpdateAutomation deleted"
+        );
+    }
+
+    fn failed(&self, obj: &ImageUpdateAutomation, error: &ReconcileError) -> Action {
+        let key = key_of(obj);
+        self.kit.failed(&key, (KIND, &key), error)
+    }
 }
 
 async fn apply(
+    ctx: &Ctx,
     api: &Api<ImageUpdateAutomation>,
     obj: Arc<ImageUpdateAutomation>,
-    ctx: &Ctx,
 ) -> Result<Action, ApplyError> {
     let key = key_of(obj.as_ref());
     let print = fingerprint(obj.as_ref());
     let forced = ctx.schedule().forced.remove(&key);
+    // Not skipped: a trigger meant for this automation (the feed, its GitRepository).
     if forced.is_none()
-        && let Some(action) = ctx.skip(&key, &print)
+        && let Some(action) = ctx.kit.skip(&key, &print)
     {
         return Ok(action);
     }
@@ -337,30 +270,26 @@ async fn apply(
         ctx.metrics
             .record_suspended(&key.0, &key.1, started.elapsed());
         tracing::info!(namespace = key.0, name = key.1, "suspended; not run");
-        return Ok(ctx.action(&key, print, Next::OnChange));
+        return Ok(ctx.kit.action(&key, print, Next::OnChange, None));
     }
     let mut obj = (*obj).clone();
     obj.status = current_status(&obj, ctx.schedule().written.get(&key).cloned());
 
     let started_at = now();
     if let Some(progress) = progress_status(&obj, &started_at) {
-        write_status(api, FIELD_MANAGER, &key.1, obj.status.as_ref(), &progress)
+        ctx.kit
+            .write_status(api, &key.1, obj.status.as_ref(), &progress)
             .await
             .map_err(ApplyError::Status)?;
         obj.status = Some(progress);
     }
-    let objects = Fetched::read(&ctx.client, &obj, ctx.no_cross_namespace_refs).await?;
+    let objects = read_objects(&ctx.kit.client, &obj, ctx.no_cross_namespace_refs).await?;
     let report = ctx.reconciler.reconcile(&obj, &objects, started_at).await;
     let elapsed = started.elapsed();
-    write_status(
-        api,
-        FIELD_MANAGER,
-        &key.1,
-        obj.status.as_ref(),
-        &report.status,
-    )
-    .await
-    .map_err(ApplyError::Status)?;
+    ctx.kit
+        .write_status(api, &key.1, obj.status.as_ref(), &report.status)
+        .await
+        .map_err(ApplyError::Status)?;
     ctx.schedule()
         .written
         .insert(key.clone(), report.status.clone());
@@ -396,13 +325,7 @@ async fn apply(
         RunOutcome::Retry { .. } => Next::Backoff,
         RunOutcome::Stalled { .. } => Next::OnChange,
     };
-    Ok(ctx.action(&key, print, next))
-}
-
-fn error_policy(obj: Arc<ImageUpdateAutomation>, error: &ReconcileError, ctx: Arc<Ctx>) -> Action {
-    let key = key_of(obj.as_ref());
-    let handled = &mut ctx.schedule().handled;
-    driver::retry_after_failure(handled, &key, (KIND, &key), error)
+    Ok(ctx.kit.action(&key, print, next, None))
 }
 
 /// Follows the reflector's change feed: marks the automations of a namespace with a changed
@@ -454,10 +377,10 @@ async fn run_controller(
     settings: &KubeSettings,
     stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), KubeModeError> {
-    let config = controller::Config::default().concurrency(settings.concurrent.max(1));
-    let wc = watcher_config(&settings.label_selector);
-    let automations = Controller::new(Api::<ImageUpdateAutomation>::all(ctx.client.clone()), wc)
-        .with_config(config);
+    let client = &ctx.kit.client;
+    let automations = settings
+        .controllers
+        .controller::<ImageUpdateAutomation>(client);
     let store = automations.store();
 
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -477,7 +400,7 @@ async fn run_controller(
         .reconcile_all_on(triggers)
         // Flux runs the automations of a GitRepository whose generation changed.
         .watches(
-            Api::<GitRepository>::all(ctx.client.clone()),
+            Api::<GitRepository>::all(client.clone()),
             watcher::Config::default(),
             move |repo: GitRepository| {
                 let key = key_of(&repo);
@@ -512,16 +435,9 @@ async fn run_controller(
                 }
                 refs
             },
-        )
-        .graceful_shutdown_on(stop)
-        .run(reconcile_object, error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "ImageUpdateAutomation controller");
-            }
-        });
+        );
     tracing::info!("controller started");
-    controller.await;
+    driver::run_controller(controller, client, ctx.clone(), stop).await;
     feed.abort();
     tracing::info!("controller stopped");
     Ok(())
@@ -538,23 +454,24 @@ pub async fn run(
     ready: Arc<AtomicBool>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), KubeModeError> {
-    let config = kube::Config::infer().await?;
-    let client = Client::try_from(config).map_err(KubeModeError::Client)?;
+    let client = driver::connect().await?;
     let ctx = Arc::new(Ctx {
-        client: client.clone(),
+        kit: driver::Context::new(
+            client.clone(),
+            SERVICE.field_manager,
+            Schedule::new(settings.backoff),
+        ),
         reconciler,
         metrics,
-        events: EventPublisher::new(client.clone(), events::reporter(FIELD_MANAGER)),
         backoff: settings.backoff,
         no_cross_namespace_refs: settings.no_cross_namespace_refs,
-        schedule: Mutex::new(Schedule::new(settings.backoff)),
     });
 
     // Ready after the first complete list of the watched automations (every replica).
     let synced = ready.clone();
     let readiness = tokio::spawn(driver::first_sync(
         Api::<ImageUpdateAutomation>::all(client.clone()),
-        watcher_config(&settings.label_selector),
+        watcher_config(&settings.controllers.label_selector),
     ));
     let readiness = tokio::spawn(async move {
         if readiness.await.is_ok() {
@@ -563,17 +480,13 @@ pub async fn run(
         }
     });
 
-    let election = driver::leadership(
-        client.clone(),
-        &settings.leader_election,
-        LEASE,
-        &settings.label_selector,
-        "",
-        shutdown.clone(),
-    )
-    .await?;
-    let result = driver::while_leading(
+    let election = settings
+        .controllers
+        .leadership(client, SERVICE, "", shutdown.clone())
+        .await?;
+    let result = driver::lead(
         election.leading,
+        election.task,
         &shutdown,
         |until| run_controller(ctx.clone(), &settings, until),
         // The next leader starts from the objects' status: forget our schedule.
@@ -582,9 +495,6 @@ pub async fn run(
     .await;
     ready.store(false, Ordering::SeqCst);
     readiness.abort();
-    if let Err(error) = election.task.await {
-        tracing::warn!(%error, "leader election task failed");
-    }
     result
 }
 

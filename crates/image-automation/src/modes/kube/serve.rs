@@ -1,26 +1,19 @@
 //! The Kubernetes mode's process: the admin server and [`super::run`] until SIGTERM or
 //! Ctrl-C, with the shutdown grace.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
-use crate::metrics::Metrics;
-use crate::modes::{KubeServeOptions, SHUTDOWN_GRACE, ServeError, reconciler, start_http};
+use crate::modes::{KubeServeOptions, SHUTDOWN_GRACE, ServeError, Started, start};
 
 /// The Kubernetes mode: `/healthz`, `/readyz` (after the first sync of the watch) and
 /// `/metrics` on `--http-addr`, and [`super::run`] until SIGTERM or Ctrl-C.
 pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
-    let reconciler = Arc::new(reconciler(
-        &opts.reflector_url,
-        &opts.storage_path,
-        opts.no_cross_namespace_refs,
-        opts.removed_template_fields,
-        opts.sparse_checkout,
-    )?);
-    let metrics = Metrics::new()?;
-    let ready = Arc::new(AtomicBool::new(false));
-    let (http, http_shutdown) = start_http(opts.http_addr, ready.clone(), metrics.clone()).await?;
-    tracing::info!(addr = %opts.http_addr, reflector = %opts.reflector_url,
+    let service = &opts.service;
+    let Started {
+        reconciler,
+        metrics,
+        ready,
+        admin,
+    } = start(service).await?;
+    tracing::info!(addr = %service.http_addr, reflector = %service.reflector_url,
         "serving (Kubernetes mode)");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let git = reconciler.git.clone();
@@ -33,12 +26,10 @@ pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
         let _ = stop_tx.send(true);
     });
     let settings = super::KubeSettings {
-        concurrent: opts.concurrent,
-        label_selector: opts.watch_label_selector.trim().to_owned(),
-        leader_election: opts.leader_election.clone(),
-        reflector_url: opts.reflector_url.clone(),
-        no_cross_namespace_refs: opts.no_cross_namespace_refs,
-        backoff: opts.backoff,
+        controllers: opts.controllers.clone(),
+        reflector_url: service.reflector_url.clone(),
+        no_cross_namespace_refs: service.no_cross_namespace_refs,
+        backoff: service.backoff,
     };
     let mut stopping = stop_rx.clone();
     let run = super::run(settings, reconciler, metrics, ready, stop_rx);
@@ -55,13 +46,7 @@ pub async fn run_kubernetes(opts: KubeServeOptions) -> Result<(), ServeError> {
         }
     };
     signals.abort();
-    // Wakes the server whether or not it is already waiting.
-    http_shutdown.notify_one();
-    let http_result = http.await;
+    let http_result = admin.stop().await;
     result?;
-    match http_result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ServeError::Http(e)),
-        Err(e) => Err(ServeError::Http(std::io::Error::other(e))),
-    }
+    http_result.map_err(ServeError::Http)
 }

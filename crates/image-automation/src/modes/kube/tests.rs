@@ -1,13 +1,15 @@
 //! Unit tests of the Kubernetes mode.
 
 use super::*;
+use api_types::meta::{RECONCILE_REQUEST_ANNOTATION, find_condition, set_condition};
+use std::time::Duration;
 
 #[test]
 fn lease_names() {
-    assert_eq!(lease_name(""), LEASE_NAME);
-    let sharded = lease_name("shard=a");
+    assert_eq!(SERVICE.lease_name(""), SERVICE.name);
+    let sharded = SERVICE.lease_name("shard=a");
     assert!(sharded.starts_with("image-automation-controller-leader-election-"));
-    assert_ne!(sharded, lease_name("shard=b"));
+    assert_ne!(sharded, SERVICE.lease_name("shard=b"));
 }
 
 #[test]

@@ -16,7 +16,7 @@ use kube_support::manifests::{self, DecodedSecret, ManifestDir};
 use kube_support::selector::LabelSelector;
 use serde_json::Value;
 
-use crate::reconcile::Objects;
+use crate::reconcile::ObjectMap;
 
 pub use kube_support::manifests::{Key, ManifestError};
 
@@ -72,24 +72,19 @@ fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
     )
 }
 
-/// The objects of a manifest directory.
+/// The objects of a manifest directory: the automations, and the GitRepositories and
+/// Secrets their runs read.
 #[derive(Clone, Default)]
 pub struct Manifests {
     pub automations: BTreeMap<Key, ImageUpdateAutomation>,
-    pub repositories: BTreeMap<Key, GitRepository>,
-    /// Secret data (`data` decoded, `stringData` merged). Never logged.
-    secrets: BTreeMap<Key, BTreeMap<String, Vec<u8>>>,
+    pub objects: ObjectMap,
 }
 
 impl std::fmt::Debug for Manifests {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manifests")
             .field("automations", &self.automations.keys().collect::<Vec<_>>())
-            .field(
-                "repositories",
-                &self.repositories.keys().collect::<Vec<_>>(),
-            )
-            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("objects", &self.objects)
             .finish()
     }
 }
@@ -120,11 +115,12 @@ impl Manifests {
                     }
                 }
                 Object::Repository(obj) => {
-                    out.repositories
-                        .insert(key_of(&obj.metadata), (**obj).clone());
+                    let key = key_of(&obj.metadata);
+                    out.objects.repositories.insert(key, (**obj).clone());
                 }
                 Object::Secret(secret) => {
-                    out.secrets.insert(secret.key.clone(), secret.data.clone());
+                    let data = secret.data.clone();
+                    out.objects.insert_secret(secret.key.clone(), data);
                 }
             }
         }
@@ -148,20 +144,6 @@ impl ManifestSource {
     /// The objects now, automations filtered by `selector`.
     pub fn snapshot(&self, selector: Option<&LabelSelector>) -> Manifests {
         Manifests::from_objects(self.dir.objects().map(|(_, o)| o), selector)
-    }
-}
-
-impl Objects for Manifests {
-    fn git_repository(&self, namespace: &str, name: &str) -> Option<GitRepository> {
-        self.repositories
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
-    }
-
-    fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
-        self.secrets
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
     }
 }
 
@@ -229,8 +211,13 @@ metadata: { name: other }
             a.spec.git.as_ref().unwrap().push.as_ref().unwrap().branch,
             Some("main".into())
         );
-        assert!(m.git_repository("flux-system", "flux-system").is_some());
-        let s = m.secret("flux-system", "git").unwrap();
+        use crate::reconcile::Objects as _;
+        assert!(
+            m.objects
+                .git_repository("flux-system", "flux-system")
+                .is_some()
+        );
+        let s = m.objects.secret("flux-system", "git").unwrap();
         assert_eq!(s["username"], b"bot");
         assert_eq!(s["password"], b"s3cret");
         // Secrets never show in Debug output of the parsed objects' holders' logs: the

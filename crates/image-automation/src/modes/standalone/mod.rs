@@ -14,7 +14,7 @@ pub mod manifests;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -25,8 +25,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{
-    SHUTDOWN_GRACE, ServeError, ServeOptions, interval_of, log_deprecations, log_report, now,
-    reconciler, start_http,
+    SHUTDOWN_GRACE, ServeError, ServeOptions, Started, interval_of, log_deprecations, log_report,
+    now, reconciler, start,
 };
 use crate::metrics::Metrics;
 use crate::reconcile::{Reconciler, RunOutcome, RunReport, describe_unmatched};
@@ -93,13 +93,7 @@ impl AutomationSummary {
 /// Ready.
 pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, ServeError> {
     let manifests = Manifests::load(&opts.manifests, opts.selector.as_ref())?;
-    let reconciler = reconciler(
-        &opts.reflector_url,
-        &opts.storage_path,
-        opts.no_cross_namespace_refs,
-        opts.removed_template_fields,
-        opts.sparse_checkout,
-    )?;
+    let reconciler = reconciler(&opts.service)?;
     let mut summary = Summary {
         automations: Vec::new(),
     };
@@ -109,7 +103,7 @@ pub async fn run_once(opts: &ServeOptions, out: &mut dyn Write) -> Result<bool, 
             continue;
         }
         let started = std::time::Instant::now();
-        let report = reconciler.reconcile(obj, &manifests, now()).await;
+        let report = reconciler.reconcile(obj, &manifests.objects, now()).await;
         log_report(key, &report, started.elapsed());
         log_deprecations(key, &report);
         summary
@@ -153,25 +147,21 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
             source,
         })?;
     let mut manifests = Arc::new(source.snapshot(opts.selector.as_ref()));
-    let reconciler = Arc::new(reconciler(
-        &opts.reflector_url,
-        &opts.storage_path,
-        opts.no_cross_namespace_refs,
-        opts.removed_template_fields,
-        opts.sparse_checkout,
-    )?);
-    let metrics = Metrics::new()?;
-    let ready = Arc::new(AtomicBool::new(false));
-    let (http, http_shutdown) = start_http(opts.http_addr, ready.clone(), metrics.clone()).await?;
-    tracing::info!(addr = %opts.http_addr, manifests = %opts.manifests.display(),
-        reflector = %opts.reflector_url, "serving");
+    let Started {
+        reconciler,
+        metrics,
+        ready,
+        admin,
+    } = start(&opts.service).await?;
+    tracing::info!(addr = %opts.service.http_addr, manifests = %opts.manifests.display(),
+        reflector = %opts.service.reflector_url, "serving");
 
     // The change feed: namespaces with changed policies and when the first change was seen
     // (`""` meaning all, after a resync).
     let triggered: Arc<Mutex<Option<ChangedNamespaces>>> = Arc::new(Mutex::new(None));
     let wake = Arc::new(Notify::new());
     let feed = {
-        let client = ReflectorClient::new(&opts.reflector_url)?;
+        let client = ReflectorClient::new(&opts.service.reflector_url)?;
         let (triggered, wake) = (triggered.clone(), wake.clone());
         tokio::spawn(async move {
             client
@@ -200,7 +190,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     };
 
     let mut schedule: Schedule<Key, Automation> = Schedule::default();
-    let mut backoff: Backoff<Key> = Backoff::with_delays(opts.backoff);
+    let mut backoff: Backoff<Key> = Backoff::with_delays(opts.service.backoff);
     merge(&mut schedule, &mut backoff, &manifests);
     let mut tasks: JoinSet<RunResult> = JoinSet::new();
     let shutdown = kube_support::process::termination();
@@ -251,7 +241,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
             let (reconciler, manifests) = (reconciler.clone(), manifests.clone());
             tasks.spawn(async move {
                 let started = std::time::Instant::now();
-                let report = reconciler.reconcile(&obj, &*manifests, now()).await;
+                let report = reconciler.reconcile(&obj, &manifests.objects, now()).await;
                 (key, report, started.elapsed(), change_seen)
             });
         }
@@ -279,8 +269,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     tracing::info!("shutting down");
     feed.abort();
     finish_runs_at_shutdown(&reconciler, &mut tasks, schedule.running(), &metrics).await;
-    http_shutdown.notify_waiters();
-    let _ = http.await;
+    let _ = admin.stop().await;
     Ok(())
 }
 

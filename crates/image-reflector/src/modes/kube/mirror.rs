@@ -63,16 +63,11 @@ pub(super) async fn leadership(
     state: ApiState,
     stop: watch::Receiver<bool>,
 ) -> Result<(watch::Receiver<bool>, tokio::task::JoinHandle<()>), KubeModeError> {
-    let election = driver::leadership(
-        client,
-        &settings.leader_election,
-        LEASE,
-        &settings.label_selector,
-        &settings.advertise_url,
-        stop,
-    )
-    .await?;
-    if !settings.leader_election.enabled {
+    let election = settings
+        .controllers
+        .leadership(client, SERVICE, &settings.advertise_url, stop)
+        .await?;
+    if !settings.controllers.leader_election.enabled {
         state.set_leader(LeaderInfo::leader());
         return Ok((election.leading, election.task));
     }

@@ -32,77 +32,52 @@ use mirror::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use api_types::{ImagePolicy, ImageRepository, ImageRepositoryStatus};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::events::EventType as KubeEventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource};
-use kube_support::events::{self, EventPublisher};
-use kube_support::objects::{
-    Fingerprint, action_after, fingerprint, skip_action, watcher_config, write_status,
-};
+use kube_support::driver::{self, Reconcile, key_of};
+use kube_support::objects::{Fingerprint, fingerprint, watcher_config};
 use kube_support::schedule::{Handled, RetryDelays};
-use kube_support::{driver, leader};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::reconcile::{
-    BoxFuture, Deps, Event, EventType, Next, ObjectSource, RegistryPool, ScanProgress, SourceError,
-    name_of, namespace_of, policy_info, reconcile_policy, reconcile_repository_with,
+    BoxFuture, Deps, Event, EventType, Lookup, ObjectSource, RegistryPool, ScanProgress,
+    SourceError, name_of, namespace_of, policy_info, reconcile_policy, reconcile_repository_with,
     repository_info, repository_ref,
 };
 use crate::registry::{ClientSettings, SecretData};
 use crate::state::{ApiState, LeaderInfo};
 
-/// The one field manager of every status write.
-pub const FIELD_MANAGER: &str = "image-reflector-controller";
-/// Flux's finalizer.
-pub const FINALIZER: &str = "finalizers.fluxcd.io";
-/// The annotation that requests a reconcile.
-pub const RECONCILE_REQUEST_ANNOTATION: &str = api_types::meta::RECONCILE_REQUEST_ANNOTATION;
-/// The Lease name (suffixed with a hash of the label selector when one is set).
-pub const LEASE_NAME: &str = "image-reflector-controller-leader-election";
-const LEASE: driver::ServiceLease = driver::ServiceLease {
-    name: LEASE_NAME,
-    field_manager: FIELD_MANAGER,
+/// The Lease name (suffixed with a hash of the label selector when one is set) and the
+/// one field manager of every status write.
+pub const SERVICE: driver::ServiceLease = driver::ServiceLease {
+    name: "image-reflector-controller-leader-election",
+    field_manager: "image-reflector-controller",
 };
-/// The default Lease duration (controller-runtime's).
-pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(35);
 
-const REPOSITORY: &str = "ImageRepository";
-const POLICY: &str = "ImagePolicy";
+use super::{Kind, REPOSITORY};
 
 /// Kubernetes-mode settings (from the `serve` flags).
 #[derive(Debug, Clone)]
 pub struct KubeSettings {
-    /// Reconciles running at once, per controller.
-    pub concurrent: u16,
-    /// `--watch-label-selector` as given (empty: every object).
-    pub label_selector: String,
-    pub leader_election: driver::LeaderElectionSettings,
+    pub controllers: driver::ControllerSettings,
     /// Where the other replicas reach this one's API.
     pub advertise_url: String,
     pub registry: ClientSettings,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum KubeModeError {
-    #[error("Kubernetes configuration: {0}")]
-    Config(#[from] kube::config::InferConfigError),
-    #[error("Kubernetes client: {0}")]
-    Client(#[source] kube::Error),
-    #[error(transparent)]
-    Lease(#[from] leader::LeaderError),
-}
+pub type KubeModeError = driver::StartError;
 
 /// Why a reconcile failed (the controller retries it with the object's backoff).
 #[derive(Debug, thiserror::Error)]
@@ -112,11 +87,6 @@ pub enum ApplyError {
 }
 
 pub type ReconcileError = driver::ReconcileError<ApplyError>;
-
-/// The Lease name for a label selector (one Lease per shard).
-pub fn lease_name(label_selector: &str) -> String {
-    leader::lease_name(LEASE_NAME, label_selector)
-}
 
 /// The leader's API URL from a Lease holder identity (`<host>_<random>@<url>`).
 pub fn leader_url_of(holder: &str) -> Option<String> {
@@ -131,21 +101,6 @@ pub fn leader_url_of(holder: &str) -> Option<String> {
 
 type Key = (String, String);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Kind {
-    Repository,
-    Policy,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Repository => REPOSITORY,
-            Self::Policy => POLICY,
-        }
-    }
-}
-
 struct Schedule {
     handled: Handled<(Kind, Key)>,
     /// Policies to reconcile even though they did not change (their repository did).
@@ -157,18 +112,16 @@ struct Schedule {
 }
 
 struct Ctx {
-    client: Client,
+    kit: driver::Context<Schedule>,
     deps: Deps,
     state: ApiState,
     metrics: Metrics,
-    /// Folds only identical events: a later scan with another message stays visible.
-    events: EventPublisher,
-    schedule: Mutex<Schedule>,
 }
 
-impl fmt::Debug for Ctx {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ctx").finish_non_exhaustive()
+impl driver::Scheduled for Schedule {
+    type Key = (Kind, Key);
+    fn handled(&mut self) -> &mut Handled<(Kind, Key)> {
+        &mut self.handled
     }
 }
 
@@ -189,65 +142,49 @@ impl Schedule {
 
 impl Ctx {
     fn schedule(&self) -> std::sync::MutexGuard<'_, Schedule> {
-        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
+        self.kit.schedule()
     }
 
     /// `Some(action)` when the object has nothing new to reconcile yet (a watch event
     /// caused by our own status write, or by a label change).
     fn skip(&self, kind: Kind, key: &Key, print: &Fingerprint) -> Option<Action> {
-        let mut schedule = self.schedule();
-        if kind == Kind::Policy && schedule.forced.remove(key) {
+        if kind == Kind::Policy && self.schedule().forced.remove(key) {
             return None;
         }
-        skip_action(
-            schedule
-                .handled
-                .skip(&(kind, key.clone()), print, Instant::now()),
-        )
+        self.kit.skip(&(kind, key.clone()), print)
     }
 
-    /// The action for the core's `next()`, recording when the next run is due.
-    fn action(
-        &self,
-        kind: Kind,
-        key: &Key,
-        print: Fingerprint,
-        next: Next,
-        retry_after: Option<Duration>,
-    ) -> Action {
-        let delay = self.schedule().handled.record(
-            &(kind, key.clone()),
-            print,
-            next,
-            retry_after,
-            Instant::now(),
-        );
-        action_after(delay)
-    }
-
-    fn forget(&self, kind: Kind, key: &Key) {
+    /// Forgets a deleted object: in the API, the metrics, the schedule and the events.
+    fn forget<K: Resource<DynamicType = ()>>(&self, kind: Kind, key: &Key, obj: &K) {
+        match kind {
+            Kind::Repository => self.state.remove_repository(&key.0, &key.1),
+            Kind::Policy => self.state.remove_policy(&key.0, &key.1),
+        }
+        self.metrics.delete_object(kind.as_str(), &key.0, &key.1);
         let mut schedule = self.schedule();
-        let k = (kind, key.clone());
-        schedule.handled.forget(&k);
+        schedule.handled.forget(&(kind, key.clone()));
         schedule.forced.remove(key);
         if kind == Kind::Policy {
             schedule.latest_changed.remove(key);
         }
+        drop(schedule);
+        self.kit.events.forget(&obj.object_ref(&()));
     }
 
+    /// Records a reconcile that started at `started` in the metrics.
     fn record(
         &self,
         kind: Kind,
         key: &Key,
         conditions: &[Condition],
         suspended: bool,
-        elapsed: Duration,
+        started: Instant,
     ) {
         let (ns, name, kind) = (key.0.as_str(), key.1.as_str(), kind.as_str());
-        self.metrics
-            .observe_reconcile(kind, ns, name, elapsed.as_secs_f64());
-        self.metrics.set_suspended(kind, ns, name, suspended);
-        self.metrics.set_conditions(kind, ns, name, conditions);
+        let elapsed = started.elapsed().as_secs_f64();
+        self.metrics.gotk.observe_reconcile(kind, ns, name, elapsed);
+        self.metrics.gotk.set_suspended(kind, ns, name, suspended);
+        self.metrics.gotk.set_conditions(kind, ns, name, conditions);
     }
 
     async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, event: Option<&Event>) {
@@ -256,36 +193,61 @@ impl Ctx {
             EventType::Normal => KubeEventType::Normal,
             EventType::Warning => KubeEventType::Warning,
         };
-        self.events
-            .record(obj, type_, &event.reason, &event.message)
+        self.kit
+            .publish(obj, Some(type_), &event.reason, &event.message)
             .await;
+    }
+
+    /// The `error_policy` of both controllers.
+    fn failed<K: Resource>(&self, kind: Kind, obj: &K, error: &ReconcileError) -> Action {
+        let key = key_of(obj);
+        self.kit
+            .failed(&(kind, key.clone()), (kind.as_str(), &key), error)
     }
 }
 
-use kube_support::driver::key_of;
+type Applied<'a> = driver::Applied<'a, ApplyError>;
 
-async fn reconcile_repository_object(
-    repo: Arc<ImageRepository>,
-    ctx: Arc<Ctx>,
-) -> Result<Action, ReconcileError> {
-    let ctx = &ctx;
-    driver::reconcile_finalized(
-        &ctx.client,
-        repo,
-        |api, repo| async move { apply_repository(&api, repo, ctx).await },
-        |key, repo| {
-            let stored = crate::store::RepoKey::new(key.0.as_str(), key.1.as_str());
-            if let Err(error) = ctx.deps.store.delete(&stored) {
-                tracing::warn!(namespace = key.0, name = key.1, %error, "cannot delete stored tags");
-            }
-            ctx.state.remove_repository(&key.0, &key.1);
-            ctx.metrics.delete_object(REPOSITORY, &key.0, &key.1);
-            ctx.forget(Kind::Repository, key);
-            ctx.events.forget(&repo.object_ref(&()));
-            tracing::info!(namespace = key.0, name = key.1, "ImageRepository deleted; stored tags removed");
-        },
-    )
-    .await
+impl Reconcile<ImageRepository> for Ctx {
+    type Error = ApplyError;
+
+    fn apply(&self, api: Api<ImageRepository>, repo: Arc<ImageRepository>) -> Applied<'_> {
+        Box::pin(async move { apply_repository(&api, repo, self).await })
+    }
+
+    fn cleanup(&self, key: &Key, repo: &ImageRepository) {
+        let stored = crate::store::RepoKey::new(key.0.as_str(), key.1.as_str());
+        if let Err(error) = self.deps.store.delete(&stored) {
+            tracing::warn!(namespace = key.0, name = key.1, %error, "cannot delete stored tags");
+        }
+        self.forget(Kind::Repository, key, repo);
+        tracing::info!(
+            namespace = key.0,
+            name = key.1,
+            "ImageRepository deleted; stored tags removed"
+        );
+    }
+
+    fn failed(&self, repo: &ImageRepository, error: &ReconcileError) -> Action {
+        Ctx::failed(self, Kind::Repository, repo, error)
+    }
+}
+
+impl Reconcile<ImagePolicy> for Ctx {
+    type Error = ApplyError;
+
+    fn apply(&self, api: Api<ImagePolicy>, policy: Arc<ImagePolicy>) -> Applied<'_> {
+        Box::pin(async move { apply_policy(&api, policy, self).await })
+    }
+
+    fn cleanup(&self, key: &Key, policy: &ImagePolicy) {
+        self.forget(Kind::Policy, key, policy);
+        tracing::info!(namespace = key.0, name = key.1, "ImagePolicy deleted");
+    }
+
+    fn failed(&self, policy: &ImagePolicy, error: &ReconcileError) -> Action {
+        Ctx::failed(self, Kind::Policy, policy, error)
+    }
 }
 
 async fn apply_repository(
@@ -298,11 +260,11 @@ async fn apply_repository(
     if let Some(action) = ctx.skip(Kind::Repository, &key, &print) {
         return Ok(action);
     }
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let progress = StatusProgress {
         api,
         repo: repo.as_ref(),
-        state: &ctx.state,
+        ctx,
         written: Mutex::new(None),
     };
     let outcome =
@@ -316,21 +278,17 @@ async fn apply_repository(
             scan.ok,
         );
     }
-    write_status(
-        api,
-        FIELD_MANAGER,
-        &key.1,
-        progress.current().as_ref(),
-        &outcome.status,
-    )
-    .await
-    .map_err(ApplyError::Status)?;
+    let conditions = &outcome.status.conditions;
+    ctx.kit
+        .write_status(api, &key.1, progress.current().as_ref(), &outcome.status)
+        .await
+        .map_err(ApplyError::Status)?;
     ctx.record(
         Kind::Repository,
         &key,
-        &outcome.status.conditions,
+        conditions,
         outcome.suspended,
-        started.elapsed(),
+        started,
     );
     ctx.publish(repo.as_ref(), outcome.event.as_ref()).await;
     let retry_after = outcome.error.as_ref().and_then(|e| e.retry_after());
@@ -338,27 +296,9 @@ async fn apply_repository(
     let mut updated = (*repo).clone();
     updated.status = Some(outcome.status);
     ctx.state.upsert_repository(repository_info(&updated));
-    Ok(ctx.action(Kind::Repository, &key, print, next, retry_after))
-}
-
-async fn reconcile_policy_object(
-    policy: Arc<ImagePolicy>,
-    ctx: Arc<Ctx>,
-) -> Result<Action, ReconcileError> {
-    let ctx = &ctx;
-    driver::reconcile_finalized(
-        &ctx.client,
-        policy,
-        |api, policy| async move { apply_policy(&api, policy, ctx).await },
-        |key, policy| {
-            ctx.state.remove_policy(&key.0, &key.1);
-            ctx.metrics.delete_object(POLICY, &key.0, &key.1);
-            ctx.forget(Kind::Policy, key);
-            ctx.events.forget(&policy.object_ref(&()));
-            tracing::info!(namespace = key.0, name = key.1, "ImagePolicy deleted");
-        },
-    )
-    .await
+    Ok(ctx
+        .kit
+        .action(&(Kind::Repository, key), print, next, retry_after))
 }
 
 async fn apply_policy(
@@ -366,29 +306,19 @@ async fn apply_policy(
     policy: Arc<ImagePolicy>,
     ctx: &Ctx,
 ) -> Result<Action, ApplyError> {
+    let started = Instant::now();
     let key = key_of(policy.as_ref());
     let print = fingerprint(policy.as_ref());
     if let Some(action) = ctx.skip(Kind::Policy, &key, &print) {
         return Ok(action);
     }
-    let started = std::time::Instant::now();
     let outcome = reconcile_policy(&policy, &ctx.deps, SystemTime::now()).await;
-    write_status(
-        api,
-        FIELD_MANAGER,
-        &key.1,
-        policy.status.as_ref(),
-        &outcome.status,
-    )
-    .await
-    .map_err(ApplyError::Status)?;
-    ctx.record(
-        Kind::Policy,
-        &key,
-        &outcome.status.conditions,
-        outcome.suspended,
-        started.elapsed(),
-    );
+    let conditions = &outcome.status.conditions;
+    ctx.kit
+        .write_status(api, &key.1, policy.status.as_ref(), &outcome.status)
+        .await
+        .map_err(ApplyError::Status)?;
+    ctx.record(Kind::Policy, &key, conditions, outcome.suspended, started);
     if let Some(latest) = &outcome.status.latest_ref {
         let image = latest.to_string();
         let changed_at = {
@@ -410,28 +340,13 @@ async fn apply_policy(
     let mut updated = (*policy).clone();
     updated.status = Some(outcome.status);
     ctx.state.upsert_policy(policy_info(&updated));
-    Ok(ctx.action(Kind::Policy, &key, print, next, None))
+    Ok(ctx.kit.action(&(Kind::Policy, key), print, next, None))
 }
 
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-fn error_policy<K: Resource<DynamicType = ()>>(
-    obj: Arc<K>,
-    error: &ReconcileError,
-    ctx: Arc<Ctx>,
-) -> Action {
-    let key = key_of(obj.as_ref());
-    let kind = if K::kind(&()) == REPOSITORY {
-        Kind::Repository
-    } else {
-        Kind::Policy
-    };
-    let handled = &mut ctx.schedule().handled;
-    driver::retry_after_failure(handled, &(kind, key.clone()), (kind.as_str(), &key), error)
 }
 
 /// How often the tag store is checked for a replacement ([`store_losses`]).
@@ -470,62 +385,51 @@ async fn run_controllers(
             let _ = rx.recv().await;
         }
     };
-    let config = controller::Config::default().concurrency(settings.concurrent.max(1));
-    let wc = watcher_config(&settings.label_selector);
+    let client = &ctx.kit.client;
+    let settings = &settings.controllers;
+    let repositories = driver::run_controller(
+        settings
+            .controller::<ImageRepository>(client)
+            .reconcile_all_on(store_losses(ctx.clone())),
+        client,
+        ctx.clone(),
+        wait(&stop_tx),
+    );
 
-    let repositories = Controller::new(Api::<ImageRepository>::all(ctx.client.clone()), wc.clone())
-        .with_config(config.clone())
-        .reconcile_all_on(store_losses(ctx.clone()))
-        .graceful_shutdown_on(wait(&stop_tx))
-        .run(reconcile_repository_object, error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "ImageRepository controller");
-            }
-        });
-
-    let policies = Controller::new(Api::<ImagePolicy>::all(ctx.client.clone()), wc.clone())
-        .with_config(config);
+    let policies = settings.controller::<ImagePolicy>(client);
     let store = policies.store();
     let trigger_ctx = ctx.clone();
-    let policies = policies
-        .watches(
-            Api::<ImageRepository>::all(ctx.client.clone()),
-            wc,
-            move |repo: ImageRepository| {
-                let key = key_of(&repo);
-                let seen = (
-                    repo.status
-                        .as_ref()
-                        .and_then(|s| s.last_scan_result.as_ref())
-                        .map(|s| s.revision.clone()),
-                    repo.metadata.generation,
-                );
-                let mut schedule = trigger_ctx.schedule();
-                if schedule.repositories.insert(key.clone(), seen.clone()) == Some(seen) {
-                    return Vec::new();
-                }
-                let refs: Vec<ObjectRef<ImagePolicy>> = store
-                    .state()
-                    .iter()
-                    .filter(|p| repository_ref(p) == key)
-                    .map(|p| ObjectRef::from_obj(p.as_ref()))
-                    .collect();
-                for r in &refs {
-                    schedule
-                        .forced
-                        .insert((r.namespace.clone().unwrap_or_default(), r.name.clone()));
-                }
-                refs
-            },
-        )
-        .graceful_shutdown_on(wait(&stop_tx))
-        .run(reconcile_policy_object, error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "ImagePolicy controller");
+    let policies = policies.watches(
+        Api::<ImageRepository>::all(client.clone()),
+        watcher_config(&settings.label_selector),
+        move |repo: ImageRepository| {
+            let key = key_of(&repo);
+            let seen = (
+                repo.status
+                    .as_ref()
+                    .and_then(|s| s.last_scan_result.as_ref())
+                    .map(|s| s.revision.clone()),
+                repo.metadata.generation,
+            );
+            let mut schedule = trigger_ctx.schedule();
+            if schedule.repositories.insert(key.clone(), seen.clone()) == Some(seen) {
+                return Vec::new();
             }
-        });
+            let refs: Vec<ObjectRef<ImagePolicy>> = store
+                .state()
+                .iter()
+                .filter(|p| repository_ref(p) == key)
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect();
+            for r in &refs {
+                schedule
+                    .forced
+                    .insert((r.namespace.clone().unwrap_or_default(), r.name.clone()));
+            }
+            refs
+        },
+    );
+    let policies = driver::run_controller(policies, client, ctx.clone(), wait(&stop_tx));
 
     tracing::info!("controllers started");
     let stopper = async move {
@@ -548,9 +452,7 @@ pub async fn run(
     options: crate::reconcile::Options,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), KubeModeError> {
-    let config = kube::Config::infer().await?;
-    let client = Client::try_from(config).map_err(KubeModeError::Client)?;
-
+    let client = driver::connect().await?;
     let pool = Arc::new(RegistryPool::new(
         settings.registry.clone(),
         Some(metrics.request_observer()),
@@ -570,16 +472,14 @@ pub async fn run(
     };
     let schedule = Schedule::new(&deps.options);
     let ctx = Arc::new(Ctx {
-        client: client.clone(),
+        kit: driver::Context::new(client.clone(), SERVICE.field_manager, schedule),
         deps,
         state: state.clone(),
         metrics,
-        events: EventPublisher::new(client.clone(), events::reporter(FIELD_MANAGER)),
-        schedule: Mutex::new(schedule),
     });
 
     // The API mirror, on every replica.
-    let wc = watcher_config(&settings.label_selector);
+    let wc = watcher_config(&settings.controllers.label_selector);
     let (repos_synced_tx, mut repos_synced) = watch::channel(false);
     let (policies_synced_tx, mut policies_synced) = watch::channel(false);
     let (s1, s2) = (state.clone(), state.clone());
@@ -612,8 +512,9 @@ pub async fn run(
 
     let (leading, leader_task) =
         leadership(client.clone(), &settings, state.clone(), shutdown.clone()).await?;
-    let controllers = driver::while_leading(
+    let controllers = driver::lead(
         leading,
+        leader_task,
         &shutdown,
         |until| async {
             run_controllers(ctx.clone(), &settings, until).await;
@@ -635,7 +536,6 @@ pub async fn run(
     readiness.abort();
     let _ = mirror_repos.await;
     let _ = mirror_policies.await;
-    let _ = leader_task.await;
     Ok(())
 }
 

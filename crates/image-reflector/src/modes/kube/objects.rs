@@ -1,6 +1,7 @@
 //! The `ObjectSource` over the API server.
 
 use super::*;
+use futures::TryFutureExt as _;
 
 #[derive(Clone)]
 pub(super) struct KubeObjects {
@@ -28,56 +29,64 @@ pub(super) fn source_error(
     }
 }
 
+impl KubeObjects {
+    /// The namespaced `kind` `namespace/name`, `None` when it does not exist.
+    async fn get<K>(
+        &self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<K>, SourceError>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map_err(|e| source_error(kind, namespace, name, &e))
+    }
+}
+
 impl ObjectSource for KubeObjects {
-    fn secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-            let secret = api
-                .get_opt(name)
-                .await
-                .map_err(|e| source_error("Secret", namespace, name, &e))?;
-            Ok(secret.map(|secret| {
+    fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> Lookup<'a, SecretData> {
+        let secret = self.get::<Secret>("Secret", namespace, name);
+        Box::pin(secret.map_ok(move |secret| {
+            secret.map(|secret| {
                 let secret = kube_support::manifests::secret_of(secret);
                 SecretData {
                     name: name.to_string(),
                     type_: secret.type_,
                     data: secret.data,
                 }
-            }))
-        })
+            })
+        }))
     }
 
     fn service_account_pull_secrets<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-            let sa = api
-                .get_opt(name)
-                .await
-                .map_err(|e| source_error("ServiceAccount", namespace, name, &e))?;
-            Ok(sa.map(|sa| {
-                sa.image_pull_secrets
-                    .unwrap_or_default()
-                    .into_iter()
+    ) -> Lookup<'a, Vec<String>> {
+        let account = self.get::<ServiceAccount>("ServiceAccount", namespace, name);
+        Box::pin(account.map_ok(|account| {
+            account.map(|account| {
+                let refs = account.image_pull_secrets.unwrap_or_default();
+                refs.into_iter()
                     .map(|r| r.name)
                     .filter(|n| !n.is_empty())
                     .collect()
-            }))
-        })
+            })
+        }))
     }
 
     fn service_account_annotations<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
+    ) -> Lookup<'a, BTreeMap<String, String>> {
         Box::pin(async move {
             let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
             let sa = api
@@ -116,10 +125,7 @@ impl ObjectSource for KubeObjects {
         })
     }
 
-    fn namespace_labels<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
+    fn namespace_labels<'a>(&'a self, namespace: &'a str) -> Lookup<'a, BTreeMap<String, String>> {
         Box::pin(async move {
             let api: Api<Namespace> = Api::all(self.client.clone());
             let ns = api
@@ -134,12 +140,7 @@ impl ObjectSource for KubeObjects {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>> {
-        Box::pin(async move {
-            let api: Api<ImageRepository> = Api::namespaced(self.client.clone(), namespace);
-            api.get_opt(name)
-                .await
-                .map_err(|e| source_error(REPOSITORY, namespace, name, &e))
-        })
+    ) -> Lookup<'a, ImageRepository> {
+        Box::pin(self.get(REPOSITORY, namespace, name))
     }
 }

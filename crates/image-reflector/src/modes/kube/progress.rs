@@ -7,7 +7,7 @@ use super::*;
 pub(super) struct StatusProgress<'a> {
     pub(super) api: &'a Api<ImageRepository>,
     pub(super) repo: &'a ImageRepository,
-    pub(super) state: &'a ApiState,
+    pub(super) ctx: &'a Ctx,
     pub(super) written: Mutex<Option<ImageRepositoryStatus>>,
 }
 
@@ -23,21 +23,19 @@ impl ScanProgress for StatusProgress<'_> {
     fn scanning<'a>(&'a self, status: &'a ImageRepositoryStatus) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let name = name_of(&self.repo.metadata);
-            match write_status(
-                self.api,
-                FIELD_MANAGER,
-                name,
-                self.repo.status.as_ref(),
-                status,
-            )
-            .await
+            let current = self.repo.status.as_ref();
+            match self
+                .ctx
+                .kit
+                .write_status(self.api, name, current, status)
+                .await
             {
                 Ok(_) => {
                     *self.written.lock().unwrap_or_else(PoisonError::into_inner) =
                         Some(status.clone());
                     let mut updated = self.repo.clone();
                     updated.status = Some(status.clone());
-                    self.state.upsert_repository(repository_info(&updated));
+                    self.ctx.state.upsert_repository(repository_info(&updated));
                 }
                 // Only informative: the scan goes on, and the final write follows.
                 Err(error) => {

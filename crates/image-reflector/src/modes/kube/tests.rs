@@ -1,15 +1,16 @@
 //! Unit tests of this mode.
 
 use super::*;
+use kube_support::leader;
 
 #[test]
 fn lease_names() {
-    assert_eq!(lease_name(""), LEASE_NAME);
-    assert_eq!(lease_name("  "), LEASE_NAME);
-    let sharded = lease_name("shard=a");
+    assert_eq!(SERVICE.lease_name(""), SERVICE.name);
+    assert_eq!(SERVICE.lease_name("  "), SERVICE.name);
+    let sharded = SERVICE.lease_name("shard=a");
     assert!(sharded.starts_with("image-reflector-controller-leader-election-"));
-    assert_eq!(sharded.len(), LEASE_NAME.len() + 9);
-    assert_ne!(sharded, lease_name("shard=b"));
+    assert_eq!(sharded.len(), SERVICE.name.len() + 9);
+    assert_ne!(sharded, SERVICE.lease_name("shard=b"));
 }
 
 #[test]

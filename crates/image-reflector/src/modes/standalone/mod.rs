@@ -30,6 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use api_types::meta::{condition_type, find_condition};
 use api_types::{GROUP, ImagePolicy, ImageRepository};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::Resource;
+use kube::core::object::{HasSpec, HasStatus};
 use kube_support::manifests;
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -38,8 +40,8 @@ use tokio::time::Instant;
 use crate::api::selector::LabelSelector;
 use crate::metrics::Metrics;
 use crate::reconcile::{
-    Backoff, BoxFuture, Deps, EventType, Next, ObjectSource, Options, PolicyOutcome, RegistryPool,
-    RepositoryOutcome, ScanProgress, SourceError, name_of, namespace_of, policy_info,
+    Backoff, BoxFuture, Deps, EventType, Lookup, Next, ObjectSource, Options, PolicyOutcome,
+    RegistryPool, RepositoryOutcome, ScanProgress, name_of, namespace_of, policy_info,
     reconcile_policy, reconcile_repository_with, repository_info,
 };
 use crate::registry::{ClientSettings, SecretData};
@@ -50,8 +52,7 @@ use kube_support::schedule::Schedule;
 /// How often the manifest directory is checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-const REPOSITORY: &str = "ImageRepository";
-const POLICY: &str = "ImagePolicy";
+use super::{Kind, POLICY, REPOSITORY};
 
 /// `(namespace, name)`.
 pub type Key = (String, String);
@@ -80,21 +81,6 @@ pub enum StandaloneError {
 
 // ---------------------------------------------------------------------------------------
 // The engine
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Kind {
-    Repository,
-    Policy,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Repository => REPOSITORY,
-            Self::Policy => POLICY,
-        }
-    }
-}
 
 /// Publishes a repository's in-progress status ("scanning: <reason>") in the API while
 /// its scan runs.
@@ -160,6 +146,45 @@ fn changed_generation<S: PartialEq>(
     Some(if spec { generation + 1 } else { generation })
 }
 
+/// What [`merge_object`] did.
+enum Merged<'a, K> {
+    /// New, at generation 1 (the object as scheduled).
+    Added(&'a K),
+    /// Spec, labels or annotations changed: it runs again, with its status.
+    Changed,
+    Same,
+}
+
+/// Merges a re-read object into `schedule`: a new one starts at generation 1; a changed
+/// one keeps its status, takes its next generation ([`changed_generation`]) and is due now.
+fn merge_object<'s, K>(
+    schedule: &'s mut Schedule<Key, K>,
+    key: &Key,
+    obj: &K,
+    now: Instant,
+) -> Merged<'s, K>
+where
+    K: Resource + HasSpec + HasStatus + Clone,
+    K::Spec: PartialEq,
+    K::Status: Clone,
+{
+    let mut obj = obj.clone();
+    let Some(old) = schedule.get_mut(key) else {
+        obj.meta_mut().generation = Some(1);
+        schedule.insert(key.clone(), obj, now);
+        return schedule.get(key).map_or(Merged::Same, Merged::Added);
+    };
+    let Some(generation) = changed_generation(old.meta(), old.spec(), obj.meta(), obj.spec())
+    else {
+        return Merged::Same;
+    };
+    obj.meta_mut().generation = Some(generation);
+    *obj.status_mut() = old.status().cloned();
+    *old = obj;
+    schedule.trigger(key, now);
+    Merged::Changed
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -202,28 +227,12 @@ impl Engine {
             changed.insert(key);
         }
         for (key, repo) in &snapshot.repositories {
-            let mut repo = repo.clone();
-            match self.repositories.get_mut(key) {
-                None => {
-                    repo.metadata.generation = Some(1);
-                    self.state.upsert_repository(repository_info(&repo));
-                    self.repositories.insert(key.clone(), repo, now);
-                    changed.insert(key.clone());
-                }
-                Some(old) => {
-                    let Some(generation) =
-                        changed_generation(&old.metadata, &old.spec, &repo.metadata, &repo.spec)
-                    else {
-                        continue;
-                    };
-                    repo.metadata.generation = Some(generation);
-                    repo.status = old.status.clone();
-                    *old = repo;
-                    self.repositories.trigger(key, now);
-                    self.backoff.reset(&(Kind::Repository, key.clone()));
-                    changed.insert(key.clone());
-                }
+            match merge_object(&mut self.repositories, key, repo, now) {
+                Merged::Added(repo) => self.state.upsert_repository(repository_info(repo)),
+                Merged::Changed => self.backoff.reset(&(Kind::Repository, key.clone())),
+                Merged::Same => continue,
             }
+            changed.insert(key.clone());
         }
         changed
     }
@@ -241,28 +250,10 @@ impl Engine {
             tracing::info!(namespace = key.0, name = key.1, "ImagePolicy removed");
         }
         for (key, policy) in &snapshot.policies {
-            let mut policy = policy.clone();
-            match self.policies.get_mut(key) {
-                None => {
-                    policy.metadata.generation = Some(1);
-                    self.state.upsert_policy(policy_info(&policy));
-                    self.policies.insert(key.clone(), policy, now);
-                }
-                Some(old) => {
-                    let Some(generation) = changed_generation(
-                        &old.metadata,
-                        &old.spec,
-                        &policy.metadata,
-                        &policy.spec,
-                    ) else {
-                        continue;
-                    };
-                    policy.metadata.generation = Some(generation);
-                    policy.status = old.status.clone();
-                    *old = policy;
-                    self.policies.trigger(key, now);
-                    self.backoff.reset(&(Kind::Policy, key.clone()));
-                }
+            match merge_object(&mut self.policies, key, policy, now) {
+                Merged::Added(policy) => self.state.upsert_policy(policy_info(policy)),
+                Merged::Changed => self.backoff.reset(&(Kind::Policy, key.clone())),
+                Merged::Same => {}
             }
         }
     }
@@ -356,42 +347,28 @@ impl Engine {
         let (ns, name) = (key.0.as_str(), key.1.as_str());
         let kind = kind.as_str();
         self.metrics
+            .gotk
             .observe_reconcile(kind, ns, name, elapsed.as_secs_f64());
-        self.metrics.set_suspended(kind, ns, name, suspended);
+        self.metrics.gotk.set_suspended(kind, ns, name, suspended);
         for type_ in [
             condition_type::READY,
             condition_type::STALLED,
             condition_type::RECONCILING,
         ] {
             let status = find_condition(conditions, type_).map_or("Deleted", |c| c.status.as_str());
-            self.metrics.set_condition(kind, ns, name, type_, status);
+            self.metrics
+                .gotk
+                .set_condition(kind, ns, name, type_, status);
         }
     }
 
     fn log_event(kind: Kind, key: &Key, event: Option<&crate::reconcile::Event>) {
         let Some(event) = event else { return };
         let (namespace, name, kind) = (key.0.as_str(), key.1.as_str(), kind.as_str());
+        let (reason, message) = (event.reason.as_str(), event.message.as_str());
         match event.type_ {
-            EventType::Normal => {
-                tracing::info!(
-                    kind,
-                    namespace,
-                    name,
-                    reason = event.reason,
-                    "{}",
-                    event.message
-                );
-            }
-            EventType::Warning => {
-                tracing::warn!(
-                    kind,
-                    namespace,
-                    name,
-                    reason = event.reason,
-                    "{}",
-                    event.message
-                );
-            }
+            EventType::Normal => tracing::info!(kind, namespace, name, reason, "{message}"),
+            EventType::Warning => tracing::warn!(kind, namespace, name, reason, "{message}"),
         }
     }
 

@@ -98,22 +98,16 @@ impl ManifestDir {
             {
                 let duplicate = match object.clone() {
                     Object::Repository(repo) => {
-                        if !selected(repo.metadata.labels.as_ref()) {
-                            continue;
+                        match insert_selected(&selected, &mut snapshot.repositories, *repo) {
+                            Some(duplicate) => duplicate,
+                            None => continue,
                         }
-                        snapshot
-                            .repositories
-                            .insert(key_of(&repo.metadata), *repo)
-                            .is_some()
                     }
                     Object::Policy(policy) => {
-                        if !selected(policy.metadata.labels.as_ref()) {
-                            continue;
+                        match insert_selected(&selected, &mut snapshot.policies, *policy) {
+                            Some(duplicate) => duplicate,
+                            None => continue,
                         }
-                        snapshot
-                            .policies
-                            .insert(key_of(&policy.metadata), *policy)
-                            .is_some()
                     }
                     Object::Secret(key, secret) => snapshot.secrets.insert(key, secret).is_some(),
                     Object::ServiceAccount(key, names) => {
@@ -160,11 +154,7 @@ pub(super) fn key(namespace: &str, name: &str) -> Key {
 }
 
 impl ObjectSource for Objects {
-    fn secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SecretData>, SourceError>> {
+    fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> Lookup<'a, SecretData> {
         let found = self.read(|s| s.secrets.get(&key(namespace, name)).cloned());
         Box::pin(async move { Ok(found) })
     }
@@ -173,15 +163,12 @@ impl ObjectSource for Objects {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, SourceError>> {
+    ) -> Lookup<'a, Vec<String>> {
         let found = self.read(|s| s.service_accounts.get(&key(namespace, name)).cloned());
         Box::pin(async move { Ok(found) })
     }
 
-    fn namespace_labels<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
+    fn namespace_labels<'a>(&'a self, namespace: &'a str) -> Lookup<'a, BTreeMap<String, String>> {
         let found = self.read(|s| s.namespaces.get(namespace).cloned());
         Box::pin(async move { Ok(found) })
     }
@@ -190,8 +177,21 @@ impl ObjectSource for Objects {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ImageRepository>, SourceError>> {
+    ) -> Lookup<'a, ImageRepository> {
         let found = self.read(|s| s.repositories.get(&key(namespace, name)).cloned());
         Box::pin(async move { Ok(found) })
     }
+}
+
+/// Adds `obj` to `objects` when `selected` picks its labels: `Some(whether it replaced one
+/// with the same key)`, `None` when not selected.
+fn insert_selected<K: kube::Resource>(
+    selected: &impl Fn(Option<&BTreeMap<String, String>>) -> bool,
+    objects: &mut BTreeMap<Key, K>,
+    obj: K,
+) -> Option<bool> {
+    if !selected(obj.meta().labels.as_ref()) {
+        return None;
+    }
+    Some(objects.insert(key_of(obj.meta()), obj).is_some())
 }
