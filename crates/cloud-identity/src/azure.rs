@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::config::{AzureCloudEnvironment, AzureEnvironment, Endpoints};
+use crate::config::{AzureCloudEnvironment, AzureEnvironment, Endpoints, endpoint_or};
 use crate::error::{Answer, Error, Provider, Result, Step};
 use crate::http::{CallContext, HttpRequest, Method};
 use crate::login::RegistryLogin;
@@ -174,14 +174,13 @@ pub fn imds_token_request(
     scope: &str,
     client_id: Option<&str>,
 ) -> Result<HttpRequest> {
-    let base = match &endpoints.azure_imds {
-        Some(url) => url.clone(),
-        None => parse_url(
+    let base = endpoint_or(&endpoints.azure_imds, || {
+        parse_url(
             DEFAULT_IMDS,
             Step::AzureImdsToken,
             "the node's managed identity",
-        )?,
-    };
+        )
+    })?;
     let mut url = with_trailing_slash(base)
         .join("metadata/identity/oauth2/token")
         .map_err(|err| {
@@ -257,14 +256,13 @@ pub fn acr_exchange_request(
     registry_host: &str,
     access_token: &Secret,
 ) -> Result<HttpRequest> {
-    let base = match &endpoints.acr {
-        Some(url) => url.clone(),
-        None => parse_url(
+    let base = endpoint_or(&endpoints.acr, || {
+        parse_url(
             &format!("https://{registry_host}/"),
             Step::AcrExchange,
             "spec.image",
-        )?,
-    };
+        )
+    })?;
     let mut url = with_trailing_slash(base)
         .join("oauth2/exchange")
         .map_err(|err| {

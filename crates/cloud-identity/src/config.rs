@@ -32,6 +32,14 @@ impl<Env> ProviderClient<Env> {
     }
 }
 
+/// The endpoint `configured` (tests, sovereign clouds), else the `default` one.
+pub(crate) fn endpoint_or(
+    configured: &Option<url::Url>,
+    default: impl FnOnce() -> crate::error::Result<url::Url>,
+) -> crate::error::Result<url::Url> {
+    configured.clone().map_or_else(default, Ok)
+}
+
 /// Where each provider call goes when not to the public cloud.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoints {

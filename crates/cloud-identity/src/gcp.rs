@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::config::Endpoints;
+use crate::config::{Endpoints, endpoint_or};
 use crate::error::{Answer, Error, Provider, Result, Step};
 use crate::http::{CallContext, HttpClient, HttpRequest, Method};
 use crate::login::RegistryLogin;
@@ -204,10 +204,7 @@ pub fn sts_exchange_request(
     subject_token: &Secret,
     impersonating: bool,
 ) -> Result<HttpRequest> {
-    let base = match &endpoints.google_sts {
-        Some(url) => url.clone(),
-        None => parse_default(DEFAULT_STS)?,
-    };
+    let base = endpoint_or(&endpoints.google_sts, || parse_default(DEFAULT_STS))?;
     let url = join(&base, "v1/token", Provider::Gcp, Step::GcpStsTokenExchange)?;
     let scope = if impersonating {
         SCOPE_CLOUD_PLATFORM.to_string()
@@ -230,10 +227,9 @@ pub fn impersonation_request(
     email: &str,
     sts_token: &Secret,
 ) -> Result<HttpRequest> {
-    let base = match &endpoints.google_iam_credentials {
-        Some(url) => url.clone(),
-        None => parse_default(DEFAULT_IAM_CREDENTIALS)?,
-    };
+    let base = endpoint_or(&endpoints.google_iam_credentials, || {
+        parse_default(DEFAULT_IAM_CREDENTIALS)
+    })?;
     // The email as is (Flux formats it into the path), any other character encoded.
     const EMAIL_PATH: &percent_encoding::AsciiSet = &crate::http::PATH_SEGMENT.remove(b'@');
     let encoded: String = percent_encoding::utf8_percent_encode(email, EMAIL_PATH).to_string();
