@@ -101,3 +101,45 @@ impl std::fmt::Display for ErrorCategory {
         f.write_str(self.as_str())
     }
 }
+
+/// A ServiceAccount's annotations (`Ok(None)` when it does not exist): what object-level
+/// workload identity reads before it asks for a token.
+pub async fn service_account_annotations(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, kube::Error> {
+    let api: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let found = api.get_opt(name).await?;
+    Ok(found.map(|sa| sa.metadata.annotations.unwrap_or_default()))
+}
+
+/// A token for the ServiceAccount with `audiences` (TokenRequest, the `token` subresource).
+/// No `expirationSeconds`: the API server's default (1h), as Flux asks. The token is the
+/// caller's to keep secret.
+pub async fn service_account_token(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    audiences: Vec<String>,
+) -> Result<String, String> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    let api: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(audiences),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let answer = api
+        .create_token_request(name, &kube::api::PostParams::default(), &request)
+        .await
+        .map_err(|e| e.to_string())?;
+    match answer.status.and_then(|status| status.token) {
+        Some(token) if !token.is_empty() => Ok(token),
+        _ => Err("the API server answered without a token".to_string()),
+    }
+}

@@ -36,8 +36,6 @@ use cloud_identity::http::HttpClient;
 use cloud_identity::login::RegistryLogin;
 use cloud_identity::metrics::TokenCacheMetrics;
 use cloud_identity::workload_identity::{IdentityChoice, choose_identity};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
 use kube_support::redact::Secrets;
 
 use super::auth::{HttpAuth, ProxyAuth, Secret};
@@ -139,9 +137,9 @@ impl ServiceAccounts for KubeServiceAccounts {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
         Box::pin(async move {
-            let api: kube::Api<ServiceAccount> = kube::Api::namespaced(self.0.clone(), namespace);
-            let sa = api.get_opt(name).await.map_err(|e| e.to_string())?;
-            Ok(sa.map(|sa| sa.metadata.annotations.unwrap_or_default()))
+            kube_support::objects::service_account_annotations(&self.0, namespace, name)
+                .await
+                .map_err(|e| e.to_string())
         })
     }
 
@@ -152,23 +150,9 @@ impl ServiceAccounts for KubeServiceAccounts {
         audiences: Vec<String>,
     ) -> BoxFuture<'a, Result<cloud_identity::Secret, String>> {
         Box::pin(async move {
-            let api: kube::Api<ServiceAccount> = kube::Api::namespaced(self.0.clone(), namespace);
-            // No expirationSeconds: the API server's default (1h), as Flux asks.
-            let request = TokenRequest {
-                spec: Some(TokenRequestSpec {
-                    audiences: Some(audiences),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let answer = api
-                .create_token_request(name, &kube::api::PostParams::default(), &request)
+            kube_support::objects::service_account_token(&self.0, namespace, name, audiences)
                 .await
-                .map_err(|e| e.to_string())?;
-            match answer.status.and_then(|status| status.token) {
-                Some(token) if !token.is_empty() => Ok(cloud_identity::Secret::new(token)),
-                _ => Err("the API server answered without a token".to_string()),
-            }
+                .map(cloud_identity::Secret::new)
         })
     }
 }

@@ -88,12 +88,9 @@ impl ObjectSource for KubeObjects {
         name: &'a str,
     ) -> Lookup<'a, BTreeMap<String, String>> {
         Box::pin(async move {
-            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-            let sa = api
-                .get_opt(name)
+            kube_support::objects::service_account_annotations(&self.client, namespace, name)
                 .await
-                .map_err(|e| source_error("ServiceAccount", namespace, name, &e))?;
-            Ok(sa.map(|sa| sa.metadata.annotations.unwrap_or_default()))
+                .map_err(|e| source_error("ServiceAccount", namespace, name, &e))
         })
     }
 
@@ -104,24 +101,9 @@ impl ObjectSource for KubeObjects {
         audiences: Vec<String>,
     ) -> BoxFuture<'a, Result<cloud_identity::Secret, String>> {
         Box::pin(async move {
-            use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-            // No expirationSeconds: the API server's default (1h), as Flux asks.
-            let request = TokenRequest {
-                spec: Some(TokenRequestSpec {
-                    audiences: Some(audiences),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let answer = api
-                .create_token_request(name, &kube::api::PostParams::default(), &request)
+            kube_support::objects::service_account_token(&self.client, namespace, name, audiences)
                 .await
-                .map_err(|e| e.to_string())?;
-            match answer.status.and_then(|status| status.token) {
-                Some(token) if !token.is_empty() => Ok(cloud_identity::Secret::new(token)),
-                _ => Err("the API server answered without a token".to_string()),
-            }
+                .map(cloud_identity::Secret::new)
         })
     }
 
