@@ -2,6 +2,12 @@
 //! trigger fingerprint and the error category (the status write is
 //! [`crate::driver::Context::write_status`]).
 
+use std::collections::BTreeMap;
+
+use cloud_identity::Secret;
+use cloud_identity::workload_identity::{BoxFuture, ServiceAccounts};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Resource;
 use kube::runtime::watcher;
 
@@ -102,44 +108,55 @@ impl std::fmt::Display for ErrorCategory {
     }
 }
 
-/// A ServiceAccount's annotations (`Ok(None)` when it does not exist): what object-level
-/// workload identity reads before it asks for a token.
-pub async fn service_account_annotations(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<std::collections::BTreeMap<String, String>>, kube::Error> {
-    let api: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        kube::Api::namespaced(client.clone(), namespace);
-    let found = api.get_opt(name).await?;
-    Ok(found.map(|sa| sa.metadata.annotations.unwrap_or_default()))
+/// [`ServiceAccounts`] over the API server: `get` for the annotations, the `token`
+/// subresource (TokenRequest) for the tokens.
+#[derive(Clone)]
+pub struct KubeServiceAccounts(pub kube::Client);
+
+impl std::fmt::Debug for KubeServiceAccounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeServiceAccounts")
+            .finish_non_exhaustive()
+    }
 }
 
-/// A token for the ServiceAccount with `audiences` (TokenRequest, the `token` subresource).
-/// No `expirationSeconds`: the API server's default (1h), as Flux asks. The token is the
-/// caller's to keep secret.
-pub async fn service_account_token(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    audiences: Vec<String>,
-) -> Result<String, String> {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    let api: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        kube::Api::namespaced(client.clone(), namespace);
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: Some(audiences),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let answer = api
-        .create_token_request(name, &kube::api::PostParams::default(), &request)
-        .await
-        .map_err(|e| e.to_string())?;
-    match answer.status.and_then(|status| status.token) {
-        Some(token) if !token.is_empty() => Ok(token),
-        _ => Err("the API server answered without a token".to_string()),
+impl ServiceAccounts for KubeServiceAccounts {
+    fn annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<ServiceAccount> = kube::Api::namespaced(self.0.clone(), namespace);
+            let found = api.get_opt(name).await.map_err(|e| e.to_string())?;
+            Ok(found.map(|sa| sa.metadata.annotations.unwrap_or_default()))
+        })
+    }
+
+    fn token<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        audiences: Vec<String>,
+    ) -> BoxFuture<'a, Result<Secret, String>> {
+        Box::pin(async move {
+            let api: kube::Api<ServiceAccount> = kube::Api::namespaced(self.0.clone(), namespace);
+            // No expirationSeconds: the API server's default (1h), as Flux asks.
+            let request = TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    audiences: Some(audiences),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let answer = api
+                .create_token_request(name, &kube::api::PostParams::default(), &request)
+                .await
+                .map_err(|e| e.to_string())?;
+            match answer.status.and_then(|status| status.token) {
+                Some(token) if !token.is_empty() => Ok(Secret::new(token)),
+                _ => Err("the API server answered without a token".to_string()),
+            }
+        })
     }
 }

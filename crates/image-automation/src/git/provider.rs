@@ -21,8 +21,6 @@
 //! in caches of `--token-cache-max-size` entries, as Flux does ([`configure`]).
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -97,65 +95,10 @@ pub fn token_cache_metrics() -> Option<&'static TokenCacheMetrics> {
     TOKEN_CACHE_METRICS.get()
 }
 
-/// A boxed future, so [`ServiceAccounts`] can be a `dyn` object.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The Kubernetes API as object-level workload identity uses it (Kubernetes mode only).
-pub trait ServiceAccounts: Send + Sync {
-    /// A ServiceAccount's annotations; `Ok(None)` when it does not exist.
-    fn annotations<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>>;
-
-    /// A token for the ServiceAccount with these audiences (TokenRequest).
-    fn token<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-        audiences: Vec<String>,
-    ) -> BoxFuture<'a, Result<cloud_identity::Secret, String>>;
-}
-
-/// [`ServiceAccounts`] over the API server: `get` for the annotations, the `token`
-/// subresource (TokenRequest) for the tokens.
-#[derive(Clone)]
-pub struct KubeServiceAccounts(pub kube::Client);
-
-impl std::fmt::Debug for KubeServiceAccounts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeServiceAccounts")
-            .finish_non_exhaustive()
-    }
-}
-
-impl ServiceAccounts for KubeServiceAccounts {
-    fn annotations<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
-        Box::pin(async move {
-            kube_support::objects::service_account_annotations(&self.0, namespace, name)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn token<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-        audiences: Vec<String>,
-    ) -> BoxFuture<'a, Result<cloud_identity::Secret, String>> {
-        Box::pin(async move {
-            kube_support::objects::service_account_token(&self.0, namespace, name, audiences)
-                .await
-                .map(cloud_identity::Secret::new)
-        })
-    }
-}
+// Where a ServiceAccount and its token are read: one trait and one API implementation for
+// both services.
+pub use cloud_identity::workload_identity::{BoxFuture, ServiceAccounts};
+pub use kube_support::objects::KubeServiceAccounts;
 
 /// The automation a provider login is for: where its ServiceAccount lives, its name for
 /// the cache metrics, and the API to read ServiceAccounts (`None` without a cluster).

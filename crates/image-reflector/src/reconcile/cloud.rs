@@ -19,7 +19,7 @@ use cloud_identity::workload_identity::{
 };
 use cloud_identity::{Provider, RegistryCredentials, ServiceAccountRef, Step};
 
-use super::{Deps, SourceError};
+use super::Deps;
 use crate::registry::Credentials;
 use crate::registry::transport::ProxyConfig;
 
@@ -214,7 +214,6 @@ pub async fn login(
                 Some(read_service_account(deps, object.namespace, name, *is_default).await?)
             }
         };
-        let objects = deps.objects.clone();
         let result = credentials
             .registry_login_via(
                 provider,
@@ -224,12 +223,10 @@ pub async fn login(
                 |audiences| {
                     let sa = service_account.clone();
                     async move {
-                        let Some(sa) = sa else {
-                            return Err("no service account".to_string());
+                        let (Some(sa), Some(api)) = (sa, deps.objects.service_accounts()) else {
+                            return Err(NO_OBJECT_IDENTITY.to_string());
                         };
-                        objects
-                            .service_account_token(&sa.namespace, &sa.name, audiences)
-                            .await
+                        api.token(&sa.namespace, &sa.name, audiences).await
                     }
                 },
             )
@@ -257,15 +254,16 @@ async fn read_service_account(
     name: &str,
     is_default: bool,
 ) -> Result<ServiceAccountData, CloudLoginError> {
-    let found = deps
+    let failed = |detail: String| CloudLoginError::ServiceAccount {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        detail,
+    };
+    let api = deps
         .objects
-        .service_account_annotations(namespace, name)
-        .await
-        .map_err(|e: SourceError| CloudLoginError::ServiceAccount {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            detail: e.detail,
-        })?;
+        .service_accounts()
+        .ok_or_else(|| failed(NO_OBJECT_IDENTITY.to_string()))?;
+    let found = api.annotations(namespace, name).await.map_err(failed)?;
     match found {
         Some(annotations) => Ok(ServiceAccountData {
             namespace: namespace.to_string(),

@@ -39,6 +39,8 @@ use api_types::meta::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use cloud_identity::workload_identity::ServiceAccounts;
+
 use crate::reference::ImageReference;
 use crate::registry::{RegistryAccess, RegistryError, SecretData};
 use crate::store::TagStore;
@@ -95,32 +97,10 @@ pub trait ObjectSource: Send + Sync {
         name: &'a str,
     ) -> Lookup<'a, Vec<String>>;
 
-    /// A ServiceAccount's annotations (cloud workload identity reads the provider's).
-    fn service_account_annotations<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, SourceError>> {
-        Box::pin(async move {
-            Err(SourceError {
-                kind: "ServiceAccount",
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                category: kube_support::objects::ErrorCategory::Other,
-                detail: cloud::NO_OBJECT_IDENTITY.to_string(),
-            })
-        })
-    }
-
-    /// A token for a ServiceAccount with these audiences (a Kubernetes TokenRequest);
-    /// the error is the API server's message, never a token.
-    fn service_account_token<'a>(
-        &'a self,
-        _namespace: &'a str,
-        _name: &'a str,
-        _audiences: Vec<String>,
-    ) -> BoxFuture<'a, Result<cloud_identity::Secret, String>> {
-        Box::pin(async move { Err(cloud::NO_OBJECT_IDENTITY.to_string()) })
+    /// ServiceAccounts and their tokens, for object-level workload identity (Kubernetes mode
+    /// only: `None` elsewhere).
+    fn service_accounts(&self) -> Option<&dyn ServiceAccounts> {
+        None
     }
 
     /// A Namespace's labels (for `accessFrom`).

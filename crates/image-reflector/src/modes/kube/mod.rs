@@ -45,6 +45,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource};
 use kube_support::driver::{self, Reconcile, key_of};
+use kube_support::objects::KubeServiceAccounts;
 use kube_support::objects::{Fingerprint, fingerprint, watcher_config};
 use kube_support::schedule::{Handled, RetryDelays};
 use serde::de::DeserializeOwned;
@@ -460,6 +461,7 @@ pub async fn run(
     let deps = Deps {
         objects: Arc::new(KubeObjects {
             client: client.clone(),
+            service_accounts: KubeServiceAccounts(client.clone()),
         }),
         tags: pool.clone(),
         digests: pool,

@@ -1,11 +1,13 @@
 //! The `ObjectSource` over the API server.
 
 use super::*;
+use cloud_identity::workload_identity::ServiceAccounts;
 use futures::TryFutureExt as _;
 
 #[derive(Clone)]
 pub(super) struct KubeObjects {
     pub(super) client: Client,
+    pub(super) service_accounts: KubeServiceAccounts,
 }
 
 impl fmt::Debug for KubeObjects {
@@ -82,29 +84,8 @@ impl ObjectSource for KubeObjects {
         }))
     }
 
-    fn service_account_annotations<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> Lookup<'a, BTreeMap<String, String>> {
-        Box::pin(async move {
-            kube_support::objects::service_account_annotations(&self.client, namespace, name)
-                .await
-                .map_err(|e| source_error("ServiceAccount", namespace, name, &e))
-        })
-    }
-
-    fn service_account_token<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-        audiences: Vec<String>,
-    ) -> BoxFuture<'a, Result<cloud_identity::Secret, String>> {
-        Box::pin(async move {
-            kube_support::objects::service_account_token(&self.client, namespace, name, audiences)
-                .await
-                .map(cloud_identity::Secret::new)
-        })
+    fn service_accounts(&self) -> Option<&dyn ServiceAccounts> {
+        Some(&self.service_accounts)
     }
 
     fn namespace_labels<'a>(&'a self, namespace: &'a str) -> Lookup<'a, BTreeMap<String, String>> {
