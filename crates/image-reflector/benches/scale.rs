@@ -13,7 +13,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A bench fails loudly.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_types::http_api::{ImagePolicyInfo, List};
@@ -39,10 +38,14 @@ fn env_size(name: &str, default: usize) -> usize {
         .filter(|n| *n > 0)
         .unwrap_or(default)
 }
-/// Repositories seeded at once (one image push each, then files written into the storage).
-const SEEDING: usize = 4;
 const RSS_GOAL_MIB: f64 = 100.0;
+const READY_GOAL: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(900);
+/// How often the bench lists the policies: each list is every policy's JSON (2 MB at
+/// 5,000), which the reflector serializes while it scans on the same two cores.
+const POLL: Duration = Duration::from_millis(250);
+/// How often progress is printed while waiting.
+const PROGRESS: Duration = Duration::from_secs(5);
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -66,21 +69,16 @@ fn tags() -> Vec<String> {
         .collect()
 }
 
-/// Pushes one image per repository and seeds its 1,000 tags in the registry's storage
-/// (pushing 500,000 tags through the API took 23 minutes).
-async fn seed_all(registry: &Arc<Registry>) {
-    let tags = Arc::new(tags());
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..SEEDING {
-        let (registry, tags) = (registry.clone(), tags.clone());
-        workers.spawn(async move {
-            for i in (worker..*REPOSITORIES).step_by(SEEDING) {
-                registry.seed_tags(&repo_name(i), &tags).await.unwrap();
-            }
-        });
-    }
-    while let Some(joined) = workers.join_next().await {
-        joined.unwrap();
+/// Seeds the first repository's tags in the registry's storage (pushing 1,000 tags through
+/// the API takes a minute per repository) and makes every other repository an alias of it
+/// ([`Registry::alias_repository`]: a symbolic link the registry follows). Each repository
+/// is still listed and resolved by the real registry on every request; copies of the tags
+/// would need two file-system entries per tag, 10 million for 5,000 x 1,000, more than
+/// `/dev/shm` allows.
+async fn seed_all(registry: &Registry) {
+    registry.seed_tags(&repo_name(0), &tags()).await.unwrap();
+    for i in 1..*REPOSITORIES {
+        registry.alias_repository(&repo_name(0), &repo_name(i)).unwrap();
     }
 }
 
@@ -108,7 +106,7 @@ spec:
   imageRepositoryRef: {{ name: app-{i:03} }}
   policy:
     semver:
-      range: '>=1.0.0'
+      range: '>=0.0.0'
 ",
                 registry.image(&repo_name(i))
             ),
@@ -170,7 +168,7 @@ async fn run() -> bool {
     } else {
         RegistryOptions::anonymous().with_disk_storage()
     };
-    let registry = Arc::new(Registry::start(options).await.unwrap());
+    let registry = Registry::start(options).await.unwrap();
     let started = Instant::now();
     seed_all(&registry).await;
     println!(
@@ -207,6 +205,7 @@ async fn run() -> bool {
     .unwrap();
     let pid = process.pid();
     let mut ready = 0;
+    let mut last_progress = Instant::now();
     while ready < *REPOSITORIES {
         assert!(
             started.elapsed() < WAIT,
@@ -215,8 +214,18 @@ async fn run() -> bool {
             process.log_tail()
         );
         process.check_running().unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(POLL).await;
         ready = ready_policies(&http, &base).await.unwrap_or(0);
+        if last_progress.elapsed() >= PROGRESS {
+            last_progress = Instant::now();
+            println!(
+                "  {:6.1} s: {ready} of {} policies Ready, RSS {:.1} MiB (peak {:.1} MiB)",
+                started.elapsed().as_secs_f64(),
+                *REPOSITORIES,
+                mib(proc_status_kib(pid, "VmRSS").unwrap_or(0)),
+                mib(peak_rss_kib(pid).unwrap_or(0)),
+            );
+        }
     }
     let elapsed = started.elapsed();
     let hwm = peak_rss_kib(pid).expect("VmHWM of the serve process");
@@ -239,9 +248,18 @@ async fn run() -> bool {
         "peak RSS (VmHWM) {peak:.1} MiB, RSS when done {:.1} MiB (goal < {RSS_GOAL_MIB} MiB; Flux reports 187 MB on average)",
         mib(rss)
     );
-    let met = peak < RSS_GOAL_MIB;
-    if !met {
+    let mut met = true;
+    if peak >= RSS_GOAL_MIB {
         eprintln!("peak RSS goal missed: {peak:.1} MiB >= {RSS_GOAL_MIB} MiB");
+        met = false;
+    }
+    if elapsed >= READY_GOAL {
+        eprintln!(
+            "time goal missed: all policies Ready after {:.1} s >= {} s",
+            elapsed.as_secs_f64(),
+            READY_GOAL.as_secs()
+        );
+        met = false;
     }
     met
 }
