@@ -45,7 +45,7 @@ impl fmt::Debug for Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = prometheus::Registry::new();
-        let gotk = GotkMetrics::register(&registry)?;
+        let gotk = GotkMetrics::new();
         let pushes = IntCounterVec::new(
             Opts::new(
                 "image_automation_pushes_total",
@@ -197,7 +197,10 @@ impl Metrics {
     pub fn encode_text(&self) -> Result<String, prometheus::Error> {
         let mut buffer = Vec::new();
         prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
-        String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
+        let mut text =
+            String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        self.gotk.encode(&mut text);
+        Ok(text)
     }
 
     /// [`Metrics::encode_text`], empty on an (unexpected) encoding error, for `/metrics`.

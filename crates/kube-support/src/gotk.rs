@@ -3,14 +3,19 @@
 //! `gotk_reconcile_condition` (kind, name, namespace, type, status) and
 //! `gotk_suspend_status` (kind, name, namespace). The names and labels are a contract
 //! (docs/metrics.md, the charts' PrometheusRules). Unlike Flux, which registers the
-//! condition and suspend gauges but never sets them, they are kept up to date.
+//! condition and suspend gauges but never sets them, they are kept up to date. They are
+//! kept per object in a few bytes ([`crate::series`]), not as `prometheus` crate vectors
+//! (about a kilobyte per series, twelve series per object), and written to the text by
+//! [`GotkMetrics::encode`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use prometheus::core::Collector;
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, Opts, Registry};
+
+use crate::series::{Family, FamilyType, write_header, write_sample};
 
 /// Flux's condition statuses; `gotk_reconcile_condition` has one series per status.
 pub const CONDITION_STATUSES: [&str; 4] = ["True", "False", "Unknown", "Deleted"];
@@ -55,12 +60,21 @@ where
     }
 }
 
-/// The three `gotk_*` series. Clones share the series.
+/// `(kind, name, namespace)`.
+type ObjectKey = (Box<str>, Box<str>, Box<str>);
+
+/// The three `gotk_*` families, kept compactly ([`crate::series`]): a condition is one
+/// `(type, status)` pair per object, written as one series per Flux status. Clones share
+/// the series. [`GotkMetrics::encode`] appends them to a `/metrics` text.
 #[derive(Clone)]
 pub struct GotkMetrics {
-    reconcile_duration: HistogramVec,
-    reconcile_condition: GaugeVec,
-    suspend_status: GaugeVec,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    reconcile_duration: Family,
+    suspend_status: Family,
+    conditions: Mutex<BTreeMap<ObjectKey, Vec<(Box<str>, Box<str>)>>>,
 }
 
 impl fmt::Debug for GotkMetrics {
@@ -69,46 +83,48 @@ impl fmt::Debug for GotkMetrics {
     }
 }
 
+impl Default for GotkMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const CONDITION_NAME: &str = "gotk_reconcile_condition";
+const CONDITION_HELP: &str =
+    "The current condition status of a GitOps Toolkit resource reconciliation.";
+
 impl GotkMetrics {
-    /// Creates the series and registers them on `registry`.
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "gotk_reconcile_duration_seconds",
-                "The duration in seconds of a GitOps Toolkit resource reconciliation.",
-            )
-            .buckets(exponential_buckets_range(0.01, 1800.0, 10)),
-            &OBJECT_LABELS,
-        )?;
-        let reconcile_condition = GaugeVec::new(
-            Opts::new(
-                "gotk_reconcile_condition",
-                "The current condition status of a GitOps Toolkit resource reconciliation.",
-            ),
-            &["kind", "name", "namespace", "type", "status"],
-        )?;
-        let suspend_status = GaugeVec::new(
-            Opts::new(
-                "gotk_suspend_status",
-                "The current suspend status of a GitOps Toolkit resource.",
-            ),
-            &OBJECT_LABELS,
-        )?;
-        registry.register(Box::new(reconcile_duration.clone()))?;
-        registry.register(Box::new(reconcile_condition.clone()))?;
-        registry.register(Box::new(suspend_status.clone()))?;
-        Ok(Self {
-            reconcile_duration,
-            reconcile_condition,
-            suspend_status,
-        })
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                reconcile_duration: Family::histogram(
+                    "gotk_reconcile_duration_seconds",
+                    "The duration in seconds of a GitOps Toolkit resource reconciliation.",
+                    &OBJECT_LABELS,
+                    exponential_buckets_range(0.01, 1800.0, 10),
+                ),
+                suspend_status: Family::gauge(
+                    "gotk_suspend_status",
+                    "The current suspend status of a GitOps Toolkit resource.",
+                    &OBJECT_LABELS,
+                ),
+                conditions: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    fn conditions(&self) -> MutexGuard<'_, BTreeMap<ObjectKey, Vec<(Box<str>, Box<str>)>>> {
+        self.inner
+            .conditions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `gotk_reconcile_duration_seconds`, after every reconcile.
     pub fn observe_reconcile(&self, kind: &str, namespace: &str, name: &str, seconds: f64) {
-        self.reconcile_duration
-            .with_label_values(&[kind, name, namespace])
-            .observe(seconds);
+        self.inner
+            .reconcile_duration
+            .observe(&[kind, name, namespace], seconds);
     }
 
     /// `gotk_reconcile_condition`: 1 for `status`, 0 for Flux's other statuses.
@@ -120,17 +136,14 @@ impl GotkMetrics {
         type_: &str,
         status: &str,
     ) {
-        for candidate in CONDITION_STATUSES {
-            let value = if candidate == status { 1.0 } else { 0.0 };
-            self.reconcile_condition
-                .with_label_values(&[kind, name, namespace, type_, candidate])
-                .set(value);
-        }
-        // A status outside Flux's four still shows (as 1), rather than nothing.
-        if !CONDITION_STATUSES.contains(&status) {
-            self.reconcile_condition
-                .with_label_values(&[kind, name, namespace, type_, status])
-                .set(1.0);
+        let mut conditions = self.conditions();
+        let types = conditions
+            .entry((kind.into(), name.into(), namespace.into()))
+            .or_default();
+        match types.iter_mut().find(|(t, _)| &**t == type_) {
+            Some((_, current)) if &**current == status => {}
+            Some((_, current)) => *current = status.into(),
+            None => types.push((type_.into(), status.into())),
         }
     }
 
@@ -153,24 +166,54 @@ impl GotkMetrics {
 
     /// `gotk_suspend_status`: 1 when suspended.
     pub fn set_suspended(&self, kind: &str, namespace: &str, name: &str, suspended: bool) {
-        self.suspend_status
-            .with_label_values(&[kind, name, namespace])
-            .set(if suspended { 1.0 } else { 0.0 });
+        self.inner
+            .suspend_status
+            .set(&[kind, name, namespace], if suspended { 1.0 } else { 0.0 });
     }
 
     /// Drops every series of a deleted object.
     pub fn delete_object(&self, kind: &str, namespace: &str, name: &str) {
-        let object = [("kind", kind), ("namespace", namespace), ("name", name)];
-        remove_matching(&self.reconcile_duration, &object);
-        remove_matching(&self.reconcile_condition, &object);
-        remove_matching(&self.suspend_status, &object);
+        self.inner.reconcile_duration.remove(&[kind, name, namespace]);
+        self.inner.suspend_status.remove(&[kind, name, namespace]);
+        self.conditions()
+            .remove(&(kind.into(), name.into(), namespace.into()));
     }
 
     /// Drops every series (e.g. when a replica stops leading).
     pub fn clear(&self) {
-        self.reconcile_duration.reset();
-        self.reconcile_condition.reset();
-        self.suspend_status.reset();
+        self.inner.reconcile_duration.clear();
+        self.inner.suspend_status.clear();
+        self.conditions().clear();
+    }
+
+    /// Appends the three families to a `/metrics` text, in the `prometheus` text encoder's
+    /// form (a condition type as one series per Flux status, plus the status itself when
+    /// it is none of Flux's four).
+    pub fn encode(&self, out: &mut String) {
+        {
+            let conditions = self.conditions();
+            if !conditions.is_empty() {
+                write_header(out, CONDITION_NAME, CONDITION_HELP, FamilyType::Gauge);
+            }
+            for ((kind, name, namespace), types) in conditions.iter() {
+                for (type_, status) in types {
+                    let odd = (!CONDITION_STATUSES.contains(&&**status)).then_some(&**status);
+                    for candidate in CONDITION_STATUSES.iter().copied().chain(odd) {
+                        let value = if candidate == &**status { 1.0 } else { 0.0 };
+                        let pairs = [
+                            ("kind", &**kind),
+                            ("name", &**name),
+                            ("namespace", &**namespace),
+                            ("status", candidate),
+                            ("type", &**type_),
+                        ];
+                        write_sample(out, CONDITION_NAME, "", &pairs, None, value);
+                    }
+                }
+            }
+        }
+        self.inner.reconcile_duration.encode(out);
+        self.inner.suspend_status.encode(out);
     }
 }
 
@@ -178,14 +221,11 @@ impl GotkMetrics {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use prometheus::Encoder as _;
 
-    fn text(registry: &Registry) -> String {
-        let mut buffer = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&registry.gather(), &mut buffer)
-            .unwrap();
-        String::from_utf8(buffer).unwrap()
+    fn text(metrics: &GotkMetrics) -> String {
+        let mut text = String::new();
+        metrics.encode(&mut text);
+        text
     }
 
     #[test]
@@ -200,8 +240,7 @@ mod tests {
 
     #[test]
     fn conditions_suspend_and_deletion() {
-        let registry = Registry::new();
-        let m = GotkMetrics::register(&registry).unwrap();
+        let m = GotkMetrics::new();
         let ready: Condition = serde_json::from_value(serde_json::json!({
             "type": "Ready", "status": "False", "reason": "Failed", "message": "",
             "lastTransitionTime": "2024-01-01T00:00:00Z",
@@ -211,7 +250,7 @@ mod tests {
         m.set_suspended("K", "ns", "a", true);
         m.observe_reconcile("K", "ns", "a", 0.5);
         m.set_condition("K", "ns", "b", "Ready", "Odd");
-        let t = text(&registry);
+        let t = text(&m);
         for line in [
             r#"gotk_reconcile_condition{kind="K",name="a",namespace="ns",status="False",type="Ready"} 1"#,
             r#"gotk_reconcile_condition{kind="K",name="a",namespace="ns",status="True",type="Ready"} 0"#,
@@ -224,10 +263,10 @@ mod tests {
             assert!(t.contains(line), "{line} missing:\n{t}");
         }
         m.delete_object("K", "ns", "a");
-        let t = text(&registry);
+        let t = text(&m);
         assert!(!t.contains(r#"name="a""#), "{t}");
         assert!(t.contains(r#"name="b""#), "{t}");
         m.clear();
-        assert!(!text(&registry).contains(r#"name="b""#));
+        assert!(!text(&m).contains(r#"name="b""#));
     }
 }
