@@ -160,6 +160,18 @@ fn changed_generation<S: PartialEq>(
     Some(if spec { generation + 1 } else { generation })
 }
 
+/// Whether `policy` refers to the repository `key`: [`crate::reconcile::repository_ref`]
+/// without its two allocations, as it runs for every policy after every scan.
+fn refers_to(policy: &ImagePolicy, key: &Key) -> bool {
+    let reference = &policy.spec.image_repository_ref;
+    let namespace = reference
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| namespace_of(&policy.metadata));
+    reference.name == key.1 && namespace == key.0
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -201,10 +213,11 @@ impl Engine {
             tracing::info!(namespace = key.0, name = key.1, "ImageRepository removed");
             changed.insert(key);
         }
+        // Objects are copied out of the shared snapshot only when new or changed.
         for (key, repo) in &snapshot.repositories {
-            let mut repo = repo.clone();
             match self.repositories.get_mut(key) {
                 None => {
+                    let mut repo = ImageRepository::clone(repo);
                     repo.metadata.generation = Some(1);
                     self.state.upsert_repository(repository_info(&repo));
                     self.repositories.insert(key.clone(), repo, now);
@@ -216,6 +229,7 @@ impl Engine {
                     else {
                         continue;
                     };
+                    let mut repo = ImageRepository::clone(repo);
                     repo.metadata.generation = Some(generation);
                     repo.status = old.status.clone();
                     *old = repo;
@@ -241,9 +255,9 @@ impl Engine {
             tracing::info!(namespace = key.0, name = key.1, "ImagePolicy removed");
         }
         for (key, policy) in &snapshot.policies {
-            let mut policy = policy.clone();
             match self.policies.get_mut(key) {
                 None => {
+                    let mut policy = ImagePolicy::clone(policy);
                     policy.metadata.generation = Some(1);
                     self.state.upsert_policy(policy_info(&policy));
                     self.policies.insert(key.clone(), policy, now);
@@ -257,6 +271,7 @@ impl Engine {
                     ) else {
                         continue;
                     };
+                    let mut policy = ImagePolicy::clone(policy);
                     policy.metadata.generation = Some(generation);
                     policy.status = old.status.clone();
                     *old = policy;
@@ -436,9 +451,8 @@ impl Engine {
         let now = Instant::now();
         self.repositories.finished(key, next, now);
         if revision_changed {
-            self.policies.trigger_where(now, |_, policy| {
-                crate::reconcile::repository_ref(policy) == *key
-            });
+            self.policies
+                .trigger_where(now, |_, policy| refers_to(policy, key));
         }
     }
 
