@@ -23,7 +23,8 @@
 //! - the automation's peak RSS (`VmHWM`; goal < 150 MiB).
 //!
 //! Exits non-zero when a goal is missed. `SCALE_GIT_REPOS` (default 50) and
-//! `SCALE_AUTOMATIONS_PER_REPO` (default 10) change the size.
+//! `SCALE_AUTOMATIONS_PER_REPO` (default 10) change the size; `SCALE_POLICY_SELECTOR=0`
+//! drops the per-automation `policySelector`.
 //!
 //! Run with `cargo bench -p image-automation --bench scale`.
 
@@ -54,6 +55,11 @@ static GIT_REPOS: std::sync::LazyLock<usize> =
     std::sync::LazyLock::new(|| env_size("SCALE_GIT_REPOS", 50));
 static PER_REPO: std::sync::LazyLock<usize> =
     std::sync::LazyLock::new(|| env_size("SCALE_AUTOMATIONS_PER_REPO", 10));
+/// Whether each automation selects only its own policy (`SCALE_POLICY_SELECTOR=0`: no
+/// selector, so every automation of a namespace reads all its policies and a change there
+/// makes all of them sync).
+static OWN_POLICY_ONLY: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::env::var("SCALE_POLICY_SELECTOR").as_deref() != Ok("0"));
 
 fn env_size(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -204,14 +210,16 @@ spec:
       messageTemplate: 'Update {app}'
     push:
       branch: main
-  policySelector:
-    matchLabels:
-      app: {app}
-  update:
+{selector}  update:
     path: ./apps/{app}
     strategy: Setters
 ",
             app = app(i),
+            selector = if *OWN_POLICY_ONLY {
+                format!("  policySelector:\n    matchLabels:\n      app: {}\n", app(i))
+            } else {
+                String::new()
+            },
         ));
     }
     docs.join("---\n")
@@ -356,8 +364,9 @@ async fn run() -> bool {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!(
-        "{} git repositories, {total} automations; reflector ready in {:.1} s",
+        "{} git repositories, {total} automations (policySelector per automation: {}); reflector ready in {:.1} s",
         *GIT_REPOS,
+        *OWN_POLICY_ONLY,
         started.elapsed().as_secs_f64()
     );
 

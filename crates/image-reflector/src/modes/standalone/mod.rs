@@ -18,7 +18,9 @@
 //! `metadata.generation` is kept here: 1 when first read, incremented when the spec changes.
 
 mod snapshot;
+mod tracked;
 use snapshot::*;
+use tracked::Tracked;
 pub use snapshot::{Snapshot, load_manifests};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,8 +124,8 @@ struct Engine {
     deps: Deps,
     objects: Objects,
     manifests: ManifestDir,
-    repositories: Schedule<Key, ImageRepository>,
-    policies: Schedule<Key, ImagePolicy>,
+    repositories: Schedule<Key, Tracked<ImageRepository>>,
+    policies: Schedule<Key, Tracked<ImagePolicy>>,
     backoff: Backoff<(Kind, Key)>,
     /// When each policy's selected tag last changed (for the stuck-policy metric).
     latest_changed: BTreeMap<Key, (String, f64)>,
@@ -141,23 +143,6 @@ impl fmt::Debug for Engine {
             .field("policies", &self.policies.len())
             .finish_non_exhaustive()
     }
-}
-
-/// The generation of an updated object, or `None` when it does not differ in what a
-/// reconcile reads (spec, labels, annotations). Only a spec change bumps the generation.
-fn changed_generation<S: PartialEq>(
-    old_meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    old_spec: &S,
-    new_meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    new_spec: &S,
-) -> Option<i64> {
-    let spec = old_spec != new_spec;
-    let meta = old_meta.annotations != new_meta.annotations || old_meta.labels != new_meta.labels;
-    if !spec && !meta {
-        return None;
-    }
-    let generation = old_meta.generation.unwrap_or(1);
-    Some(if spec { generation + 1 } else { generation })
 }
 
 /// Whether `policy` refers to the repository `key`: [`crate::reconcile::repository_ref`]
@@ -186,7 +171,7 @@ impl Engine {
         self.apply_policies(&snapshot, now);
         // A policy follows its repository's spec (its image, its accessFrom).
         self.policies.trigger_where(now, |key, policy| {
-            let follows = changed_repos.contains(&crate::reconcile::repository_ref(policy));
+            let follows = changed_repos.contains(&crate::reconcile::repository_ref(&policy.object));
             if follows {
                 tracing::debug!(
                     namespace = key.0,
@@ -213,26 +198,18 @@ impl Engine {
             tracing::info!(namespace = key.0, name = key.1, "ImageRepository removed");
             changed.insert(key);
         }
-        // Objects are copied out of the shared snapshot only when new or changed.
         for (key, repo) in &snapshot.repositories {
             match self.repositories.get_mut(key) {
                 None => {
-                    let mut repo = ImageRepository::clone(repo);
-                    repo.metadata.generation = Some(1);
-                    self.state.upsert_repository(repository_info(&repo));
-                    self.repositories.insert(key.clone(), repo, now);
+                    let tracked = Tracked::new(repo.clone());
+                    self.state.upsert_repository(repository_info(&tracked.full()));
+                    self.repositories.insert(key.clone(), tracked, now);
                     changed.insert(key.clone());
                 }
                 Some(old) => {
-                    let Some(generation) =
-                        changed_generation(&old.metadata, &old.spec, &repo.metadata, &repo.spec)
-                    else {
+                    if !old.update(repo) {
                         continue;
-                    };
-                    let mut repo = ImageRepository::clone(repo);
-                    repo.metadata.generation = Some(generation);
-                    repo.status = old.status.clone();
-                    *old = repo;
+                    }
                     self.repositories.trigger(key, now);
                     self.backoff.reset(&(Kind::Repository, key.clone()));
                     changed.insert(key.clone());
@@ -257,24 +234,14 @@ impl Engine {
         for (key, policy) in &snapshot.policies {
             match self.policies.get_mut(key) {
                 None => {
-                    let mut policy = ImagePolicy::clone(policy);
-                    policy.metadata.generation = Some(1);
-                    self.state.upsert_policy(policy_info(&policy));
-                    self.policies.insert(key.clone(), policy, now);
+                    let tracked = Tracked::new(policy.clone());
+                    self.state.upsert_policy(policy_info(&tracked.full()));
+                    self.policies.insert(key.clone(), tracked, now);
                 }
                 Some(old) => {
-                    let Some(generation) = changed_generation(
-                        &old.metadata,
-                        &old.spec,
-                        &policy.metadata,
-                        &policy.spec,
-                    ) else {
+                    if !old.update(policy) {
                         continue;
-                    };
-                    let mut policy = ImagePolicy::clone(policy);
-                    policy.metadata.generation = Some(generation);
-                    policy.status = old.status.clone();
-                    *old = policy;
+                    }
                     self.policies.trigger(key, now);
                     self.backoff.reset(&(Kind::Policy, key.clone()));
                 }
@@ -301,7 +268,7 @@ impl Engine {
             .policies
             .take_due(now, limit.saturating_sub(tasks.len()))
         {
-            let Some(policy) = self.policies.get(&key).cloned() else {
+            let Some(policy) = self.policies.get(&key).map(Tracked::full) else {
                 continue;
             };
             let deps = self.deps.clone();
@@ -313,7 +280,7 @@ impl Engine {
         }
         let room = limit.saturating_sub(tasks.len());
         for key in self.repositories.take_due(now, room) {
-            let Some(repo) = self.repositories.get(&key).cloned() else {
+            let Some(repo) = self.repositories.get(&key).map(Tracked::full) else {
                 continue;
             };
             let deps = self.deps.clone();
@@ -447,12 +414,12 @@ impl Engine {
             .map(|s| s.revision.clone());
         let revision_changed = outcome.revision().map(str::to_string) != old_revision;
         repo.status = Some(outcome.status);
-        self.state.upsert_repository(repository_info(repo));
+        self.state.upsert_repository(repository_info(&repo.full()));
         let now = Instant::now();
         self.repositories.finished(key, next, now);
         if revision_changed {
             self.policies
-                .trigger_where(now, |_, policy| refers_to(policy, key));
+                .trigger_where(now, |_, policy| refers_to(&policy.object, key));
         }
     }
 
@@ -483,7 +450,7 @@ impl Engine {
             return;
         };
         policy.status = Some(outcome.status);
-        self.state.upsert_policy(policy_info(policy));
+        self.state.upsert_policy(policy_info(&policy.full()));
         self.policies.finished(key, next, Instant::now());
     }
 
