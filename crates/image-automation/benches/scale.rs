@@ -216,7 +216,10 @@ spec:
 ",
             app = app(i),
             selector = if *OWN_POLICY_ONLY {
-                format!("  policySelector:\n    matchLabels:\n      app: {}\n", app(i))
+                format!(
+                    "  policySelector:\n    matchLabels:\n      app: {}\n",
+                    app(i)
+                )
             } else {
                 String::new()
             },
@@ -299,10 +302,19 @@ async fn run() -> bool {
         RegistryOptions::anonymous().with_disk_storage()
     };
     let registry = Registry::start(options).await.unwrap();
-    registry.seed_tags(SEEDED, &["1.0.0", "1.1.0"]).await.unwrap();
+    registry
+        .seed_tags(SEEDED, &["1.0.0", "1.1.0"])
+        .await
+        .unwrap();
     // app-000 is a repository of its own: the measured change pushes a tag to it alone.
-    registry.push_tags(&image_path(0), &["1.0.0"]).await.unwrap();
-    registry.push_tags(&image_path(0), &["1.1.0"]).await.unwrap();
+    registry
+        .push_tags(&image_path(0), &["1.0.0"])
+        .await
+        .unwrap();
+    registry
+        .push_tags(&image_path(0), &["1.1.0"])
+        .await
+        .unwrap();
     for i in 1..total {
         registry.alias_repository(SEEDED, &image_path(i)).unwrap();
     }
@@ -457,7 +469,12 @@ async fn run() -> bool {
         total - 1,
         worst.as_secs_f64(),
         CHANGE_GOAL.as_secs(),
-        from_push.iter().max().copied().unwrap_or_default().as_secs_f64(),
+        from_push
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64(),
     );
     println!(
         "image-automation peak RSS (VmHWM) {peak:.1} MiB, RSS at the end {:.1} MiB (goal < {RSS_GOAL_MIB} MiB)",

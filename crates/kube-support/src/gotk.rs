@@ -62,6 +62,8 @@ where
 
 /// `(kind, name, namespace)`.
 type ObjectKey = (Box<str>, Box<str>, Box<str>);
+/// Each object's `(condition type, status)` pairs.
+type Conditions = BTreeMap<ObjectKey, Vec<(Box<str>, Box<str>)>>;
 
 /// The three `gotk_*` families, kept compactly ([`crate::series`]): a condition is one
 /// `(type, status)` pair per object, written as one series per Flux status. Clones share
@@ -74,7 +76,7 @@ pub struct GotkMetrics {
 struct Inner {
     reconcile_duration: Family,
     suspend_status: Family,
-    conditions: Mutex<BTreeMap<ObjectKey, Vec<(Box<str>, Box<str>)>>>,
+    conditions: Mutex<Conditions>,
 }
 
 impl fmt::Debug for GotkMetrics {
@@ -113,7 +115,7 @@ impl GotkMetrics {
         }
     }
 
-    fn conditions(&self) -> MutexGuard<'_, BTreeMap<ObjectKey, Vec<(Box<str>, Box<str>)>>> {
+    fn conditions(&self) -> MutexGuard<'_, Conditions> {
         self.inner
             .conditions
             .lock()
@@ -173,7 +175,9 @@ impl GotkMetrics {
 
     /// Drops every series of a deleted object.
     pub fn delete_object(&self, kind: &str, namespace: &str, name: &str) {
-        self.inner.reconcile_duration.remove(&[kind, name, namespace]);
+        self.inner
+            .reconcile_duration
+            .remove(&[kind, name, namespace]);
         self.inner.suspend_status.remove(&[kind, name, namespace]);
         self.conditions()
             .remove(&(kind.into(), name.into(), namespace.into()));

@@ -274,7 +274,8 @@ pub fn write_sample(
 
 /// The text format's escaping: `\` and newline, and `"` in label values.
 fn escape(text: &str, quotes: bool) -> std::borrow::Cow<'_, str> {
-    if !text.contains(['\\', '\n']) && !(quotes && text.contains('"')) {
+    let needs = text.contains(['\\', '\n']) || (quotes && text.contains('"'));
+    if !needs {
         return text.into();
     }
     let mut escaped = String::with_capacity(text.len() + 8);

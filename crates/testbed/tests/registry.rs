@@ -370,8 +370,12 @@ async fn aliased_repositories_serve_the_seeded_tags() {
         .unwrap();
     let tags = tags();
     let digest = registry.seed_tags("bench/app-0", &tags).await.unwrap();
-    registry.alias_repository("bench/app-0", "bench/app-1").unwrap();
-    registry.alias_repository("bench/app-0", "other/app-2").unwrap();
+    registry
+        .alias_repository("bench/app-0", "bench/app-1")
+        .unwrap();
+    registry
+        .alias_repository("bench/app-0", "other/app-2")
+        .unwrap();
 
     let expected: BTreeSet<String> = tags.iter().cloned().collect();
     for alias in ["bench/app-1", "other/app-2"] {
@@ -402,8 +406,20 @@ async fn aliased_repositories_serve_the_seeded_tags() {
 
     // Aliases need an existing repository, new valid names and on-disk storage.
     assert!(registry.alias_repository("bench/none", "bench/x").is_err());
-    assert!(registry.alias_repository("bench/app-0", "bench/app-1").is_err());
-    assert!(registry.alias_repository("bench/app-0", "../escape").is_err());
+    assert!(
+        registry
+            .alias_repository("bench/app-0", "bench/app-1")
+            .is_err()
+    );
+    assert!(
+        registry
+            .alias_repository("bench/app-0", "../escape")
+            .is_err()
+    );
     let in_memory = Registry::start(RegistryOptions::anonymous()).await.unwrap();
-    assert!(in_memory.alias_repository("bench/app-0", "bench/x").is_err());
+    assert!(
+        in_memory
+            .alias_repository("bench/app-0", "bench/x")
+            .is_err()
+    );
 }

@@ -20,8 +20,8 @@
 mod snapshot;
 mod tracked;
 use snapshot::*;
-use tracked::Tracked;
 pub use snapshot::{Snapshot, load_manifests};
+use tracked::Tracked;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -202,7 +202,8 @@ impl Engine {
             match self.repositories.get_mut(key) {
                 None => {
                     let tracked = Tracked::new(repo.clone());
-                    self.state.upsert_repository(repository_info(&tracked.full()));
+                    self.state
+                        .upsert_repository(repository_info(&tracked.full()));
                     self.repositories.insert(key.clone(), tracked, now);
                     changed.insert(key.clone());
                 }

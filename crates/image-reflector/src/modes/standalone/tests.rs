@@ -338,7 +338,12 @@ fn refers_to_agrees_with_repository_ref() {
         }
         serde_json::from_value(doc).unwrap()
     };
-    let keys = [key("apps", "r"), key("other", "r"), key("default", "r"), key("apps", "s")];
+    let keys = [
+        key("apps", "r"),
+        key("other", "r"),
+        key("default", "r"),
+        key("apps", "s"),
+    ];
     for policy in [
         policy(Some("apps"), r#"{"name": "r"}"#),
         policy(Some("apps"), r#"{"name": "r", "namespace": ""}"#),
