@@ -8,6 +8,7 @@
 //! (about a kilobyte per series, twelve series per object), and written to the text by
 //! [`GotkMetrics::encode`].
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -61,9 +62,31 @@ where
 }
 
 /// `(kind, name, namespace)`.
-type ObjectKey = (Box<str>, Box<str>, Box<str>);
+type ObjectKey = (Text, Box<str>, Box<str>);
 /// Each object's `(condition type, status)` pairs.
-type Conditions = BTreeMap<ObjectKey, Vec<(Box<str>, Box<str>)>>;
+type Conditions = BTreeMap<ObjectKey, Vec<(Text, Text)>>;
+/// A kind, condition type or status: one of the usual ones costs no allocation.
+type Text = Cow<'static, str>;
+
+const COMMON: [&str; 10] = [
+    "True",
+    "False",
+    "Unknown",
+    "Deleted",
+    "Ready",
+    "Stalled",
+    "Reconciling",
+    "ImageRepository",
+    "ImagePolicy",
+    "ImageUpdateAutomation",
+];
+
+fn interned(value: &str) -> Text {
+    COMMON
+        .iter()
+        .find(|c| **c == value)
+        .map_or_else(|| Cow::Owned(value.to_owned()), |c| Cow::Borrowed(*c))
+}
 
 /// The three `gotk_*` families, kept compactly ([`crate::series`]): a condition is one
 /// `(type, status)` pair per object, written as one series per Flux status. Clones share
@@ -140,12 +163,12 @@ impl GotkMetrics {
     ) {
         let mut conditions = self.conditions();
         let types = conditions
-            .entry((kind.into(), name.into(), namespace.into()))
+            .entry((interned(kind), name.into(), namespace.into()))
             .or_default();
-        match types.iter_mut().find(|(t, _)| &**t == type_) {
-            Some((_, current)) if &**current == status => {}
-            Some((_, current)) => *current = status.into(),
-            None => types.push((type_.into(), status.into())),
+        match types.iter_mut().find(|(t, _)| t == type_) {
+            Some((_, current)) if current == status => {}
+            Some((_, current)) => *current = interned(status),
+            None => types.push((interned(type_), interned(status))),
         }
     }
 
@@ -180,7 +203,7 @@ impl GotkMetrics {
             .remove(&[kind, name, namespace]);
         self.inner.suspend_status.remove(&[kind, name, namespace]);
         self.conditions()
-            .remove(&(kind.into(), name.into(), namespace.into()));
+            .remove(&(interned(kind), name.into(), namespace.into()));
     }
 
     /// Drops every series (e.g. when a replica stops leading).

@@ -31,8 +31,16 @@ impl FamilyType {
     }
 }
 
-/// Label values in the family's declared label order.
-type Labels = Box<[Box<str>]>;
+/// Label values in the family's declared label order, in one allocation: joined by
+/// [`SEPARATOR`] (a value holding one has it replaced; no Kubernetes name, namespace, image
+/// or tag can).
+type Labels = Box<str>;
+
+const SEPARATOR: char = '\u{0}';
+
+fn label_values(key: &str) -> impl Iterator<Item = &str> {
+    key.split(SEPARATOR)
+}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Sample {
@@ -109,7 +117,21 @@ impl Family {
     /// not match the family's labels, which is a programming error.
     fn key(&self, values: &[&str]) -> Option<Labels> {
         debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
-        (values.len() == self.labels.len()).then(|| values.iter().map(|v| (*v).into()).collect())
+        if values.len() != self.labels.len() {
+            return None;
+        }
+        let mut key = String::with_capacity(values.iter().map(|v| v.len() + 1).sum());
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                key.push(SEPARATOR);
+            }
+            key.extend(
+                value
+                    .chars()
+                    .map(|c| if c == SEPARATOR { '\u{fffd}' } else { c }),
+            );
+        }
+        Some(key.into())
     }
 
     /// Sets a counter's or gauge's series.
@@ -181,8 +203,10 @@ impl Family {
         if positions.len() != wanted.len() {
             return; // A label this family lacks matches nothing.
         }
-        self.lock()
-            .retain(|key, _| !positions.iter().all(|(i, v)| &*key[*i] == *v));
+        self.lock().retain(|key, _| {
+            let values: Vec<&str> = label_values(key).collect();
+            !positions.iter().all(|(i, v)| values.get(*i) == Some(v))
+        });
     }
 
     pub fn clear(&self) {
@@ -233,10 +257,11 @@ impl Family {
         }
     }
 
-    fn pairs<'a>(&self, key: &'a [Box<str>]) -> Vec<(&'static str, &'a str)> {
+    fn pairs<'a>(&self, key: &'a str) -> Vec<(&'static str, &'a str)> {
+        let values: Vec<&str> = label_values(key).collect();
         self.order
             .iter()
-            .map(|i| (self.labels[*i], &*key[*i]))
+            .map(|i| (self.labels[*i], values.get(*i).copied().unwrap_or_default()))
             .collect()
     }
 }
@@ -356,6 +381,15 @@ mod tests {
         f.remove_matching(&[("missing", "x")]);
         assert_eq!(f.len(), 1);
         f.remove(&["ns", "b", "ok"]);
+        // The key's separator inside a value is replaced, not taken for a label boundary.
+        f.set(&["ns", "a\u{0}b", "ok"], 1.0);
+        let mut text = String::new();
+        f.encode(&mut text);
+        assert!(
+            text.contains("name=\"a\u{fffd}b\",namespace=\"ns\",result=\"ok\""),
+            "{text}"
+        );
+        f.clear();
         let mut text = String::new();
         f.encode(&mut text);
         assert_eq!(text, "");
