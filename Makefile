@@ -56,6 +56,7 @@ bench: setup
 	$(CARGO) bench --locked -p image-automation --bench update --bench render
 	$(CARGO) bench --locked -p image-reflector --bench scale
 	$(CARGO) bench --locked -p image-automation --bench git
+	$(CARGO) bench --locked -p image-automation --bench scale
 
 # Coverage-guided fuzzing with libFuzzer through cargo fuzz, on the stable toolchain
 # (`--sanitizer none` needs no nightly flags; the code has no unsafe for ASan to check).

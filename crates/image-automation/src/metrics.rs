@@ -49,7 +49,7 @@ impl Metrics {
         crate::git::provider::register_token_cache_metrics(&registry)?;
         let series = Series(&registry);
         Ok(Self {
-            gotk: GotkMetrics::register(&registry)?,
+            gotk: GotkMetrics::new(),
             pushes: series.counter(
                 "image_automation_pushes_total",
                 "Commits pushed by image update automations.",
@@ -60,13 +60,6 @@ impl Metrics {
                 "Failed image update automation runs, by the run's Ready reason.",
                 &["namespace", "name", "reason"],
             )?,
-            // The git layer's fetches into its cache, by kind: `clone` (first fetch of a ref) or
-            // `fetch`.
-            git_fetch_bytes: series.counter(
-                "image_automation_git_fetch_bytes_total",
-                "Pack bytes received by the git fetches into the cache, by kind (clone or fetch).",
-                &["kind"],
-            )?,
             policy_to_push: series.histogram(
                 (
                     "image_automation_policy_to_push_seconds",
@@ -75,18 +68,25 @@ impl Metrics {
                 exponential_buckets_range(0.1, 600.0, 12),
                 &AUTOMATION_LABELS,
             )?,
-            // Damaged caches moved aside and stale locks removed, by kind.
-            git_cache_recoveries: series.counter(
-                "image_automation_git_cache_recoveries_total",
-                "Repairs of the git cache without a human, by kind (quarantined: a damaged repository moved aside and cloned again; stale_locks: lock files of a killed process removed).",
-                &["kind"],
-            )?,
+            // The git layer's fetches into its cache, by kind: `clone` (first fetch of a ref) or
+            // `fetch`.
             git_fetch_duration: series.histogram(
                 (
                     "image_automation_git_fetch_duration_seconds",
                     "Duration of the git fetches into the cache, by kind (clone or fetch).",
                 ),
                 exponential_buckets_range(0.01, 300.0, 12),
+                &["kind"],
+            )?,
+            git_fetch_bytes: series.counter(
+                "image_automation_git_fetch_bytes_total",
+                "Pack bytes received by the git fetches into the cache, by kind (clone or fetch).",
+                &["kind"],
+            )?,
+            // Damaged caches moved aside and stale locks removed, by kind.
+            git_cache_recoveries: series.counter(
+                "image_automation_git_cache_recoveries_total",
+                "Repairs of the git cache without a human, by kind (quarantined: a damaged repository moved aside and cloned again; stale_locks: lock files of a killed process removed).",
                 &["kind"],
             )?,
             registry,
@@ -183,7 +183,10 @@ impl Metrics {
     pub fn encode_text(&self) -> Result<String, prometheus::Error> {
         let mut buffer = Vec::new();
         prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
-        String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
+        let mut text =
+            String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        self.gotk.encode(&mut text);
+        Ok(text)
     }
 
     /// [`Metrics::encode_text`], empty on an (unexpected) encoding error, for `/metrics`.

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use kube_support::gotk::{GotkMetrics, Series, exponential_buckets_range, remove_matching};
-use prometheus::{Encoder as _, GaugeVec, HistogramVec, IntCounterVec};
+use kube_support::gotk::{GotkMetrics, Series, exponential_buckets_range};
+use kube_support::series::Family;
+use prometheus::{Encoder as _, IntCounterVec};
 
 /// What the registry client calls after every HTTP response: `(host, status code)`.
 pub use crate::registry::RequestObserver;
@@ -23,15 +24,10 @@ type LatestLabels = HashMap<(String, String), (String, String)>;
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: prometheus::Registry,
-    /// The `gotk_*` series (reconcile duration, conditions, suspend), of both kinds.
     pub gotk: GotkMetrics,
-    scans_total: IntCounterVec,
-    scan_duration: HistogramVec,
-    repository_tags: GaugeVec,
+    objects: Arc<ObjectFamilies>,
     registry_requests: IntCounterVec,
     registry_rate_limited: IntCounterVec,
-    policy_latest_info: GaugeVec,
-    policy_latest_change: GaugeVec,
     /// The `(image, tag)` labels currently exported per policy, so a new version
     /// replaces the old info series instead of adding one.
     latest: Arc<Mutex<LatestLabels>>,
@@ -47,32 +43,67 @@ impl fmt::Debug for Metrics {
 
 const REPO_LABELS: [&str; 2] = ["namespace", "name"];
 
+/// The per-repository and per-policy families, compact ([`kube_support::series`]): at
+/// 5,000 ImageRepositories the `prometheus` crate's vectors took tens of MiB.
+#[derive(Debug)]
+struct ObjectFamilies {
+    scans_total: Family,
+    scan_duration: Family,
+    repository_tags: Family,
+    policy_latest_info: Family,
+    policy_latest_change: Family,
+}
+
+impl ObjectFamilies {
+    fn new() -> Self {
+        Self {
+            scans_total: Family::counter(
+                "image_reflector_scans_total",
+                "Registry scans of an ImageRepository, by result (success or failure).",
+                &["namespace", "name", "result"],
+            ),
+            scan_duration: Family::histogram(
+                "image_reflector_scan_duration_seconds",
+                "Duration of an ImageRepository's registry scan.",
+                &REPO_LABELS,
+                exponential_buckets_range(0.05, 600.0, 10),
+            ),
+            repository_tags: Family::gauge(
+                "image_reflector_repository_tags",
+                "Tags stored for an ImageRepository after its last successful scan.",
+                &REPO_LABELS,
+            ),
+            policy_latest_info: Family::gauge(
+                "image_reflector_policy_latest_info",
+                "The image and tag an ImagePolicy currently selects (always 1).",
+                &["namespace", "name", "image", "tag"],
+            ),
+            policy_latest_change: Family::gauge(
+                "image_reflector_policy_latest_change_timestamp_seconds",
+                "Unix time at which an ImagePolicy's selected tag last changed.",
+                &REPO_LABELS,
+            ),
+        }
+    }
+
+    fn all(&self) -> [&Family; 5] {
+        [
+            &self.scans_total,
+            &self.scan_duration,
+            &self.repository_tags,
+            &self.policy_latest_info,
+            &self.policy_latest_change,
+        ]
+    }
+}
+
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = prometheus::Registry::new();
         let series = Series(&registry);
         Ok(Self {
-            latest: Arc::new(Mutex::new(HashMap::new())),
-            token_cache: Arc::new(std::sync::OnceLock::new()),
-            gotk: GotkMetrics::register(&registry)?,
-            scans_total: series.counter(
-                "image_reflector_scans_total",
-                "Registry scans of an ImageRepository, by result (success or failure).",
-                &["namespace", "name", "result"],
-            )?,
-            scan_duration: series.histogram(
-                (
-                    "image_reflector_scan_duration_seconds",
-                    "Duration of an ImageRepository's registry scan.",
-                ),
-                exponential_buckets_range(0.05, 600.0, 10),
-                &REPO_LABELS,
-            )?,
-            repository_tags: series.gauge(
-                "image_reflector_repository_tags",
-                "Tags stored for an ImageRepository after its last successful scan.",
-                &REPO_LABELS,
-            )?,
+            gotk: GotkMetrics::new(),
+            objects: Arc::new(ObjectFamilies::new()),
             registry_requests: series.counter(
                 "image_reflector_registry_requests_total",
                 "HTTP responses from container registries and their token services (every page, retry and redirect), by host and status code.",
@@ -83,16 +114,8 @@ impl Metrics {
                 "Registry responses with status 429 (Too Many Requests), by host.",
                 &["host"],
             )?,
-            policy_latest_info: series.gauge(
-                "image_reflector_policy_latest_info",
-                "The image and tag an ImagePolicy currently selects (always 1).",
-                &["namespace", "name", "image", "tag"],
-            )?,
-            policy_latest_change: series.gauge(
-                "image_reflector_policy_latest_change_timestamp_seconds",
-                "Unix time at which an ImagePolicy's selected tag last changed.",
-                &REPO_LABELS,
-            )?,
+            latest: Arc::new(Mutex::new(HashMap::new())),
+            token_cache: Arc::new(std::sync::OnceLock::new()),
             registry,
         })
     }
@@ -104,18 +127,25 @@ impl Metrics {
         if let Some(token_cache) = self.token_cache.get() {
             token_cache.delete_object(kind, namespace, name);
         }
-        let named = [("namespace", namespace), ("name", name)];
+        // Each series by its full labels: a lookup, not a pass over every series.
         match kind {
             "ImageRepository" => {
-                remove_matching(&self.scans_total, &named);
-                remove_matching(&self.scan_duration, &named);
-                remove_matching(&self.repository_tags, &named);
+                for result in ["success", "failure"] {
+                    self.objects.scans_total.remove(&[namespace, name, result]);
+                }
+                self.objects.scan_duration.remove(&[namespace, name]);
+                self.objects.repository_tags.remove(&[namespace, name]);
             }
             "ImagePolicy" => {
-                remove_matching(&self.policy_latest_info, &named);
-                remove_matching(&self.policy_latest_change, &named);
-                self.latest_map()
+                let latest = self
+                    .latest_map()
                     .remove(&(namespace.to_string(), name.to_string()));
+                if let Some((image, tag)) = latest {
+                    self.objects
+                        .policy_latest_info
+                        .remove(&[namespace, name, &image, &tag]);
+                }
+                self.objects.policy_latest_change.remove(&[namespace, name]);
             }
             _ => {}
         }
@@ -130,11 +160,9 @@ impl Metrics {
         if let Some(token_cache) = self.token_cache.get() {
             token_cache.clear_objects();
         }
-        self.scans_total.reset();
-        self.scan_duration.reset();
-        self.repository_tags.reset();
-        self.policy_latest_info.reset();
-        self.policy_latest_change.reset();
+        for family in self.objects.all() {
+            family.clear();
+        }
         self.latest_map().clear();
     }
 
@@ -162,17 +190,17 @@ impl Metrics {
     /// One registry scan of an ImageRepository: its duration, the result, and (on
     /// success) the number of stored tags.
     pub fn observe_scan(&self, namespace: &str, name: &str, seconds: f64, tags: usize, ok: bool) {
-        self.scan_duration
-            .with_label_values(&[namespace, name])
-            .observe(seconds);
+        self.objects
+            .scan_duration
+            .observe(&[namespace, name], seconds);
         let result = if ok { "success" } else { "failure" };
-        self.scans_total
-            .with_label_values(&[namespace, name, result])
-            .inc();
+        self.objects
+            .scans_total
+            .add(&[namespace, name, result], 1.0);
         if ok {
-            self.repository_tags
-                .with_label_values(&[namespace, name])
-                .set(tags as f64);
+            self.objects
+                .repository_tags
+                .set(&[namespace, name], tags as f64);
         }
     }
 
@@ -214,26 +242,32 @@ impl Metrics {
             && (old_image != image || old_tag != tag)
         {
             // Absent is fine: another thread may have removed it already.
-            let _ = self.policy_latest_info.remove_label_values(&[
+            self.objects.policy_latest_info.remove(&[
                 namespace,
                 name,
                 old_image.as_str(),
                 old_tag.as_str(),
             ]);
         }
-        self.policy_latest_info
-            .with_label_values(&[namespace, name, image, tag])
-            .set(1.0);
-        self.policy_latest_change
-            .with_label_values(&[namespace, name])
-            .set(changed_at_unix);
+        self.objects
+            .policy_latest_info
+            .set(&[namespace, name, image, tag], 1.0);
+        self.objects
+            .policy_latest_change
+            .set(&[namespace, name], changed_at_unix);
     }
 
     /// The Prometheus text exposition of every series.
     pub fn encode_text(&self) -> Result<String, prometheus::Error> {
         let mut buffer = Vec::new();
         prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
-        String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
+        let mut text =
+            String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        self.gotk.encode(&mut text);
+        for family in self.objects.all() {
+            family.encode(&mut text);
+        }
+        Ok(text)
     }
 
     fn latest_map(&self) -> std::sync::MutexGuard<'_, LatestLabels> {

@@ -3,14 +3,20 @@
 //! `gotk_reconcile_condition` (kind, name, namespace, type, status) and
 //! `gotk_suspend_status` (kind, name, namespace). The names and labels are a contract
 //! (docs/metrics.md, the charts' PrometheusRules). Unlike Flux, which registers the
-//! condition and suspend gauges but never sets them, they are kept up to date.
+//! condition and suspend gauges but never sets them, they are kept up to date. They are
+//! kept per object in a few bytes ([`crate::series`]), not as `prometheus` crate vectors
+//! (about a kilobyte per series, twelve series per object), and written to the text by
+//! [`GotkMetrics::encode`].
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use prometheus::core::Collector;
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+use crate::series::{Family, FamilyType, write_header, write_sample};
 
 /// Flux's condition statuses; `gotk_reconcile_condition` has one series per status.
 pub const CONDITION_STATUSES: [&str; 4] = ["True", "False", "Unknown", "Deleted"];
@@ -35,18 +41,29 @@ pub fn exponential_buckets_range(min: f64, max: f64, count: usize) -> Vec<f64> {
 /// A series created and registered, or why not.
 pub type Made<V> = Result<V, prometheus::Error>;
 
-/// Creates each series of a process and registers it on the process's registry in one
-/// call (both services' metrics and the `gotk_*` series).
+/// Creates each process-wide series (not per object: those are [`crate::series`]'s) and
+/// registers it on the process's registry in one call.
 #[derive(Debug, Clone, Copy)]
-pub struct Series<'a>(pub &'a Registry);
+pub struct Series<'a>(pub &'a prometheus::Registry);
 
 impl Series<'_> {
-    pub fn counter(self, name: &str, help: &str, labels: &[&str]) -> Made<IntCounterVec> {
-        self.register(IntCounterVec::new(Opts::new(name, help), labels)?)
+    pub fn counter(
+        self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Made<prometheus::IntCounterVec> {
+        self.register(prometheus::IntCounterVec::new(
+            prometheus::Opts::new(name, help),
+            labels,
+        )?)
     }
 
-    pub fn gauge(self, name: &str, help: &str, labels: &[&str]) -> Made<GaugeVec> {
-        self.register(GaugeVec::new(Opts::new(name, help), labels)?)
+    pub fn gauge(self, name: &str, help: &str, labels: &[&str]) -> Made<prometheus::GaugeVec> {
+        self.register(prometheus::GaugeVec::new(
+            prometheus::Opts::new(name, help),
+            labels,
+        )?)
     }
 
     /// A histogram with `buckets` (see [`exponential_buckets_range`]).
@@ -55,12 +72,12 @@ impl Series<'_> {
         (name, help): (&str, &str),
         buckets: Vec<f64>,
         labels: &[&str],
-    ) -> Made<HistogramVec> {
-        let opts = HistogramOpts::new(name, help).buckets(buckets);
-        self.register(HistogramVec::new(opts, labels)?)
+    ) -> Made<prometheus::HistogramVec> {
+        let opts = prometheus::HistogramOpts::new(name, help).buckets(buckets);
+        self.register(prometheus::HistogramVec::new(opts, labels)?)
     }
 
-    fn register<C: Collector + Clone + 'static>(self, series: C) -> Result<C, prometheus::Error> {
+    fn register<C: Collector + Clone + 'static>(self, series: C) -> Made<C> {
         self.0.register(Box::new(series.clone()))?;
         Ok(series)
     }
@@ -89,12 +106,45 @@ where
     }
 }
 
-/// The three `gotk_*` series. Clones share the series.
+/// `(kind, name, namespace)`.
+type ObjectKey = (Text, Box<str>, Box<str>);
+/// Each object's `(condition type, status)` pairs.
+type Conditions = BTreeMap<ObjectKey, Vec<(Text, Text)>>;
+/// A kind, condition type or status: one of the usual ones costs no allocation.
+type Text = Cow<'static, str>;
+
+const COMMON: [&str; 10] = [
+    "True",
+    "False",
+    "Unknown",
+    "Deleted",
+    "Ready",
+    "Stalled",
+    "Reconciling",
+    "ImageRepository",
+    "ImagePolicy",
+    "ImageUpdateAutomation",
+];
+
+fn interned(value: &str) -> Text {
+    COMMON
+        .iter()
+        .find(|c| **c == value)
+        .map_or_else(|| Cow::Owned(value.to_owned()), |c| Cow::Borrowed(*c))
+}
+
+/// The three `gotk_*` families, kept compactly ([`crate::series`]): a condition is one
+/// `(type, status)` pair per object, written as one series per Flux status. Clones share
+/// the series. [`GotkMetrics::encode`] appends them to a `/metrics` text.
 #[derive(Clone)]
 pub struct GotkMetrics {
-    reconcile_duration: HistogramVec,
-    reconcile_condition: GaugeVec,
-    suspend_status: GaugeVec,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    reconcile_duration: Family,
+    suspend_status: Family,
+    conditions: Mutex<Conditions>,
 }
 
 impl fmt::Debug for GotkMetrics {
@@ -103,40 +153,48 @@ impl fmt::Debug for GotkMetrics {
     }
 }
 
+impl Default for GotkMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const CONDITION_NAME: &str = "gotk_reconcile_condition";
+const CONDITION_HELP: &str =
+    "The current condition status of a GitOps Toolkit resource reconciliation.";
+
 impl GotkMetrics {
-    /// Creates the series and registers them on `registry`.
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let series = Series(registry);
-        let reconcile_duration = series.histogram(
-            (
-                "gotk_reconcile_duration_seconds",
-                "The duration in seconds of a GitOps Toolkit resource reconciliation.",
-            ),
-            exponential_buckets_range(0.01, 1800.0, 10),
-            &OBJECT_LABELS,
-        )?;
-        let reconcile_condition = series.gauge(
-            "gotk_reconcile_condition",
-            "The current condition status of a GitOps Toolkit resource reconciliation.",
-            &["kind", "name", "namespace", "type", "status"],
-        )?;
-        let suspend_status = series.gauge(
-            "gotk_suspend_status",
-            "The current suspend status of a GitOps Toolkit resource.",
-            &OBJECT_LABELS,
-        )?;
-        Ok(Self {
-            reconcile_duration,
-            reconcile_condition,
-            suspend_status,
-        })
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                reconcile_duration: Family::histogram(
+                    "gotk_reconcile_duration_seconds",
+                    "The duration in seconds of a GitOps Toolkit resource reconciliation.",
+                    &OBJECT_LABELS,
+                    exponential_buckets_range(0.01, 1800.0, 10),
+                ),
+                suspend_status: Family::gauge(
+                    "gotk_suspend_status",
+                    "The current suspend status of a GitOps Toolkit resource.",
+                    &OBJECT_LABELS,
+                ),
+                conditions: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    fn conditions(&self) -> MutexGuard<'_, Conditions> {
+        self.inner
+            .conditions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `gotk_reconcile_duration_seconds`, after every reconcile.
     pub fn observe_reconcile(&self, kind: &str, namespace: &str, name: &str, seconds: f64) {
-        self.reconcile_duration
-            .with_label_values(&[kind, name, namespace])
-            .observe(seconds);
+        self.inner
+            .reconcile_duration
+            .observe(&[kind, name, namespace], seconds);
     }
 
     /// `gotk_reconcile_condition`: 1 for `status`, 0 for Flux's other statuses.
@@ -148,17 +206,14 @@ impl GotkMetrics {
         type_: &str,
         status: &str,
     ) {
-        for candidate in CONDITION_STATUSES {
-            let value = if candidate == status { 1.0 } else { 0.0 };
-            self.reconcile_condition
-                .with_label_values(&[kind, name, namespace, type_, candidate])
-                .set(value);
-        }
-        // A status outside Flux's four still shows (as 1), rather than nothing.
-        if !CONDITION_STATUSES.contains(&status) {
-            self.reconcile_condition
-                .with_label_values(&[kind, name, namespace, type_, status])
-                .set(1.0);
+        let mut conditions = self.conditions();
+        let types = conditions
+            .entry((interned(kind), name.into(), namespace.into()))
+            .or_default();
+        match types.iter_mut().find(|(t, _)| t == type_) {
+            Some((_, current)) if current == status => {}
+            Some((_, current)) => *current = interned(status),
+            None => types.push((interned(type_), interned(status))),
         }
     }
 
@@ -181,24 +236,56 @@ impl GotkMetrics {
 
     /// `gotk_suspend_status`: 1 when suspended.
     pub fn set_suspended(&self, kind: &str, namespace: &str, name: &str, suspended: bool) {
-        self.suspend_status
-            .with_label_values(&[kind, name, namespace])
-            .set(if suspended { 1.0 } else { 0.0 });
+        self.inner
+            .suspend_status
+            .set(&[kind, name, namespace], if suspended { 1.0 } else { 0.0 });
     }
 
     /// Drops every series of a deleted object.
     pub fn delete_object(&self, kind: &str, namespace: &str, name: &str) {
-        let object = [("kind", kind), ("namespace", namespace), ("name", name)];
-        remove_matching(&self.reconcile_duration, &object);
-        remove_matching(&self.reconcile_condition, &object);
-        remove_matching(&self.suspend_status, &object);
+        self.inner
+            .reconcile_duration
+            .remove(&[kind, name, namespace]);
+        self.inner.suspend_status.remove(&[kind, name, namespace]);
+        self.conditions()
+            .remove(&(interned(kind), name.into(), namespace.into()));
     }
 
     /// Drops every series (e.g. when a replica stops leading).
     pub fn clear(&self) {
-        self.reconcile_duration.reset();
-        self.reconcile_condition.reset();
-        self.suspend_status.reset();
+        self.inner.reconcile_duration.clear();
+        self.inner.suspend_status.clear();
+        self.conditions().clear();
+    }
+
+    /// Appends the three families to a `/metrics` text, in the `prometheus` text encoder's
+    /// form (a condition type as one series per Flux status, plus the status itself when
+    /// it is none of Flux's four).
+    pub fn encode(&self, out: &mut String) {
+        {
+            let conditions = self.conditions();
+            if !conditions.is_empty() {
+                write_header(out, CONDITION_NAME, CONDITION_HELP, FamilyType::Gauge);
+            }
+            for ((kind, name, namespace), types) in conditions.iter() {
+                for (type_, status) in types {
+                    let odd = (!CONDITION_STATUSES.contains(&&**status)).then_some(&**status);
+                    for candidate in CONDITION_STATUSES.iter().copied().chain(odd) {
+                        let value = if candidate == &**status { 1.0 } else { 0.0 };
+                        let pairs = [
+                            ("kind", &**kind),
+                            ("name", &**name),
+                            ("namespace", &**namespace),
+                            ("status", candidate),
+                            ("type", &**type_),
+                        ];
+                        write_sample(out, CONDITION_NAME, "", &pairs, None, value);
+                    }
+                }
+            }
+        }
+        self.inner.reconcile_duration.encode(out);
+        self.inner.suspend_status.encode(out);
     }
 }
 
@@ -206,14 +293,11 @@ impl GotkMetrics {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use prometheus::Encoder as _;
 
-    fn text(registry: &Registry) -> String {
-        let mut buffer = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&registry.gather(), &mut buffer)
-            .unwrap();
-        String::from_utf8(buffer).unwrap()
+    fn text(metrics: &GotkMetrics) -> String {
+        let mut text = String::new();
+        metrics.encode(&mut text);
+        text
     }
 
     #[test]
@@ -228,8 +312,7 @@ mod tests {
 
     #[test]
     fn conditions_suspend_and_deletion() {
-        let registry = Registry::new();
-        let m = GotkMetrics::register(&registry).unwrap();
+        let m = GotkMetrics::new();
         let ready: Condition = serde_json::from_value(serde_json::json!({
             "type": "Ready", "status": "False", "reason": "Failed", "message": "",
             "lastTransitionTime": "2024-01-01T00:00:00Z",
@@ -239,7 +322,7 @@ mod tests {
         m.set_suspended("K", "ns", "a", true);
         m.observe_reconcile("K", "ns", "a", 0.5);
         m.set_condition("K", "ns", "b", "Ready", "Odd");
-        let t = text(&registry);
+        let t = text(&m);
         for line in [
             r#"gotk_reconcile_condition{kind="K",name="a",namespace="ns",status="False",type="Ready"} 1"#,
             r#"gotk_reconcile_condition{kind="K",name="a",namespace="ns",status="True",type="Ready"} 0"#,
@@ -252,10 +335,10 @@ mod tests {
             assert!(t.contains(line), "{line} missing:\n{t}");
         }
         m.delete_object("K", "ns", "a");
-        let t = text(&registry);
+        let t = text(&m);
         assert!(!t.contains(r#"name="a""#), "{t}");
         assert!(t.contains(r#"name="b""#), "{t}");
         m.clear();
-        assert!(!text(&registry).contains(r#"name="b""#));
+        assert!(!text(&m).contains(r#"name="b""#));
     }
 }

@@ -11,8 +11,10 @@
 //!   first-sync readiness.
 //! - [`events`]: events.k8s.io/v1 events that fold only identical events (working around
 //!   kube-runtime's `Recorder`, which folds every event with the same reason).
-//! - [`gotk`]: Flux's `gotk_*` reconcile metrics on a `prometheus::Registry`.
-//! - [`objects`]: the label-selector watcher config, the trigger fingerprint, `ErrorCategory`.
+//! - [`gotk`]: Flux's `gotk_*` reconcile metrics, kept compactly per object ([`series`]).
+//! - [`series`]: per-object metric families written straight to the text format.
+//! - [`objects`]: the label-selector watcher config, the trigger fingerprint, `ErrorCategory`,
+//!   the ServiceAccounts of object-level workload identity.
 //! - [`redact`]: scrubs the credentials sent to a remote out of text the remote sent back.
 //! - [`http`]: the HTTP/1.1 server with header-read, idle and connection limits.
 //! - [`manifests`]: the directory front end of the standalone modes (polling, keep-last-good
@@ -35,3 +37,4 @@ pub mod process;
 pub mod redact;
 pub mod schedule;
 pub mod selector;
+pub mod series;

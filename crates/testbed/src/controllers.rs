@@ -41,8 +41,8 @@ pub fn reflector_binary() -> PathBuf {
 /// package: `cargo test` builds only the tested package's binaries, so it is taken from the
 /// shared target directory (`target/<profile>/<package>`, next to the test's `deps/`), as
 /// `cargo test --workspace` or `cargo build` leave it. When it is missing it is built with
-/// `cargo build -p <package>` into a separate target directory (the outer cargo holds the
-/// lock on the shared one while tests run).
+/// `cargo build -p <package>` (`--release` for a bench) into a separate target directory
+/// (the outer cargo holds the lock on the shared one while tests run).
 pub fn controller_binary(package: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
     // target/<profile>/deps/<test> -> target/<profile>/<package>
@@ -55,14 +55,22 @@ pub fn controller_binary(package: &str) -> PathBuf {
         return shared;
     }
     let target = profile_dir.join(format!("{package}-for-tests"));
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", package, "--bin", package])
+    // A bench (target/release) measures the release build of the other binary too.
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "-p", package, "--bin", package]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build
         .env("CARGO_TARGET_DIR", &target)
         .current_dir(crate::repo_root())
         .status()
         .unwrap_or_else(|e| panic!("start cargo build: {e}"));
     assert!(status.success(), "building {package} failed");
-    let built = target.join("debug").join(package);
+    let built = target
+        .join(if release { "release" } else { "debug" })
+        .join(package);
     assert!(built.is_file(), "{} missing", built.display());
     built
 }

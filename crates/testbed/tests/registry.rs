@@ -360,3 +360,66 @@ async fn seeded_tags_are_served_like_pushed_ones() {
             .is_err()
     );
 }
+
+/// An aliased repository shares the seeded one's storage: the real registry lists the same
+/// tags under both names, resolves a seeded tag and serves its manifest through the alias.
+#[tokio::test(flavor = "multi_thread")]
+async fn aliased_repositories_serve_the_seeded_tags() {
+    let registry = Registry::start(RegistryOptions::anonymous().with_disk_storage())
+        .await
+        .unwrap();
+    let tags = tags();
+    let digest = registry.seed_tags("bench/app-0", &tags).await.unwrap();
+    registry
+        .alias_repository("bench/app-0", "bench/app-1")
+        .unwrap();
+    registry
+        .alias_repository("bench/app-0", "other/app-2")
+        .unwrap();
+
+    let expected: BTreeSet<String> = tags.iter().cloned().collect();
+    for alias in ["bench/app-1", "other/app-2"] {
+        let listed: BTreeSet<String> = registry
+            .list_tags(alias)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(listed, expected, "{alias}");
+        let seeded = &tags[TAG_COUNT - 1];
+        assert_eq!(
+            registry.manifest_digest(alias, seeded).await.unwrap(),
+            digest
+        );
+        let manifest = registry
+            .http_client()
+            .get(format!(
+                "{}/v2/{alias}/manifests/{seeded}",
+                registry.base_url()
+            ))
+            .header("accept", media_type::DOCKER_MANIFEST)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(manifest.status(), StatusCode::OK, "{alias}");
+    }
+
+    // Aliases need an existing repository, new valid names and on-disk storage.
+    assert!(registry.alias_repository("bench/none", "bench/x").is_err());
+    assert!(
+        registry
+            .alias_repository("bench/app-0", "bench/app-1")
+            .is_err()
+    );
+    assert!(
+        registry
+            .alias_repository("bench/app-0", "../escape")
+            .is_err()
+    );
+    let in_memory = Registry::start(RegistryOptions::anonymous()).await.unwrap();
+    assert!(
+        in_memory
+            .alias_repository("bench/app-0", "bench/x")
+            .is_err()
+    );
+}

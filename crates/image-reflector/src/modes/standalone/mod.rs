@@ -18,8 +18,10 @@
 //! `metadata.generation` is kept here: 1 when first read, incremented when the spec changes.
 
 mod snapshot;
+mod tracked;
 use snapshot::*;
 pub use snapshot::{Snapshot, load_manifests};
+use tracked::{Trackable, Tracked};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -30,8 +32,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use api_types::meta::{condition_type, find_condition};
 use api_types::{GROUP, ImagePolicy, ImageRepository};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::Resource;
-use kube::core::object::{HasSpec, HasStatus};
 use kube_support::manifests;
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -108,8 +108,8 @@ struct Engine {
     deps: Deps,
     objects: Objects,
     manifests: ManifestDir,
-    repositories: Schedule<Key, ImageRepository>,
-    policies: Schedule<Key, ImagePolicy>,
+    repositories: Schedule<Key, Tracked<ImageRepository>>,
+    policies: Schedule<Key, Tracked<ImagePolicy>>,
     backoff: Backoff<(Kind, Key)>,
     /// When each policy's selected tag last changed (for the stuck-policy metric).
     latest_changed: BTreeMap<Key, (String, f64)>,
@@ -129,58 +129,42 @@ impl fmt::Debug for Engine {
     }
 }
 
-/// The generation of an updated object, or `None` when it does not differ in what a
-/// reconcile reads (spec, labels, annotations). Only a spec change bumps the generation.
-fn changed_generation<S: PartialEq>(
-    old_meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    old_spec: &S,
-    new_meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    new_spec: &S,
-) -> Option<i64> {
-    let spec = old_spec != new_spec;
-    let meta = old_meta.annotations != new_meta.annotations || old_meta.labels != new_meta.labels;
-    if !spec && !meta {
-        return None;
-    }
-    let generation = old_meta.generation.unwrap_or(1);
-    Some(if spec { generation + 1 } else { generation })
+/// Whether `policy` refers to the repository `key`: [`crate::reconcile::repository_ref`]
+/// without its two allocations, as it runs for every policy after every scan.
+fn refers_to(policy: &ImagePolicy, key: &Key) -> bool {
+    let reference = &policy.spec.image_repository_ref;
+    let namespace = reference
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| namespace_of(&policy.metadata));
+    reference.name == key.1 && namespace == key.0
 }
 
 /// What [`merge_object`] did.
-enum Merged<'a, K> {
+enum Merged<'a, O: Trackable> {
     /// New, at generation 1 (the object as scheduled).
-    Added(&'a K),
+    Added(&'a Tracked<O>),
     /// Spec, labels or annotations changed: it runs again, with its status.
     Changed,
     Same,
 }
 
 /// Merges a re-read object into `schedule`: a new one starts at generation 1; a changed
-/// one keeps its status, takes its next generation ([`changed_generation`]) and is due now.
-fn merge_object<'s, K>(
-    schedule: &'s mut Schedule<Key, K>,
+/// one keeps its status, takes its next generation ([`Tracked::update`]) and is due now.
+fn merge_object<'s, O: Trackable>(
+    schedule: &'s mut Schedule<Key, Tracked<O>>,
     key: &Key,
-    obj: &K,
+    obj: &Arc<O>,
     now: Instant,
-) -> Merged<'s, K>
-where
-    K: Resource + HasSpec + HasStatus + Clone,
-    K::Spec: PartialEq,
-    K::Status: Clone,
-{
-    let mut obj = obj.clone();
+) -> Merged<'s, O> {
     let Some(old) = schedule.get_mut(key) else {
-        obj.meta_mut().generation = Some(1);
-        schedule.insert(key.clone(), obj, now);
+        schedule.insert(key.clone(), Tracked::new(obj.clone()), now);
         return schedule.get(key).map_or(Merged::Same, Merged::Added);
     };
-    let Some(generation) = changed_generation(old.meta(), old.spec(), obj.meta(), obj.spec())
-    else {
+    if !old.update(obj) {
         return Merged::Same;
-    };
-    obj.meta_mut().generation = Some(generation);
-    *obj.status_mut() = old.status().cloned();
-    *old = obj;
+    }
     schedule.trigger(key, now);
     Merged::Changed
 }
@@ -199,7 +183,7 @@ impl Engine {
         self.apply_policies(&snapshot, now);
         // A policy follows its repository's spec (its image, its accessFrom).
         self.policies.trigger_where(now, |key, policy| {
-            let follows = changed_repos.contains(&crate::reconcile::repository_ref(policy));
+            let follows = changed_repos.contains(&crate::reconcile::repository_ref(&policy.object));
             if follows {
                 tracing::debug!(
                     namespace = key.0,
@@ -228,7 +212,7 @@ impl Engine {
         }
         for (key, repo) in &snapshot.repositories {
             match merge_object(&mut self.repositories, key, repo, now) {
-                Merged::Added(repo) => self.state.upsert_repository(repository_info(repo)),
+                Merged::Added(repo) => self.state.upsert_repository(repository_info(&repo.full())),
                 Merged::Changed => self.backoff.reset(&(Kind::Repository, key.clone())),
                 Merged::Same => continue,
             }
@@ -251,7 +235,7 @@ impl Engine {
         }
         for (key, policy) in &snapshot.policies {
             match merge_object(&mut self.policies, key, policy, now) {
-                Merged::Added(policy) => self.state.upsert_policy(policy_info(policy)),
+                Merged::Added(policy) => self.state.upsert_policy(policy_info(&policy.full())),
                 Merged::Changed => self.backoff.reset(&(Kind::Policy, key.clone())),
                 Merged::Same => {}
             }
@@ -277,7 +261,7 @@ impl Engine {
             .policies
             .take_due(now, limit.saturating_sub(tasks.len()))
         {
-            let Some(policy) = self.policies.get(&key).cloned() else {
+            let Some(policy) = self.policies.get(&key).map(Tracked::full) else {
                 continue;
             };
             let deps = self.deps.clone();
@@ -289,7 +273,7 @@ impl Engine {
         }
         let room = limit.saturating_sub(tasks.len());
         for key in self.repositories.take_due(now, room) {
-            let Some(repo) = self.repositories.get(&key).cloned() else {
+            let Some(repo) = self.repositories.get(&key).map(Tracked::full) else {
                 continue;
             };
             let deps = self.deps.clone();
@@ -409,13 +393,12 @@ impl Engine {
             .map(|s| s.revision.clone());
         let revision_changed = outcome.revision().map(str::to_string) != old_revision;
         repo.status = Some(outcome.status);
-        self.state.upsert_repository(repository_info(repo));
+        self.state.upsert_repository(repository_info(&repo.full()));
         let now = Instant::now();
         self.repositories.finished(key, next, now);
         if revision_changed {
-            self.policies.trigger_where(now, |_, policy| {
-                crate::reconcile::repository_ref(policy) == *key
-            });
+            self.policies
+                .trigger_where(now, |_, policy| refers_to(&policy.object, key));
         }
     }
 
@@ -446,7 +429,7 @@ impl Engine {
             return;
         };
         policy.status = Some(outcome.status);
-        self.state.upsert_policy(policy_info(policy));
+        self.state.upsert_policy(policy_info(&policy.full()));
         self.policies.finished(key, next, Instant::now());
     }
 

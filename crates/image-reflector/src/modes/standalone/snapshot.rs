@@ -6,8 +6,9 @@ use super::*;
 /// One object read from a manifest file.
 #[derive(Debug, Clone)]
 pub(super) enum Object {
-    Repository(Box<ImageRepository>),
-    Policy(Box<ImagePolicy>),
+    // Shared with every snapshot (a snapshot clones the pointer, not the object).
+    Repository(Arc<ImageRepository>),
+    Policy(Arc<ImagePolicy>),
     Secret(Key, SecretData),
     ServiceAccount(Key, Vec<String>),
     Namespace(String, BTreeMap<String, String>),
@@ -16,8 +17,8 @@ pub(super) enum Object {
 /// Everything read from the directory.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    pub repositories: BTreeMap<Key, ImageRepository>,
-    pub policies: BTreeMap<Key, ImagePolicy>,
+    pub repositories: BTreeMap<Key, Arc<ImageRepository>>,
+    pub policies: BTreeMap<Key, Arc<ImagePolicy>>,
     pub secrets: BTreeMap<Key, SecretData>,
     pub service_accounts: BTreeMap<Key, Vec<String>>,
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
@@ -36,12 +37,12 @@ pub(super) fn parse_object(doc: Value) -> Result<Option<Object>, String> {
                 serde_json::from_value(doc).map_err(|e| e.to_string())?;
             // Status comes from our reconciles, never from a file.
             repo.status = None;
-            Object::Repository(Box::new(repo))
+            Object::Repository(Arc::new(repo))
         }
         (GROUP, _, POLICY) => {
             let mut policy: ImagePolicy = serde_json::from_value(doc).map_err(|e| e.to_string())?;
             policy.status = None;
-            Object::Policy(Box::new(policy))
+            Object::Policy(Arc::new(policy))
         }
         (_, "v1", "Secret") => {
             let secret = manifests::decode_secret(doc)?;
@@ -98,13 +99,13 @@ impl ManifestDir {
             {
                 let duplicate = match object.clone() {
                     Object::Repository(repo) => {
-                        match insert_selected(&selected, &mut snapshot.repositories, *repo) {
+                        match insert_selected(&selected, &mut snapshot.repositories, repo) {
                             Some(duplicate) => duplicate,
                             None => continue,
                         }
                     }
                     Object::Policy(policy) => {
-                        match insert_selected(&selected, &mut snapshot.policies, *policy) {
+                        match insert_selected(&selected, &mut snapshot.policies, policy) {
                             Some(duplicate) => duplicate,
                             None => continue,
                         }
@@ -178,7 +179,11 @@ impl ObjectSource for Objects {
         namespace: &'a str,
         name: &'a str,
     ) -> Lookup<'a, ImageRepository> {
-        let found = self.read(|s| s.repositories.get(&key(namespace, name)).cloned());
+        let found = self.read(|s| {
+            s.repositories
+                .get(&key(namespace, name))
+                .map(|r| ImageRepository::clone(r))
+        });
         Box::pin(async move { Ok(found) })
     }
 }
@@ -187,8 +192,8 @@ impl ObjectSource for Objects {
 /// with the same key)`, `None` when not selected.
 fn insert_selected<K: kube::Resource>(
     selected: &impl Fn(Option<&BTreeMap<String, String>>) -> bool,
-    objects: &mut BTreeMap<Key, K>,
-    obj: K,
+    objects: &mut BTreeMap<Key, Arc<K>>,
+    obj: Arc<K>,
 ) -> Option<bool> {
     if !selected(obj.meta().labels.as_ref()) {
         return None;

@@ -321,3 +321,42 @@ spec: {{image: {}/team/app, insecure: true, interval: 1h}}
     stop.send(()).unwrap();
     engine.await.unwrap().unwrap();
 }
+
+/// The allocation-free `refers_to` (run for every policy after every scan) agrees with
+/// `repository_ref` on an explicit, an empty and a missing reference namespace.
+#[test]
+fn refers_to_agrees_with_repository_ref() {
+    let policy = |namespace: Option<&str>, reference: &str| -> ImagePolicy {
+        let mut doc = serde_json::json!({
+            "apiVersion": "image.toolkit.fluxcd.io/v1beta2", "kind": "ImagePolicy",
+            "metadata": {"name": "p"},
+            "spec": {"imageRepositoryRef": serde_json::from_str::<Value>(reference).unwrap(),
+                     "policy": {"semver": {"range": ">=1.0.0"}}}
+        });
+        if let Some(namespace) = namespace {
+            doc["metadata"]["namespace"] = namespace.into();
+        }
+        serde_json::from_value(doc).unwrap()
+    };
+    let keys = [
+        key("apps", "r"),
+        key("other", "r"),
+        key("default", "r"),
+        key("apps", "s"),
+    ];
+    for policy in [
+        policy(Some("apps"), r#"{"name": "r"}"#),
+        policy(Some("apps"), r#"{"name": "r", "namespace": ""}"#),
+        policy(Some("apps"), r#"{"name": "r", "namespace": "other"}"#),
+        policy(None, r#"{"name": "r"}"#),
+    ] {
+        for k in &keys {
+            assert_eq!(
+                refers_to(&policy, k),
+                crate::reconcile::repository_ref(&policy) == *k,
+                "{k:?} {:?}",
+                policy.spec.image_repository_ref
+            );
+        }
+    }
+}
