@@ -14,7 +14,7 @@ use std::fmt;
 use std::time::Duration;
 
 use kube_support::gotk::{GotkMetrics, Series, exponential_buckets_range, remove_matching};
-use prometheus::{Encoder as _, HistogramVec, IntCounterVec};
+use prometheus::{HistogramVec, IntCounterVec};
 
 use crate::reconcile::RunReport;
 
@@ -181,12 +181,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every series.
     pub fn encode_text(&self) -> Result<String, prometheus::Error> {
-        let mut buffer = Vec::new();
-        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
-        let mut text =
-            String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
-        self.gotk.encode(&mut text);
-        Ok(text)
+        self.gotk.encode_after(&self.registry)
     }
 
     /// [`Metrics::encode_text`], empty on an (unexpected) encoding error, for `/metrics`.

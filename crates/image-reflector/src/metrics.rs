@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use kube_support::gotk::{GotkMetrics, Series, exponential_buckets_range};
 use kube_support::series::Family;
-use prometheus::{Encoder as _, IntCounterVec};
+use prometheus::IntCounterVec;
 
 /// What the registry client calls after every HTTP response: `(host, status code)`.
 pub use crate::registry::RequestObserver;
@@ -259,11 +259,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every series.
     pub fn encode_text(&self) -> Result<String, prometheus::Error> {
-        let mut buffer = Vec::new();
-        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
-        let mut text =
-            String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
-        self.gotk.encode(&mut text);
+        let mut text = self.gotk.encode_after(&self.registry)?;
         for family in self.objects.all() {
             family.encode(&mut text);
         }

@@ -164,6 +164,21 @@ const CONDITION_HELP: &str =
     "The current condition status of a GitOps Toolkit resource reconciliation.";
 
 impl GotkMetrics {
+    /// The text exposition of `registry`'s (process-wide) series followed by the `gotk_*`
+    /// ones: the start of both services' `/metrics`.
+    pub fn encode_after(&self, registry: &prometheus::Registry) -> Made<String> {
+        let mut buffer = Vec::new();
+        prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &registry.gather(),
+            &mut buffer,
+        )?;
+        let mut text =
+            String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        self.encode(&mut text);
+        Ok(text)
+    }
+
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {

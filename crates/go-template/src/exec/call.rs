@@ -184,12 +184,9 @@ impl<'a> State<'a> {
         match n {
             Arg::Dot(_) => return self.validate_type(dot.clone(), ty),
             Arg::Nil(_) => {
-                return match ty {
-                    Ty::Refl | Ty::Untyped => Ok(None),
-                    Ty::Any => Ok(Some(Cow::Owned(Value::Nil))),
-                    Ty::List => Ok(Some(Cow::Owned(Value::List(Vec::new())))),
-                    Ty::StrMap => Ok(Some(Cow::Owned(Value::Map(crate::Map::new())))),
-                    _ => self.errorf(format!("cannot assign nil to {}", ty.go_name())),
+                return match nil_value(ty) {
+                    Some(value) => Ok(value),
+                    None => self.errorf(format!("cannot assign nil to {}", ty.go_name())),
                 };
             }
             Arg::Field { idents, .. } => {
@@ -255,12 +252,9 @@ impl<'a> State<'a> {
 
     pub(super) fn validate_type(&mut self, v: Ev<'a>, ty: Ty) -> R<Ev<'a>> {
         let Some(v) = v else {
-            return match ty {
-                Ty::Untyped | Ty::Refl => Ok(None),
-                Ty::Any => Ok(Some(Cow::Owned(Value::Nil))),
-                Ty::List => Ok(Some(Cow::Owned(Value::List(Vec::new())))),
-                Ty::StrMap => Ok(Some(Cow::Owned(Value::Map(crate::Map::new())))),
-                _ => self.errorf(format!("invalid value; expected {}", ty.go_name())),
+            return match nil_value(ty) {
+                Some(value) => Ok(value),
+                None => self.errorf(format!("invalid value; expected {}", ty.go_name())),
             };
         };
         let ok = match ty {
@@ -286,5 +280,17 @@ impl<'a> State<'a> {
             "wrong type for value; expected {}; got {got}",
             ty.go_name()
         ))
+    }
+}
+
+/// What a nil (or missing) value becomes where a `ty` is expected, as Go's reflection has
+/// it; `None` when `ty` has no nil (the callers' errors differ).
+fn nil_value<'a>(ty: Ty) -> Option<Ev<'a>> {
+    match ty {
+        Ty::Refl | Ty::Untyped => Some(None),
+        Ty::Any => Some(Some(Cow::Owned(Value::Nil))),
+        Ty::List => Some(Some(Cow::Owned(Value::List(Vec::new())))),
+        Ty::StrMap => Some(Some(Cow::Owned(Value::Map(crate::Map::new())))),
+        _ => None,
     }
 }

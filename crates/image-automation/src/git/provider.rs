@@ -329,6 +329,18 @@ fn proxy_scrubber(proxy: Option<&ProxyAuth>) -> impl Fn(String) -> String + '_ {
     }
 }
 
+/// A provider's answer as the token caches keep it: with its expiry, or the error with the
+/// proxy credentials scrubbed.
+fn cacheable<T, E: std::fmt::Display>(
+    answer: Result<T, E>,
+    expires_at: impl Fn(&T) -> std::time::SystemTime,
+    scrub: &impl Fn(String) -> String,
+) -> Result<(T, std::time::SystemTime), GitError> {
+    let answer = answer.map_err(|e| GitError::ProviderCredentials(scrub(e.to_string())))?;
+    let expiry = expires_at(&answer);
+    Ok((answer, expiry))
+}
+
 fn http_client(proxy: Option<&ProxyAuth>, provider: &str) -> Result<HttpClient, GitError> {
     let proxy_url = match proxy {
         Some(proxy) => Some(
@@ -391,10 +403,8 @@ async fn azure_devops_credentials(
             );
             let token = client
                 .access_token(AZURE_DEVOPS_SCOPE, &azure_identity)
-                .await
-                .map_err(|e| GitError::ProviderCredentials(scrub(e.to_string())))?;
-            let expires_at = token.expires_at;
-            Ok::<_, GitError>((token, expires_at))
+                .await;
+            cacheable(token, |t| t.expires_at, &scrub)
         })
         .await?;
     context.record(event);
@@ -436,12 +446,8 @@ async fn github_credentials(
     let (login, event) = github_tokens()
         .get_or_fetch(cache_key, || async {
             let http = http_client(proxy, "github")?;
-            let login = GitHubClient::new(http)
-                .installation_token(config)
-                .await
-                .map_err(|e| GitError::ProviderCredentials(scrub(e.to_string())))?;
-            let expires_at = login.expires_at;
-            Ok::<_, GitError>((login, expires_at))
+            let login = GitHubClient::new(http).installation_token(config).await;
+            cacheable(login, |l| l.expires_at, &scrub)
         })
         .await?;
     context.record(event);

@@ -51,6 +51,7 @@ pub use info::{policy_info, readiness, repository_info};
 pub use kube_support::schedule::{Backoff, MAX_RETRY_DELAY, MIN_RETRY_DELAY};
 pub use policy::{
     PolicyOutcome, PolicyReconcileError, ready_message, reconcile_policy, repository_ref,
+    repository_ref_str,
 };
 pub use registry::{RegistryPool, RequestObserver};
 pub use repository::{

@@ -122,13 +122,20 @@ impl PolicyOutcome {
 
 /// The repository `(namespace, name)` a policy refers to.
 pub fn repository_ref(policy: &ImagePolicy) -> (String, String) {
+    let (namespace, name) = repository_ref_str(policy);
+    (namespace.to_string(), name.to_string())
+}
+
+/// [`repository_ref`] borrowed from the policy (no allocation: the standalone engine asks
+/// it of every policy after every scan).
+pub fn repository_ref_str(policy: &ImagePolicy) -> (&str, &str) {
     let r = &policy.spec.image_repository_ref;
     let namespace = r
         .namespace
         .as_deref()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| namespace_of(&policy.metadata));
-    (namespace.to_string(), r.name.clone())
+    (namespace, r.name.as_str())
 }
 
 /// Flux's Ready message: `Latest image tag for <name> resolved to <tag>[ with digest <d>]`

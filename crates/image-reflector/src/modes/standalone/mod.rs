@@ -129,16 +129,10 @@ impl fmt::Debug for Engine {
     }
 }
 
-/// Whether `policy` refers to the repository `key`: [`crate::reconcile::repository_ref`]
-/// without its two allocations, as it runs for every policy after every scan.
+/// Whether `policy` refers to the repository `key` (without allocating: it runs for every
+/// policy after every scan).
 fn refers_to(policy: &ImagePolicy, key: &Key) -> bool {
-    let reference = &policy.spec.image_repository_ref;
-    let namespace = reference
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| namespace_of(&policy.metadata));
-    reference.name == key.1 && namespace == key.0
+    crate::reconcile::repository_ref_str(policy) == (key.0.as_str(), key.1.as_str())
 }
 
 /// What [`merge_object`] did.

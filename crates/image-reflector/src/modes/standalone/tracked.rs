@@ -18,37 +18,29 @@ pub(super) trait Trackable: Clone {
     fn set_status(&mut self, status: Option<Self::Status>);
 }
 
-impl Trackable for ImageRepository {
-    type Status = ImageRepositoryStatus;
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn same_spec(&self, other: &Self) -> bool {
-        self.spec == other.spec
-    }
-    fn set_generation(&mut self, generation: i64) {
-        self.metadata.generation = Some(generation);
-    }
-    fn set_status(&mut self, status: Option<Self::Status>) {
-        self.status = status;
-    }
+/// The same four accessors for both kinds (their fields have the same names).
+macro_rules! trackable {
+    ($kind:ty, $status:ty) => {
+        impl Trackable for $kind {
+            type Status = $status;
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn same_spec(&self, other: &Self) -> bool {
+                self.spec == other.spec
+            }
+            fn set_generation(&mut self, generation: i64) {
+                self.metadata.generation = Some(generation);
+            }
+            fn set_status(&mut self, status: Option<Self::Status>) {
+                self.status = status;
+            }
+        }
+    };
 }
 
-impl Trackable for ImagePolicy {
-    type Status = ImagePolicyStatus;
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn same_spec(&self, other: &Self) -> bool {
-        self.spec == other.spec
-    }
-    fn set_generation(&mut self, generation: i64) {
-        self.metadata.generation = Some(generation);
-    }
-    fn set_status(&mut self, status: Option<Self::Status>) {
-        self.status = status;
-    }
-}
+trackable!(ImageRepository, ImageRepositoryStatus);
+trackable!(ImagePolicy, ImagePolicyStatus);
 
 #[derive(Debug)]
 pub(super) struct Tracked<O: Trackable> {
