@@ -612,7 +612,9 @@ do_install() {
   install_helm_venv
   # moto[server] (PyPI), the AWS emulator of the cloud-identity tests, in its own venv.
   bash "$(dirname "${BASH_SOURCE[0]}")/moto.sh" || die "e2e/moto.sh failed"
-  bash "$DOCKER_ENGINE" start
+  # 9>&-: dockerd outlives this script and must not inherit the lock's descriptor (it held
+  # the lock for as long as it ran, and every later setup waited for it).
+  bash "$DOCKER_ENGINE" start 9>&-
   # The real node (make e2e-cluster) is a layer of its own: make test does not need it.
   if [[ $LAYER == cluster ]]; then
     install_node_packages
